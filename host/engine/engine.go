@@ -1,0 +1,75 @@
+// Package engine defines how the host runs a language model. Implementations
+// live in sub-packages: llamacpp (llama.cpp embedded in the process) and,
+// later, openai (OpenAI-compatible servers).
+package engine
+
+import (
+	"context"
+	"errors"
+)
+
+// Message is one chat turn given to a model.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// Params are sampling settings. Temperature 0 means greedy decoding.
+type Params struct {
+	MaxTokens     int      `json:"max_tokens"`
+	Temperature   float32  `json:"temperature"`
+	TopP          float32  `json:"top_p"`
+	TopK          int      `json:"top_k"`
+	RepeatPenalty float32  `json:"repeat_penalty"`
+	Stop          []string `json:"stop,omitempty"`
+	Seed          uint32   `json:"seed"`
+}
+
+// Request is one generation. Exactly one of Messages (the model's chat
+// template is applied) or Prompt (raw text, no template) is set.
+type Request struct {
+	Messages []Message
+	Prompt   string
+	Params   Params
+}
+
+// Finish reasons reported in Result.FinishReason.
+const (
+	FinishStop   = "stop"   // end-of-generation token or a stop string
+	FinishLength = "length" // MaxTokens reached, or the context is full
+)
+
+// Result is the outcome of one generation.
+type Result struct {
+	Text         string `json:"text"`
+	Model        string `json:"model"`
+	TokensIn     int    `json:"tokens_in"`
+	TokensOut    int    `json:"tokens_out"`
+	FinishReason string `json:"finish_reason"`
+}
+
+// TokenFunc receives generated text as it is produced. Returning an error
+// stops the generation and Generate returns that error.
+type TokenFunc func(piece string) error
+
+// Engine runs one loaded model. Implementations are safe for concurrent use.
+type Engine interface {
+	// Model names the model this engine runs.
+	Model() string
+	// Generate runs req; when onToken is not nil it receives the text as it
+	// is produced (stop strings already removed). It honours ctx.
+	Generate(ctx context.Context, req Request, onToken TokenFunc) (Result, error)
+	// Embed returns one vector per input.
+	Embed(ctx context.Context, inputs []string) ([][]float32, error)
+	// CountTokens returns how many tokens text has in this model's vocabulary.
+	CountTokens(ctx context.Context, text string) (int, error)
+	// Close frees the model. Calls after Close fail with ErrClosed.
+	Close() error
+}
+
+// ErrClosed is returned by an Engine used after Close.
+var ErrClosed = errors.New("engine: closed")
+
+// ErrNotSupported is returned by an Engine asked for something its model
+// cannot do (for example Embed on a model without embeddings).
+var ErrNotSupported = errors.New("engine: not supported")

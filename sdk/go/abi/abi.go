@@ -1,0 +1,197 @@
+// Package abi holds the JSON shapes of the MDSA plugin contract, ABI v1.
+//
+// The same types are used on both sides of the sandbox: plugins built with
+// sdk/go encode them, and the host decodes and checks them. The package has
+// no dependencies beyond the standard library and builds for every GOOS,
+// wasip1 included. sdk/ABI.md is the normative description; this package is
+// its Go rendering.
+package abi
+
+// Version is the plugin ABI version this package describes.
+const Version = 1
+
+// Names of the functions a plugin exports.
+const (
+	ExportDescribe = "describe"
+	ExportPrompt   = "prompt"
+	ExportValidate = "validate"
+	ExportHandle   = "handle"
+)
+
+// HostModule is the Wasm import module that holds the MDSA host functions.
+const HostModule = "extism:host/user"
+
+// Names of the host functions a plugin may import from HostModule.
+const (
+	HostGenerate    = "mdsa_generate"
+	HostEmbed       = "mdsa_embed"
+	HostCountTokens = "mdsa_count_tokens"
+)
+
+// Capabilities a plugin may declare in its Manifest. A host function refuses
+// calls from a plugin that did not declare the matching capability.
+const (
+	CapGenerate    = "generate"
+	CapEmbed       = "embed"
+	CapCountTokens = "count_tokens"
+)
+
+// Model tiers a plugin may ask for.
+const (
+	TierDomain   = "domain"
+	TierReasoner = "reasoner"
+)
+
+// Manifest is what the describe export returns.
+type Manifest struct {
+	ABI          int        `json:"abi"`
+	Name         string     `json:"name"`
+	Version      string     `json:"version"`
+	Description  string     `json:"description,omitempty"`
+	Keywords     []string   `json:"keywords"`
+	Examples     []string   `json:"examples"`
+	Model        ModelPref  `json:"model"`
+	Generation   Generation `json:"generation"`
+	Capabilities []string   `json:"capabilities"`
+}
+
+// ModelPref says which model the plugin wants the host to run for it.
+type ModelPref struct {
+	Tier       string   `json:"tier,omitempty"`
+	Prefer     []string `json:"prefer,omitempty"`
+	MinContext int      `json:"min_context,omitempty"`
+}
+
+// Generation holds sampling settings. Zero values mean "not set": the host
+// fills them from the plugin's defaults, then from its own.
+type Generation struct {
+	MaxTokens     int      `json:"max_tokens,omitempty"`
+	Temperature   *float32 `json:"temperature,omitempty"`
+	TopP          *float32 `json:"top_p,omitempty"`
+	TopK          int      `json:"top_k,omitempty"`
+	RepeatPenalty *float32 `json:"repeat_penalty,omitempty"`
+	Stop          []string `json:"stop,omitempty"`
+	Seed          *uint32  `json:"seed,omitempty"`
+}
+
+// Message is one chat turn.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// Chat roles.
+const (
+	RoleSystem    = "system"
+	RoleUser      = "user"
+	RoleAssistant = "assistant"
+)
+
+// PromptRequest is the input of the prompt export (and of handle).
+type PromptRequest struct {
+	Query   string            `json:"query"`
+	History []Message         `json:"history,omitempty"`
+	Context map[string]string `json:"context,omitempty"`
+}
+
+// PromptResponse is the output of the prompt export.
+type PromptResponse struct {
+	Messages   []Message  `json:"messages"`
+	Generation Generation `json:"generation"`
+}
+
+// ValidateRequest is the input of the validate export.
+type ValidateRequest struct {
+	Query    string `json:"query"`
+	Response string `json:"response"`
+	Domain   string `json:"domain"`
+}
+
+// Severity levels of a validation issue.
+const (
+	SeverityInfo    = "info"
+	SeverityWarning = "warning"
+	SeverityError   = "error"
+)
+
+// Issue is one finding of a validator.
+type Issue struct {
+	Code     string `json:"code"`
+	Severity string `json:"severity"`
+	Message  string `json:"message"`
+}
+
+// Validation is the output of the validate export. Response, when set,
+// replaces the model's answer (for example with a disclaimer added).
+type Validation struct {
+	OK       bool    `json:"ok"`
+	Score    float64 `json:"score"`
+	Issues   []Issue `json:"issues"`
+	Response *string `json:"response,omitempty"`
+}
+
+// HandleResponse is the output of the optional handle export.
+type HandleResponse struct {
+	Response   string     `json:"response"`
+	Validation Validation `json:"validation"`
+}
+
+// GenerateRequest is the input of the mdsa_generate host function. Either
+// Messages (chat, the model's template is applied) or Prompt (raw text) is set.
+type GenerateRequest struct {
+	Messages []Message `json:"messages,omitempty"`
+	Prompt   string    `json:"prompt,omitempty"`
+	Generation
+}
+
+// GenerateResponse is the output of mdsa_generate.
+type GenerateResponse struct {
+	Text         string `json:"text"`
+	Model        string `json:"model"`
+	TokensIn     int    `json:"tokens_in"`
+	TokensOut    int    `json:"tokens_out"`
+	FinishReason string `json:"finish_reason"`
+}
+
+// EmbedRequest is the input of mdsa_embed.
+type EmbedRequest struct {
+	Input []string `json:"input"`
+}
+
+// EmbedResponse is the output of mdsa_embed.
+type EmbedResponse struct {
+	Model   string      `json:"model"`
+	Vectors [][]float32 `json:"vectors"`
+}
+
+// CountTokensRequest is the input of mdsa_count_tokens.
+type CountTokensRequest struct {
+	Text string `json:"text"`
+}
+
+// CountTokensResponse is the output of mdsa_count_tokens.
+type CountTokensResponse struct {
+	Count int `json:"count"`
+}
+
+// HostError is what a host function returns instead of its normal output
+// when it refuses or fails a call: {"error":{"code":..., "message":...}}.
+type HostError struct {
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody carries a machine-readable code and a human message.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error codes a host function may return.
+const (
+	ErrCapability  = "capability_denied" // the capability was not declared
+	ErrModelDenied = "model_denied"      // the tenant may not use the model
+	ErrBudget      = "budget_exceeded"   // token or host-call cap reached
+	ErrBadRequest  = "bad_request"       // the input JSON is malformed
+	ErrEngine      = "engine_error"      // inference failed
+	ErrUnavailable = "unavailable"       // no engine/model for this call
+)
