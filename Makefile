@@ -1,0 +1,57 @@
+# MDSA: multi-domain small-language-model orchestration.
+# `make setup && make run` for the demo, `make test` for the tests.
+
+GO        ?= go
+BIN       := bin/mdsa
+PLUGINS   := finance medical support technical
+WASMS     := $(foreach p,$(PLUGINS),plugins/$(p)/$(p).wasm)
+MODEL     ?= models/qwen2.5-0.5b-instruct-q4_k_m.gguf
+SYNTH     := models/synthetic.gguf
+BENCHTIME ?= 1x
+
+.PHONY: all setup plugins build test run bench clean
+
+all: build plugins
+
+## setup: download Go modules and the llama.cpp runtime libraries (project-local, no root)
+setup:
+	$(GO) mod download
+	./scripts/setup-llama.sh .deps/llama
+
+## plugins: build the four domain plugins to WebAssembly
+plugins: $(WASMS)
+
+plugins/%.wasm: $(shell find plugins sdk -name '*.go' 2>/dev/null) go.mod
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags=-s -o $@ ./$(dir $@)
+
+## build: the mdsa CLI
+build:
+	$(GO) build -o $(BIN) ./cmd/mdsa
+
+## test: vet and race-enabled tests of every package
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+## run: answer four demo queries, one per domain plugin
+run: build plugins
+	@if [ -f "$(MODEL)" ]; then \
+		echo "Using model $(MODEL)"; model="$(MODEL)"; \
+	else \
+		echo "NOTE: $(MODEL) is not here (model downloads arrive with 'mdsa models pull')."; \
+		echo "NOTE: using a tiny SYNTHETIC model instead: its answers are fixed, meaningless text."; \
+		[ -f "$(SYNTH)" ] || $(BIN) models synth $(SYNTH); model="$(SYNTH)"; \
+	fi; \
+	for q in "What is a good way to diversify my retirement portfolio?" \
+	         "I have had a headache and a mild fever for two days, what should I do?" \
+	         "I was charged twice for my order, can I get a refund?" \
+	         "How do I fix a segmentation fault in my C program?"; do \
+		echo; echo "> $$q"; $(BIN) ask --model-file "$$model" "$$q" || exit 1; \
+	done
+
+## bench: Go benchmarks of plugin overhead and end-to-end generation
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./host/...
+
+clean:
+	rm -rf bin .cache $(WASMS)

@@ -1,0 +1,339 @@
+// Package config is the mdsa.toml schema: types, defaults, loading with
+// environment overrides, and validation whose errors name the file, the line
+// and the key at fault.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole of mdsa.toml.
+type Config struct {
+	Host    Host             `toml:"host"`
+	Engine  Engine           `toml:"engine"`
+	Router  Router           `toml:"router"`
+	Plugins Plugins          `toml:"plugins"`
+	Models  map[string]Model `toml:"models"`
+
+	// File is the path the configuration was read from ("" when built in code).
+	File string `toml:"-"`
+	// dir is the directory relative paths are resolved against.
+	dir string
+}
+
+// Host holds process-wide settings.
+type Host struct {
+	// PluginsDir holds the domain plugins: NAME.wasm or NAME/NAME.wasm.
+	PluginsDir string `toml:"plugins_dir"`
+	// ModelsDir is where model files live and downloads go.
+	ModelsDir string `toml:"models_dir"`
+	// CacheDir holds the compiled-plugin cache; empty disables the disk cache.
+	CacheDir string `toml:"cache_dir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `toml:"log_level"`
+}
+
+// Engine selects and tunes the inference engine.
+type Engine struct {
+	// Kind is the engine implementation; "llamacpp" is the only one so far.
+	Kind string `toml:"kind"`
+	// Model names the catalog entry ([models.NAME]) that serves the domain tier.
+	Model string `toml:"model"`
+	// Quant picks the variant of Model; empty means the first listed.
+	Quant string `toml:"quant"`
+	// LibDir holds the llama.cpp shared libraries (env MDSA_LLAMA_LIB).
+	LibDir string `toml:"lib_dir"`
+	// Threads used for decoding; 0 = number of CPUs.
+	Threads int `toml:"threads"`
+	// ContextSize is the context length per sequence, in tokens.
+	ContextSize int `toml:"context_size"`
+	// Parallel is how many generations run at once.
+	Parallel int `toml:"parallel"`
+	// GPULayers offloads that many layers to a GPU (0 = CPU only).
+	GPULayers int `toml:"gpu_layers"`
+	// MaxTokens caps a completion when the plugin sets no smaller limit.
+	MaxTokens int `toml:"max_tokens"`
+}
+
+// Router tunes domain routing.
+type Router struct {
+	// Threshold is the confidence under which a query is out of scope.
+	Threshold float64 `toml:"threshold"`
+	// OutOfScopeMessage is the answer given to out-of-scope queries.
+	OutOfScopeMessage string `toml:"out_of_scope_message"`
+}
+
+// Plugins sets the sandbox limits applied to every plugin.
+type Plugins struct {
+	// Timeout bounds one call into a plugin.
+	Timeout Duration `toml:"timeout"`
+	// MemoryMB caps a plugin instance's linear memory.
+	MemoryMB int `toml:"memory_mb"`
+	// MaxOutputBytes caps what one plugin call may return.
+	MaxOutputBytes int `toml:"max_output_bytes"`
+	// MaxHostCalls caps host-function calls within one plugin call.
+	MaxHostCalls int `toml:"max_host_calls"`
+	// MaxTokens caps tokens generated through host calls within one plugin call.
+	MaxTokens int `toml:"max_tokens"`
+	// PoolSize is the most instances one plugin may have; 0 = number of CPUs.
+	PoolSize int `toml:"pool_size"`
+}
+
+// Model is one catalog entry.
+type Model struct {
+	// Tier is router, reasoner or domain.
+	Tier string `toml:"tier"`
+	// ContextLength is the model's trained context length.
+	ContextLength int `toml:"context_length"`
+	// Description says what the model is.
+	Description string `toml:"description"`
+	// Variants maps a quantization name (Q4_K_M, Q8_0 ...) to where to get it.
+	Variants map[string]Variant `toml:"variants"`
+}
+
+// Variant is one quantization of a model.
+type Variant struct {
+	// Repo is the Hugging Face repository, e.g. Qwen/Qwen2.5-0.5B-Instruct-GGUF.
+	Repo string `toml:"repo"`
+	// File is the file name inside Repo, and the name it gets in ModelsDir.
+	File string `toml:"file"`
+	// URL overrides the download address derived from Repo and File.
+	URL string `toml:"url"`
+	// Path is a local file; relative paths are resolved against ModelsDir.
+	Path string `toml:"path"`
+	// SHA256 of the file; empty means record it at first download.
+	SHA256 string `toml:"sha256"`
+	// Size in bytes, when known.
+	Size int64 `toml:"size"`
+}
+
+// Duration is a time.Duration written as a string ("5s", "250ms") in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (want e.g. \"5s\" or \"250ms\"): %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Default returns the configuration used when no file is given.
+func Default() Config {
+	return Config{
+		Host: Host{
+			PluginsDir: "plugins",
+			ModelsDir:  "models",
+			CacheDir:   ".cache/mdsa",
+			LogLevel:   "warn",
+		},
+		Engine: Engine{
+			Kind:        "llamacpp",
+			LibDir:      ".deps/llama",
+			ContextSize: 2048,
+			Parallel:    2,
+			MaxTokens:   256,
+		},
+		Router: Router{
+			Threshold:         0.2,
+			OutOfScopeMessage: "Sorry, that question is outside the domains I can help with.",
+		},
+		Plugins: Plugins{
+			Timeout:        Duration{5 * time.Second},
+			MemoryMB:       64,
+			MaxOutputBytes: 1 << 20,
+			MaxHostCalls:   8,
+			MaxTokens:      4096,
+		},
+	}
+}
+
+// Error is a configuration problem located in a file.
+type Error struct {
+	File string // the configuration file
+	Line int    // 1-based; 0 when unknown
+	Key  string // dotted key, e.g. engine.parallel; "" for syntax errors
+	Msg  string
+	Err  error // underlying error, if any
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":")
+		b.WriteString(strconv.Itoa(e.Line))
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString("key ")
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+var tomlLineRE = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+
+// Load reads path, applies environment overrides (see ApplyEnv) and
+// validates the result.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(path, data)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := cfg.ApplyEnv(os.LookupEnv); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Parse decodes and validates data, read from file (used in messages and to
+// resolve relative paths). Fields absent from data keep their defaults.
+func Parse(file string, data []byte) (Config, error) {
+	cfg := Default()
+	cfg.File = file
+	cfg.dir = filepath.Dir(file)
+	md, err := toml.Decode(string(data), &cfg)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return Config{}, &Error{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message, Err: err}
+		}
+		e := &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "toml: "), Err: err}
+		// Type mismatches arrive as plain errors: `toml: line N (last key "k"): msg`.
+		if m := tomlLineRE.FindStringSubmatch(err.Error()); m != nil {
+			e.Line, _ = strconv.Atoi(m[1])
+			e.Key, e.Msg = m[2], m[3]
+		}
+		return Config{}, e
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0]
+		return Config{}, &Error{File: file, Line: keyLine(data, k), Key: k.String(),
+			Msg: "unknown key (check the spelling; see the default mdsa.toml for every key)"}
+	}
+	if err := cfg.validate(data); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// ApplyEnv overrides settings from environment variables:
+// MDSA_LLAMA_LIB (engine.lib_dir), MDSA_PLUGINS_DIR, MDSA_MODELS_DIR,
+// MDSA_CACHE_DIR, MDSA_LOG_LEVEL, MDSA_MODEL (engine.model), MDSA_THREADS.
+func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
+	str := map[string]*string{
+		"MDSA_LLAMA_LIB":   &c.Engine.LibDir,
+		"MDSA_PLUGINS_DIR": &c.Host.PluginsDir,
+		"MDSA_MODELS_DIR":  &c.Host.ModelsDir,
+		"MDSA_CACHE_DIR":   &c.Host.CacheDir,
+		"MDSA_LOG_LEVEL":   &c.Host.LogLevel,
+		"MDSA_MODEL":       &c.Engine.Model,
+	}
+	for name, dst := range str {
+		if v, ok := lookup(name); ok {
+			*dst = v
+		}
+	}
+	if v, ok := lookup("MDSA_THREADS"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("config: environment variable MDSA_THREADS=%q: want a whole number >= 0", v)
+		}
+		c.Engine.Threads = n
+	}
+	return c.validate(nil)
+}
+
+// Resolve makes p absolute against the configuration file's directory.
+// Absolute paths and "" are returned unchanged.
+func (c Config) Resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// SetDir sets the directory relative paths resolve against, for
+// configurations built in code.
+func (c *Config) SetDir(dir string) { c.dir = dir }
+
+// EffectiveThreads is Engine.Threads, or the CPU count when that is 0.
+func (c Config) EffectiveThreads() int {
+	if c.Engine.Threads > 0 {
+		return c.Engine.Threads
+	}
+	return runtime.NumCPU()
+}
+
+// ModelPath returns the local file of the engine's model variant, resolved
+// against ModelsDir, and the catalog entry name and quant it came from.
+func (c Config) ModelPath() (path, name, quant string, err error) {
+	name = c.Engine.Model
+	m, ok := c.Models[name]
+	if !ok {
+		return "", name, "", fmt.Errorf("config %s: engine.model %q is not in the [models] catalog", c.File, name)
+	}
+	quant, v, err := m.Variant(c.Engine.Quant)
+	if err != nil {
+		return "", name, "", fmt.Errorf("config %s: models.%s: %w", c.File, name, err)
+	}
+	p := v.Path
+	if p == "" {
+		p = v.File
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(c.Resolve(c.Host.ModelsDir), p)
+	}
+	return p, name, quant, nil
+}
+
+// Variant returns the named quantization, or the only/first one (by name)
+// when quant is empty.
+func (m Model) Variant(quant string) (string, Variant, error) {
+	if quant != "" {
+		v, ok := m.Variants[quant]
+		if !ok {
+			return "", Variant{}, fmt.Errorf("no variant %q (have %s)", quant, strings.Join(m.variantNames(), ", "))
+		}
+		return quant, v, nil
+	}
+	names := m.variantNames()
+	if len(names) == 0 {
+		return "", Variant{}, errors.New("no variants")
+	}
+	return names[0], m.Variants[names[0]], nil
+}
+
+func (m Model) variantNames() []string {
+	names := make([]string, 0, len(m.Variants))
+	for n := range m.Variants {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}

@@ -1,0 +1,133 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestShippedConfigLoads(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "mdsa.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Engine.Model != "qwen2.5-0.5b-instruct" || cfg.Engine.Quant != "Q4_K_M" {
+		t.Fatalf("engine model = %q %q", cfg.Engine.Model, cfg.Engine.Quant)
+	}
+	v := cfg.Models["qwen2.5-0.5b-instruct"].Variants["Q4_K_M"]
+	if v.Repo == "" || v.File == "" {
+		t.Fatalf("domain model variant lacks repo/file: %+v", v)
+	}
+	p, name, quant, err := cfg.ModelPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != "qwen2.5-0.5b-instruct" || quant != "Q4_K_M" || !strings.HasSuffix(p, filepath.Join("models", v.File)) {
+		t.Fatalf("ModelPath = %q %q %q", p, name, quant)
+	}
+	if cfg.Plugins.Timeout.Duration != 5*time.Second {
+		t.Fatalf("timeout = %v", cfg.Plugins.Timeout)
+	}
+}
+
+func TestDefaultsKeptForAbsentKeys(t *testing.T) {
+	cfg, err := Parse("x.toml", []byte("[engine]\nparallel = 4\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Engine.Parallel != 4 || cfg.Engine.ContextSize != Default().Engine.ContextSize {
+		t.Fatalf("got %+v", cfg.Engine)
+	}
+}
+
+func TestErrorsNameFileLineKey(t *testing.T) {
+	cases := []struct {
+		name, toml string
+		line       int
+		key, msg   string
+	}{
+		{"syntax", "[host]\nplugins_dir = \n", 2, "", ""},
+		{"unknown key", "[host]\nplugins_dir = \"p\"\n\n[engine]\nthreadz = 3\n", 5, "engine.threadz", "unknown key"},
+		{"wrong type", "[engine]\nparallel = \"two\"\n", 2, "engine.parallel", "incompatible types"},
+		{"range", "[router]\n# c\nthreshold = 1.5\n", 3, "router.threshold", "out of range"},
+		{"bad duration", "[plugins]\ntimeout = \"soon\"\n", 2, "", "duration"},
+		{"bad tier", "[models.m]\ntier = \"huge\"\n[models.m.variants.Q4_0]\npath = \"m.gguf\"\n", 2, "models.m.tier", "tier"},
+		{"no variants", "[models.m]\ntier = \"domain\"\n", 1, "models.m", "variants"},
+		{"bad sha", "[models.m]\ntier = \"domain\"\n[models.m.variants.Q4_0]\npath = \"m.gguf\"\nsha256 = \"abc\"\n", 5, "models.m.variants.Q4_0.sha256", "hex"},
+		{"unknown model", "[engine]\nmodel = \"nope\"\n", 2, "engine.model", "not in the catalog"},
+		{"bad level", "[host]\nlog_level = \"loud\"\n", 2, "host.log_level", "log level"},
+		{"quoted name", "[models.\"a.b\"]\ntier = \"x\"\n[models.\"a.b\".variants.Q]\npath = \"p\"\n", 2, "models.a.b.tier", "tier"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("conf/mdsa.toml", []byte(c.toml))
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("want *Error, got %v", err)
+			}
+			if ce.File != "conf/mdsa.toml" || ce.Line != c.line || (c.key != "" && ce.Key != c.key) {
+				t.Fatalf("got file=%q line=%d key=%q (%v); want line %d key %q", ce.File, ce.Line, ce.Key, err, c.line, c.key)
+			}
+			if !strings.Contains(err.Error(), "conf/mdsa.toml:") || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("message %q lacks location or %q", err, c.msg)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "none.toml"))
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "none.toml") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	cfg := Default()
+	env := map[string]string{"MDSA_LLAMA_LIB": "/opt/llama", "MDSA_THREADS": "3"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	if err := cfg.ApplyEnv(lookup); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Engine.LibDir != "/opt/llama" || cfg.Engine.Threads != 3 || cfg.EffectiveThreads() != 3 {
+		t.Fatalf("got %+v", cfg.Engine)
+	}
+	env["MDSA_THREADS"] = "many"
+	if err := cfg.ApplyEnv(lookup); err == nil || !strings.Contains(err.Error(), "MDSA_THREADS") {
+		t.Fatalf("bad MDSA_THREADS accepted: %v", err)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	cfg, err := Parse("/etc/mdsa/mdsa.toml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Resolve("plugins"); got != "/etc/mdsa/plugins" {
+		t.Fatalf("Resolve = %q", got)
+	}
+	if got := cfg.Resolve("/abs"); got != "/abs" {
+		t.Fatalf("Resolve abs = %q", got)
+	}
+}
+
+// FuzzParse: any bytes give a config or an *Error, never a panic.
+func FuzzParse(f *testing.F) {
+	seed, _ := os.ReadFile(filepath.Join("..", "..", "mdsa.toml"))
+	f.Add(seed)
+	f.Add([]byte("[engine]\nparallel = 0\n"))
+	f.Add([]byte("[models.\"a\"]\ntier=\"domain\"\n[models.a.variants.Q]\nfile=\"x\"\n"))
+	f.Add([]byte("\xff\xfe[[x]]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, err := Parse("f.toml", data)
+		if err != nil {
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,176 @@
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+var (
+	modelNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	sha256RE    = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// validate checks every field; data, when not nil, is the TOML text used to
+// find the line of the offending key.
+func (c *Config) validate(data []byte) error {
+	fail := func(msg string, key ...string) error {
+		return &Error{File: c.File, Line: keyLine(data, toml.Key(key)), Key: strings.Join(key, "."), Msg: msg}
+	}
+	if c.File == "" {
+		c.File = "<built-in config>"
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.Host.LogLevel)); err != nil {
+		return fail(fmt.Sprintf("log level %q: want debug, info, warn or error", c.Host.LogLevel), "host", "log_level")
+	}
+	if c.Host.PluginsDir == "" {
+		return fail("must not be empty", "host", "plugins_dir")
+	}
+	if c.Engine.Kind != "llamacpp" {
+		return fail(fmt.Sprintf("engine %q is not supported (supported: llamacpp)", c.Engine.Kind), "engine", "kind")
+	}
+	ints := []struct {
+		v    int
+		min  int
+		max  int
+		path []string
+	}{
+		{c.Engine.Threads, 0, 1024, []string{"engine", "threads"}},
+		{c.Engine.ContextSize, 64, 1 << 20, []string{"engine", "context_size"}},
+		{c.Engine.Parallel, 1, 256, []string{"engine", "parallel"}},
+		{c.Engine.GPULayers, -1, 100000, []string{"engine", "gpu_layers"}},
+		{c.Engine.MaxTokens, 1, 1 << 20, []string{"engine", "max_tokens"}},
+		{c.Plugins.MemoryMB, 1, 4096, []string{"plugins", "memory_mb"}},
+		{c.Plugins.MaxOutputBytes, 1024, 64 << 20, []string{"plugins", "max_output_bytes"}},
+		{c.Plugins.MaxHostCalls, 0, 10000, []string{"plugins", "max_host_calls"}},
+		{c.Plugins.MaxTokens, 0, 1 << 24, []string{"plugins", "max_tokens"}},
+		{c.Plugins.PoolSize, 0, 1024, []string{"plugins", "pool_size"}},
+	}
+	for _, f := range ints {
+		if f.v < f.min || f.v > f.max {
+			return fail(fmt.Sprintf("%d is out of range [%d, %d]", f.v, f.min, f.max), f.path...)
+		}
+	}
+	if t := c.Router.Threshold; t < 0 || t > 1 {
+		return fail(fmt.Sprintf("%g is out of range [0, 1]", t), "router", "threshold")
+	}
+	if d := c.Plugins.Timeout.Duration; d <= 0 {
+		return fail(fmt.Sprintf("%s must be positive", d), "plugins", "timeout")
+	}
+	names := make([]string, 0, len(c.Models))
+	for n := range c.Models {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		m := c.Models[name]
+		if !modelNameRE.MatchString(name) {
+			return fail("model names use letters, digits, '.', '_' and '-'", "models", name)
+		}
+		switch m.Tier {
+		case "router", "reasoner", "domain":
+		default:
+			return fail(fmt.Sprintf("tier %q: want router, reasoner or domain", m.Tier), "models", name, "tier")
+		}
+		if m.ContextLength < 0 {
+			return fail("must not be negative", "models", name, "context_length")
+		}
+		if len(m.Variants) == 0 {
+			return fail("a model needs at least one [models.NAME.variants.QUANT] table", "models", name)
+		}
+		for _, q := range m.variantNames() {
+			v := m.Variants[q]
+			if v.Path == "" && v.File == "" {
+				return fail("set file (with repo or url) or path", "models", name, "variants", q)
+			}
+			if v.SHA256 != "" && !sha256RE.MatchString(v.SHA256) {
+				return fail("want 64 lowercase hex digits, or empty to record the sum at first download",
+					"models", name, "variants", q, "sha256")
+			}
+			if v.Size < 0 {
+				return fail("must not be negative", "models", name, "variants", q, "size")
+			}
+		}
+	}
+	if c.Engine.Model != "" {
+		m, ok := c.Models[c.Engine.Model]
+		if !ok {
+			return fail(fmt.Sprintf("model %q is not in the catalog (have: %s)", c.Engine.Model, strings.Join(names, ", ")), "engine", "model")
+		}
+		if c.Engine.Quant != "" {
+			if _, ok := m.Variants[c.Engine.Quant]; !ok {
+				return fail(fmt.Sprintf("model %q has no variant %q (have: %s)", c.Engine.Model, c.Engine.Quant,
+					strings.Join(m.variantNames(), ", ")), "engine", "quant")
+			}
+		}
+	}
+	return nil
+}
+
+// keyLine finds the 1-based line that defines key in TOML text, or 0. It
+// understands [table] and [[array]] headers, dotted keys and quoted key
+// parts well enough for configuration files; it never fails.
+func keyLine(data []byte, key toml.Key) int {
+	if len(data) == 0 || len(key) == 0 {
+		return 0
+	}
+	want := strings.Join(key, ".")
+	var table string
+	best := 0
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		s := strings.TrimSpace(sc.Text())
+		if s == "" || s[0] == '#' {
+			continue
+		}
+		if strings.HasPrefix(s, "[") {
+			h := strings.Trim(s, "[]")
+			if i := strings.Index(h, "]"); i >= 0 {
+				h = h[:i]
+			}
+			table = normKey(h)
+			if table == want {
+				best = line
+			}
+			continue
+		}
+		eq := strings.Index(s, "=")
+		if eq <= 0 {
+			continue
+		}
+		full := normKey(s[:eq])
+		if table != "" {
+			full = table + "." + full
+		}
+		if full == want {
+			return line
+		}
+		// A key below a table that is defined inline on this line.
+		if strings.HasPrefix(want, full+".") && best == 0 {
+			best = line
+		}
+	}
+	return best
+}
+
+// normKey turns `a . "b.c" . d` into a.b.c.d: good enough for locating keys.
+func normKey(s string) string {
+	parts := strings.Split(s, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		p = strings.Trim(p, `"'`)
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ".")
+}
