@@ -33,9 +33,9 @@ func TestRoutesToTheRightDomain(t *testing.T) {
 	r := mustNew(t, Options{Threshold: 0.2})
 	for q, want := range map[string]string{
 		"Is it smart to put my retirement savings into stocks?": "finance",
-		"My headache won't go away, should I see a doctor?":      "medical",
-		"I was charged twice and want a refund":                  "support",
-		"what medications help with a fever":                     "medical",
+		"My headache won't go away, should I see a doctor?":     "medical",
+		"I was charged twice and want a refund":                 "support",
+		"what medications help with a fever":                    "medical",
 	} {
 		d := r.Route(q)
 		if d.Domain != want || d.OutOfScope {
