@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mdsa-go/mdsa/host"
+)
+
+func (a *app) askCmd() *cobra.Command {
+	var (
+		asJSON, stream bool
+		domain, model  string
+		maxTokens      int
+		temperature    float32
+	)
+	cmd := &cobra.Command{
+		Use:   "ask [flags] QUERY",
+		Short: "Answer a query: route it, run the domain plugin and the model",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			var opts []host.Option
+			if model != "" {
+				opts = append(opts, host.WithModelFile(absPath(model)))
+			}
+			h, err := a.openHost(ctx, opts...)
+			if err != nil {
+				return a.askFailed(asJSON, err)
+			}
+			defer h.Close()
+			req := host.Request{Query: strings.Join(args, " "), Domain: domain}
+			req.Generation.MaxTokens = maxTokens
+			if cmd.Flags().Changed("temperature") {
+				req.Generation.Temperature = &temperature
+			}
+			var res host.Result
+			if stream && !asJSON {
+				res, err = h.Stream(ctx, req, func(piece string) error {
+					_, err := fmt.Fprint(a.out, piece)
+					return err
+				})
+				fmt.Fprintln(a.out)
+			} else {
+				res, err = h.Process(ctx, req)
+			}
+			if err != nil {
+				return a.askFailed(asJSON, err)
+			}
+			if asJSON {
+				return writeJSON(a.out, res)
+			}
+			if !stream || res.Status == host.StatusOutOfScope {
+				fmt.Fprintln(a.out, res.Response)
+			}
+			a.printSummary(res)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&asJSON, "json", false, "print the full result as JSON")
+	f.BoolVar(&stream, "stream", false, "print the answer as it is generated (before validation)")
+	f.StringVarP(&domain, "domain", "d", "", "skip routing and use this domain")
+	f.StringVar(&model, "model-file", "", "GGUF model file to use instead of the configured model")
+	f.IntVar(&maxTokens, "max-tokens", 0, "cap the answer's length in tokens")
+	f.Float32Var(&temperature, "temperature", 0, "sampling temperature (0 = greedy)")
+	return cmd
+}
+
+// askFailed reports err, as JSON on stdout when asked for JSON.
+func (a *app) askFailed(asJSON bool, err error) error {
+	if !asJSON {
+		return err
+	}
+	writeJSON(a.out, map[string]string{"status": "error", "error": err.Error()})
+	fmt.Fprintln(a.errw, "mdsa:", err)
+	return silentError{err}
+}
+
+func (a *app) printSummary(res host.Result) {
+	w := a.errw
+	if res.Status == host.StatusOutOfScope {
+		fmt.Fprintf(w, "  [out of scope: confidence %.2f below threshold; %.2f ms]\n", res.Confidence, res.TimingsMS.Total)
+		return
+	}
+	fmt.Fprintf(w, "  [domain %s (confidence %.2f) | model %s | %d+%d tokens | %s]\n",
+		res.Domain, res.Confidence, res.Model, res.Tokens.Prompt, res.Tokens.Completion, res.Status)
+	t := res.TimingsMS
+	fmt.Fprintf(w, "  [ms: route %.3f, prompt %.3f, generate %.1f, validate %.3f, total %.1f]\n",
+		t.Route, t.Prompt, t.Generate, t.Validate, t.Total)
+	for _, is := range res.Validation.Issues {
+		fmt.Fprintf(w, "  [validation %s %s: %s]\n", is.Severity, is.Code, is.Message)
+	}
+}
+
+func (a *app) routeCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "route [flags] QUERY",
+		Short: "Show which domain a query would go to",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := a.openHost(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			d := h.Route(strings.Join(args, " "))
+			if asJSON {
+				return writeJSON(a.out, d)
+			}
+			if d.OutOfScope {
+				fmt.Fprintf(a.out, "out of scope (confidence %.3f)\n", d.Confidence)
+			} else {
+				fmt.Fprintf(a.out, "%s (confidence %.3f)\n", d.Domain, d.Confidence)
+			}
+			for _, alt := range d.Alternatives {
+				fmt.Fprintf(a.out, "  %-12s %.3f\n", alt.Domain, alt.Score)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

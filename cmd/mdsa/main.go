@@ -1,0 +1,132 @@
+// Command mdsa is the MDSA command-line interface: ask questions, inspect
+// plugins, make synthetic models.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/host/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot(os.Stdout, os.Stderr).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		var quiet silentError
+		if !errors.As(err, &quiet) {
+			fmt.Fprintln(os.Stderr, "mdsa:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// silentError is an error already reported (for example as JSON on stdout).
+type silentError struct{ error }
+
+// app holds the global flags and the streams commands write to.
+type app struct {
+	configPath string
+	logLevel   string
+	out, errw  io.Writer
+}
+
+func newRoot(out, errw io.Writer) *cobra.Command {
+	a := &app{out: out, errw: errw}
+	root := &cobra.Command{
+		Use:           "mdsa",
+		Short:         "Multi-domain small-language-model orchestration",
+		Long:          "mdsa routes each query to a sandboxed WebAssembly domain plugin and answers it with a small local model.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(out)
+	root.SetErr(errw)
+	root.PersistentFlags().StringVarP(&a.configPath, "config", "c", "", "configuration file (default: ./mdsa.toml if present, else built-in defaults)")
+	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "", "override host.log_level: debug, info, warn, error")
+	root.AddCommand(a.askCmd(), a.routeCmd(), a.pluginsCmd(), a.modelsCmd(), a.configCmd(), a.versionCmd())
+	return root
+}
+
+// loadConfig reads --config, or ./mdsa.toml, or the defaults.
+func (a *app) loadConfig() (config.Config, error) {
+	path := a.configPath
+	if path == "" {
+		if _, err := os.Stat("mdsa.toml"); err == nil {
+			path = "mdsa.toml"
+		}
+	}
+	var cfg config.Config
+	if path == "" {
+		cfg = config.Default()
+		wd, err := os.Getwd()
+		if err != nil {
+			return cfg, err
+		}
+		cfg.SetDir(wd)
+		cfg.File = "<defaults>"
+		if err := cfg.ApplyEnv(os.LookupEnv); err != nil {
+			return cfg, err
+		}
+	} else {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return cfg, err
+		}
+	}
+	if a.logLevel != "" {
+		cfg.Host.LogLevel = a.logLevel
+	}
+	return cfg, nil
+}
+
+func (a *app) logger(cfg config.Config) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(cfg.Host.LogLevel)); err != nil {
+		lvl = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(a.errw, &slog.HandlerOptions{Level: lvl}))
+}
+
+// openHost loads the configuration and the plugins; plugins that fail to
+// load are reported on stderr and left out.
+func (a *app) openHost(ctx context.Context, opts ...host.Option) (*host.Host, error) {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	opts = append([]host.Option{host.WithLogger(a.logger(cfg))}, opts...)
+	h, err := host.New(ctx, cfg, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if lerr := h.LoadErrors(); lerr != nil {
+		fmt.Fprintf(a.errw, "warning: some plugins were not loaded:\n%v\n", lerr)
+	}
+	return h, nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

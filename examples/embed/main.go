@@ -1,0 +1,70 @@
+// Command embed shows MDSA used as a library: load the configuration, start
+// a host, ask a few questions and print the results.
+//
+//	go run ./examples/embed -config mdsa.toml -model models/synthetic.gguf "How do I reset my password?"
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+
+	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/host/config"
+)
+
+func main() {
+	cfgPath := flag.String("config", "mdsa.toml", "configuration file")
+	model := flag.String("model", "", "GGUF file to use instead of the configured model")
+	flag.Parse()
+	if err := run(context.Background(), *cfgPath, *model, flag.Args()); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, cfgPath, model string, queries []string) error {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	var opts []host.Option
+	if model != "" {
+		opts = append(opts, host.WithModelFile(model))
+	}
+	h, err := host.New(ctx, cfg, opts...)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+
+	if len(queries) == 0 {
+		queries = []string{"How do I reset my password?"}
+	}
+	for _, q := range queries {
+		// Stream prints the model's text as it is generated; the returned
+		// result carries the validated (possibly revised) answer.
+		fmt.Printf("> %s\n", q)
+		res, err := h.Stream(ctx, host.Request{Query: q}, func(piece string) error {
+			_, err := os.Stdout.WriteString(piece)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("%q: %w", q, err)
+		}
+		fmt.Printf("\n[%s, domain %s, confidence %.2f, %d tokens, %.1f ms, validation ok=%v %s]\n\n",
+			res.Status, res.Domain, res.Confidence, res.Tokens.Completion, res.TimingsMS.Total,
+			res.Validation.OK, strings.Join(issueCodes(res), ","))
+	}
+	return nil
+}
+
+func issueCodes(res host.Result) []string {
+	var codes []string
+	for _, is := range res.Validation.Issues {
+		codes = append(codes, is.Code)
+	}
+	return codes
+}

@@ -1,0 +1,79 @@
+// Package llamacpp runs GGUF models inside the host process with llama.cpp,
+// through github.com/hybridgroup/yzma (purego: no cgo, the llama.cpp shared
+// libraries are opened at run time). It implements engine.Engine.
+//
+// # Libraries
+//
+// The llama.cpp shared libraries (libllama.so, libggml.so, libggml-base.so
+// and the libggml-cpu-*.so variants) live in a directory given by
+// Options.LibDir or $MDSA_LLAMA_LIB; `make setup` installs them in
+// .deps/llama, and FindLibDir locates that directory. Loading them, and
+// initialising llama.cpp's back-ends, is process-wide: the first successful
+// Open does it once, under a mutex; every later Open must name the same
+// directory (or leave it empty with the same $MDSA_LLAMA_LIB) or it fails
+// with ErrLibDirMismatch. A failed load may be retried. The libraries are
+// never unloaded. llama.cpp's own log output is routed, line by line, to the
+// Logger of the Open that loaded the libraries, at debug level (attributes
+// source=llama.cpp and llama_level); nothing is printed to stderr.
+//
+// # Concurrency and memory
+//
+// An Engine loads the model weights once and keeps a pool of at most
+// Options.Parallel llama.cpp contexts, each with its own KV cache of
+// ContextSize tokens and one sequence. The first context is created by Open
+// (so configuration errors surface there), the others on demand, and all
+// are kept until Close. Generate takes a context from the pool, waiting
+// (and honouring its ctx) while all are busy, clears the context's KV cache,
+// decodes the prompt in batches of BatchSize tokens, samples the reply token
+// by token, and returns the context. The only lock taken around a
+// generation guards the pool's free list, for the moment of taking or
+// returning a context; owning the context is what serialises use of it, so
+// generations on different contexts run in parallel with no Go lock held.
+//
+// Memory per engine is the weights (shared, usually memory-mapped) plus, per
+// created context, a KV cache of about
+//
+//	2 (K and V) × layers × ContextSize × n_embd_kv × 2 bytes (f16)
+//
+// and a compute buffer that grows with the physical batch (at most 512
+// tokens) and the vocabulary size. Embed uses one further context with
+// embeddings enabled (mean pooling, min(ContextSize, 2048) tokens), created
+// on first use; Embed calls take turns on it.
+//
+// Close stops generations in progress at their next token (they return an
+// error wrapping engine.ErrClosed), waits for every call in progress to
+// return, then frees the contexts and the model.
+//
+// # Prompts
+//
+// With Request.Messages the model's own chat template (GGUF key
+// tokenizer.chat_template) is applied by llama.cpp's llama_chat_apply_template,
+// which recognises the common template families by their text but does not
+// execute arbitrary Jinja. When the model has no template, or llama.cpp does
+// not recognise it, the messages are formatted as ChatML
+// (<|im_start|>role\ncontent<|im_end|>\n ... <|im_start|>assistant\n).
+// Request.Prompt is used as is. Either way the text is tokenized with the
+// vocabulary's BOS/EOS rules and with special-token text (such as
+// <|im_end|>) turned into special tokens, as llama.cpp's server does; the
+// prompt and the reply together must fit ContextSize.
+//
+// # Sampling and stopping
+//
+// Temperature 0 is greedy decoding. Otherwise the sampler chain is repeat
+// penalty (over the last 64 tokens, when RepeatPenalty is set and not 1),
+// top-k (when TopK > 0), top-p (when 0 < TopP < 1), temperature, and a
+// seeded draw (Seed 0 draws a random seed). Generation ends with finish
+// reason "stop" on an end-of-generation token of the vocabulary or a stop
+// string, and "length" after MaxTokens tokens (MaxTokens <= 0: no limit but
+// the context) or when the context is full.
+//
+// Text reaches onToken as soon as it is certain: a piece that ends inside a
+// multi-byte UTF-8 character waits for the bytes that complete it, and any
+// tail of the text that could be the beginning of a stop string waits until
+// it either completes the stop string or stops matching. So stop strings are
+// found across token boundaries, the stop string and anything after it is
+// never streamed or returned, and the concatenated pieces always equal
+// Result.Text. Bytes that are not valid UTF-8 are replaced with U+FFFD.
+// ctx is checked between prompt batches and between tokens; a cancelled
+// generation returns an error wrapping ctx.Err() with the partial Result.
+package llamacpp

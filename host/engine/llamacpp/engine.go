@@ -1,0 +1,411 @@
+package llamacpp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/hybridgroup/yzma/pkg/llama"
+
+	"github.com/mdsa-go/mdsa/host/engine"
+)
+
+// Defaults applied by Open to zero-valued Options fields.
+const (
+	// DefaultContextSize caps the context of a model whose training context
+	// is larger; a bigger context costs KV-cache memory per pooled context.
+	DefaultContextSize = 4096
+	// DefaultBatchSize is the number of prompt tokens decoded per call.
+	DefaultBatchSize = 512
+	// DefaultParallel is the number of generations that run at once.
+	DefaultParallel = 1
+)
+
+// maxUBatch bounds the physical batch llama.cpp computes at once, which
+// bounds the compute buffer of each context.
+const maxUBatch = 512
+
+// Options configure Open. The zero value works when $MDSA_LLAMA_LIB is set.
+type Options struct {
+	// LibDir is the directory holding libllama.so and libggml*.so. Empty
+	// means $MDSA_LLAMA_LIB. The libraries are loaded once per process; see
+	// the package documentation.
+	LibDir string
+	// Name is what Model() and Result.Model report. Empty means the model
+	// file's base name without the .gguf extension.
+	Name string
+	// Threads is the number of CPU threads each generation uses. 0 means
+	// one per physical (performance) core. Concurrent generations each use
+	// this many, so Parallel × Threads above the core count oversubscribes
+	// the CPU.
+	Threads int
+	// ContextSize is the number of tokens (prompt and reply) of each pooled
+	// context. 0 means the model's training context, at most
+	// DefaultContextSize.
+	ContextSize int
+	// Parallel is the number of generations that may run concurrently, one
+	// llama.cpp context each. Further calls wait. 0 means DefaultParallel.
+	Parallel int
+	// GPULayers is the number of layers to offload to a GPU when the
+	// libraries have a GPU back-end: 0 keeps the model on the CPU, a
+	// negative value offloads every layer.
+	GPULayers int
+	// BatchSize is the number of prompt tokens decoded per llama.cpp call.
+	// 0 means DefaultBatchSize. It is capped at ContextSize.
+	BatchSize int
+	// Logger receives the engine's logs and, for the Open that first loads
+	// the libraries, llama.cpp's own log lines at debug level. nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Info describes an open engine's model and configuration.
+type Info struct {
+	Name          string // as reported by Model()
+	Path          string // model file
+	Description   string // llama.cpp's model description, e.g. "llama ?B Q4_0"
+	Params        uint64 // number of parameters
+	SizeBytes     uint64 // size of the weights in memory
+	TrainContext  int    // context length the model was trained with
+	ContextSize   int    // tokens per pooled context
+	BatchSize     int    // prompt tokens per decode call
+	Parallel      int    // pooled contexts (concurrent generations)
+	Threads       int    // CPU threads per generation
+	EmbeddingSize int    // length of Embed vectors
+	ChatTemplate  string // the model's chat template; "" means ChatML is used
+}
+
+// Engine runs one GGUF model with llama.cpp. It implements engine.Engine
+// and is safe for concurrent use; see the package documentation for the
+// design.
+type Engine struct {
+	info   Info
+	log    *slog.Logger
+	model  llama.Model
+	vocab  llama.Vocab
+	cparam llama.ContextParams // for pooled generation contexts
+
+	hasDecoder bool
+	hasEncoder bool
+
+	// slots holds one token per pooled context that is in use; sending
+	// acquires the right to own a context.
+	slots chan struct{}
+	// embedSlot guards the embedding context in the same way.
+	embedSlot chan struct{}
+	// done is closed by Close so that waiting and running calls stop.
+	done chan struct{}
+
+	mu       sync.Mutex
+	closed   bool
+	inflight sync.WaitGroup // calls that use the model; Close waits for them
+	idle     []*seqContext  // created contexts not in use
+	all      []*seqContext  // every created context, freed by Close
+
+	// embed is created on first use by the holder of embedSlot and freed by
+	// Close after inflight drains.
+	embed    llama.Context
+	embedErr error
+}
+
+// seqContext is one pooled llama.cpp context with its reusable batch.
+type seqContext struct {
+	lctx  llama.Context
+	mem   llama.Memory
+	batch llama.Batch
+	nCtx  int // tokens the context holds
+	// nBatch is the capacity of batch and the context's logical batch size.
+	nBatch int
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+// Open loads the llama.cpp libraries (once per process) and the GGUF model
+// at modelPath, and creates the first pooled context so that configuration
+// errors surface here. Loading the weights cannot be interrupted; ctx is
+// checked before and after.
+func Open(ctx context.Context, modelPath string, opts Options) (*Engine, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("llamacpp: opening %s: %w", modelPath, err)
+	}
+	if err := loadLibrary(opts.LibDir, opts.Logger); err != nil {
+		return nil, err
+	}
+	if err := cString("model path", modelPath); err != nil {
+		return nil, err
+	}
+	if err := checkModelFile(modelPath); err != nil {
+		return nil, err
+	}
+
+	mp := llama.ModelDefaultParams()
+	switch {
+	case opts.GPULayers < 0:
+		mp.NGpuLayers = 999
+	default:
+		mp.NGpuLayers = int32(opts.GPULayers)
+	}
+	lastLlamaError() // forget errors from earlier calls
+	model, err := llama.ModelLoadFromFile(modelPath, mp)
+	if err != nil || model == 0 {
+		msg := lastLlamaError()
+		if msg != "" {
+			return nil, fmt.Errorf("llamacpp: llama.cpp could not load model file %s (corrupt or unsupported GGUF?): %s", modelPath, msg)
+		}
+		return nil, fmt.Errorf("llamacpp: llama.cpp could not load model file %s (corrupt or unsupported GGUF?)", modelPath)
+	}
+
+	e := &Engine{
+		log:        log,
+		model:      model,
+		vocab:      llama.ModelGetVocab(model),
+		hasDecoder: llama.ModelHasDecoder(model),
+		hasEncoder: llama.ModelHasEncoder(model),
+		done:       make(chan struct{}),
+		embedSlot:  make(chan struct{}, 1),
+	}
+	e.info = Info{
+		Name:          opts.Name,
+		Path:          modelPath,
+		Description:   llama.ModelDesc(model),
+		Params:        llama.ModelNParams(model),
+		SizeBytes:     llama.ModelSize(model),
+		TrainContext:  int(llama.ModelNCtxTrain(model)),
+		EmbeddingSize: int(llama.ModelNEmbdOut(model)),
+		ChatTemplate:  llama.ModelChatTemplate(model, ""),
+	}
+	if e.info.Name == "" {
+		e.info.Name = strings.TrimSuffix(filepath.Base(modelPath), filepath.Ext(modelPath))
+	}
+	if e.info.EmbeddingSize <= 0 {
+		e.info.EmbeddingSize = int(llama.ModelNEmbd(model))
+	}
+
+	nCtx := opts.ContextSize
+	if nCtx <= 0 {
+		nCtx = e.info.TrainContext
+		if nCtx <= 0 || nCtx > DefaultContextSize {
+			nCtx = DefaultContextSize
+		}
+	}
+	nBatch := opts.BatchSize
+	if nBatch <= 0 {
+		nBatch = DefaultBatchSize
+	}
+	nBatch = min(nBatch, nCtx)
+	parallel := opts.Parallel
+	if parallel <= 0 {
+		parallel = DefaultParallel
+	}
+
+	cp := llama.ContextDefaultParams()
+	if opts.Threads > 0 {
+		cp.NThreads = int32(opts.Threads)
+		cp.NThreadsBatch = int32(opts.Threads)
+	}
+	cp.NCtx = uint32(nCtx)
+	cp.NBatch = uint32(nBatch)
+	cp.NUbatch = uint32(min(nBatch, maxUBatch))
+	cp.NSeqMax = 1
+	cp.NoPerf = 1
+	e.cparam = cp
+	e.slots = make(chan struct{}, parallel)
+	e.info.ContextSize = nCtx
+	e.info.BatchSize = nBatch
+	e.info.Parallel = parallel
+	e.info.Threads = int(cp.NThreads)
+
+	if e.hasDecoder {
+		sc, err := e.newSeqContext()
+		if err != nil {
+			llama.ModelFree(model)
+			return nil, err
+		}
+		e.info.ContextSize = sc.nCtx
+		e.idle = append(e.idle, sc)
+		e.all = append(e.all, sc)
+	}
+	if err := ctx.Err(); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("llamacpp: opening %s: %w", modelPath, err)
+	}
+	log.Debug("llama.cpp model loaded", "model", e.info.Name, "path", modelPath,
+		"desc", e.info.Description, "params", e.info.Params, "context", e.info.ContextSize,
+		"parallel", parallel, "threads", e.info.Threads, "chat_template", e.info.ChatTemplate != "")
+	return e, nil
+}
+
+// newSeqContext creates one generation context with its batch.
+func (e *Engine) newSeqContext() (*seqContext, error) {
+	lctx, err := llama.InitFromModel(e.model, e.cparam)
+	if err != nil {
+		msg := lastLlamaError()
+		return nil, fmt.Errorf("llamacpp: creating a llama.cpp context for %s (context %d tokens, batch %d; lower ContextSize if memory is short): %w %s",
+			e.info.Path, e.cparam.NCtx, e.cparam.NBatch, err, msg)
+	}
+	mem, err := llama.GetMemory(lctx)
+	if err != nil {
+		llama.Free(lctx)
+		return nil, fmt.Errorf("llamacpp: context memory for %s: %w", e.info.Path, err)
+	}
+	nCtx := int(llama.NCtx(lctx))
+	nBatch := int(llama.NBatch(lctx))
+	return &seqContext{
+		lctx:   lctx,
+		mem:    mem,
+		batch:  llama.BatchInit(int32(nBatch), 0, 1),
+		nCtx:   nCtx,
+		nBatch: nBatch,
+	}, nil
+}
+
+// Model names the model this engine runs.
+func (e *Engine) Model() string { return e.info.Name }
+
+// Info describes the model and the engine's configuration.
+func (e *Engine) Info() Info { return e.info }
+
+// begin registers a call that uses the model, or fails once closed.
+func (e *Engine) begin() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return engine.ErrClosed
+	}
+	e.inflight.Add(1)
+	return nil
+}
+
+// acquire waits for a free pooled context, honouring ctx and Close. The
+// context is created on first use when none is idle.
+func (e *Engine) acquire(ctx context.Context) (*seqContext, error) {
+	select {
+	case e.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("llamacpp: waiting for a free context: %w", ctx.Err())
+	case <-e.done:
+		return nil, engine.ErrClosed
+	}
+	e.mu.Lock()
+	if n := len(e.idle); n > 0 {
+		sc := e.idle[n-1]
+		e.idle = e.idle[:n-1]
+		e.mu.Unlock()
+		return sc, nil
+	}
+	e.mu.Unlock()
+
+	sc, err := e.newSeqContext()
+	if err != nil {
+		<-e.slots
+		return nil, err
+	}
+	e.mu.Lock()
+	e.all = append(e.all, sc)
+	e.mu.Unlock()
+	e.log.Debug("llama.cpp context created", "model", e.info.Name, "contexts", len(e.all))
+	return sc, nil
+}
+
+// release returns a context to the pool.
+func (e *Engine) release(sc *seqContext) {
+	e.mu.Lock()
+	e.idle = append(e.idle, sc)
+	e.mu.Unlock()
+	<-e.slots
+}
+
+// Close stops running generations at their next token, waits for every call
+// in progress to return, and frees the contexts and the model. Calling it
+// again returns nil; other methods then fail with engine.ErrClosed. The
+// process-wide libraries stay loaded.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	close(e.done)
+	e.mu.Unlock()
+
+	e.inflight.Wait()
+
+	for _, sc := range e.all {
+		llama.BatchFree(sc.batch)
+		llama.Free(sc.lctx)
+	}
+	e.all, e.idle = nil, nil
+	if e.embed != 0 {
+		llama.Free(e.embed)
+		e.embed = 0
+	}
+	llama.ModelFree(e.model)
+	e.model = 0
+	e.log.Debug("llama.cpp model closed", "model", e.info.Name)
+	return nil
+}
+
+// stopped returns a non-nil error when ctx is done or the engine is closing.
+func (e *Engine) stopped(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-e.done:
+		return engine.ErrClosed
+	default:
+		return nil
+	}
+}
+
+// tokenize converts text to tokens. addSpecial adds BOS/EOS as the vocabulary
+// asks; parseSpecial turns special-token text such as <|im_start|> into
+// those tokens.
+func (e *Engine) tokenize(what, text string, addSpecial, parseSpecial bool) ([]llama.Token, error) {
+	if err := cString(what, text); err != nil {
+		return nil, err
+	}
+	if len(text) > 1<<30 {
+		return nil, fmt.Errorf("llamacpp: %s is too long (%d bytes)", what, len(text))
+	}
+	return llama.Tokenize(e.vocab, text, addSpecial, parseSpecial), nil
+}
+
+// CountTokens returns how many tokens text has in the model's vocabulary,
+// without BOS/EOS and without parsing special-token text.
+func (e *Engine) CountTokens(ctx context.Context, text string) (int, error) {
+	if err := e.begin(); err != nil {
+		return 0, err
+	}
+	defer e.inflight.Done()
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("llamacpp: counting tokens: %w", err)
+	}
+	toks, err := e.tokenize("text", text, false, false)
+	if err != nil {
+		return 0, err
+	}
+	return len(toks), nil
+}
+
+// errNoDecoder is returned by Generate for encoder-only (embedding) models.
+var errNoDecoder = fmt.Errorf("llamacpp: model cannot generate text (no decoder): %w", engine.ErrNotSupported)
+
+// decodeError explains a non-zero llama_decode result.
+func decodeError(what string, ret int32) error {
+	switch ret {
+	case 1:
+		return fmt.Errorf("llamacpp: %s: no room in the KV cache (context full)", what)
+	case 2:
+		return fmt.Errorf("llamacpp: %s: aborted", what)
+	default:
+		return fmt.Errorf("llamacpp: %s: llama_decode failed with %d", what, ret)
+	}
+}

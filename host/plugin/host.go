@@ -1,0 +1,334 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"runtime/debug"
+
+	extism "github.com/extism/go-sdk"
+
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
+)
+
+// Services serve the host functions plugins call. Implementations must be
+// safe for concurrent use. ctx is the context of the export call (the
+// caller's, carrying its values and deadline); it is not subject to the
+// plugin's CallTimeout. Return a *CodedError to choose the error code the
+// plugin sees; any other error is reported as abi.ErrEngine.
+type Services interface {
+	Generate(ctx context.Context, call Call, req abi.GenerateRequest) (abi.GenerateResponse, error)
+	Embed(ctx context.Context, call Call, req abi.EmbedRequest) (abi.EmbedResponse, error)
+	CountTokens(ctx context.Context, call Call, req abi.CountTokensRequest) (abi.CountTokensResponse, error)
+}
+
+// Call tells Services who is calling: which plugin, in which export call of
+// which request. It is only valid during the Services call.
+type Call struct {
+	Plugin     string        // manifest name
+	Version    string        // manifest version
+	Hash       string        // sha256 of the module
+	Manifest   *abi.Manifest // the plugin's checked manifest; do not modify
+	Export     string        // the export being run: prompt, validate or handle
+	RequestID  string        // from RequestInfo
+	Tenant     string        // from RequestInfo
+	HostCall   int           // 1-based index of this host call within the export call
+	TokensLeft int           // generation tokens left for this export call (Generate's max_tokens is already clamped to it)
+}
+
+// RequestInfo identifies the request an export call serves. Attach it to the
+// context given to Prompt, Validate or Handle with WithRequestInfo; the host
+// functions pass it on to Services in Call.
+type RequestInfo struct {
+	ID     string // request id, for logs and tracing
+	Tenant string // tenant id, for model allow-lists and quotas
+	// MaxTokens lowers Limits.MaxTokens for this request's export calls
+	// (0: no change). It can never raise it.
+	MaxTokens int
+}
+
+type requestInfoKey struct{}
+
+// WithRequestInfo returns a context that carries info.
+func WithRequestInfo(ctx context.Context, info RequestInfo) context.Context {
+	return context.WithValue(ctx, requestInfoKey{}, info)
+}
+
+// RequestInfoFrom returns the RequestInfo ctx carries, or the zero value.
+func RequestInfoFrom(ctx context.Context) RequestInfo {
+	info, _ := ctx.Value(requestInfoKey{}).(RequestInfo)
+	return info
+}
+
+// capSet is a bit set of declared capabilities.
+type capSet uint8
+
+func capBit(c string) capSet {
+	switch c {
+	case abi.CapGenerate:
+		return 1
+	case abi.CapEmbed:
+		return 2
+	case abi.CapCountTokens:
+		return 4
+	}
+	return 0
+}
+
+type callStateKey struct{}
+
+// callState is the host's view of one export call in progress. Host
+// functions find it in their context (go-sdk passes the context given to
+// CallWithContext down to host functions). It is used only by the goroutine
+// running the call, so it needs no lock.
+type callState struct {
+	p       *Plugin
+	export  string
+	svcCtx  context.Context // for Services: the caller's context, also ended by a forced Close
+	callCtx context.Context // the guest's context: also ends when CallTimeout runs out
+	info    RequestInfo
+	clock   guestClock
+
+	hostCalls  int
+	tokensLeft int
+
+	refused       int
+	firstRefusal  string
+	violation     error // a contract breach that fails the export call
+	violationKind error
+}
+
+func (st *callState) refuse(code, msg string) abi.HostError {
+	st.refused++
+	st.p.hostRefused.Add(1)
+	if st.firstRefusal == "" {
+		st.firstRefusal = code + ": " + msg
+	}
+	return abi.HostError{Error: abi.ErrorBody{Code: code, Message: msg}}
+}
+
+func (st *callState) breach(kind error, code, msg string) abi.HostError {
+	if st.violation == nil {
+		st.violation, st.violationKind = errors.New(msg), kind
+	}
+	return st.refuse(code, msg)
+}
+
+// hostHandler serves one host function once the common checks have passed;
+// in is the plugin's JSON input. It returns the reply to encode.
+type hostHandler func(st *callState, call Call, in []byte) any
+
+func (r *Runtime) hostFunctions() []extism.HostFunction {
+	def := func(name, capability string, h hostHandler) extism.HostFunction {
+		bit := capBit(capability)
+		f := extism.NewHostFunctionWithStack(name, func(ctx context.Context, cp *extism.CurrentPlugin, stack []uint64) {
+			stack[0] = r.serveHost(ctx, cp, name, capability, bit, stack[0], h)
+		}, []extism.ValueType{extism.ValueTypePTR}, []extism.ValueType{extism.ValueTypePTR})
+		f.SetNamespace(abi.HostModule)
+		return f
+	}
+	return []extism.HostFunction{
+		def(abi.HostGenerate, abi.CapGenerate, r.hostGenerate),
+		def(abi.HostEmbed, abi.CapEmbed, r.hostEmbed),
+		def(abi.HostCountTokens, abi.CapCountTokens, r.hostCountTokens),
+	}
+}
+
+// serveHost runs the checks common to every host function (caller known,
+// capability declared, host-call cap, input size), reads the input, calls h
+// and writes its reply into the plugin's memory. It returns the reply's
+// offset. It panics (trapping the instance) only when the reply cannot be
+// written, i.e. the plugin's memory is exhausted or corrupt.
+func (r *Runtime) serveHost(ctx context.Context, cp *extism.CurrentPlugin, name, capability string, bit capSet, inOff uint64, h hostHandler) uint64 {
+	st, _ := ctx.Value(callStateKey{}).(*callState)
+	var reply any
+	switch {
+	case st == nil:
+		reply = abi.HostError{Error: abi.ErrorBody{Code: abi.ErrUnavailable, Message: name + ": no export call in progress"}}
+	case st.export == abi.ExportDescribe:
+		reply = st.breach(ErrCapability, abi.ErrCapability, name+": host functions cannot be called from describe")
+	default:
+		st.hostCalls++
+		st.p.hostCalls.Add(1)
+		p := st.p
+		switch {
+		case p.caps&bit == 0:
+			reply = st.breach(ErrCapability, abi.ErrCapability,
+				fmt.Sprintf("%s needs capability %q, which plugin %q did not declare", name, capability, p.name))
+		case st.hostCalls > p.limits.MaxHostCalls:
+			reply = st.breach(ErrHostCallLimit, abi.ErrBudget,
+				fmt.Sprintf("%s: more than %d host calls in one %s call", name, p.limits.MaxHostCalls, st.export))
+		default:
+			in, msg := readInput(ctx, cp, inOff, p.limits.MaxInputBytes)
+			if msg != "" {
+				reply = st.refuse(abi.ErrBadRequest, name+": "+msg)
+				break
+			}
+			call := Call{
+				Plugin:     p.name,
+				Version:    p.manifest.Version,
+				Hash:       p.hash,
+				Manifest:   &p.manifest,
+				Export:     st.export,
+				RequestID:  st.info.ID,
+				Tenant:     st.info.Tenant,
+				HostCall:   st.hostCalls,
+				TokensLeft: st.tokensLeft,
+			}
+			reply = h(st, call, in)
+		}
+	}
+	out, err := json.Marshal(reply)
+	if err != nil {
+		out, _ = json.Marshal(abi.HostError{Error: abi.ErrorBody{Code: abi.ErrEngine, Message: name + ": cannot encode reply: " + err.Error()}})
+	}
+	off, err := cp.AllocWithContext(ctx, uint64(len(out)))
+	if err != nil || off == 0 || off > math.MaxUint32 {
+		panic(fmt.Sprintf("%s: cannot allocate %d bytes for the reply in plugin memory", name, len(out)))
+	}
+	if !cp.Memory().Write(uint32(off), out) {
+		panic(fmt.Sprintf("%s: cannot write the reply into plugin memory", name))
+	}
+	return off
+}
+
+// readInput reads the Extism memory block at off. The returned slice is a
+// view of plugin memory, valid until the plugin runs again.
+func readInput(ctx context.Context, cp *extism.CurrentPlugin, off uint64, max int) ([]byte, string) {
+	if off == 0 || off > math.MaxUint32 {
+		return nil, fmt.Sprintf("invalid input offset %d", off)
+	}
+	n, err := cp.LengthWithContext(ctx, off)
+	if err != nil || n == 0 {
+		return nil, fmt.Sprintf("invalid input offset %d (no memory block there)", off)
+	}
+	if n > uint64(max) {
+		return nil, fmt.Sprintf("input is %d bytes, limit %d", n, max)
+	}
+	b, ok := cp.Memory().Read(uint32(off), uint32(n))
+	if !ok {
+		return nil, fmt.Sprintf("input block %d+%d is outside memory", off, n)
+	}
+	return b, ""
+}
+
+// callService runs fn with the plugin's clock paused, turning a panic or an
+// error into a refusal.
+func callService[T any](r *Runtime, st *callState, name string, fn func(ctx context.Context) (T, error)) (resp T, refusal *abi.HostError) {
+	if !st.clock.pause() || st.callCtx.Err() != nil {
+		e := st.refuse(abi.ErrUnavailable, name+": the plugin's call has ended")
+		return resp, &e
+	}
+	defer st.clock.resume()
+	var err error
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				r.log.Error("plugin: service panicked", "host_function", name, "plugin", st.p.name,
+					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				err = &CodedError{Code: abi.ErrEngine, Err: errors.New("internal error")}
+			}
+		}()
+		resp, err = fn(st.svcCtx)
+	}()
+	if err != nil {
+		code := abi.ErrEngine
+		var ce *CodedError
+		if errors.As(err, &ce) && ce.Code != "" {
+			code = ce.Code
+		}
+		msg := err.Error()
+		if len(msg) > 1024 {
+			msg = msg[:1024]
+		}
+		e := st.refuse(code, name+": "+msg)
+		return resp, &e
+	}
+	return resp, nil
+}
+
+func (r *Runtime) hostGenerate(st *callState, call Call, in []byte) any {
+	req, err := abi.DecodeGenerateRequest(in)
+	if err != nil {
+		return st.refuse(abi.ErrBadRequest, err.Error())
+	}
+	if st.tokensLeft <= 0 {
+		return st.refuse(abi.ErrBudget, fmt.Sprintf("%s: the token budget of this %s call is spent", abi.HostGenerate, st.export))
+	}
+	if r.services == nil {
+		return st.refuse(abi.ErrUnavailable, abi.HostGenerate+": no inference service")
+	}
+	fillGeneration(&req.Generation, &st.p.manifest.Generation)
+	if req.MaxTokens <= 0 || req.MaxTokens > st.tokensLeft {
+		req.MaxTokens = st.tokensLeft
+	}
+	resp, refusal := callService(r, st, abi.HostGenerate, func(ctx context.Context) (abi.GenerateResponse, error) {
+		return r.services.Generate(ctx, call, req)
+	})
+	if refusal != nil {
+		return *refusal
+	}
+	st.tokensLeft -= max(resp.TokensOut, 0)
+	return resp
+}
+
+// fillGeneration sets every unset field of g from the plugin's defaults.
+func fillGeneration(g, def *abi.Generation) {
+	if g.MaxTokens == 0 {
+		g.MaxTokens = def.MaxTokens
+	}
+	if g.Temperature == nil {
+		g.Temperature = def.Temperature
+	}
+	if g.TopP == nil {
+		g.TopP = def.TopP
+	}
+	if g.TopK == 0 {
+		g.TopK = def.TopK
+	}
+	if g.RepeatPenalty == nil {
+		g.RepeatPenalty = def.RepeatPenalty
+	}
+	if g.Stop == nil {
+		g.Stop = def.Stop
+	}
+	if g.Seed == nil {
+		g.Seed = def.Seed
+	}
+}
+
+func (r *Runtime) hostEmbed(st *callState, call Call, in []byte) any {
+	req, err := abi.DecodeEmbedRequest(in)
+	if err != nil {
+		return st.refuse(abi.ErrBadRequest, err.Error())
+	}
+	if r.services == nil {
+		return st.refuse(abi.ErrUnavailable, abi.HostEmbed+": no embedding service")
+	}
+	resp, refusal := callService(r, st, abi.HostEmbed, func(ctx context.Context) (abi.EmbedResponse, error) {
+		return r.services.Embed(ctx, call, req)
+	})
+	if refusal != nil {
+		return *refusal
+	}
+	return resp
+}
+
+func (r *Runtime) hostCountTokens(st *callState, call Call, in []byte) any {
+	req, err := abi.DecodeCountTokensRequest(in)
+	if err != nil {
+		return st.refuse(abi.ErrBadRequest, err.Error())
+	}
+	if r.services == nil {
+		return st.refuse(abi.ErrUnavailable, abi.HostCountTokens+": no tokenizer service")
+	}
+	resp, refusal := callService(r, st, abi.HostCountTokens, func(ctx context.Context) (abi.CountTokensResponse, error) {
+		return r.services.CountTokens(ctx, call, req)
+	})
+	if refusal != nil {
+		return *refusal
+	}
+	return resp
+}

@@ -1,0 +1,484 @@
+package plugin
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	extism "github.com/extism/go-sdk"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
+)
+
+// Plugin is one loaded plugin with its instance pool. It is safe for
+// concurrent use: each call runs on its own instance.
+type Plugin struct {
+	rt     *Runtime
+	comp   *compiled
+	source string
+	hash   string
+	limits Limits
+	config map[string]string
+	log    *slog.Logger
+	pool   *pool
+
+	// Set once during load, read-only afterwards.
+	name        string
+	manifest    abi.Manifest
+	caps        capSet
+	hasHandle   bool
+	compileTime time.Duration
+
+	kill      context.CancelFunc // stops in-flight calls (Close with an expired ctx)
+	killCtx   context.Context
+	drained   chan struct{} // closed when every instance is closed
+	closeOnce sync.Once
+
+	calls, errs, traps, timeouts, canceled atomic.Uint64
+	hostCalls, hostRefused                 atomic.Uint64
+}
+
+// Stats are counters of one plugin since it was loaded.
+type Stats struct {
+	Calls       uint64 // export calls, describe at load included
+	Errors      uint64 // calls that failed for any reason
+	Traps       uint64 // of which: the instance trapped or exited
+	Timeouts    uint64 // of which: CallTimeout ran out
+	Canceled    uint64 // of which: the caller's context ended first
+	HostCalls   uint64 // host-function calls made by the plugin
+	HostRefused uint64 // of which: refused (capability, caps, bad request, no service)
+
+	Instances        int           // instances alive now (in use or idle)
+	PeakInstances    int           // most instances alive at once
+	InUse            int           // instances running a call now
+	Idle             int           // instances waiting for a call
+	InstancesCreated uint64        // instances made
+	InstancesDropped uint64        // instances closed (after an error, or at Close)
+	CompileTime      time.Duration // compile step of the load (near zero when shared or cached)
+}
+
+// instance is one Extism instance with its captured stderr.
+type instance struct {
+	ext    *extism.Plugin
+	stderr *tailBuffer
+}
+
+func (i *instance) close() {
+	_ = i.ext.Close(context.Background())
+}
+
+func newPlugin(r *Runtime, comp *compiled, source, hash string, cfg loadConfig) *Plugin {
+	p := &Plugin{
+		rt:      r,
+		comp:    comp,
+		source:  source,
+		hash:    hash,
+		limits:  cfg.limits,
+		config:  cfg.config,
+		drained: make(chan struct{}),
+	}
+	p.log = r.log.With("plugin", source)
+	p.killCtx, p.kill = context.WithCancel(context.Background())
+	p.pool = newPool(r.poolSize, p.newInstance, p.onDrain)
+	return p
+}
+
+func (p *Plugin) setManifest(m abi.Manifest) {
+	p.manifest = m
+	p.name = m.Name
+	p.log = p.rt.log.With("plugin", m.Name)
+	for _, c := range m.Capabilities {
+		p.caps |= capBit(c)
+	}
+}
+
+// newInstance makes one sandboxed instance: no files, no network, no
+// environment, the caller's config only, real clock, crypto randomness,
+// stdout dropped, stderr kept (bounded) for error messages.
+func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
+	stderr := &tailBuffer{max: 8 << 10}
+	mc := wazero.NewModuleConfig().
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader).
+		WithStdout(io.Discard).
+		WithStderr(stderr)
+	ext, err := p.comp.cp.Instance(ctx, extism.PluginInstanceConfig{ModuleConfig: mc})
+	if err != nil {
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	ext.Config = p.config
+	ext.AllowedHosts = nil
+	ext.AllowedPaths = nil
+	// Only reached if the process sets extism's global log level (off by default).
+	ext.SetLogger(func(level extism.LogLevel, msg string) {
+		p.log.Log(context.Background(), slogLevel(level), "plugin log", "msg", sanitize(msg, 1024))
+	})
+	return &instance{ext: ext, stderr: stderr}, nil
+}
+
+func slogLevel(l extism.LogLevel) slog.Level {
+	switch l {
+	case extism.LogLevelTrace, extism.LogLevelDebug:
+		return slog.LevelDebug
+	case extism.LogLevelInfo:
+		return slog.LevelInfo
+	case extism.LogLevelWarn:
+		return slog.LevelWarn
+	}
+	return slog.LevelError
+}
+
+// Manifest returns the plugin's checked manifest. Callers must not modify
+// its slices.
+func (p *Plugin) Manifest() abi.Manifest { return p.manifest }
+
+// Name returns the manifest name.
+func (p *Plugin) Name() string { return p.name }
+
+// Version returns the manifest version.
+func (p *Plugin) Version() string { return p.manifest.Version }
+
+// Hash returns the hex sha256 of the module bytes.
+func (p *Plugin) Hash() string { return p.hash }
+
+// Path returns the file the plugin was loaded from (or LoadBytes's name).
+func (p *Plugin) Path() string { return p.source }
+
+// HasHandle reports whether the plugin exports handle.
+func (p *Plugin) HasHandle() bool { return p.hasHandle }
+
+// Prompt calls the prompt export and returns its checked response.
+func (p *Plugin) Prompt(ctx context.Context, req abi.PromptRequest) (abi.PromptResponse, error) {
+	var resp abi.PromptResponse
+	err := p.call(ctx, abi.ExportPrompt, req, func(out []byte) (err error) {
+		resp, err = abi.DecodePromptResponse(out)
+		return err
+	})
+	return resp, err
+}
+
+// Validate calls the validate export and returns its checked verdict.
+func (p *Plugin) Validate(ctx context.Context, req abi.ValidateRequest) (abi.Validation, error) {
+	var v abi.Validation
+	err := p.call(ctx, abi.ExportValidate, req, func(out []byte) (err error) {
+		v, err = abi.DecodeValidation(out)
+		return err
+	})
+	return v, err
+}
+
+// Handle calls the optional handle export, in which the plugin drives host
+// calls itself. It fails with ErrNoHandle when the plugin has none.
+func (p *Plugin) Handle(ctx context.Context, req abi.PromptRequest) (abi.HandleResponse, error) {
+	if !p.hasHandle {
+		return abi.HandleResponse{}, &CallError{Plugin: p.name, Export: abi.ExportHandle, Kind: ErrNoHandle}
+	}
+	var resp abi.HandleResponse
+	err := p.call(ctx, abi.ExportHandle, req, func(out []byte) (err error) {
+		resp, err = abi.DecodeHandleResponse(out)
+		return err
+	})
+	return resp, err
+}
+
+// Stats returns the plugin's counters.
+func (p *Plugin) Stats() Stats {
+	live, peak, held, idle, created, dropped := p.pool.stats()
+	return Stats{
+		Calls:            p.calls.Load(),
+		Errors:           p.errs.Load(),
+		Traps:            p.traps.Load(),
+		Timeouts:         p.timeouts.Load(),
+		Canceled:         p.canceled.Load(),
+		HostCalls:        p.hostCalls.Load(),
+		HostRefused:      p.hostRefused.Load(),
+		Instances:        live,
+		PeakInstances:    peak,
+		InUse:            held,
+		Idle:             idle,
+		InstancesCreated: created,
+		InstancesDropped: dropped,
+		CompileTime:      p.compileTime,
+	}
+}
+
+// Close stops new calls and waits for in-flight ones to finish. If ctx ends
+// first, in-flight calls are stopped (their callers get ErrClosed) and Close
+// returns ctx's error; the plugin's resources are freed as those calls
+// unwind. Close is safe to call more than once.
+func (p *Plugin) Close(ctx context.Context) error {
+	p.pool.close()
+	select {
+	case <-p.drained:
+		return nil
+	case <-ctx.Done():
+		p.kill()
+		return fmt.Errorf("plugin %q: close: in-flight calls stopped: %w", p.name, ctx.Err())
+	}
+}
+
+// abandon closes a plugin that never finished loading.
+func (p *Plugin) abandon() {
+	p.pool.close()
+	<-p.drained
+}
+
+// onDrain runs once, when the pool is closed and no instance is left.
+func (p *Plugin) onDrain() {
+	p.closeOnce.Do(func() {
+		p.kill()
+		p.rt.forget(p)
+		p.rt.release(p.comp)
+		close(p.drained)
+	})
+}
+
+// call runs one export on a pooled instance.
+func (p *Plugin) call(ctx context.Context, export string, req any, decode func([]byte) error) error {
+	input, err := json.Marshal(req)
+	if err != nil {
+		p.calls.Add(1)
+		p.errs.Add(1)
+		return &CallError{Plugin: p.name, Export: export, Kind: ErrFailed, Err: fmt.Errorf("encode request: %w", err)}
+	}
+	if len(input) > p.limits.MaxInputBytes {
+		p.calls.Add(1)
+		p.errs.Add(1)
+		return &CallError{Plugin: p.name, Export: export, Kind: ErrInputTooLarge,
+			Err: fmt.Errorf("%d bytes, limit %d", len(input), p.limits.MaxInputBytes)}
+	}
+	inst, err := p.pool.acquire(ctx)
+	if err != nil {
+		p.calls.Add(1)
+		p.errs.Add(1)
+		switch {
+		case errors.Is(err, ErrClosed):
+			return &CallError{Plugin: p.name, Export: export, Kind: ErrClosed}
+		case ctx.Err() != nil:
+			p.canceled.Add(1)
+			return &CallError{Plugin: p.name, Export: export, Kind: ctx.Err(), Err: errors.New("waiting for a free instance")}
+		default:
+			return &CallError{Plugin: p.name, Export: export, Kind: ErrFailed, Err: err}
+		}
+	}
+	reuse, err := p.invoke(ctx, inst, export, input, decode)
+	p.pool.release(inst, reuse)
+	return err
+}
+
+// errGuestTimeout is the cancel cause set when CallTimeout runs out.
+var errGuestTimeout = errors.New("plugin call timeout")
+
+// invoke runs export on inst and classifies the outcome. It reports whether
+// inst may be reused: only after a clean success.
+func (p *Plugin) invoke(ctx context.Context, inst *instance, export string, input []byte, decode func([]byte) error) (reuse bool, err error) {
+	p.calls.Add(1)
+	// base is the call's own context: the caller's, also ended by a forced
+	// Close. Services called from host functions get it.
+	base, baseCancel := context.WithCancelCause(ctx)
+	defer baseCancel(nil)
+	stopKill := context.AfterFunc(p.killCtx, func() { baseCancel(ErrClosed) })
+	defer stopKill()
+	// callCtx also ends when the plugin's own time runs out; wazero watches
+	// it and closes the instance (WithCloseOnContextDone).
+	callCtx, cancel := context.WithCancelCause(base)
+	defer cancel(nil)
+
+	st := &callState{
+		p:          p,
+		export:     export,
+		svcCtx:     base,
+		callCtx:    callCtx,
+		info:       RequestInfoFrom(ctx),
+		tokensLeft: p.limits.MaxTokens,
+	}
+	if st.info.MaxTokens > 0 && st.info.MaxTokens < st.tokensLeft {
+		st.tokensLeft = st.info.MaxTokens
+	}
+	st.clock.start(p.limits.CallTimeout, func() { cancel(errGuestTimeout) })
+	defer st.clock.stop()
+
+	inst.stderr.reset()
+	rc, out, callErr := inst.ext.CallWithContext(context.WithValue(callCtx, callStateKey{}, st), export, input)
+	st.clock.stop()
+	if len(inst.ext.Var) > 0 {
+		clear(inst.ext.Var) // no state carried to the next request through vars
+	}
+
+	fail := func(kind, detail error) (bool, error) {
+		p.errs.Add(1)
+		ce := &CallError{Plugin: p.name, Export: export, Kind: kind, Err: detail}
+		p.log.Warn("plugin call failed", "export", export, "request_id", st.info.ID, "err", ce)
+		if tail := inst.stderr.String(); tail != "" {
+			p.log.Debug("plugin stderr", "export", export, "stderr", sanitize(tail, 2048))
+		}
+		return false, ce
+	}
+
+	if callErr != nil || rc != 0 {
+		if callCtx.Err() != nil {
+			switch cause := context.Cause(callCtx); {
+			case errors.Is(cause, errGuestTimeout):
+				p.timeouts.Add(1)
+				return fail(ErrTimeout, fmt.Errorf("still running after %v; stopped", p.limits.CallTimeout))
+			case errors.Is(cause, ErrClosed):
+				return fail(ErrClosed, errors.New("call stopped by Close"))
+			case ctx.Err() != nil:
+				p.canceled.Add(1)
+				return fail(ctx.Err(), errors.New("call stopped"))
+			}
+		}
+		if callErr != nil && isTrap(callErr) {
+			p.traps.Add(1)
+			return fail(ErrTrap, errors.New(trapDetail(callErr, inst.stderr.String())))
+		}
+		detail := fmt.Sprintf("returned status %d", rc)
+		if callErr != nil {
+			detail = "plugin error: " + quoteUntrusted(callErr.Error())
+		}
+		if st.violation != nil {
+			return fail(st.violationKind, fmt.Errorf("%w (and the export then %s)", st.violation, detail))
+		}
+		if st.firstRefusal != "" {
+			detail += fmt.Sprintf(" (after the host refused %d call(s), first: %s)", st.refused, st.firstRefusal)
+		}
+		return fail(ErrFailed, errors.New(detail))
+	}
+	if st.violation != nil {
+		return fail(st.violationKind, st.violation)
+	}
+	if len(out) > p.limits.MaxOutputBytes {
+		return fail(ErrOutputTooLarge, fmt.Errorf("%d bytes, limit %d", len(out), p.limits.MaxOutputBytes))
+	}
+	if err := decode(out); err != nil {
+		return fail(ErrBadOutput, err)
+	}
+	// A timer that fired as the call returned may have closed the instance.
+	return callCtx.Err() == nil, nil
+}
+
+// isTrap tells a trap or exit (the instance is dead) from an error the
+// plugin set itself with error_set.
+func isTrap(err error) bool {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "wasm stack trace") ||
+		strings.HasPrefix(msg, "wasm error") ||
+		strings.HasPrefix(msg, "failed to initialize runtime") ||
+		strings.HasPrefix(msg, "module closed") ||
+		msg == "module is closed"
+}
+
+// trapDetail describes a trap: the wazero error's first line, and the Go
+// runtime's panic or fatal error line from stderr when there is one.
+func trapDetail(err error, stderr string) string {
+	var detail string
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		detail = fmt.Sprintf("exit code %d", exit.ExitCode())
+	} else {
+		detail, _, _ = strings.Cut(err.Error(), "\n")
+		detail = sanitize(detail, 300)
+	}
+	if line := panicLine(stderr); line != "" {
+		detail += ": " + sanitize(line, 300)
+	}
+	return detail
+}
+
+// panicLine finds the last "panic: " or "fatal error: " line in stderr, or
+// else its last non-empty line.
+func panicLine(stderr string) string {
+	lines := strings.Split(stderr, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
+			return l
+		}
+	}
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			return l
+		}
+	}
+	return ""
+}
+
+// quoteUntrusted quotes a plugin-supplied message for an error.
+func quoteUntrusted(s string) string {
+	return fmt.Sprintf("%q", sanitize(s, 512))
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(b []byte) (int, error) {
+	n := len(b)
+	if len(b) >= t.max {
+		t.buf = append(t.buf[:0], b[len(b)-t.max:]...)
+		return n, nil
+	}
+	if over := len(t.buf) + len(b) - t.max; over > 0 {
+		t.buf = t.buf[:copy(t.buf, t.buf[over:])]
+	}
+	t.buf = append(t.buf, b...)
+	return n, nil
+}
+
+func (t *tailBuffer) reset()         { t.buf = t.buf[:0] }
+func (t *tailBuffer) String() string { return string(t.buf) }
+
+// guestClock is the per-call timeout. It runs only while the plugin's own
+// code runs: host functions pause it around calls into Services.
+type guestClock struct {
+	timer    *time.Timer
+	deadline time.Time
+	left     time.Duration
+}
+
+func (c *guestClock) start(d time.Duration, fire func()) {
+	c.deadline = time.Now().Add(d)
+	c.timer = time.AfterFunc(d, fire)
+}
+
+// pause stops the clock; it reports false if the time had already run out.
+func (c *guestClock) pause() bool {
+	if !c.timer.Stop() {
+		c.left = 0
+		return false
+	}
+	c.left = time.Until(c.deadline)
+	return true
+}
+
+// resume restarts the clock with the time left at pause.
+func (c *guestClock) resume() {
+	if c.left <= 0 {
+		c.left = time.Nanosecond
+	}
+	c.deadline = time.Now().Add(c.left)
+	c.timer.Reset(c.left)
+}
+
+func (c *guestClock) stop() {
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+}

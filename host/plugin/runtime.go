@@ -1,0 +1,540 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	extism "github.com/extism/go-sdk"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
+)
+
+// Default limits, used for every zero field of Limits.
+const (
+	DefaultCallTimeout    = 5 * time.Second
+	DefaultMaxMemoryBytes = 64 << 20
+	DefaultMaxInputBytes  = 1 << 20
+	DefaultMaxOutputBytes = 1 << 20
+	DefaultMaxHostCalls   = 8
+	DefaultMaxTokens      = 4096
+	DefaultMaxModuleBytes = 64 << 20
+)
+
+const wasmPageSize = 65536
+
+// Limits are the per-plugin sandbox caps. A zero field takes the default.
+type Limits struct {
+	// CallTimeout bounds the time a plugin may run in one export call.
+	// Time spent inside host functions (waiting for inference) is not
+	// counted: that is bounded by the caller's context and the token cap.
+	// When it runs out the instance is stopped (wazero close-on-context-done)
+	// and discarded. Default 5s.
+	CallTimeout time.Duration
+	// MaxMemoryBytes caps the linear memory of each module of an instance
+	// (the plugin's and the Extism kernel's), rounded down to 64 KiB pages.
+	// A plugin whose minimum memory is larger fails to load. Default 64 MiB.
+	MaxMemoryBytes uint64
+	// MaxInputBytes caps the JSON passed to an export and the JSON a plugin
+	// passes to a host function. Default 1 MiB.
+	MaxInputBytes int
+	// MaxOutputBytes caps the output of an export. Default 1 MiB. (go-sdk
+	// copies the output out of the sandbox before it can be checked; that
+	// copy is bounded by MaxMemoryBytes.)
+	MaxOutputBytes int
+	// MaxHostCalls caps the host-function calls of one export call. Default 8.
+	MaxHostCalls int
+	// MaxTokens caps the tokens mdsa_generate may produce for one export
+	// call, across all its calls; each request's max_tokens is clamped to
+	// what is left. RequestInfo.MaxTokens can lower it per request.
+	// Default 4096.
+	MaxTokens int
+	// MaxModuleBytes caps the size of a .wasm file. Default 64 MiB.
+	MaxModuleBytes int64
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.CallTimeout <= 0 {
+		l.CallTimeout = DefaultCallTimeout
+	}
+	if l.MaxMemoryBytes == 0 {
+		l.MaxMemoryBytes = DefaultMaxMemoryBytes
+	}
+	if l.MaxInputBytes <= 0 {
+		l.MaxInputBytes = DefaultMaxInputBytes
+	}
+	if l.MaxOutputBytes <= 0 {
+		l.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	if l.MaxHostCalls <= 0 {
+		l.MaxHostCalls = DefaultMaxHostCalls
+	}
+	if l.MaxTokens <= 0 {
+		l.MaxTokens = DefaultMaxTokens
+	}
+	if l.MaxModuleBytes <= 0 {
+		l.MaxModuleBytes = DefaultMaxModuleBytes
+	}
+	return l
+}
+
+// override returns l with every non-zero field of o applied.
+func (l Limits) override(o Limits) Limits {
+	if o.CallTimeout > 0 {
+		l.CallTimeout = o.CallTimeout
+	}
+	if o.MaxMemoryBytes > 0 {
+		l.MaxMemoryBytes = o.MaxMemoryBytes
+	}
+	if o.MaxInputBytes > 0 {
+		l.MaxInputBytes = o.MaxInputBytes
+	}
+	if o.MaxOutputBytes > 0 {
+		l.MaxOutputBytes = o.MaxOutputBytes
+	}
+	if o.MaxHostCalls > 0 {
+		l.MaxHostCalls = o.MaxHostCalls
+	}
+	if o.MaxTokens > 0 {
+		l.MaxTokens = o.MaxTokens
+	}
+	if o.MaxModuleBytes > 0 {
+		l.MaxModuleBytes = o.MaxModuleBytes
+	}
+	return l
+}
+
+// Options configure a Runtime.
+type Options struct {
+	// CacheDir is the directory of wazero's on-disk compilation cache, so a
+	// restarted host does not recompile unchanged plugins. Empty: an
+	// in-memory cache shared by every plugin of this Runtime.
+	CacheDir string
+	// Limits are the sandbox caps for every plugin; WithLimits overrides
+	// them per plugin.
+	Limits Limits
+	// Services serve the host functions. Nil: every host call is refused
+	// with abi.ErrUnavailable.
+	Services Services
+	// Logger receives load, failure and plugin log events. Nil: discard.
+	Logger *slog.Logger
+	// PoolSize is the most instances one plugin may have at once, which is
+	// also the most concurrent calls it serves. Default GOMAXPROCS.
+	PoolSize int
+	// CompileWorkers is the number of goroutines wazero compiles one module
+	// with. Default GOMAXPROCS.
+	CompileWorkers int
+}
+
+// Runtime loads and runs plugins. It is safe for concurrent use.
+type Runtime struct {
+	cache    wazero.CompilationCache
+	limits   Limits
+	services Services
+	log      *slog.Logger
+	poolSize int
+	workers  int
+	hostFns  []extism.HostFunction
+
+	mu        sync.Mutex
+	closed    bool
+	loads     sync.WaitGroup // loads in progress; Close waits for them before closing the cache
+	cacheOnce sync.Once
+	compiled  map[string]*compiled
+	plugins   map[*Plugin]struct{}
+}
+
+// compiled is one compiled module shared by every Plugin loaded from the
+// same bytes with the same memory cap.
+type compiled struct {
+	key   string
+	ready chan struct{} // closed when cp or err is set
+	cp    *extism.CompiledPlugin
+	err   error
+	took  time.Duration
+	refs  int // guarded by Runtime.mu
+}
+
+// LoadOption adjusts one Load, LoadBytes or LoadDir call.
+type LoadOption func(*loadConfig)
+
+type loadConfig struct {
+	config map[string]string
+	limits Limits
+}
+
+// WithConfig gives the plugin configuration values it can read with the
+// Extism config_get function. By default a plugin gets none.
+func WithConfig(cfg map[string]string) LoadOption {
+	return func(c *loadConfig) { c.config = maps.Clone(cfg) }
+}
+
+// WithLimits overrides the Runtime's limits for this plugin; zero fields keep
+// the Runtime's values.
+func WithLimits(l Limits) LoadOption {
+	return func(c *loadConfig) { c.limits = l }
+}
+
+// NewRuntime makes a Runtime. It fails only if the cache directory cannot be
+// created.
+func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
+	_ = ctx // reserved: nothing here blocks yet
+	r := &Runtime{
+		limits:   opts.Limits.withDefaults(),
+		services: opts.Services,
+		log:      opts.Logger,
+		poolSize: opts.PoolSize,
+		workers:  opts.CompileWorkers,
+		compiled: make(map[string]*compiled),
+		plugins:  make(map[*Plugin]struct{}),
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.poolSize <= 0 {
+		r.poolSize = runtime.GOMAXPROCS(0)
+	}
+	if r.workers <= 0 {
+		r.workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.CacheDir == "" {
+		r.cache = wazero.NewCompilationCache()
+	} else {
+		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("plugin: compilation cache in %s: %w", opts.CacheDir, err)
+		}
+		r.cache = c
+	}
+	r.hostFns = r.hostFunctions()
+	return r, nil
+}
+
+// Load reads a .wasm file and loads it; see LoadBytes. Path() of the result
+// is path.
+func (r *Runtime) Load(ctx context.Context, path string, opts ...LoadOption) (*Plugin, error) {
+	cfg := r.loadConfig(opts)
+	wasm, err := readModule(path, cfg.limits.MaxModuleBytes)
+	if err != nil {
+		return nil, fmt.Errorf("plugin: load %s: %w", path, err)
+	}
+	return r.load(ctx, path, wasm, cfg)
+}
+
+// LoadBytes loads a plugin from its bytes. name labels the plugin in errors
+// until its manifest is known and is what Path() returns. The module is
+// compiled once per sha256 (later loads of the same bytes reuse it), one
+// instance is made, describe is called and its manifest decoded and
+// checked: an unknown ABI version, a bad manifest or a missing prompt or
+// validate export fails the load, and everything made so far is closed.
+func (r *Runtime) LoadBytes(ctx context.Context, name string, wasm []byte, opts ...LoadOption) (*Plugin, error) {
+	cfg := r.loadConfig(opts)
+	if int64(len(wasm)) > cfg.limits.MaxModuleBytes {
+		return nil, fmt.Errorf("plugin: load %s: module is %d bytes, limit %d", name, len(wasm), cfg.limits.MaxModuleBytes)
+	}
+	return r.load(ctx, name, wasm, cfg)
+}
+
+// LoadDir loads every plugin in dir: each *.wasm file directly in dir and
+// each dir/<name>/<name>.wasm, in name order. A file that fails to load (not
+// WebAssembly, corrupt, bad manifest, a name already loaded) does not stop
+// the others: LoadDir returns the plugins that loaded and a joined error that
+// names each file that did not. An unreadable dir is an error with no plugins.
+func (r *Runtime) LoadDir(ctx context.Context, dir string, opts ...LoadOption) ([]*Plugin, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("plugin: load dir: %w", err)
+	}
+	var paths []string
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() {
+			p := filepath.Join(dir, name, name+".wasm")
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+				paths = append(paths, p)
+			}
+			continue
+		}
+		if strings.HasSuffix(name, ".wasm") {
+			paths = append(paths, filepath.Join(dir, name))
+		}
+	}
+	sort.Strings(paths)
+	var (
+		loaded []*Plugin
+		errs   []error
+		seen   = make(map[string]string)
+	)
+	for _, path := range paths {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("plugin: load %s: %w", path, err))
+			continue
+		}
+		p, err := r.Load(ctx, path, opts...)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if first, dup := seen[p.Name()]; dup {
+			errs = append(errs, fmt.Errorf("plugin: load %s: duplicate plugin name %q (already loaded from %s)", path, p.Name(), first))
+			_ = p.Close(ctx)
+			continue
+		}
+		seen[p.Name()] = path
+		loaded = append(loaded, p)
+	}
+	return loaded, errors.Join(errs...)
+}
+
+// Close refuses new loads, waits for loads in progress, closes every plugin
+// (see Plugin.Close: in-flight calls may finish until ctx is done, then they
+// are stopped) and then the compilation cache.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	loaded := make(chan struct{})
+	go func() { r.loads.Wait(); close(loaded) }()
+	select {
+	case <-loaded:
+	case <-ctx.Done():
+		return fmt.Errorf("plugin: close runtime: waiting for loads: %w", ctx.Err())
+	}
+	r.mu.Lock()
+	plugins := make([]*Plugin, 0, len(r.plugins))
+	for p := range r.plugins {
+		plugins = append(plugins, p)
+	}
+	r.mu.Unlock()
+	var errs []error
+	for _, p := range plugins {
+		if err := p.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		// Stopped calls are still unwinding; the cache must outlive them.
+		return errors.Join(errs...)
+	}
+	var err error
+	r.cacheOnce.Do(func() { err = r.cache.Close(ctx) })
+	if err != nil {
+		return fmt.Errorf("plugin: close compilation cache: %w", err)
+	}
+	return nil
+}
+
+func (r *Runtime) loadConfig(opts []LoadOption) loadConfig {
+	var c loadConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	c.limits = r.limits.override(c.limits)
+	return c
+}
+
+func readModule(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	if fi.Size() > max {
+		return nil, fmt.Errorf("module is %d bytes, limit %d", fi.Size(), max)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("module is over the %d-byte limit", max)
+	}
+	return b, nil
+}
+
+var wasmMagic = []byte("\x00asm")
+
+func (r *Runtime) load(ctx context.Context, source string, wasm []byte, cfg loadConfig) (*Plugin, error) {
+	fail := func(err error) (*Plugin, error) {
+		return nil, fmt.Errorf("plugin: load %s: %w", source, err)
+	}
+	if !bytes.HasPrefix(wasm, wasmMagic) {
+		return fail(errors.New("not a WebAssembly module (no \\0asm header)"))
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return fail(ErrClosed)
+	}
+	r.loads.Add(1)
+	r.mu.Unlock()
+	defer r.loads.Done()
+	sum := sha256.Sum256(wasm)
+	hash := hex.EncodeToString(sum[:])
+	pages := cfg.limits.MaxMemoryBytes / wasmPageSize
+	if pages == 0 {
+		pages = 1
+	}
+	if pages > 65536 {
+		pages = 65536
+	}
+	start := time.Now()
+	comp, err := r.compile(ctx, hash, uint32(pages), wasm)
+	if err != nil {
+		return fail(err)
+	}
+	p := newPlugin(r, comp, source, hash, cfg)
+	p.compileTime = time.Since(start)
+
+	inst, err := p.pool.acquire(ctx)
+	if err != nil {
+		p.abandon()
+		return fail(err)
+	}
+	var missing []string
+	for _, e := range []string{abi.ExportDescribe, abi.ExportPrompt, abi.ExportValidate} {
+		if !inst.ext.FunctionExists(e) {
+			missing = append(missing, e)
+		}
+	}
+	if len(missing) > 0 {
+		p.pool.release(inst, false)
+		p.abandon()
+		return fail(fmt.Errorf("missing required export(s): %s", strings.Join(missing, ", ")))
+	}
+	p.hasHandle = inst.ext.FunctionExists(abi.ExportHandle)
+	var m abi.Manifest
+	reuse, err := p.invoke(ctx, inst, abi.ExportDescribe, nil, func(out []byte) error {
+		var err error
+		m, err = abi.DecodeManifest(out)
+		return err
+	})
+	p.pool.release(inst, reuse)
+	if err != nil {
+		p.abandon()
+		return fail(err)
+	}
+	p.setManifest(m)
+
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		p.abandon()
+		return fail(ErrClosed)
+	}
+	r.plugins[p] = struct{}{}
+	r.mu.Unlock()
+	r.log.Info("plugin loaded", "plugin", m.Name, "version", m.Version, "path", source,
+		"sha256", hash[:12], "compile_ms", float64(p.compileTime.Microseconds())/1000,
+		"capabilities", m.Capabilities, "handle", p.hasHandle)
+	return p, nil
+}
+
+// compile returns the compiled module for (hash, pages), compiling it at most
+// once even under concurrent loads. The caller owns one reference.
+func (r *Runtime) compile(ctx context.Context, hash string, pages uint32, wasm []byte) (*compiled, error) {
+	key := hash + "/" + strconv.FormatUint(uint64(pages), 10)
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if c, ok := r.compiled[key]; ok {
+		c.refs++
+		r.mu.Unlock()
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			r.release(c)
+			return nil, ctx.Err()
+		}
+		if c.err != nil {
+			r.release(c)
+			return nil, c.err
+		}
+		return c, nil
+	}
+	c := &compiled{key: key, ready: make(chan struct{}), refs: 1}
+	r.compiled[key] = c
+	r.mu.Unlock()
+
+	start := time.Now()
+	manifest := extism.Manifest{
+		Wasm: []extism.Wasm{extism.WasmData{Data: wasm, Name: "main"}},
+		Memory: &extism.ManifestMemory{
+			MaxPages:             pages,
+			MaxVarBytes:          64 << 10,
+			MaxHttpResponseBytes: 0,
+		},
+		// No Config, AllowedHosts, AllowedPaths: nothing leaks in by default.
+	}
+	rc := wazero.NewRuntimeConfig().
+		WithCompilationCache(r.cache).
+		WithCloseOnContextDone(true)
+	cctx := experimental.WithCompilationWorkers(ctx, r.workers)
+	cp, err := extism.NewCompiledPlugin(cctx, manifest, extism.PluginConfig{
+		RuntimeConfig: rc,
+		EnableWasi:    true,
+	}, r.hostFns)
+	if err != nil {
+		err = fmt.Errorf("compile: %w", err)
+	}
+	c.cp, c.err, c.took = cp, err, time.Since(start)
+	if err != nil {
+		r.mu.Lock()
+		delete(r.compiled, key) // let a later load retry
+		c.refs--
+		r.mu.Unlock()
+	}
+	close(c.ready)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// release drops one reference to c and closes it when none are left.
+func (r *Runtime) release(c *compiled) {
+	r.mu.Lock()
+	c.refs--
+	last := c.refs == 0
+	if last && r.compiled[c.key] == c {
+		delete(r.compiled, c.key)
+	}
+	r.mu.Unlock()
+	if last && c.cp != nil {
+		if err := c.cp.Close(context.Background()); err != nil {
+			r.log.Warn("plugin: closing compiled module", "err", err)
+		}
+	}
+}
+
+// forget removes a closed plugin from the runtime.
+func (r *Runtime) forget(p *Plugin) {
+	r.mu.Lock()
+	delete(r.plugins, p)
+	r.mu.Unlock()
+}

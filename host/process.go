@@ -1,0 +1,244 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mdsa-go/mdsa/host/engine"
+	"github.com/mdsa-go/mdsa/host/plugin"
+	"github.com/mdsa-go/mdsa/host/router"
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
+)
+
+// Request is one query.
+type Request struct {
+	// Query is the user's question.
+	Query string `json:"query"`
+	// History holds earlier turns of the conversation, oldest first.
+	History []abi.Message `json:"history,omitempty"`
+	// Context is passed to the plugin's prompt template.
+	Context map[string]string `json:"context,omitempty"`
+	// Domain forces a domain; empty means route.
+	Domain string `json:"domain,omitempty"`
+	// Generation overrides sampling settings (applied last, capped by the
+	// host's engine.max_tokens).
+	Generation abi.Generation `json:"generation,omitempty"`
+	// RequestID identifies the request in logs; one is made up when empty.
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// Result statuses.
+const (
+	StatusOK         = "ok"           // answered, validation passed
+	StatusFlagged    = "flagged"      // answered, but validation found errors
+	StatusOutOfScope = "out_of_scope" // no domain fits; Response is the refusal
+)
+
+// Tokens counts prompt and completion tokens.
+type Tokens struct {
+	Prompt     int `json:"prompt"`
+	Completion int `json:"completion"`
+}
+
+// Timings are per-stage wall times in milliseconds.
+type Timings struct {
+	Route    float64 `json:"route"`
+	Prompt   float64 `json:"prompt"`
+	Generate float64 `json:"generate"`
+	Validate float64 `json:"validate"`
+	Total    float64 `json:"total"`
+}
+
+// Result is the answer to a Request.
+type Result struct {
+	RequestID    string          `json:"request_id"`
+	Status       string          `json:"status"`
+	Domain       string          `json:"domain"`
+	Confidence   float64         `json:"confidence"`
+	Alternatives []router.Scored `json:"alternatives,omitempty"`
+	Response     string          `json:"response"`
+	Validation   abi.Validation  `json:"validation"`
+	Model        string          `json:"model"`
+	FinishReason string          `json:"finish_reason,omitempty"`
+	Tokens       Tokens          `json:"tokens"`
+	TimingsMS    Timings         `json:"timings_ms"`
+}
+
+// Process answers req.
+func (h *Host) Process(ctx context.Context, req Request) (Result, error) {
+	return h.Stream(ctx, req, nil)
+}
+
+// Stream answers req and passes the model's text to onToken as it is
+// generated. The plugin's validator runs on the whole answer afterwards and
+// may revise it (for example to add a disclaimer or redact personal data):
+// Result.Response is the final text, which can differ from the streamed one.
+// For a plugin with its own handle export nothing is streamed.
+func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc) (Result, error) {
+	if h.closed.Load() {
+		return Result{}, ErrClosed
+	}
+	start := time.Now()
+	if req.RequestID == "" {
+		req.RequestID = newRequestID()
+	}
+	res := Result{RequestID: req.RequestID}
+	log := h.log.With("request_id", req.RequestID)
+	st := h.state.Load()
+
+	// Route, or take the forced domain.
+	t := time.Now()
+	if req.Domain != "" {
+		if _, ok := st.plugins[req.Domain]; !ok {
+			return res, fmt.Errorf("%w %q (have: %v)", ErrUnknownDomain, req.Domain, st.router.Domains())
+		}
+		res.Domain, res.Confidence = req.Domain, 1
+	} else {
+		d := st.router.Route(req.Query)
+		res.Domain, res.Confidence, res.Alternatives = d.Domain, d.Confidence, d.Alternatives
+		if d.OutOfScope {
+			res.TimingsMS.Route = ms(time.Since(t))
+			res.Status = StatusOutOfScope
+			res.Response = h.cfg.Router.OutOfScopeMessage
+			res.Validation = abi.Validation{OK: true, Score: 1, Issues: []abi.Issue{}}
+			res.TimingsMS.Total = ms(time.Since(start))
+			log.Info("out of scope", "confidence", d.Confidence)
+			return res, nil
+		}
+	}
+	res.TimingsMS.Route = ms(time.Since(t))
+	p := st.plugins[res.Domain]
+	preq := abi.PromptRequest{Query: req.Query, History: req.History, Context: req.Context}
+	ctx = plugin.WithRequestInfo(ctx, plugin.RequestInfo{ID: req.RequestID})
+
+	if p.HasHandle() {
+		u := &usage{}
+		t = time.Now()
+		hr, err := p.Handle(withUsage(ctx, u), preq)
+		if err != nil {
+			return res, fmt.Errorf("host: request %s: plugin %s: handle: %w", req.RequestID, p.Name(), err)
+		}
+		res.TimingsMS.Generate = ms(time.Since(t))
+		res.Response, res.Validation = hr.Response, hr.Validation
+		res.Model, res.FinishReason = u.model, u.finish
+		res.Tokens = Tokens{Prompt: u.in, Completion: u.out}
+	} else {
+		t = time.Now()
+		pr, err := p.Prompt(ctx, preq)
+		if err != nil {
+			return res, fmt.Errorf("host: request %s: plugin %s: prompt: %w", req.RequestID, p.Name(), err)
+		}
+		res.TimingsMS.Prompt = ms(time.Since(t))
+
+		e, err := h.model.get(ctx)
+		if err != nil {
+			return res, fmt.Errorf("host: request %s: %w", req.RequestID, err)
+		}
+		man := p.Manifest()
+		params := h.params(man.Generation, pr.Generation, req.Generation)
+		t = time.Now()
+		gen, err := e.Generate(ctx, engine.Request{Messages: toEngineMessages(pr.Messages), Params: params}, onToken)
+		if err != nil {
+			return res, fmt.Errorf("host: request %s: generate: %w", req.RequestID, err)
+		}
+		res.TimingsMS.Generate = ms(time.Since(t))
+		res.Model, res.FinishReason = gen.Model, gen.FinishReason
+		res.Tokens = Tokens{Prompt: gen.TokensIn, Completion: gen.TokensOut}
+
+		t = time.Now()
+		v, err := p.Validate(ctx, abi.ValidateRequest{Query: req.Query, Response: gen.Text, Domain: res.Domain})
+		if err != nil {
+			return res, fmt.Errorf("host: request %s: plugin %s: validate: %w", req.RequestID, p.Name(), err)
+		}
+		res.TimingsMS.Validate = ms(time.Since(t))
+		res.Response = gen.Text
+		if v.Response != nil {
+			res.Response = *v.Response
+			v.Response = nil
+		}
+		res.Validation = v
+	}
+	if res.Validation.Issues == nil {
+		res.Validation.Issues = []abi.Issue{}
+	}
+	res.Status = StatusOK
+	if !res.Validation.OK {
+		res.Status = StatusFlagged
+	}
+	res.TimingsMS.Total = ms(time.Since(start))
+	log.Info("answered", "domain", res.Domain, "status", res.Status, "tokens", res.Tokens.Completion,
+		"total_ms", res.TimingsMS.Total)
+	return res, nil
+}
+
+// Host sampling defaults, used where neither plugin nor request sets a value.
+const (
+	defaultTemperature   = 0.7
+	defaultTopP          = 0.9
+	defaultTopK          = 40
+	defaultRepeatPenalty = 1.1
+)
+
+// params merges sampling settings: host defaults, then each layer in order
+// (plugin manifest, prompt response, request); max_tokens is capped by the
+// host's engine.max_tokens.
+func (h *Host) params(layers ...abi.Generation) engine.Params {
+	p := engine.Params{
+		MaxTokens: h.cfg.Engine.MaxTokens, Temperature: defaultTemperature, TopP: defaultTopP,
+		TopK: defaultTopK, RepeatPenalty: defaultRepeatPenalty,
+	}
+	for _, g := range layers {
+		if g.MaxTokens > 0 {
+			p.MaxTokens = g.MaxTokens
+		}
+		if g.Temperature != nil {
+			p.Temperature = *g.Temperature
+		}
+		if g.TopP != nil {
+			p.TopP = *g.TopP
+		}
+		if g.TopK > 0 {
+			p.TopK = g.TopK
+		}
+		if g.RepeatPenalty != nil {
+			p.RepeatPenalty = *g.RepeatPenalty
+		}
+		if len(g.Stop) > 0 {
+			p.Stop = g.Stop
+		}
+		if g.Seed != nil {
+			p.Seed = *g.Seed
+		}
+	}
+	p.MaxTokens = min(p.MaxTokens, h.cfg.Engine.MaxTokens)
+	return p
+}
+
+func toEngineMessages(ms []abi.Message) []engine.Message {
+	out := make([]engine.Message, len(ms))
+	for i, m := range ms {
+		out[i] = engine.Message{Role: m.Role, Content: m.Content}
+	}
+	return out
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+type ctxKey int
+
+const usageKey ctxKey = 0
+
+// usage collects what a plugin's own host calls consumed (the handle path).
+type usage struct {
+	in, out       int
+	model, finish string
+}
+
+func withUsage(ctx context.Context, u *usage) context.Context {
+	return context.WithValue(ctx, usageKey, u)
+}
+
+// errNoEngine wraps failures to get the engine for host functions.
+var errNoEngine = errors.New("no model available")

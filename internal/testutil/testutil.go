@@ -1,0 +1,66 @@
+// Package testutil holds helpers shared by MDSA's tests: finding the module
+// root and the llama.cpp libraries, and building Go plugins to WebAssembly.
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// ModuleRoot returns the directory holding go.mod, searching upward from the
+// working directory.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("testutil: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// LlamaLibDir returns the directory of the llama.cpp shared libraries
+// (MDSA_LLAMA_LIB, else .deps/llama in the module root) and skips the test
+// when they are not installed.
+func LlamaLibDir(tb testing.TB) string {
+	tb.Helper()
+	dir := os.Getenv("MDSA_LLAMA_LIB")
+	if dir == "" {
+		root, err := ModuleRoot()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		dir = filepath.Join(root, ".deps", "llama")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "libllama.so")); err != nil {
+		tb.Skipf("llama.cpp libraries not installed in %s (run `make setup`)", dir)
+	}
+	return dir
+}
+
+// BuildPlugin compiles the Go package in pkgDir (relative to the module
+// root, e.g. "plugins/finance") to out, a .wasm file, as a wasip1 reactor.
+// Go's build cache makes repeated builds cheap.
+func BuildPlugin(pkgDir, out string) error {
+	root, err := ModuleRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s", "-o", out, "./"+pkgDir)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("testutil: building %s: %w\n%s", pkgDir, err, b)
+	}
+	return nil
+}
