@@ -140,6 +140,10 @@ type Options struct {
 	// CompileWorkers is the number of goroutines wazero compiles one module
 	// with. Default GOMAXPROCS.
 	CompileWorkers int
+	// Interpreter runs plugins in wazero's interpreter instead of compiling
+	// them to native code: compiling is several times faster and a timeout
+	// check costs little, while compute-heavy plugins run slower.
+	Interpreter bool
 }
 
 // Runtime loads and runs plugins. It is safe for concurrent use.
@@ -151,6 +155,8 @@ type Runtime struct {
 	poolSize int
 	workers  int
 	hostFns  []extism.HostFunction
+
+	interpreter bool
 
 	mu        sync.Mutex
 	closed    bool
@@ -196,13 +202,14 @@ func WithLimits(l Limits) LoadOption {
 func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 	_ = ctx // reserved: nothing here blocks yet
 	r := &Runtime{
-		limits:   opts.Limits.withDefaults(),
-		services: opts.Services,
-		log:      opts.Logger,
-		poolSize: opts.PoolSize,
-		workers:  opts.CompileWorkers,
-		compiled: make(map[string]*compiled),
-		plugins:  make(map[*Plugin]struct{}),
+		limits:      opts.Limits.withDefaults(),
+		services:    opts.Services,
+		log:         opts.Logger,
+		poolSize:    opts.PoolSize,
+		workers:     opts.CompileWorkers,
+		interpreter: opts.Interpreter,
+		compiled:    make(map[string]*compiled),
+		plugins:     make(map[*Plugin]struct{}),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -491,8 +498,11 @@ func (r *Runtime) compile(ctx context.Context, hash string, pages uint32, wasm [
 		},
 		// No Config, AllowedHosts, AllowedPaths: nothing leaks in by default.
 	}
-	rc := wazero.NewRuntimeConfig().
-		WithCompilationCache(r.cache).
+	rc := wazero.NewRuntimeConfigCompiler()
+	if r.interpreter {
+		rc = wazero.NewRuntimeConfigInterpreter()
+	}
+	rc = rc.WithCompilationCache(r.cache).
 		WithCloseOnContextDone(true)
 	cctx := experimental.WithCompilationWorkers(ctx, r.workers)
 	cp, err := extism.NewCompiledPlugin(cctx, manifest, extism.PluginConfig{
