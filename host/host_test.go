@@ -39,7 +39,10 @@ func TestMain(m *testing.M) {
 	code := func() int {
 		defer os.RemoveAll(tmp)
 		fixture.pluginsDir = filepath.Join(tmp, "plugins")
-		fixture.cacheDir = filepath.Join(tmp, "cache")
+		if fixture.cacheDir, err = testutil.CompileCacheDir(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		fixture.modelPath = filepath.Join(tmp, "synthetic.gguf")
 		if err := os.MkdirAll(fixture.pluginsDir, 0o755); err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -64,3 +64,18 @@ func BuildPlugin(pkgDir, out string) error {
 	}
 	return nil
 }
+
+// CompileCacheDir is a wazero compilation cache kept across test runs and
+// shared by test packages (MDSA_TEST_CACHE, else .cache/test-wazero in the
+// module root), so each distinct plugin is compiled once, not once per
+// package and run: compiling a Go plugin takes seconds under -race.
+func CompileCacheDir() (string, error) {
+	if d := os.Getenv("MDSA_TEST_CACHE"); d != "" {
+		return d, nil
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, ".cache", "test-wazero"), nil
+}

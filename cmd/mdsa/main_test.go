@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/testutil"
+)
+
+// The CLI is tested in process against one real plugin (support) and a tiny
+// synthetic model: compiling a Go plugin under -race takes seconds.
+var fix struct {
+	dir, config, model string
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mdsa-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		fix.dir = dir
+		plugins := filepath.Join(dir, "plugins")
+		if err := testutil.BuildPlugin("plugins/support", filepath.Join(plugins, "support.wasm")); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fix.model = filepath.Join(dir, "synthetic.gguf")
+		if _, err := gguf.WriteSynth(fix.model, gguf.SynthOptions{}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		cache, err := testutil.CompileCacheDir()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fix.config = filepath.Join(dir, "mdsa.toml")
+		conf := fmt.Sprintf("[host]\nplugins_dir = %q\ncache_dir = %q\nlog_level = \"error\"\n\n[engine]\nthreads = 1\ncontext_size = 1024\n",
+			plugins, cache)
+		if err := os.WriteFile(fix.config, []byte(conf), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// run executes the CLI in process and returns stdout, stderr and the error.
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errw bytes.Buffer
+	root := newRoot(&out, &errw)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), errw.String(), err
+}
+
+func TestAskJSON(t *testing.T) {
+	t.Setenv("MDSA_LLAMA_LIB", testutil.LlamaLibDir(t))
+	out, stderr, err := run(t, "--config", fix.config, "ask", "--json", "--model-file", fix.model,
+		"I was charged twice for my order, can I get a refund?")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	var res struct {
+		Status     string   `json:"status"`
+		Domain     string   `json:"domain"`
+		Confidence *float64 `json:"confidence"`
+		Response   string   `json:"response"`
+		Validation struct {
+			OK     *bool            `json:"ok"`
+			Score  *float64         `json:"score"`
+			Issues []map[string]any `json:"issues"`
+		} `json:"validation"`
+		Model  string `json:"model"`
+		Tokens struct {
+			Prompt, Completion int
+		} `json:"tokens"`
+		Timings map[string]float64 `json:"timings_ms"`
+	}
+	dec := json.NewDecoder(strings.NewReader(out))
+	if err := dec.Decode(&res); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, out)
+	}
+	if res.Status != "ok" || res.Domain != "support" || res.Confidence == nil || res.Response != gguf.SynthReply {
+		t.Fatalf("result: %+v", res)
+	}
+	if res.Validation.OK == nil || res.Validation.Score == nil || res.Validation.Issues == nil {
+		t.Fatalf("validation fields missing: %s", out)
+	}
+	if res.Model == "" || res.Tokens.Prompt == 0 || res.Tokens.Completion == 0 {
+		t.Fatalf("model/tokens: %s", out)
+	}
+	for _, k := range []string{"route", "prompt", "generate", "validate", "total"} {
+		if _, ok := res.Timings[k]; !ok {
+			t.Fatalf("timings_ms.%s missing: %s", k, out)
+		}
+	}
+}
+
+func TestAskOutOfScopeAndErrors(t *testing.T) {
+	out, _, err := run(t, "--config", fix.config, "ask", "--json", "Write me a poem about the sea")
+	if err != nil || !strings.Contains(out, `"status": "out_of_scope"`) {
+		t.Fatalf("out of scope: %v %s", err, out)
+	}
+	// An error with --json is JSON on stdout too, and a non-nil error.
+	out, _, err = run(t, "--config", fix.config, "ask", "--json", "--domain", "astrology", "x")
+	if err == nil || !strings.Contains(out, `"status": "error"`) || !strings.Contains(out, "astrology") {
+		t.Fatalf("error as JSON: %v %s", err, out)
+	}
+}
+
+func TestPluginsListAndInspect(t *testing.T) {
+	out, _, err := run(t, "--config", fix.config, "plugins", "list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []struct {
+		Name     string   `json:"name"`
+		Version  string   `json:"version"`
+		Keywords []string `json:"keywords"`
+		Examples []string `json:"examples"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 1 || list[0].Name != "support" ||
+		len(list[0].Keywords) < 15 || len(list[0].Examples) < 25 {
+		t.Fatalf("plugins list: %v %s", err, out)
+	}
+	out, _, err = run(t, "--config", fix.config, "plugins", "inspect", "support")
+	if err != nil || !strings.Contains(out, "sha256:") || !strings.Contains(out, "capabilities:  generate") {
+		t.Fatalf("inspect: %v\n%s", err, out)
+	}
+	if _, _, err = run(t, "--config", fix.config, "plugins", "inspect", "nope"); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("inspect unknown: %v", err)
+	}
+}
+
+func TestModelsSynthAndVersion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "m.gguf")
+	out, _, err := run(t, "models", "synth", "--json", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Params int64  `json:"params"`
+		Reply  string `json:"reply"`
+	}
+	if err := json.Unmarshal([]byte(out), &info); err != nil || info.Params == 0 || info.Reply != gguf.SynthReply {
+		t.Fatalf("synth: %v %s", err, out)
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+		t.Fatalf("model file: %v", err)
+	}
+	out, _, err = run(t, "version", "--json")
+	if err != nil || !strings.Contains(out, `"abi": 1`) {
+		t.Fatalf("version: %v %s", err, out)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(bad, []byte("[engine]\n\nparallel = 0\n"), 0o644)
+	_, _, err := run(t, "config", "validate", bad)
+	if err == nil || !strings.Contains(err.Error(), "bad.toml:3") || !strings.Contains(err.Error(), "engine.parallel") {
+		t.Fatalf("got %v", err)
+	}
+	out, _, err := run(t, "config", "validate", fix.config)
+	if err != nil || !strings.Contains(out, "ok") {
+		t.Fatalf("good config: %v %s", err, out)
+	}
+}
