@@ -7,7 +7,6 @@ PLUGINS   := finance medical support technical
 WASMS     := $(foreach p,$(PLUGINS),plugins/$(p)/$(p).wasm)
 MODEL     ?= models/qwen2.5-0.5b-instruct-q4_k_m.gguf
 SYNTH     := models/synthetic.gguf
-BENCHTIME ?= 1x
 
 .PHONY: all setup plugins build test run bench clean
 
@@ -49,9 +48,12 @@ run: build plugins
 		echo; echo "> $$q"; $(BIN) ask --model-file "$$model" "$$q" || exit 1; \
 	done
 
-## bench: Go benchmarks of plugin overhead and end-to-end generation
+## bench: plugin overhead per request, pipeline vs direct tokens/s, routing, generation
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./host/...
+	$(GO) test -run '^$$' -bench 'PluginOverhead/compiler' -benchtime 2000x ./host
+	$(GO) test -run '^$$' -bench 'Throughput' -benchtime 10x ./host
+	$(GO) test -run '^$$' -bench . ./host/router
+	$(GO) test -run '^$$' -bench 'Generate' -benchtime 20x ./host/engine/llamacpp
 
 clean:
 	rm -rf bin .cache $(WASMS)

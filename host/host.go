@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -177,7 +178,7 @@ func (h *Host) Plugins() []PluginInfo {
 			Generation: m.Generation, HasHandle: p.HasHandle(),
 		})
 	}
-	slices.SortFunc(out, func(a, b PluginInfo) int { return compareStrings(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b PluginInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -312,16 +313,6 @@ func newRequestID() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Version is the version of MDSA.
