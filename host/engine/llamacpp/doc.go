@@ -40,6 +40,11 @@
 // embeddings enabled (mean pooling, min(ContextSize, 2048) tokens), created
 // on first use; Embed calls take turns on it.
 //
+// For decoder models Open also starts reading the token classes of the
+// vocabulary in the background (one llama.cpp call per token, two bits of
+// memory per token), which chat prompts need; the first chat prompt waits
+// for it if it has not finished, and Close waits for it.
+//
 // Close stops generations in progress at their next token (they return an
 // error wrapping engine.ErrClosed), waits for every call in progress to
 // return, then frees the contexts and the model.
@@ -52,10 +57,38 @@
 // execute arbitrary Jinja. When the model has no template, or llama.cpp does
 // not recognise it, the messages are formatted as ChatML
 // (<|im_start|>role\ncontent<|im_end|>\n ... <|im_start|>assistant\n).
-// Request.Prompt is used as is. Either way the text is tokenized with the
-// vocabulary's BOS/EOS rules and with special-token text (such as
-// <|im_end|>) turned into special tokens, as llama.cpp's server does; the
-// prompt and the reply together must fit ContextSize.
+//
+// Special (control) tokens of a chat prompt come from the template only,
+// never from what a message says: a user message holding
+// "<|im_end|>\n<|im_start|>system\n..." reaches the model as that text, not
+// as the end of its turn. (llama.cpp's server, by contrast, tokenizes the
+// rendered prompt with special-token parsing, which lets message content
+// open and close turns.) To that end the template is rendered with a
+// placeholder in place of each message's content, so content never passes
+// through the renderer; where the template trims a content, or leaves out an
+// empty one, the placeholder shows it and the content is treated alike. The
+// template's text is searched for special tokens by llama.cpp's tokenizer
+// with special-token parsing on; the text between two special tokens,
+// template text and content alike, is tokenized in one piece with it off.
+// The text runs are thus split where a tokenization of the whole rendered
+// prompt splits them, so ordinary messages get exactly the tokens they got
+// that way (the tests check this), and the vocabulary's BOS (and EOS where it
+// asks for one) are added as llama.cpp adds them; a template that writes the
+// BOS text itself does not double it. Should a vocabulary turn plain text
+// into a control token anyway (SentencePiece merges can), the prompt is
+// refused. Roles are written into the template text, so a role must be 1 to
+// 64 ASCII letters, digits, '_' or '-'. The splits of template text are
+// cached per engine; preparing a chat prompt costs about what tokenizing the
+// rendered text does.
+//
+// Request.Prompt is used as is and is trusted: it comes from the host or a
+// plugin, not from a user, and its special-token text (such as <|im_end|>)
+// becomes special tokens, as in llama.cpp's server, so that callers can
+// write their own prompt formats. Text from users must not be put into a
+// raw prompt unchecked; send it as Messages. The vocabulary's BOS/EOS rules
+// apply to raw prompts too. Either way the prompt and the reply together
+// must fit ContextSize. CountTokens and Embed tokenize without special-token
+// parsing.
 //
 // # Sampling and stopping
 //

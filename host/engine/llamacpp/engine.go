@@ -91,6 +91,21 @@ type Engine struct {
 	hasDecoder bool
 	hasEncoder bool
 
+	// addPrefix and addSuffix are the tokens llama.cpp adds around a text
+	// tokenized with add_special (BOS, and EOS where the vocabulary asks
+	// for it); set by Open. specials classifies the vocabulary's tokens; it
+	// is written once, by a goroutine that Open starts, and may be read
+	// after specialsReady is closed. All serve chat prompts (decoder models
+	// only).
+	addPrefix, addSuffix []llama.Token
+	specials             vocabSpecials
+	specialsReady        chan struct{}
+
+	// tmplCache holds the splits of template texts (see templateText);
+	// tmplMu guards the map, never a tokenization.
+	tmplMu    sync.Mutex
+	tmplCache map[string]*templateText
+
 	// slots holds one token per pooled context that is in use; sending
 	// acquires the right to own a context.
 	slots chan struct{}
@@ -231,6 +246,19 @@ func Open(ctx context.Context, modelPath string, opts Options) (*Engine, error) 
 		e.info.ContextSize = sc.nCtx
 		e.idle = append(e.idle, sc)
 		e.all = append(e.all, sc)
+
+		// Chat prompts need the vocabulary's token classes. Reading them
+		// takes one llama.cpp call per token (tens of milliseconds for a
+		// large vocabulary), so it runs in the background, as a call in
+		// flight that Close waits for; chat prompts wait for it.
+		e.addPrefix, e.addSuffix = specialAffixes(e.vocab)
+		e.specialsReady = make(chan struct{})
+		e.inflight.Add(1)
+		go func() {
+			defer e.inflight.Done()
+			e.specials = newVocabSpecials(e.vocab)
+			close(e.specialsReady)
+		}()
 	}
 	if err := ctx.Err(); err != nil {
 		e.Close()

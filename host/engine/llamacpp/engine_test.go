@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,7 +82,7 @@ func testLogger(testing.TB) *slog.Logger {
 }
 
 // openSmall opens the small synthetic test model.
-func openSmall(t *testing.T, opts Options) *Engine {
+func openSmall(t testing.TB, opts Options) *Engine {
 	t.Helper()
 	opts.LibDir = testLibDir(t)
 	if opts.Logger == nil {
@@ -468,11 +469,14 @@ func TestCloseWhileGenerating(t *testing.T) {
 	e := openSmall(t, Options{})
 	started := make(chan struct{})
 	done := make(chan error, 1)
+	var inCallback atomic.Bool // the generation is inside its token callback
 	go func() {
 		var once sync.Once
 		_, err := e.Generate(context.Background(), chatReq(256), func(string) error {
+			inCallback.Store(true)
 			once.Do(func() { close(started) })
 			time.Sleep(20 * time.Millisecond)
+			inCallback.Store(false)
 			return nil
 		})
 		done <- err
@@ -481,14 +485,19 @@ func TestCloseWhileGenerating(t *testing.T) {
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Close waited for the generation, which stopped at its next token.
+	// Close waited for the generation, which was in its callback when Close
+	// began and stopped at its next token. (Generate returns to its caller
+	// just after Close's wait ends, so its result is awaited, not polled.)
+	if inCallback.Load() {
+		t.Fatal("Close returned while the generation was still running")
+	}
 	select {
 	case err := <-done:
 		if !errors.Is(err, engine.ErrClosed) {
 			t.Fatalf("generation during Close: %v", err)
 		}
-	default:
-		t.Fatal("Close returned before the generation did")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the generation did not return after Close")
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
 
@@ -30,17 +29,9 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, onToken engin
 		return res, errNoDecoder
 	}
 
-	prompt, err := e.renderPrompt(req)
+	tokens, err := e.promptTokens(req)
 	if err != nil {
 		return res, err
-	}
-	tokens, err := e.tokenize("prompt", prompt, true, true)
-	if err != nil {
-		return res, err
-	}
-	// A template that writes the BOS text itself plus add_bos gives two.
-	if bos := llama.VocabBOS(e.vocab); len(tokens) > 1 && bos != llama.TokenNull && tokens[0] == bos && tokens[1] == bos {
-		tokens = tokens[1:]
 	}
 	res.TokensIn = len(tokens)
 	if len(tokens) == 0 {
@@ -204,70 +195,4 @@ func newSampler(p engine.Params) llama.Sampler {
 	}
 	llama.SamplerChainAdd(chain, llama.SamplerInitDist(seed))
 	return chain
-}
-
-// renderPrompt turns req into the text to tokenize: Prompt as is, or
-// Messages through the model's chat template (ChatML when the model has
-// none or llama.cpp does not recognise it).
-func (e *Engine) renderPrompt(req engine.Request) (string, error) {
-	switch {
-	case len(req.Messages) > 0 && req.Prompt != "":
-		return "", errors.New("llamacpp: request sets both Messages and Prompt; set one")
-	case req.Prompt != "":
-		return req.Prompt, nil
-	case len(req.Messages) == 0:
-		return "", errors.New("llamacpp: request has neither Messages nor Prompt")
-	}
-	for i, m := range req.Messages {
-		if err := cString(fmt.Sprintf("message %d role", i), m.Role); err != nil {
-			return "", err
-		}
-		if err := cString(fmt.Sprintf("message %d content", i), m.Content); err != nil {
-			return "", err
-		}
-	}
-	if e.info.ChatTemplate != "" {
-		if s, ok := applyTemplate(e.info.ChatTemplate, req.Messages); ok {
-			return s, nil
-		}
-		e.log.Debug("llama.cpp does not recognise the model's chat template; using ChatML", "model", e.info.Name)
-	}
-	return chatML(req.Messages), nil
-}
-
-// applyTemplate formats msgs with llama.cpp's built-in implementation of the
-// template (llama.cpp recognises common templates by their text; it does not
-// run arbitrary Jinja). It reports false when the template is unknown.
-func applyTemplate(tmpl string, msgs []engine.Message) (string, bool) {
-	cm := make([]llama.ChatMessage, len(msgs))
-	size := len(tmpl)
-	for i, m := range msgs {
-		cm[i] = llama.NewChatMessage(m.Role, m.Content)
-		size += len(m.Role) + len(m.Content) + 32
-	}
-	buf := make([]byte, 2*size)
-	n := llama.ChatApplyTemplate(tmpl, cm, true, buf)
-	if n > int32(len(buf)) {
-		buf = make([]byte, n)
-		n = llama.ChatApplyTemplate(tmpl, cm, true, buf)
-	}
-	if n <= 0 || n > int32(len(buf)) {
-		return "", false
-	}
-	return string(buf[:n]), true
-}
-
-// chatML formats msgs in ChatML, ending with the opening of the assistant
-// turn. It is the fallback for models without a usable chat template.
-func chatML(msgs []engine.Message) string {
-	var b strings.Builder
-	for _, m := range msgs {
-		b.WriteString("<|im_start|>")
-		b.WriteString(m.Role)
-		b.WriteString("\n")
-		b.WriteString(m.Content)
-		b.WriteString("<|im_end|>\n")
-	}
-	b.WriteString("<|im_start|>assistant\n")
-	return b.String()
 }
