@@ -179,3 +179,28 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("good config: %v %s", err, out)
 	}
 }
+
+func TestHardwareJSON(t *testing.T) {
+	out, _, err := run(t, "--config", fix.config, "hw", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hw struct {
+		CPU struct {
+			Cores, Threads int
+		} `json:"cpu"`
+		Memory struct {
+			Total     int64 `json:"total_bytes"`
+			Available int64 `json:"available_bytes"`
+		} `json:"memory"`
+		GPUs            []any          `json:"gpus"`
+		Recommendations map[string]any `json:"recommendations"`
+	}
+	if err := json.Unmarshal([]byte(out), &hw); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if hw.CPU.Cores < 1 || hw.CPU.Threads < hw.CPU.Cores || hw.Memory.Total <= 0 ||
+		hw.Memory.Available <= 0 || hw.Memory.Available > hw.Memory.Total || hw.GPUs == nil || hw.Recommendations == nil {
+		t.Fatalf("hw: %s", out)
+	}
+}
