@@ -1,0 +1,147 @@
+package models
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/mdsa-go/mdsa/host/config"
+)
+
+// Model tiers, as used in mdsa.toml ([models.NAME] tier) and in a plugin's
+// describe ("model": {"tier": ...}).
+const (
+	TierRouter   = "router"   // small classifier/embedding models used to route queries
+	TierDomain   = "domain"   // the models domain plugins generate with
+	TierReasoner = "reasoner" // the general fallback model
+)
+
+// Spec describes a model the registry can load.
+type Spec struct {
+	// Name identifies the model in the registry (the catalog key,
+	// [models.NAME]). Required and unique.
+	Name string
+	// Tier is router, domain or reasoner (see the Tier constants); Pick
+	// selects by it. Compared case-insensitively.
+	Tier string
+	// Path is the local GGUF file the loader opens.
+	Path string
+	// Quant names the quantization variant, e.g. "Q4_K_M" (informational;
+	// preferences may name it).
+	Quant string
+	// ContextSize is the context of each sequence in tokens; 0 leaves it to
+	// the loader's default.
+	ContextSize int
+	// Parallel is the number of concurrent generations (contexts); 0 leaves
+	// it to the loader's default.
+	Parallel int
+	// Tags are further names a plugin's preference list may use for this
+	// model, such as the family ("qwen2.5") or a size ("0.5b").
+	Tags []string
+	// MemoryBytes, when positive, is the memory the model needs; the
+	// registry then does not call Options.Estimate for it.
+	MemoryBytes int64
+}
+
+// validate checks the fields the registry relies on.
+func (s Spec) validate() error {
+	switch {
+	case strings.TrimSpace(s.Name) == "":
+		return errors.New("models: register: model spec has no name")
+	case s.ContextSize < 0:
+		return fmt.Errorf("models: register %q: negative context size %d", s.Name, s.ContextSize)
+	case s.Parallel < 0:
+		return fmt.Errorf("models: register %q: negative parallelism %d", s.Name, s.Parallel)
+	case s.MemoryBytes < 0:
+		return fmt.Errorf("models: register %q: negative memory size %d", s.Name, s.MemoryBytes)
+	}
+	return nil
+}
+
+// matches reports whether preference p names this model: its name, one of
+// its tags, its name and quant as "name:quant", or a prefix of its name that
+// ends at a separator ("qwen2.5" matches "qwen2.5-0.5b-instruct").
+// Comparison ignores case.
+func (s Spec) matches(p string) bool {
+	p = strings.ToLower(strings.TrimSpace(p))
+	if p == "" {
+		return false
+	}
+	name := strings.ToLower(s.Name)
+	if p == name || (s.Quant != "" && p == name+":"+strings.ToLower(s.Quant)) {
+		return true
+	}
+	for _, t := range s.Tags {
+		if strings.EqualFold(t, p) {
+			return true
+		}
+	}
+	if strings.HasPrefix(name, p) {
+		next := name[len(p)]
+		return strings.IndexByte("-_.:/ ", next) >= 0
+	}
+	return false
+}
+
+// SpecsFromConfig turns the [models.NAME] catalog of cfg into specs, one per
+// model: the variant named by engine.quant for the engine's own model (and
+// for every other model that has a variant of that name), else the model's
+// first variant by name. Paths are resolved like Config.ModelPath: the
+// variant's path, else its file name, relative to host.models_dir. Every
+// spec gets the engine's context size (capped at the model's
+// context_length when that is set) and parallelism. The engine's model
+// comes first, the others follow by name, so that Pick's fallback is the
+// configured model.
+func SpecsFromConfig(cfg config.Config) ([]Spec, error) {
+	names := make([]string, 0, len(cfg.Models))
+	for n := range cfg.Models {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if i := slices.Index(names, cfg.Engine.Model); i > 0 {
+		names = slices.Insert(slices.Delete(names, i, i+1), 0, cfg.Engine.Model)
+	}
+	modelsDir := cfg.Resolve(cfg.Host.ModelsDir)
+	specs := make([]Spec, 0, len(names))
+	for _, n := range names {
+		m := cfg.Models[n]
+		want := ""
+		if _, ok := m.Variants[cfg.Engine.Quant]; ok && cfg.Engine.Quant != "" {
+			want = cfg.Engine.Quant
+		}
+		quant, v, err := m.Variant(want)
+		if err != nil {
+			return nil, fmt.Errorf("models: catalog entry models.%s in %s: %w", n, cfg.File, err)
+		}
+		p := v.Path
+		if p == "" {
+			p = v.File
+		}
+		if p == "" {
+			return nil, fmt.Errorf("models: catalog entry models.%s.variants.%s in %s has neither path nor file", n, quant, cfg.File)
+		}
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(modelsDir, p)
+		}
+		ctx := cfg.Engine.ContextSize
+		if m.ContextLength > 0 && (ctx <= 0 || ctx > m.ContextLength) {
+			ctx = m.ContextLength
+		}
+		tier := m.Tier
+		if tier == "" {
+			tier = TierDomain
+		}
+		specs = append(specs, Spec{
+			Name:        n,
+			Tier:        tier,
+			Path:        p,
+			Quant:       quant,
+			ContextSize: ctx,
+			Parallel:    cfg.Engine.Parallel,
+		})
+	}
+	return specs, nil
+}
