@@ -85,10 +85,12 @@ func BenchmarkThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer h.Close()
-	e, err := h.Engine(ctx)
+	lease, err := h.lease(ctx, abi.ModelPref{})
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer lease.Release()
+	e := lease.Engine()
 	req := Request{Query: "I was charged twice for my order, can I get a refund?"}
 	p := h.state.Load().plugins["support"]
 	pr, err := p.Prompt(ctx, abi.PromptRequest{Query: req.Query})

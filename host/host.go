@@ -19,12 +19,11 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/engine"
-	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
+	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/host/router"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
@@ -36,7 +35,10 @@ type Host struct {
 	log    *slog.Logger
 	rt     *plugin.Runtime
 	state  atomic.Pointer[state]
-	model  *lazyEngine
+	models *models.Registry
+	// pinned, when set, is the model every request uses (WithModelFile or
+	// WithEngine); otherwise models are picked by tier and preference.
+	pinned string
 	closed atomic.Bool
 
 	loadErr error
@@ -75,8 +77,8 @@ var ErrUnknownDomain = errors.New("host: unknown domain")
 // ErrClosed is returned by a Host used after Close.
 var ErrClosed = errors.New("host: closed")
 
-// New loads the plugins named by cfg and builds the router. The model is
-// opened on the first request that needs it. A plugin that fails to load is
+// New loads the plugins named by cfg, builds the router and registers the
+// model catalog. Models are loaded on the first request that needs them. A plugin that fails to load is
 // logged and left out (see LoadErrors); the others serve.
 func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) {
 	o := options{logger: slog.Default()}
@@ -84,9 +86,9 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 		opt(&o)
 	}
 	h := &Host{cfg: cfg, log: o.logger}
-	h.model = newLazyEngine(o.engine, func(ctx context.Context) (engine.Engine, error) {
-		return h.openEngine(ctx, o.modelFile)
-	})
+	if err := h.openRegistry(ctx, o); err != nil {
+		return nil, err
+	}
 
 	rt, err := plugin.NewRuntime(ctx, plugin.Options{
 		CacheDir: cfg.Resolve(cfg.Host.CacheDir),
@@ -102,6 +104,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 		Logger:   o.logger,
 	})
 	if err != nil {
+		h.models.Close()
 		return nil, fmt.Errorf("host: plugin runtime: %w", err)
 	}
 	h.rt = rt
@@ -109,6 +112,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 	dir := cfg.Resolve(cfg.Host.PluginsDir)
 	if _, err := os.Stat(dir); err != nil {
 		rt.Close(ctx)
+		h.models.Close()
 		return nil, fmt.Errorf("host: plugins directory (host.plugins_dir in %s): %w", cfg.File, err)
 	}
 	loaded, loadErr := rt.LoadDir(ctx, dir)
@@ -121,6 +125,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 			p.Close(ctx)
 		}
 		rt.Close(ctx)
+		h.models.Close()
 		return nil, err
 	}
 	return h, nil
@@ -197,116 +202,8 @@ func (h *Host) Close() error {
 	for _, p := range h.state.Load().plugins {
 		errs = append(errs, p.Close(ctx))
 	}
-	errs = append(errs, h.rt.Close(ctx), h.model.close())
+	errs = append(errs, h.rt.Close(ctx), h.models.Close())
 	return errors.Join(errs...)
-}
-
-func (h *Host) openEngine(ctx context.Context, file string) (engine.Engine, error) {
-	name := ""
-	if file == "" {
-		p, n, _, err := h.cfg.ModelPath()
-		if err != nil {
-			return nil, fmt.Errorf("host: %w", err)
-		}
-		file, name = p, n
-		if _, err := os.Stat(file); err != nil {
-			return nil, fmt.Errorf("host: model %q: file %s is not here (download it, or make a synthetic one with `mdsa models synth`): %w", name, file, err)
-		}
-	}
-	h.log.Info("loading model", "file", file, "catalog_name", name)
-	e, err := llamacpp.Open(ctx, file, llamacpp.Options{
-		LibDir:      h.cfg.Resolve(h.cfg.Engine.LibDir),
-		Threads:     h.cfg.EffectiveThreads(),
-		ContextSize: h.cfg.Engine.ContextSize,
-		Parallel:    h.cfg.Engine.Parallel,
-		GPULayers:   h.cfg.Engine.GPULayers,
-		Logger:      h.log,
-	})
-	if err != nil {
-		return nil, err // not a typed nil inside the interface
-	}
-	return e, nil
-}
-
-// Engine returns the model engine, opening it if needed.
-func (h *Host) Engine(ctx context.Context) (engine.Engine, error) { return h.model.get(ctx) }
-
-// lazyEngine opens the engine once, on first use, without holding a lock
-// while the model loads: the first caller loads, later callers wait on a
-// channel (or their context).
-type lazyEngine struct {
-	mu     sync.Mutex
-	open   func(context.Context) (engine.Engine, error)
-	owned  bool
-	e      engine.Engine
-	done   chan struct{} // closed when a load attempt ends
-	err    error
-	closed bool
-}
-
-func newLazyEngine(e engine.Engine, open func(context.Context) (engine.Engine, error)) *lazyEngine {
-	l := &lazyEngine{open: open, e: e, owned: e == nil}
-	if e != nil {
-		l.done = make(chan struct{})
-		close(l.done)
-	}
-	return l
-}
-
-func (l *lazyEngine) get(ctx context.Context) (engine.Engine, error) {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if l.done == nil || (l.err != nil && isDone(l.done)) {
-		// First use, or the last attempt failed: start a load.
-		l.done, l.err = make(chan struct{}), nil
-		done := l.done
-		l.mu.Unlock()
-		// The load outlives the caller's cancellation: others may be waiting.
-		e, err := l.open(context.WithoutCancel(ctx))
-		l.mu.Lock()
-		l.e, l.err = e, err
-		if l.closed && e != nil {
-			e.Close()
-			l.e, l.err = nil, ErrClosed
-		}
-		close(done)
-		l.mu.Unlock()
-		return e, err
-	}
-	done := l.done
-	l.mu.Unlock()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.e, l.err
-}
-
-func (l *lazyEngine) close() error {
-	l.mu.Lock()
-	l.closed = true
-	e := l.e
-	l.e = nil
-	l.mu.Unlock()
-	if e != nil && l.owned {
-		return e.Close()
-	}
-	return nil
-}
-
-func isDone(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
 }
 
 func newRequestID() string {

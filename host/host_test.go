@@ -11,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/engine"
@@ -362,36 +361,30 @@ func TestCloseThenProcess(t *testing.T) {
 	}
 }
 
-func TestLazyEngineLoadsOnce(t *testing.T) {
-	var opens atomic.Int64
-	release := make(chan struct{})
-	l := newLazyEngine(nil, func(context.Context) (engine.Engine, error) {
-		opens.Add(1)
-		<-release
-		return &fakeEngine{}, nil
-	})
-	var wg sync.WaitGroup
-	get := func() {
-		if _, err := l.get(context.Background()); err != nil {
-			t.Error(err)
+func TestCatalogModelThroughRegistry(t *testing.T) {
+	lib := testutil.LlamaLibDir(t)
+	cfg := testConfig(t, fixture.pluginsDir)
+	cfg.Engine.LibDir = lib
+	cfg.Host.ModelsDir = filepath.Dir(fixture.modelPath)
+	cfg.Models = map[string]config.Model{"tiny": {Tier: "domain", Variants: map[string]config.Variant{
+		"Q4_0": {Path: filepath.Base(fixture.modelPath)}}}}
+	cfg.Engine.Model, cfg.Engine.Quant = "tiny", ""
+	h, err := New(context.Background(), cfg, WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for range 3 {
+		res, err := h.Process(context.Background(), Request{Query: demo[3].query})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Response != gguf.SynthReply {
+			t.Fatalf("response %q", res.Response)
 		}
 	}
-	wg.Go(get)
-	for opens.Load() == 0 { // wait until the first caller is loading
-		time.Sleep(time.Millisecond)
-	}
-	for range 7 {
-		wg.Go(get)
-	}
-	// A waiter with a short deadline gives up without blocking the load.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancel()
-	if _, err := l.get(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("waiter: %v", err)
-	}
-	close(release)
-	wg.Wait()
-	if n := opens.Load(); n != 1 {
-		t.Fatalf("opened %d times", n)
+	st := h.ModelStats()
+	if st.Loads != 1 || st.Hits < 2 || st.ResidentBytes <= 0 {
+		t.Fatalf("registry stats %+v: want one load, then hits", st)
 	}
 }

@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -132,14 +131,15 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		}
 		res.TimingsMS.Prompt = ms(time.Since(t))
 
-		e, err := h.model.get(ctx)
-		if err != nil {
-			return res, fmt.Errorf("host: request %s: %w", req.RequestID, err)
-		}
 		man := p.Manifest()
+		lease, err := h.lease(ctx, man.Model)
+		if err != nil {
+			return res, fmt.Errorf("host: request %s: model for plugin %s: %w", req.RequestID, p.Name(), err)
+		}
 		params := h.params(man.Generation, pr.Generation, req.Generation)
 		t = time.Now()
-		gen, err := e.Generate(ctx, engine.Request{Messages: toEngineMessages(pr.Messages), Params: params}, onToken)
+		gen, err := lease.Engine().Generate(ctx, engine.Request{Messages: toEngineMessages(pr.Messages), Params: params}, onToken)
+		lease.Release()
 		if err != nil {
 			return res, fmt.Errorf("host: request %s: generate: %w", req.RequestID, err)
 		}
@@ -239,6 +239,3 @@ type usage struct {
 func withUsage(ctx context.Context, u *usage) context.Context {
 	return context.WithValue(ctx, usageKey, u)
 }
-
-// errNoEngine wraps failures to get the engine for host functions.
-var errNoEngine = errors.New("no model available")

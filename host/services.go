@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/mdsa-go/mdsa/host/engine"
+	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
@@ -14,19 +15,26 @@ import (
 // plugin's capabilities and per-call caps.
 type services struct{ h *Host }
 
-func (s services) engine(ctx context.Context) (engine.Engine, error) {
-	e, err := s.h.model.get(ctx)
-	if err != nil {
-		return nil, &plugin.CodedError{Code: abi.ErrUnavailable, Err: fmt.Errorf("%w: %w", errNoEngine, err)}
+// engine leases the model for the calling plugin; the caller releases it.
+func (s services) engine(ctx context.Context, call plugin.Call) (*models.Lease, error) {
+	var pref abi.ModelPref
+	if call.Manifest != nil {
+		pref = call.Manifest.Model
 	}
-	return e, nil
+	l, err := s.h.lease(ctx, pref)
+	if err != nil {
+		return nil, &plugin.CodedError{Code: abi.ErrUnavailable, Err: fmt.Errorf("no model available: %w", err)}
+	}
+	return l, nil
 }
 
-func (s services) Generate(ctx context.Context, _ plugin.Call, req abi.GenerateRequest) (abi.GenerateResponse, error) {
-	e, err := s.engine(ctx)
+func (s services) Generate(ctx context.Context, call plugin.Call, req abi.GenerateRequest) (abi.GenerateResponse, error) {
+	l, err := s.engine(ctx, call)
 	if err != nil {
 		return abi.GenerateResponse{}, err
 	}
+	defer l.Release()
+	e := l.Engine()
 	// The runtime has filled unset fields from the plugin's manifest and
 	// clamped max_tokens to the call's token budget.
 	ereq := engine.Request{Messages: toEngineMessages(req.Messages), Prompt: req.Prompt,
@@ -44,11 +52,13 @@ func (s services) Generate(ctx context.Context, _ plugin.Call, req abi.GenerateR
 		TokensOut: res.TokensOut, FinishReason: res.FinishReason}, nil
 }
 
-func (s services) Embed(ctx context.Context, _ plugin.Call, req abi.EmbedRequest) (abi.EmbedResponse, error) {
-	e, err := s.engine(ctx)
+func (s services) Embed(ctx context.Context, call plugin.Call, req abi.EmbedRequest) (abi.EmbedResponse, error) {
+	l, err := s.engine(ctx, call)
 	if err != nil {
 		return abi.EmbedResponse{}, err
 	}
+	defer l.Release()
+	e := l.Engine()
 	v, err := e.Embed(ctx, req.Input)
 	if err != nil {
 		return abi.EmbedResponse{}, &plugin.CodedError{Code: abi.ErrEngine, Err: err}
@@ -56,11 +66,13 @@ func (s services) Embed(ctx context.Context, _ plugin.Call, req abi.EmbedRequest
 	return abi.EmbedResponse{Model: e.Model(), Vectors: v}, nil
 }
 
-func (s services) CountTokens(ctx context.Context, _ plugin.Call, req abi.CountTokensRequest) (abi.CountTokensResponse, error) {
-	e, err := s.engine(ctx)
+func (s services) CountTokens(ctx context.Context, call plugin.Call, req abi.CountTokensRequest) (abi.CountTokensResponse, error) {
+	l, err := s.engine(ctx, call)
 	if err != nil {
 		return abi.CountTokensResponse{}, err
 	}
+	defer l.Release()
+	e := l.Engine()
 	n, err := e.CountTokens(ctx, req.Text)
 	if err != nil {
 		return abi.CountTokensResponse{}, &plugin.CodedError{Code: abi.ErrEngine, Err: err}

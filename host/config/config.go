@@ -64,6 +64,13 @@ type Engine struct {
 	GPULayers int `toml:"gpu_layers"`
 	// MaxTokens caps a completion when the plugin sets no smaller limit.
 	MaxTokens int `toml:"max_tokens"`
+	// MemoryBudgetMB is the memory loaded models may use together; 0 means
+	// available RAM less a reserve, as `mdsa hw` recommends.
+	MemoryBudgetMB int `toml:"memory_budget_mb"`
+	// MaxLoaded is the most models resident at once; 0 means no limit.
+	MaxLoaded int `toml:"max_loaded"`
+	// KeepAlive unloads a model unused for this long; 0 keeps it until evicted.
+	KeepAlive Duration `toml:"keep_alive"`
 }
 
 // Router tunes domain routing.
@@ -149,6 +156,7 @@ func Default() Config {
 			ContextSize: 2048,
 			Parallel:    2,
 			MaxTokens:   256,
+			KeepAlive:   Duration{10 * time.Minute},
 		},
 		Router: Router{
 			Threshold:         0.2,

@@ -47,6 +47,8 @@ func (c *Config) validate(data []byte) error {
 		{c.Engine.Parallel, 1, 256, []string{"engine", "parallel"}},
 		{c.Engine.GPULayers, -1, 100000, []string{"engine", "gpu_layers"}},
 		{c.Engine.MaxTokens, 1, 1 << 20, []string{"engine", "max_tokens"}},
+		{c.Engine.MemoryBudgetMB, 0, 1 << 30, []string{"engine", "memory_budget_mb"}},
+		{c.Engine.MaxLoaded, 0, 1024, []string{"engine", "max_loaded"}},
 		{c.Plugins.MemoryMB, 1, 4096, []string{"plugins", "memory_mb"}},
 		{c.Plugins.MaxOutputBytes, 1024, 64 << 20, []string{"plugins", "max_output_bytes"}},
 		{c.Plugins.MaxHostCalls, 0, 10000, []string{"plugins", "max_host_calls"}},
@@ -60,6 +62,9 @@ func (c *Config) validate(data []byte) error {
 	}
 	if t := c.Router.Threshold; t < 0 || t > 1 {
 		return fail(fmt.Sprintf("%g is out of range [0, 1]", t), "router", "threshold")
+	}
+	if d := c.Engine.KeepAlive.Duration; d < 0 {
+		return fail(fmt.Sprintf("%s must not be negative", d), "engine", "keep_alive")
 	}
 	if d := c.Plugins.Timeout.Duration; d <= 0 {
 		return fail(fmt.Sprintf("%s must be positive", d), "plugins", "timeout")

@@ -1,0 +1,112 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/mdsa-go/mdsa/host/engine"
+	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
+	"github.com/mdsa-go/mdsa/host/hardware"
+	"github.com/mdsa-go/mdsa/host/models"
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
+)
+
+// openRegistry builds the model registry from the catalog, plus the model
+// file or engine given as an option, which then serves every request.
+func (h *Host) openRegistry(ctx context.Context, o options) error {
+	cfg := h.cfg
+	lopts := llamacpp.Options{
+		LibDir:      cfg.Resolve(cfg.Engine.LibDir),
+		Threads:     cfg.EffectiveThreads(),
+		ContextSize: cfg.Engine.ContextSize,
+		Parallel:    cfg.Engine.Parallel,
+		GPULayers:   cfg.Engine.GPULayers,
+		Logger:      h.log,
+	}
+	specs, err := models.SpecsFromConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("host: %w", err)
+	}
+	load := models.LlamaLoader(lopts)
+	estimate := models.LlamaEstimator(lopts)
+	switch {
+	case o.engine != nil:
+		// A caller-owned engine: registered under its own name, never closed
+		// by the registry, and no file to size.
+		h.pinned = "engine:" + o.engine.Model()
+		specs = append(specs, models.Spec{Name: h.pinned, Tier: models.TierDomain, MemoryBytes: 1})
+		inner := load
+		load = func(ctx context.Context, s models.Spec) (engine.Engine, error) {
+			if s.Name == h.pinned {
+				return unowned{o.engine}, nil
+			}
+			return inner(ctx, s)
+		}
+	case o.modelFile != "":
+		h.pinned = "file:" + strings.TrimSuffix(filepath.Base(o.modelFile), ".gguf")
+		specs = append(specs, models.Spec{Name: h.pinned, Tier: models.TierDomain, Path: o.modelFile,
+			ContextSize: cfg.Engine.ContextSize, Parallel: cfg.Engine.Parallel})
+	}
+	budget := int64(cfg.Engine.MemoryBudgetMB) << 20
+	if budget == 0 {
+		info, err := hardware.Detect(ctx, hardware.Options{Logger: h.log})
+		if err != nil {
+			return fmt.Errorf("host: detecting memory for the model budget (set engine.memory_budget_mb to skip): %w", err)
+		}
+		budget = hardware.Recommend(info, nil, hardware.RecommendOptions{}).MemoryBudgetBytes
+	}
+	reg, err := models.New(models.Options{
+		Budget:    budget,
+		MaxLoaded: cfg.Engine.MaxLoaded,
+		KeepAlive: cfg.Engine.KeepAlive.Duration,
+		Load:      load,
+		Estimate:  estimate,
+		Logger:    h.log,
+	})
+	if err != nil {
+		return fmt.Errorf("host: model registry: %w", err)
+	}
+	for _, s := range specs {
+		if err := reg.Register(s); err != nil {
+			reg.Close()
+			return fmt.Errorf("host: model registry: %w", err)
+		}
+	}
+	h.models = reg
+	return nil
+}
+
+// lease returns a leased engine for a plugin's model preferences: the pinned
+// model when there is one, else the registry's pick for the plugin's tier
+// with engine.model preferred, falling back to the domain tier.
+func (h *Host) lease(ctx context.Context, pref abi.ModelPref) (*models.Lease, error) {
+	name := h.pinned
+	if name == "" {
+		tier := pref.Tier
+		if tier == "" {
+			tier = models.TierDomain
+		}
+		prefer := append([]string{h.cfg.Engine.Model}, pref.Prefer...)
+		var err error
+		name, err = h.models.Pick(tier, prefer)
+		if errors.Is(err, models.ErrNoModel) && tier != models.TierDomain {
+			h.log.Warn("no model of the requested tier; using the domain tier", "tier", tier)
+			name, err = h.models.Pick(models.TierDomain, prefer)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return h.models.Get(ctx, name)
+}
+
+// ModelStats reports the registry's counters and resident models.
+func (h *Host) ModelStats() models.Stats { return h.models.Stats() }
+
+// unowned hides Close from the registry for an engine the caller owns.
+type unowned struct{ engine.Engine }
+
+func (unowned) Close() error { return nil }
