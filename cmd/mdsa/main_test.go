@@ -161,6 +161,10 @@ func TestModelsSynthAndVersion(t *testing.T) {
 	if st, err := os.Stat(path); err != nil || st.Size() == 0 {
 		t.Fatalf("model file: %v", err)
 	}
+	out, _, err = run(t, "models", "info", "--json", path)
+	if err != nil || !strings.Contains(out, `"architecture": "llama"`) || !strings.Contains(out, `"total":`) {
+		t.Fatalf("models info: %v %s", err, out)
+	}
 	out, _, err = run(t, "version", "--json")
 	if err != nil || !strings.Contains(out, `"abi": 1`) {
 		t.Fatalf("version: %v %s", err, out)

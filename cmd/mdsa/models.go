@@ -47,6 +47,6 @@ func (a *app) modelsCmd() *cobra.Command {
 	f.StringVar(&quant, "quant", "Q4_0", "tensor type: F32, Q8_0 or Q4_0")
 	f.IntVar(&ctxLen, "context", 2048, "context length written into the model")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(synth, a.modelsPullCmd(), a.modelsListCmd(), a.modelsRmCmd())
+	cmd.AddCommand(synth, a.modelsPullCmd(), a.modelsListCmd(), a.modelsInfoCmd(), a.modelsRmCmd())
 	return cmd
 }
