@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
 )
 
 // ModuleRoot returns the directory holding go.mod, searching upward from the
@@ -29,21 +31,13 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-// LlamaLibDir returns the directory of the llama.cpp shared libraries
-// (MDSA_LLAMA_LIB, else .deps/llama in the module root) and skips the test
-// when they are not installed.
+// LlamaLibDir returns the directory of the llama.cpp shared libraries (see
+// llamacpp.FindLibDir) and skips the test when they are not installed.
 func LlamaLibDir(tb testing.TB) string {
 	tb.Helper()
-	dir := os.Getenv("MDSA_LLAMA_LIB")
-	if dir == "" {
-		root, err := ModuleRoot()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		dir = filepath.Join(root, ".deps", "llama")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "libllama.so")); err != nil {
-		tb.Skipf("llama.cpp libraries not installed in %s (run `make setup`)", dir)
+	dir, err := llamacpp.FindLibDir(".")
+	if err != nil {
+		tb.Skip(err)
 	}
 	return dir
 }

@@ -8,7 +8,6 @@ package gguf
 //	go test -run '^$' -bench SynthLlamaCpp -benchtime 1x ./host/models/gguf
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,33 +17,9 @@ import (
 	"time"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
-)
 
-// llamaLibDir finds the llama.cpp libraries: $MDSA_LLAMA_LIB, else
-// .deps/llama in the module root.
-func llamaLibDir() (string, error) {
-	if d := os.Getenv("MDSA_LLAMA_LIB"); d != "" {
-		return d, nil
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			lib := filepath.Join(dir, ".deps", "llama")
-			if _, err := os.Stat(filepath.Join(lib, "libllama.so")); err != nil {
-				return "", err
-			}
-			return lib, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-}
+	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
+)
 
 // The libraries are loaded once per test process (yzma keeps them in
 // package state).
@@ -56,7 +31,7 @@ var (
 func needLlama(tb testing.TB) {
 	tb.Helper()
 	llamaOnce.Do(func() {
-		dir, err := llamaLibDir()
+		dir, err := llamacpp.FindLibDir(".")
 		if err != nil {
 			llamaErr = err
 			return
