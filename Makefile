@@ -37,7 +37,7 @@ run: build plugins
 	@if [ -f "$(MODEL)" ]; then \
 		echo "Using model $(MODEL)"; model="$(MODEL)"; \
 	else \
-		echo "NOTE: $(MODEL) is not here (model downloads arrive with 'mdsa models pull')."; \
+		echo "NOTE: $(MODEL) is not here (download it: bin/mdsa models pull qwen2.5-0.5b-instruct)."; \
 		echo "NOTE: using a tiny SYNTHETIC model instead: its answers are fixed, meaningless text."; \
 		[ -f "$(SYNTH)" ] || $(BIN) models synth $(SYNTH); model="$(SYNTH)"; \
 	fi; \
