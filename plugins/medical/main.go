@@ -77,7 +77,7 @@ var emergencyMentioned = sdk.NewPhrases(
 // query describes an emergency and the answer does not already say so.
 func emergencyFirst() sdk.Validator {
 	return sdk.Validator{Name: "emergency_first", Check: func(c *sdk.Check) []abi.Issue {
-		if !emergencySigns.In(c.Query) || emergencyMentioned.In(c.Response) {
+		if !emergencySigns.InQuery(c) || emergencyMentioned.InResponse(c) {
 			return nil
 		}
 		c.Response = emergencyNotice + "\n\n" + c.Response

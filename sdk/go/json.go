@@ -1,12 +1,13 @@
 package sdk
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
@@ -28,18 +29,77 @@ const (
 	msb = 0x8080808080808080
 )
 
-// plain8 reports whether none of the 8 bytes in v needs attention inside a
-// JSON string: no '"', no '\\', no control byte, no byte >= 0x80.
-func plain8(v uint64) bool {
+// special8 returns a mask with the top bit set in each byte of v that needs
+// attention inside a JSON string ('"', '\\', a control byte, a byte >=
+// 0x80). Borrows can also set bits above a flagged byte, so only the lowest
+// set bit is exact; a zero result is always exact.
+func special8(v uint64) uint64 {
 	quote := v ^ (lsb * '"')
 	bslash := v ^ (lsb * '\\')
-	special := ((quote - lsb) &^ quote) | ((bslash - lsb) &^ bslash) | (v - lsb*0x20) | v
-	return special&msb == 0
+	return (((quote - lsb) &^ quote) | ((bslash - lsb) &^ bslash) | (v - lsb*0x20) | v) & msb
 }
+
+// load8 reads 8 bytes at p+i, little-endian; the caller guarantees they
+// exist. The sandbox allows unaligned loads.
+func load8(p unsafe.Pointer, i int) uint64 { return *(*uint64)(unsafe.Add(p, i)) }
+
+// load8Tail reads the n-i < 8 bytes at p+i, zero-padded; n >= 8 or the
+// bytes are read one at a time.
+func load8Tail(p unsafe.Pointer, i, n int) uint64 {
+	if n >= 8 {
+		return load8(p, n-8) >> (8 * uint(8-(n-i)))
+	}
+	var v uint64
+	for k := n - 1; k >= i; k-- {
+		v = v<<8 | uint64(*(*byte)(unsafe.Add(p, k)))
+	}
+	return v
+}
+
+// nextSpecial returns the index of the first byte at or after i in the n
+// bytes at p that needs attention inside a JSON string, or n. In the
+// sandbox every loop iteration and taken branch costs a termination check,
+// far more than the arithmetic: the loop steps 32 bytes at a time, and the
+// last (at most 32) bytes are examined without a loop or a branch.
+func nextSpecial(p unsafe.Pointer, i, n int) int {
+	if n < 8 {
+		return nextSpecialShort(p, i, n)
+	}
+	for i+32 <= n && special8(load8(p, i))|special8(load8(p, i+8))|special8(load8(p, i+16))|special8(load8(p, i+24)) == 0 {
+		i += 32
+	}
+	// Reads past n are shifted in as 0, a control byte, so they stop the
+	// scan.
+	lim := n - 8
+	t0 := bits.TrailingZeros64(special8(loadAt(p, i, lim))) >> 3
+	t1 := bits.TrailingZeros64(special8(loadAt(p, i+8, lim))) >> 3
+	t2 := bits.TrailingZeros64(special8(loadAt(p, i+16, lim))) >> 3
+	t3 := bits.TrailingZeros64(special8(loadAt(p, i+24, lim))) >> 3
+	// t = 8 means no special byte in that chunk: add the next one.
+	return min(n, i+t0+t0>>3*(t1+t1>>3*(t2+t2>>3*t3)))
+}
+
+// nextSpecialShort is nextSpecial for fewer than 8 bytes: they are read
+// from a zero-padded copy.
+func nextSpecialShort(p unsafe.Pointer, i, n int) int {
+	var buf [8]byte
+	copy(buf[:], unsafe.Slice((*byte)(p), n))
+	v := load8(unsafe.Pointer(&buf), 0) >> (8 * uint(i))
+	return min(n, i+bits.TrailingZeros64(special8(v))>>3)
+}
+
+// bytesPtr returns the address of b's first byte (nil for an empty b).
+func bytesPtr(b []byte) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(b)) }
+
+// stringPtr returns the address of s's first byte.
+func stringPtr(s string) unsafe.Pointer { return unsafe.Pointer(unsafe.StringData(s)) }
 
 type jdec struct {
 	b []byte
 	i int
+	// owned: b is an immutable buffer owned by the call (the wasm layer's
+	// input copy), so strings may point into it instead of being copied.
+	owned bool
 }
 
 func (d *jdec) ws() {
@@ -80,9 +140,7 @@ func (d *jdec) str() (string, bool) {
 	start := d.i
 	i := start
 	for {
-		for i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
-			i += 8
-		}
+		i = nextSpecial(bytesPtr(b), i, len(b))
 		if i >= len(b) {
 			return "", false
 		}
@@ -90,13 +148,14 @@ func (d *jdec) str() (string, bool) {
 		switch {
 		case c == '"':
 			d.i = i + 1
+			if d.owned && i > start {
+				return unsafe.String(&b[start], i-start), true
+			}
 			return string(b[start:i]), true
 		case c == '\\':
 			return d.strEscaped(start, i)
 		case c < 0x20:
 			return "", false
-		case c < utf8.RuneSelf:
-			i++
 		default:
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size <= 1 {
@@ -163,8 +222,12 @@ func (d *jdec) strEscaped(start, i int) (string, bool) {
 		case c < 0x20:
 			return "", false
 		case c < utf8.RuneSelf:
-			out = append(out, c)
-			i++
+			// After an escape: copy the plain run up to the next byte
+			// that needs attention at once (a byte at a time would cost a
+			// termination check each in the sandbox).
+			j := nextSpecial(bytesPtr(b), i, len(b))
+			out = append(out, b[i:j]...)
+			i = j
 		default:
 			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size <= 1 {
@@ -226,8 +289,8 @@ func (d *jdec) end() bool {
 }
 
 // fastPromptRequest decodes the common form of a prompt/handle input.
-func fastPromptRequest(b []byte, r *abi.PromptRequest) bool {
-	d := jdec{b: b}
+func fastPromptRequest(b []byte, r *abi.PromptRequest, owned bool) bool {
+	d := jdec{b: b, owned: owned}
 	var seen uint8
 	ok := d.object(func(key string) bool {
 		switch key {
@@ -292,8 +355,12 @@ func fastPromptRequest(b []byte, r *abi.PromptRequest) bool {
 }
 
 // fastValidateRequest decodes the common form of a validate input.
-func fastValidateRequest(b []byte, r *abi.ValidateRequest) bool {
-	d := jdec{b: b}
+func fastValidateRequest(b []byte, r *abi.ValidateRequest, owned bool) bool {
+	if fastValidateSpans(b, r, owned) {
+		return true
+	}
+	*r = abi.ValidateRequest{}
+	d := jdec{b: b, owned: owned}
 	var seen uint8
 	ok := d.object(func(key string) bool {
 		var bit uint8
@@ -322,31 +389,47 @@ func fastValidateRequest(b []byte, r *abi.ValidateRequest) bool {
 // appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
 // as with encoding/json.
 func appendString(b []byte, s string) []byte {
+	var i int
+	if n := len(s); n >= 8 && n <= 32 {
+		// Short strings (codes, severities, messages) in one branch-free
+		// step: reads past n are shifted in as 0, which stops the scan.
+		p, lim := stringPtr(s), n-8
+		t0 := bits.TrailingZeros64(special8(loadAt(p, 0, lim))) >> 3
+		t1 := bits.TrailingZeros64(special8(loadAt(p, 8, lim))) >> 3
+		t2 := bits.TrailingZeros64(special8(loadAt(p, 16, lim))) >> 3
+		t3 := bits.TrailingZeros64(special8(loadAt(p, 24, lim))) >> 3
+		i = min(n, t0+t0>>3*(t1+t1>>3*(t2+t2>>3*t3)))
+	} else {
+		i = nextSpecial(stringPtr(s), 0, len(s))
+	}
 	b = append(b, '"')
+	if i == len(s) {
+		b = append(b, s...) // the common case: nothing to escape
+		return append(b, '"')
+	}
+	return appendEscaped(b, s, i)
+}
+
+// appendEscaped continues appendString at i, the first byte of s that needs
+// attention, and closes the string.
+func appendEscaped(b []byte, s string, i int) []byte {
 	start := 0
-	i := 0
 	for {
-		for i+8 <= len(s) && plain8(loadString8(s, i)) {
-			i += 8
-		}
 		if i >= len(s) {
 			break
 		}
 		c := s[i]
-		if c >= 0x20 && c < utf8.RuneSelf && c != '"' && c != '\\' {
-			i++
-			continue
-		}
 		if c >= utf8.RuneSelf {
 			r, size := utf8.DecodeRuneInString(s[i:])
 			if r != utf8.RuneError || size > 1 {
-				i += size
+				i = nextSpecial(stringPtr(s), i+size, len(s))
 				continue
 			}
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)
 			i++
 			start = i
+			i = nextSpecial(stringPtr(s), i, len(s))
 			continue
 		}
 		b = append(b, s[start:i]...)
@@ -364,18 +447,13 @@ func appendString(b []byte, s string) []byte {
 		}
 		i++
 		start = i
+		i = nextSpecial(stringPtr(s), i, len(s))
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
 
 const hexDigits = "0123456789abcdef"
-
-func loadString8(s string, i int) uint64 {
-	_ = s[i+7]
-	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-}
 
 func appendMessages(b []byte, ms []abi.Message) []byte {
 	b = append(b, '[')
@@ -399,11 +477,18 @@ func isZeroGeneration(g *abi.Generation) bool {
 
 // encodePromptResponse encodes the output of the prompt export.
 func encodePromptResponse(r *abi.PromptResponse) ([]byte, error) {
+	return appendPromptResponse(nil, r)
+}
+
+// appendPromptResponse appends the output of the prompt export to b.
+func appendPromptResponse(b []byte, r *abi.PromptResponse) ([]byte, error) {
 	n := 64
 	for _, m := range r.Messages {
 		n += len(m.Content) + len(m.Role) + 32
 	}
-	b := make([]byte, 0, n)
+	if cap(b)-len(b) < n {
+		b = append(make([]byte, 0, len(b)+n), b...)
+	}
 	b = append(b, `{"messages":`...)
 	b = appendMessages(b, r.Messages)
 	b = append(b, `,"generation":`...)
@@ -420,6 +505,9 @@ func encodePromptResponse(r *abi.PromptResponse) ([]byte, error) {
 }
 
 func appendValidation(b []byte, v *abi.Validation) []byte {
+	if n := validationSize(v); cap(b)-len(b) < n {
+		b = append(make([]byte, 0, len(b)+n), b...)
+	}
 	b = append(b, `{"ok":`...)
 	b = strconv.AppendBool(b, v.OK)
 	b = append(b, `,"score":`...)
@@ -427,7 +515,7 @@ func appendValidation(b []byte, v *abi.Validation) []byte {
 	if math.IsNaN(score) || math.IsInf(score, 0) {
 		score = 0
 	}
-	b = strconv.AppendFloat(b, score, 'g', -1, 64)
+	b = appendScore(b, score)
 	b = append(b, `,"issues":[`...)
 	for i, is := range v.Issues {
 		if i > 0 {
@@ -449,6 +537,27 @@ func appendValidation(b []byte, v *abi.Validation) []byte {
 	return append(b, '}')
 }
 
+// appendScore appends score as strconv.AppendFloat(b, score, 'g', -1, 64)
+// does; the usual values (no issue, one warning, one error) are constants,
+// since formatting a float costs dozens of termination checks in the
+// sandbox.
+func appendScore(b []byte, score float64) []byte {
+	switch score {
+	case 1:
+		return append(b, '1')
+	case 0:
+		if math.Signbit(score) {
+			break // -0
+		}
+		return append(b, '0')
+	case 0.85:
+		return append(b, "0.85"...)
+	case 0.5:
+		return append(b, "0.5"...)
+	}
+	return strconv.AppendFloat(b, score, 'g', -1, 64)
+}
+
 func validationSize(v *abi.Validation) int {
 	n := 64
 	for _, is := range v.Issues {
@@ -462,7 +571,7 @@ func validationSize(v *abi.Validation) int {
 
 // encodeValidation encodes the output of the validate export.
 func encodeValidation(v *abi.Validation) []byte {
-	return appendValidation(make([]byte, 0, validationSize(v)), v)
+	return appendValidation(nil, v)
 }
 
 // encodeHandleResponse encodes the output of the handle export.

@@ -1,9 +1,11 @@
 package sdk
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -46,12 +48,12 @@ func TestFastDecodeMatchesEncodingJSON(t *testing.T) {
 	// The common forms must take the fast path.
 	for _, s := range decodeSeeds[:3] {
 		var r abi.PromptRequest
-		if !fastPromptRequest([]byte(s), &r) {
+		if !fastPromptRequest([]byte(s), &r, false) {
 			t.Errorf("fast path refused %s", s)
 		}
 	}
 	var v abi.ValidateRequest
-	if !fastValidateRequest([]byte(decodeSeeds[3]), &v) || v != (abi.ValidateRequest{Query: "q", Response: "r", Domain: "d"}) {
+	if !fastValidateRequest([]byte(decodeSeeds[3]), &v, false) || v != (abi.ValidateRequest{Query: "q", Response: "r", Domain: "d"}) {
 		t.Errorf("fast validate decode: %+v", v)
 	}
 }
@@ -62,22 +64,29 @@ func TestFastDecodeMatchesEncodingJSON(t *testing.T) {
 // fast decoder accepted data.
 func checkDecodeEquivalence(t *testing.T, data []byte) bool {
 	t.Helper()
-	var fastP, slowP abi.PromptRequest
-	pOK := fastPromptRequest(data, &fastP)
+	var fastP, ownedP, slowP abi.PromptRequest
+	pOK := fastPromptRequest(data, &fastP, false)
 	pErr := json.Unmarshal(data, &slowP)
 	if pOK && (pErr != nil || !reflect.DeepEqual(fastP, slowP)) {
 		t.Fatalf("prompt request %q: fast %+v, encoding/json %+v (%v)", data, fastP, slowP, pErr)
 	}
+	// Strings that point into an owned buffer decode the same.
+	if fastPromptRequest(bytes.Clone(data), &ownedP, true) != pOK || pOK && !reflect.DeepEqual(ownedP, fastP) {
+		t.Fatalf("prompt request %q: owned %+v, copied %+v", data, ownedP, fastP)
+	}
 	var viaP abi.PromptRequest
-	if err := decodePromptRequest(data, &viaP); (err == nil) != (pErr == nil && len(strings.TrimSpace(string(data))) > 0) ||
+	if err := decodePromptRequest(data, &viaP, false); (err == nil) != (pErr == nil && len(strings.TrimSpace(string(data))) > 0) ||
 		err == nil && !reflect.DeepEqual(viaP, slowP) {
 		t.Fatalf("decodePromptRequest(%q) = %+v, %v; encoding/json %+v, %v", data, viaP, err, slowP, pErr)
 	}
-	var fastV, slowV abi.ValidateRequest
-	vOK := fastValidateRequest(data, &fastV)
+	var fastV, ownedV, slowV abi.ValidateRequest
+	vOK := fastValidateRequest(data, &fastV, false)
 	vErr := json.Unmarshal(data, &slowV)
 	if vOK && (vErr != nil || fastV != slowV) {
 		t.Fatalf("validate request %q: fast %+v, encoding/json %+v (%v)", data, fastV, slowV, vErr)
+	}
+	if fastValidateRequest(bytes.Clone(data), &ownedV, true) != vOK || vOK && ownedV != fastV {
+		t.Fatalf("validate request %q: owned %+v, copied %+v", data, ownedV, fastV)
 	}
 	return pOK || vOK
 }
@@ -180,5 +189,14 @@ func TestEncodePromptResponseGeneration(t *testing.T) {
 	out, _ = encodePromptResponse(&p)
 	if want := `{"messages":[{"role":"user","content":"q"}],"generation":{}}`; string(out) != want {
 		t.Errorf("got %s, want %s", out, want)
+	}
+}
+
+func TestAppendScore(t *testing.T) {
+	for _, f := range []float64{1, 0, math.Copysign(0, -1), 0.85, 0.5, 1 - PenaltyWarning, 1 - PenaltyError,
+		(1 - PenaltyWarning) * (1 - PenaltyWarning), 0.425, 1e-7, 0.1 + 0.2} {
+		if got, want := string(appendScore(nil, f)), strconv.FormatFloat(f, 'g', -1, 64); got != want {
+			t.Errorf("appendScore(%v) = %s, want %s", f, got, want)
+		}
 	}
 }

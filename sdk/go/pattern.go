@@ -29,11 +29,81 @@ type slot struct {
 	optional bool
 	gap      int  // > 0: skip 0..gap arbitrary words
 	number   bool // one digits-only word
+	// firsts is a 256-bit filter of the alternatives' first words: a word
+	// not in it starts none of them, which saves the loops over the
+	// alternatives (each iteration costs a termination check in the
+	// sandbox).
+	firsts [4]uint64
+	// For slots with many alternatives, byFirst maps a first word to its
+	// group in groups: the indexes of the alternatives starting with it,
+	// in their original order.
+	byFirst *htab
+	groups  [][]int32
 }
+
+// indexAlts builds byFirst and groups for a slot with many alternatives.
+func (sl *slot) indexAlts() {
+	if len(sl.alts) <= 4 {
+		return
+	}
+	t := newHtab(len(sl.alts))
+	for k, alt := range sl.alts {
+		g, ok := t.get(alt[0])
+		if !ok {
+			g = int32(len(sl.groups))
+			t.put(alt[0], g)
+			sl.groups = append(sl.groups, nil)
+		}
+		sl.groups[g] = append(sl.groups[g], int32(k))
+	}
+	sl.byFirst = &t
+}
+
+func (sl *slot) mayStart(h uint64) bool { return sl.firsts[h>>62]>>(h>>56&63)&1 != 0 }
 
 type wordPattern struct {
 	src   string
 	slots []slot
+	// next, when set, is a filter of the words that can follow a match of
+	// the first slot (whose alternatives are then all one word long): a
+	// cheap test before matchSlots, since most candidates fail there.
+	next *[4]uint64
+}
+
+// nextFilter computes wordPattern.next.
+func (p *wordPattern) nextFilter() {
+	for _, alt := range p.slots[0].alts {
+		if len(alt) != 1 {
+			return
+		}
+	}
+	var f [4]uint64
+	for _, sl := range p.slots[1:] {
+		if sl.alts == nil { // a gap or a number: any word
+			return
+		}
+		for k := range f {
+			f[k] |= sl.firsts[k]
+		}
+		if !sl.optional {
+			p.next = &f
+			return
+		}
+	}
+	// Every later slot is optional: the first word alone may match.
+}
+
+// mayFollow reports whether the word after a match of the first slot at
+// ws[i] can continue p.
+func (p *wordPattern) mayFollow(ws []tok, i int) bool {
+	if p.next == nil {
+		return true
+	}
+	if i+1 >= len(ws) {
+		return false
+	}
+	h := ws[i+1].h
+	return p.next[h>>62]>>(h>>56&63)&1 != 0
 }
 
 func parseWordPattern(src string) (wordPattern, error) {
@@ -101,6 +171,15 @@ func parseWordPattern(src string) (wordPattern, error) {
 	if first := p.slots[0]; first.alts == nil || first.optional {
 		return p, fmt.Errorf("pattern %q: must start with a word or a (...) group", src)
 	}
+	for i := range p.slots {
+		sl := &p.slots[i]
+		for _, alt := range sl.alts {
+			h := alt[0]
+			sl.firsts[h>>62] |= 1 << (h >> 56 & 63)
+		}
+		sl.indexAlts()
+	}
+	p.nextFilter()
 	return p, nil
 }
 
@@ -128,6 +207,31 @@ func matchSlots(ws []tok, i int, slots []slot, sent int32) int {
 		}
 		return -1
 	}
+	if i < len(ws) && sl.mayStart(ws[i].h) {
+		if e := matchAlts(ws, i, sl, slots, sent); e >= 0 {
+			return e
+		}
+	}
+	if sl.optional {
+		return matchSlots(ws, i, slots[1:], sent)
+	}
+	return -1
+}
+
+// matchAlts tries the alternatives of sl = &slots[0] at ws[i:], in order.
+func matchAlts(ws []tok, i int, sl *slot, slots []slot, sent int32) int {
+	if sl.byFirst != nil {
+		g, ok := sl.byFirst.get(ws[i].h)
+		if !ok {
+			return -1
+		}
+		for _, k := range sl.groups[g] {
+			if e := matchAlt(ws, i, sl.alts[k], slots, sent); e >= 0 {
+				return e
+			}
+		}
+		return -1
+	}
 	for _, alt := range sl.alts {
 		if i+len(alt) > len(ws) {
 			continue
@@ -145,10 +249,21 @@ func matchSlots(ws []tok, i int, slots []slot, sent int32) int {
 			}
 		}
 	}
-	if sl.optional {
-		return matchSlots(ws, i, slots[1:], sent)
-	}
 	return -1
+}
+
+// matchAlt matches the alternative alt of slots[0] at ws[i:], then the
+// rest of the slots.
+func matchAlt(ws []tok, i int, alt []uint64, slots []slot, sent int32) int {
+	if i+len(alt) > len(ws) {
+		return -1
+	}
+	for j, h := range alt {
+		if ws[i+j].h != h || ws[i+j].sent != sent {
+			return -1
+		}
+	}
+	return matchSlots(ws, i+len(alt), slots[1:], sent)
 }
 
 // patternSet finds matches of several word patterns, indexed by the words
@@ -195,19 +310,26 @@ func newPatternSet(srcs []string) (*patternSet, error) {
 	return ps, nil
 }
 
+// nextFirst returns the index of the first word at or after i whose hash
+// is in the bloom filter of first words, or len(ws) (see scanWords).
+func (ps *patternSet) nextFirst(ws []tok, i int) int {
+	return scanWords(ws, i, &ps.first.bl, 0, 0)
+}
+
 // each calls fn with the word range [i, e) of every match, scanning left to
 // right; a match resumes the scan after its end. fn returns false to stop.
 func (ps *patternSet) each(ws []tok, fn func(i, e int) bool) {
-	for i := 0; i < len(ws); i++ {
-		if !ps.first.bl.may(ws[i].h) {
-			continue
-		}
+	for i := ps.nextFirst(ws, 0); i < len(ws); i = ps.nextFirst(ws, i+1) {
 		g, ok := ps.first.get(ws[i].h)
 		if !ok {
 			continue
 		}
 		for _, pi := range ps.by[g] {
-			if e := matchSlots(ws, i, ps.pats[pi].slots, ws[i].sent); e > i {
+			p := &ps.pats[pi]
+			if !p.mayFollow(ws, i) {
+				continue
+			}
+			if e := matchSlots(ws, i, p.slots, ws[i].sent); e > i {
 				if !fn(i, e) {
 					return
 				}

@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
 
@@ -159,10 +158,10 @@ func RedactPII() Validator {
 			case p.n == 1:
 				parts = append(parts, "1 "+p.what)
 			case p.n > 1:
-				parts = append(parts, fmt.Sprintf("%d %s", p.n, plural(p.what)))
+				parts = append(parts, itoa(p.n)+" "+plural(p.what))
 			}
 		}
-		return issue(CodePIIRedacted, abi.SeverityWarning, "redacted %s", strings.Join(parts, ", "))
+		return c.issue(CodePIIRedacted, abi.SeverityWarning, "redacted "+strings.Join(parts, ", "))
 	}}
 }
 

@@ -58,6 +58,7 @@ type Compiled struct {
 	system   template
 	user     template
 	describe []byte
+	jsonSize int // bytes of the templates' JSON-escaped literal text
 }
 
 var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
@@ -109,6 +110,11 @@ func Compile(p Plugin) (*Compiled, error) {
 	}
 	if c.user, err = parseTemplate(p.Template); err != nil {
 		errs = append(errs, fmt.Errorf("Template: %w", err))
+	}
+	for _, t := range [2]template{c.system, c.user} {
+		for _, seg := range t {
+			c.jsonSize += len(seg.json)
+		}
 	}
 	for _, v := range p.Validators {
 		if err := v.validate(); err != nil {
@@ -330,6 +336,13 @@ func (c *Compiled) handle(env *Env, req *abi.PromptRequest) (abi.HandleResponse,
 // recovered and returned as an error. The wasm exports are thin wrappers
 // around Invoke, so native tests exercise the same code.
 func (c *Compiled) Invoke(h *Host, export string, input []byte) (out []byte, err error) {
+	return c.invoke(h, export, input, nil, false)
+}
+
+// invoke is Invoke appending its output to dst[:0] (a scratch buffer the
+// wasm layer reuses across calls; nil allocates). owned says that input is
+// an immutable buffer of this call, which decoded strings may point into.
+func (c *Compiled) invoke(h *Host, export string, input, dst []byte, owned bool) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			out = nil
@@ -339,39 +352,47 @@ func (c *Compiled) Invoke(h *Host, export string, input []byte) (out []byte, err
 	if h == nil {
 		h = wasmHost
 	}
-	env := &Env{Host: h, c: c}
 	switch export {
 	case abi.ExportDescribe:
 		return bytes.Clone(c.describe), nil
 	case abi.ExportPrompt:
-		var req abi.PromptRequest
-		if err := decodePromptRequest(input, &req); err != nil {
-			return nil, fmt.Errorf("%s: %w", export, err)
+		if c.p.Prompt == nil {
+			if out, ok := c.fastPrompt(input, dst); ok {
+				return out, nil
+			}
 		}
-		res, err := c.prompt(env, &req)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", export, err)
-		}
-		if out, err = encodePromptResponse(&res); err != nil {
-			return nil, fmt.Errorf("%s: encode output: %w", export, err)
-		}
-		return out, nil
+		return c.promptDecoded(h, input, dst, owned)
 	case abi.ExportValidate:
+		// req stays on the stack: only the fallback's copy escapes (to
+		// encoding/json), and an allocation costs microseconds in the
+		// sandbox.
 		var req abi.ValidateRequest
-		if err := decodeInput(input, &req, fastValidateRequest); err != nil {
-			return nil, fmt.Errorf("%s: %w", export, err)
+		if !fastValidateRequest(input, &req, owned) {
+			slow := new(abi.ValidateRequest)
+			if err := decodeInput(input, slow, owned, fastValidateRequest); err != nil {
+				return nil, fmt.Errorf("%s: %w", export, err)
+			}
+			req = *slow
 		}
-		res, err := c.validate(env, &req)
+		if c.p.Validate == nil {
+			// The result is encoded before the Check is recycled.
+			ck := getCheck()
+			res := evaluate(ck, req, c.p.Validators)
+			out = appendValidation(dst[:0], &res)
+			putCheck(ck)
+			return out, nil
+		}
+		res, err := c.validate(&Env{Host: h, c: c}, &req)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", export, err)
 		}
-		return encodeValidation(&res), nil
+		return appendValidation(dst[:0], &res), nil
 	case abi.ExportHandle:
 		var req abi.PromptRequest
-		if err := decodePromptRequest(input, &req); err != nil {
+		if err := decodePromptRequest(input, &req, owned); err != nil {
 			return nil, fmt.Errorf("%s: %w", export, err)
 		}
-		res, err := c.handle(env, &req)
+		res, err := c.handle(&Env{Host: h, c: c}, &req)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", export, err)
 		}
@@ -381,16 +402,34 @@ func (c *Compiled) Invoke(h *Host, export string, input []byte) (out []byte, err
 	}
 }
 
-func decodePromptRequest(in []byte, r *abi.PromptRequest) error {
-	return decodeInput(in, r, fastPromptRequest)
+// promptDecoded runs the prompt export by decoding its input: the path for
+// custom Prompt functions and for inputs fastPrompt does not take.
+func (c *Compiled) promptDecoded(h *Host, input, dst []byte, owned bool) ([]byte, error) {
+	var req abi.PromptRequest
+	if err := decodePromptRequest(input, &req, owned); err != nil {
+		return nil, fmt.Errorf("%s: %w", abi.ExportPrompt, err)
+	}
+	res, err := c.prompt(&Env{Host: h, c: c}, &req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", abi.ExportPrompt, err)
+	}
+	out, err := appendPromptResponse(dst[:0], &res)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode output: %w", abi.ExportPrompt, err)
+	}
+	return out, nil
+}
+
+func decodePromptRequest(in []byte, r *abi.PromptRequest, owned bool) error {
+	return decodeInput(in, r, owned, fastPromptRequest)
 }
 
 // decodeInput decodes the JSON input of an export into v: with fast when it
 // can, else with encoding/json (the same result, see json.go). Unknown
 // fields are ignored so that a newer host can add optional fields within
 // ABI v1.
-func decodeInput[T any](in []byte, v *T, fast func([]byte, *T) bool) error {
-	if fast(in, v) {
+func decodeInput[T any](in []byte, v *T, owned bool, fast func([]byte, *T, bool) bool) error {
+	if fast(in, v, owned) {
 		return nil
 	}
 	var zero T

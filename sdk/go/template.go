@@ -30,6 +30,7 @@ type segment struct {
 	kind segKind
 	text string // literal text (segText) or the default value (segContext)
 	key  string // context key (segContext)
+	json string // text escaped for a JSON string, without the quotes
 }
 
 // template is a parsed prompt template.
@@ -73,6 +74,12 @@ func parseTemplate(src string) (template, error) {
 		i = j + 2 + end + 2
 	}
 	flush()
+	for i := range t {
+		if t[i].text != "" {
+			enc := appendString(nil, t[i].text)
+			t[i].json = string(enc[1 : len(enc)-1])
+		}
+	}
 	return t, nil
 }
 
@@ -99,8 +106,13 @@ func parsePlaceholder(inner string) (segment, error) {
 
 // render expands t for one request.
 func (t template) render(req *abi.PromptRequest) string {
-	if len(t) == 1 && t[0].kind == segText {
-		return t[0].text
+	if len(t) == 1 {
+		switch t[0].kind {
+		case segText:
+			return t[0].text
+		case segQuery:
+			return req.Query
+		}
 	}
 	var b strings.Builder
 	n := 0

@@ -26,11 +26,11 @@ func refAnalyze(s string) analysis {
 				num = false
 			}
 		}
-		h := uint64(hashOffset)
-		for _, b := range lowered {
-			h = (h ^ uint64(b)) * hashPrime
+		var plural uint8
+		if end-start >= 3 && (s[end-1] == 's' || s[end-1] == 'S') {
+			plural = 1
 		}
-		a.words = append(a.words, tok{start: int32(start), end: int32(end), sent: sent, line: line, h: finish(h), num: num})
+		a.words = append(a.words, tok{start: int32(start), end: int32(end), sent: sent, line: line, h: refWordHash(lowered), num: num, plural: plural})
 		start, lowered = -1, nil
 	}
 	for i, r := range s {
@@ -58,6 +58,20 @@ func refAnalyze(s string) analysis {
 	flush(len(s))
 	a.digitRun = refDigitRun(s, a.words)
 	return a
+}
+
+// refWordHash is a byte-by-byte reference for wordHash.
+func refWordHash(lowered []byte) uint64 {
+	h := uint64(hashOffset)
+	var block uint64
+	for i, b := range lowered {
+		block |= uint64(b) << (8 * (i % 8))
+		if i%8 == 7 {
+			h = mixBlock(h, block)
+			block = 0
+		}
+	}
+	return finish(mixBlock(h, block))
 }
 
 func refDigitRun(s string, ws []tok) int {
@@ -89,11 +103,27 @@ var analyzeSeeds = []string{
 	"card 4111 1111 1111 1111, phone +1 (555) 010-2345, mail a@b.co ```go",
 	"bad \xff utf8 \xc3 é\xe2\x80",
 	"a.b. c.—d .e",
+	"Supercalifragilistic internationalization ABCDEFGH abcdefghijklmnop 1234567890123456 x",
+	"déjà-vu naïveté abcdefghé ABCDEFGHÉ abcdefgh\u00e9 12345678٣ Straße",
+	"        \n\n\n   ........!!!???;;;:::   @@@```~~~        tail",
+	"4111111111111111 and 12345678 90 +1 (555) 010-2345 1.2.3",
+	"x",
+	"ab\xffcd\x00ef",
+	"0\x80 12345678\x80 abcdefgh\xcf\x83",
+	"fin.élan x.Ωmega 3.٣ end.é",
+	"........000000000 ........x",
+	"12345678ab payments abcdefghs 1234567812345678 abcdefgh12345678x 123456789 Lines.",
 }
 
 func TestAnalyzeMatchesReference(t *testing.T) {
 	for _, s := range analyzeSeeds {
 		checkAnalyze(t, s)
+		// Every position, so that words and gaps cross the 8-byte chunks
+		// in every way.
+		for i := range len(s) {
+			checkAnalyze(t, s[i:])
+			checkAnalyze(t, s[:i])
+		}
 	}
 	a := analyze("Don't STOP, can't stop")
 	if len(a.words) != 6 || a.words[0].h != wordHashes("don")[0] || a.words[2].h != wordHashes("stop")[0] {
@@ -104,6 +134,18 @@ func TestAnalyzeMatchesReference(t *testing.T) {
 func checkAnalyze(t *testing.T, s string) {
 	t.Helper()
 	got, want := analyze(s), refAnalyze(s)
+	for _, w := range got.words {
+		// Any sub-word hashes as the word it would be on its own.
+		if h := hashRange(s, int(w.start), int(w.end)); h != w.h {
+			t.Fatalf("hashRange(%q) = %x, analyze gave %x", s[w.start:w.end], h, w.h)
+		}
+		if w.end-w.start > 1 && s[w.end-1] < utf8.RuneSelf { // as pluralStem does
+			sub := s[w.start : w.end-1]
+			if h, ws := hashRange(s, int(w.start), int(w.end-1)), analyze(sub).words; len(ws) == 1 && ws[0].h != h {
+				t.Fatalf("hashRange(%q) = %x, analyze gave %x", sub, h, ws[0].h)
+			}
+		}
+	}
 	if len(got.words) == 0 && len(want.words) == 0 {
 		got.words, want.words = nil, nil
 	}

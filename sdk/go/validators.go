@@ -3,8 +3,11 @@ package sdk
 import (
 	"errors"
 	"fmt"
+	"math/bits"
+	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
@@ -25,9 +28,24 @@ const (
 	CodeUnbalancedFence  = "unbalanced_code_fence" // BalancedCodeFences: closed (warning)
 )
 
-func issue(code, severity, format string, args ...any) []abi.Issue {
-	return []abi.Issue{{Code: code, Severity: severity, Message: fmt.Sprintf(format, args...)}}
+// issue returns a one-issue report. Its array comes from the Check (see
+// Check.issues) and its capacity is 1, so that appending to it copies.
+// Messages are built with strconv and concatenation, not fmt: in the
+// sandbox fmt's machinery costs several microseconds per call.
+func (c *Check) issue(code, severity, message string) []abi.Issue {
+	if c.nIssues == len(c.issues) {
+		return []abi.Issue{{Code: code, Severity: severity, Message: message}}
+	}
+	k := c.nIssues
+	c.nIssues++
+	c.issues[k] = abi.Issue{Code: code, Severity: severity, Message: message}
+	return c.issues[k : k+1 : k+1]
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// percent formats a ratio as fmt's "%.0f%%" of ratio*100 does.
+func percent(ratio float64) string { return strconv.FormatFloat(ratio*100, 'f', 0, 64) + "%" }
 
 // MinLength reports an error when the response, without surrounding
 // white space, has fewer than n characters (runes). MinLength(1) rejects
@@ -45,7 +63,7 @@ func MinLength(n int) Validator {
 		if got >= n {
 			return nil
 		}
-		return issue(CodeTooShort, abi.SeverityError, "response has %d characters, at least %d expected", got, n)
+		return c.issue(CodeTooShort, abi.SeverityError, "response has "+itoa(got)+" characters, at least "+itoa(n)+" expected")
 	}}
 }
 
@@ -66,8 +84,8 @@ func MaxLength(n int) Validator {
 			return nil
 		}
 		c.Response = cut(c.Response, n)
-		return issue(CodeTooLong, abi.SeverityWarning, "response had %d characters; cut to %d (limit %d)",
-			total, utf8.RuneCountInString(c.Response), n)
+		return c.issue(CodeTooLong, abi.SeverityWarning, "response had "+itoa(total)+" characters; cut to "+
+			itoa(utf8.RuneCountInString(c.Response))+" (limit "+itoa(n)+")")
 	}}
 }
 
@@ -132,12 +150,12 @@ func NoRepetition(n int, maxRatio float64) Validator {
 		}
 		var out []abi.Issue
 		if ratio := repeatedNgrams(ws, n); ratio > maxRatio {
-			out = append(out, issue(CodeRepetition, abi.SeverityError,
-				"%.0f%% of %d-word sequences repeat (limit %.0f%%)", ratio*100, n, maxRatio*100)...)
+			out = append(out, c.issue(CodeRepetition, abi.SeverityError,
+				percent(ratio)+" of "+itoa(n)+"-word sequences repeat (limit "+percent(maxRatio)+")")...)
 		}
 		if line, ok := repeatedLine(text, ws); ok {
-			out = append(out, issue(CodeRepeatedLine, abi.SeverityWarning,
-				"line %q occurs 3 or more times", clip(line, 60))...)
+			out = append(out, c.issue(CodeRepeatedLine, abi.SeverityWarning,
+				"line "+strconv.Quote(clip(line, 60))+" occurs 3 or more times")...)
 		}
 		return out
 	}}
@@ -151,41 +169,84 @@ func repeatedNgrams(ws []tok, n int) float64 {
 		return 0
 	}
 	// Polynomial rolling hash over the word hashes, and an inline
-	// open-addressing set of the n-gram hashes seen.
+	// open-addressing set of the n-gram hashes seen (on the stack for
+	// texts of up to 64 n-grams).
 	const base = 1000003
-	pow := uint64(1)
-	for range n - 1 {
-		pow *= base
-	}
 	var h uint64
 	for _, w := range ws[:n] {
 		h = h*base + w.h
 	}
-	size := 16
-	for size < 2*total {
-		size <<= 1
+	pow := powBase(n - 1)
+	// A sparse table (load at most 1/4 while it fits on the stack) keeps
+	// collisions, and so the calls to probeInsert, rare.
+	size := max(16, 1<<bits.Len(uint(4*total-1)))
+	if size > 256 {
+		size = 1 << bits.Len(uint(2*total-1))
 	}
-	seen := make([]uint64, size)
+	var small [256]uint64
+	var seen []uint64
+	if size <= len(small) {
+		seen = small[:size]
+	} else {
+		seen = make([]uint64, size)
+	}
 	mask := uint64(size - 1)
-	dup := 0
-	for i := 0; ; i++ {
-		k := finish(h)
-		for j := (k * 0x9E3779B97F4A7C15) >> 32 & mask; ; j = (j + 1) & mask {
-			if seen[j] == k {
-				dup++
+	var dup uint64
+	i := 0
+	for {
+		// The first slot decides almost always, without a branch (each
+		// costs a termination check in the sandbox, and a call in the loop
+		// makes every branch look as likely): insert into an empty slot,
+		// count a duplicate. Probing further is rare, out of the loop.
+		var k, j uint64
+		for {
+			k = finish(h)
+			j = (k * 0x9E3779B97F4A7C15) >> 32 & mask
+			cur := seen[j]
+			empty, same := eqBit(cur, 0), eqBit(cur, k)
+			if empty|same == 0 {
 				break
 			}
-			if seen[j] == 0 {
-				seen[j] = k
-				break
+			seen[j] = cur | k*empty
+			dup += same
+			if i+n >= len(ws) {
+				return float64(dup) / float64(total)
 			}
+			h = (h-ws[i].h*pow)*base + ws[i+n].h
+			i++
 		}
+		dup += uint64(probeInsert(seen, j, k, mask))
 		if i+n >= len(ws) {
-			break
+			return float64(dup) / float64(total)
 		}
 		h = (h-ws[i].h*pow)*base + ws[i+n].h
+		i++
 	}
-	return float64(dup) / float64(total)
+}
+
+// powBase returns 1000003^e modulo 2^64.
+func powBase(e int) uint64 {
+	p := uint64(1)
+	for range e {
+		p *= 1000003
+	}
+	return p
+}
+
+// probeInsert continues the linear probe of repeatedNgrams after slot j:
+// it returns 1 when k is found, else inserts k and returns 0.
+//
+//go:noinline
+func probeInsert(seen []uint64, j, k, mask uint64) int {
+	for j = (j + 1) & mask; ; j = (j + 1) & mask {
+		switch seen[j] {
+		case k:
+			return 1
+		case 0:
+			seen[j] = k
+			return 0
+		}
+	}
 }
 
 // repeatedLine returns a line of 3 or more words that occurs 3 or more
@@ -251,14 +312,14 @@ func termValidator(name, code, what string, terms []string) Validator {
 		if len(found) == 0 {
 			return nil
 		}
-		return issue(code, abi.SeverityError, "%s in response: %s", what, quoteList(found))
+		return c.issue(code, abi.SeverityError, what+" in response: "+quoteList(found))
 	}}
 }
 
 func quoteList(ss []string) string {
 	q := make([]string, len(ss))
 	for i, s := range ss {
-		q[i] = fmt.Sprintf("%q", s)
+		q[i] = strconv.Quote(s)
 	}
 	return strings.Join(q, ", ")
 }
@@ -291,13 +352,23 @@ func RequireDisclaimer(text string, alternatives ...string) Validator {
 	if len(wordHashes(text)) == 0 {
 		return invalid("require_disclaimer", errors.New("empty disclaimer"))
 	}
+	suffix := "\n\n" + text
 	return Validator{Name: "require_disclaimer", Check: func(c *Check) []abi.Issue {
 		if ps.any(c.Response, c.responseWords()) {
 			return nil
 		}
-		c.Response = strings.TrimRight(c.Response, " \t\n") + "\n\n" + text
-		return []abi.Issue{{Code: CodeDisclaimerAdded, Severity: abi.SeverityInfo, Message: "required disclaimer appended"}}
+		c.Response = concat(strings.TrimRight(c.Response, " \t\n"), suffix)
+		return c.issue(CodeDisclaimerAdded, abi.SeverityInfo, "required disclaimer appended")
 	}}
+}
+
+// concat returns a + b in one allocation and without the loops of the
+// general string concatenation (each loop iteration costs a termination
+// check in the sandbox).
+func concat(a, b string) string {
+	buf := make([]byte, len(a)+len(b))
+	copy(buf[copy(buf, a):], b)
+	return unsafe.String(unsafe.SliceData(buf), len(buf))
 }
 
 // stopWords are left out when comparing the words of a query and a response.
@@ -321,43 +392,42 @@ func Relevance(keywords []string, minHits int) Validator {
 		return invalid("relevance", errors.New("no keywords given"))
 	}
 	minHits = max(minHits, 1)
+	// The usual messages, built once: building one costs allocations and
+	// loops, each expensive in the sandbox.
+	noHits := [2]string{relevanceMessage(0, minHits, 0), relevanceMessage(0, minHits, 1)}
 	return Validator{Name: "relevance", Check: func(c *Check) []abi.Issue {
 		ws := c.responseWords()
 		if len(ws) < 8 {
 			return nil
 		}
-		hits := len(ps.find(c.Response, ws, minHits))
+		hits := ps.count(c.Response, ws, minHits)
 		if hits >= minHits {
 			return nil
 		}
 		var inResponse bloom
-		for k := range ws {
-			inResponse.add(ws[k].h)
-		}
+		inResponse.addWords(ws)
 		shared := 0
 		qs := c.queryWords()
-		for k, q := range qs {
-			if q.end-q.start < 4 || !inResponse.may(q.h) || stopWords.has(q.h) ||
-				!containsWord(ws, q.h) || containsWord(qs[:k], q.h) {
-				continue
+		// Query words of 4 or more bytes that may be in the response.
+		for k := scanWords(qs, 0, &inResponse, 0, 4); k < len(qs); k = scanWords(qs, k+1, &inResponse, 0, 4) {
+			if h := qs[k].h; !stopWords.has(h) && containsWord(ws, h) && !containsWord(qs[:k], h) {
+				shared++
 			}
-			shared++
 		}
 		if shared >= 2 {
 			return nil
 		}
-		return issue(CodeLowRelevance, abi.SeverityWarning,
-			"response mentions %d of the domain's keywords (want %d) and %d words of the query", hits, minHits, shared)
+		if hits == 0 { // shared is 0 or 1 here
+			return c.issue(CodeLowRelevance, abi.SeverityWarning, noHits[shared])
+		}
+		return c.issue(CodeLowRelevance, abi.SeverityWarning, relevanceMessage(hits, minHits, shared))
 	}}
 }
 
-func containsWord(ws []tok, h uint64) bool {
-	for k := range ws {
-		if ws[k].h == h {
-			return true
-		}
-	}
-	return false
+// relevanceMessage is the message of a low_relevance issue.
+func relevanceMessage(hits, minHits, shared int) string {
+	return "response mentions " + itoa(hits) + " of the domain's keywords (want " + itoa(minHits) +
+		") and " + itoa(shared) + " words of the query"
 }
 
 // ClaimRule describes claims a response must not make: word patterns (see
@@ -426,7 +496,7 @@ func ForbidClaims(rule ClaimRule) Validator {
 		if len(found) == 0 {
 			return nil
 		}
-		return issue(rule.Code, abi.SeverityError, "%s: %s", msg, quoteList(found))
+		return c.issue(rule.Code, abi.SeverityError, msg+": "+quoteList(found))
 	}}
 }
 
@@ -537,7 +607,7 @@ func BalancedCodeFences() Validator {
 			return nil
 		}
 		c.Response = strings.TrimRight(c.Response, " \t\n") + "\n" + fence
-		return issue(CodeUnbalancedFence, abi.SeverityWarning, "unclosed %s code block; closing fence added", fence)
+		return c.issue(CodeUnbalancedFence, abi.SeverityWarning, "unclosed "+fence+" code block; closing fence added")
 	}}
 }
 
@@ -562,46 +632,103 @@ func fenceLine(line string) (marker, info string, ok bool) {
 	return t[:n], info, true
 }
 
-// scanFences walks the lines of s, calling fn for each with whether it is
-// inside a fenced block (fence lines themselves count as inside). It returns
-// the marker of a block left open at the end, or "".
-func scanFences(s string, fn func(line string, inside bool)) string {
-	openMarker := ""
-	for line := range strings.Lines(s) {
-		body := strings.TrimRight(line, "\r\n")
-		marker, info, ok := fenceLine(body)
-		switch {
-		case openMarker == "" && ok:
-			openMarker = marker
-			fn(line, true)
-		case openMarker != "" && ok && info == "" && marker[0] == openMarker[0] && len(marker) >= len(openMarker):
-			openMarker = ""
-			fn(line, true)
-		default:
-			fn(line, openMarker != "")
+// scanFences finds the fenced code blocks of s, line by line as the
+// fences are written, and calls fn with the byte range of each (from the
+// start of its opening fence line to the end of its closing one, newline
+// included; a block left open runs to the end of s). It returns the marker
+// of the block left open, or "". Only lines whose first character other
+// than a space or tab is '`' or '~' can be fences, so it jumps from one
+// such byte to the next with a SWAR scan instead of walking every line (in
+// the sandbox each loop iteration costs a termination check).
+func scanFences(s string, fn func(start, end int)) string {
+	openMarker, openStart := "", 0
+	for i := nextFenceByte(s, 0); i < len(s); i = nextFenceByte(s, i) {
+		ls := i // the start of the line, if only spaces and tabs precede i
+		for ls > 0 && (s[ls-1] == ' ' || s[ls-1] == '\t') {
+			ls--
 		}
+		le := nextNewline(s, i)
+		next := min(le+1, len(s)) // the start of the next line
+		if ls == 0 || s[ls-1] == '\n' {
+			marker, info, ok := fenceLine(strings.TrimRight(s[ls:le], "\r"))
+			switch {
+			case openMarker == "" && ok:
+				openMarker, openStart = marker, ls
+			case openMarker != "" && ok && info == "" && marker[0] == openMarker[0] && len(marker) >= len(openMarker):
+				openMarker = ""
+				fn(openStart, next)
+			}
+		}
+		i = next
+	}
+	if openMarker != "" {
+		fn(openStart, len(s))
 	}
 	return openMarker
+}
+
+// nextFenceByte returns the index of the first '`' or '~' at or after i in
+// s, or len(s), examining 32 bytes per loop iteration.
+func nextFenceByte(s string, i int) int {
+	return nextByteOf(s, i, '`', '~')
+}
+
+// nextNewline returns the index of the first '\n' at or after i in s, or
+// len(s).
+func nextNewline(s string, i int) int {
+	return nextByteOf(s, i, '\n', '\n')
+}
+
+// nextByteOf returns the index of the first byte equal to c1 or c2 (both
+// non-zero) at or after i in s, or len(s). Reads past the end are shifted
+// in as 0, which matches neither.
+func nextByteOf(s string, i int, c1, c2 byte) int {
+	n := len(s)
+	if i >= n {
+		return n
+	}
+	if n < 8 {
+		for ; i < n && s[i] != c1 && s[i] != c2; i++ {
+		}
+		return i
+	}
+	p, lim := stringPtr(s), n-8
+	for i < n {
+		v0, v1, v2, v3 := loadAt(p, i, lim), loadAt(p, i+8, lim), loadAt(p, i+16, lim), loadAt(p, i+24, lim)
+		m0 := eqMask(v0, c1) | eqMask(v0, c2)
+		m1 := eqMask(v1, c1) | eqMask(v1, c2)
+		m2 := eqMask(v2, c1) | eqMask(v2, c2)
+		m3 := eqMask(v3, c1) | eqMask(v3, c2)
+		if m0|m1|m2|m3 != 0 {
+			t0, t1, t2 := bits.TrailingZeros64(m0)>>3, bits.TrailingZeros64(m1)>>3, bits.TrailingZeros64(m2)>>3
+			t3 := bits.TrailingZeros64(m3) >> 3
+			return min(n, i+t0+t0>>3*(t1+t1>>3*(t2+t2>>3*t3)))
+		}
+		i += 32
+	}
+	return n
 }
 
 // openFence reports whether s ends inside a fenced code block and the fence
 // that would close it.
 func openFence(s string) (bool, string) {
-	m := scanFences(s, func(string, bool) {})
+	m := scanFences(s, func(int, int) {})
 	return m != "", m
 }
 
 // stripFencedCode returns s without its fenced code blocks.
 func stripFencedCode(s string) string {
-	if !strings.Contains(s, "```") && !strings.Contains(s, "~~~") {
+	var b []byte
+	last := 0
+	scanFences(s, func(start, end int) {
+		if b == nil {
+			b = make([]byte, 0, len(s))
+		}
+		b = append(b, s[last:start]...)
+		last = end
+	})
+	if b == nil {
 		return s
 	}
-	var b strings.Builder
-	b.Grow(len(s))
-	scanFences(s, func(line string, inside bool) {
-		if !inside {
-			b.WriteString(line)
-		}
-	})
-	return b.String()
+	return string(append(b, s[last:]...))
 }

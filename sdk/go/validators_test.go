@@ -270,3 +270,65 @@ func FuzzValidators(f *testing.F) {
 		}
 	})
 }
+
+// refScanFences is the plain line-by-line reference for scanFences: it
+// returns the text outside fenced blocks and the marker left open.
+func refScanFences(s string) (prose, open string) {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		marker, info, ok := fenceLine(strings.TrimRight(line, "\r\n"))
+		switch {
+		case open == "" && ok:
+			open = marker
+		case open != "" && ok && info == "" && marker[0] == open[0] && len(marker) >= len(open):
+			open = ""
+		default:
+			if open == "" {
+				b.WriteString(line)
+			}
+		}
+	}
+	return b.String(), open
+}
+
+var fenceSeeds = []string{
+	"",
+	"no fences here",
+	"text\n```go\ncode\n```\nmore",
+	"text\n```\nunclosed",
+	"  ~~~~ info\ncode\n~~~\n~~~~\nafter",
+	"a ``` not a fence\n````\nx\n```\nstill inside\n`````\nout",
+	"```\r\ncode\r\n```\r\nafter\r\n",
+	"\t```py\n```not closing (info)\n```",
+	"``\n`` x\n~~ ~\n```a`b\n```",
+	"x\n\n   ```\n\n   ```\n",
+	strings.Repeat("word ", 20) + "\n```\n" + strings.Repeat("code ", 30) + "\n```\n" + strings.Repeat("tail ", 10),
+}
+
+func checkFences(t *testing.T, s string) {
+	t.Helper()
+	wantProse, wantOpen := refScanFences(s)
+	if got := stripFencedCode(s); got != wantProse {
+		t.Fatalf("stripFencedCode(%q) = %q, want %q", s, got, wantProse)
+	}
+	if open, m := openFence(s); open != (wantOpen != "") || m != wantOpen {
+		t.Fatalf("openFence(%q) = %v %q, want %q", s, open, m, wantOpen)
+	}
+}
+
+func TestFencesMatchReference(t *testing.T) {
+	for _, s := range fenceSeeds {
+		for i := range len(s) + 1 {
+			checkFences(t, s[i:])
+			checkFences(t, s[:i])
+		}
+	}
+}
+
+// FuzzFences compares the fence scanner with the line-by-line reference.
+func FuzzFences(f *testing.F) {
+	for _, s := range fenceSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) { checkFences(t, s) })
+}
