@@ -89,7 +89,10 @@ func (h *Host) lease(ctx context.Context, pref abi.ModelPref) (*models.Lease, er
 		if tier == "" {
 			tier = models.TierDomain
 		}
-		prefer := append([]string{h.cfg.Engine.Model}, pref.Prefer...)
+		prefer := pref.Prefer
+		if m := h.cfg.Engine.Model; m != "" {
+			prefer = append([]string{m}, prefer...)
+		}
 		var err error
 		name, err = h.models.Pick(tier, prefer)
 		if errors.Is(err, models.ErrNoModel) && tier != models.TierDomain {
