@@ -27,10 +27,11 @@ plugins/%.wasm: $(shell find plugins sdk -name '*.go' 2>/dev/null) go.mod
 build:
 	$(GO) build -o $(BIN) ./cmd/mdsa
 
-## test: vet and race-enabled tests of every package
+## test: vet, race-enabled tests of every package, then the routing-quality tests (too slow under -race)
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run 'CLINC150|SyntheticScale' -v ./host/router/routerbench
 
 ## run: answer four demo queries, one per domain plugin
 run: build plugins

@@ -120,7 +120,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 		h.log.Warn("some plugins did not load", "dir", dir, "err", loadErr)
 		h.loadErr = loadErr
 	}
-	if err := h.install(loaded); err != nil {
+	if err := h.install(ctx, loaded); err != nil {
 		for _, p := range loaded {
 			p.Close(ctx)
 		}
@@ -132,7 +132,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 }
 
 // install builds a router for plugins and makes both current.
-func (h *Host) install(plugins []*plugin.Plugin) error {
+func (h *Host) install(ctx context.Context, plugins []*plugin.Plugin) error {
 	st := &state{plugins: make(map[string]*plugin.Plugin, len(plugins))}
 	domains := make([]router.Domain, 0, len(plugins))
 	for _, p := range plugins {
@@ -143,7 +143,7 @@ func (h *Host) install(plugins []*plugin.Plugin) error {
 		st.plugins[m.Name] = p
 		domains = append(domains, router.Domain{Name: m.Name, Keywords: m.Keywords, Examples: m.Examples})
 	}
-	r, err := router.New(domains, router.Options{Threshold: h.cfg.Router.Threshold})
+	r, err := router.New(ctx, domains, h.routerOptions(st))
 	if err != nil {
 		return fmt.Errorf("host: building the router: %w", err)
 	}
@@ -187,9 +187,48 @@ func (h *Host) Plugins() []PluginInfo {
 	return out
 }
 
+// routerOptions maps the [router] configuration onto the plugins of st.
+// Thresholds for domains that are not loaded are ignored with a warning.
+func (h *Host) routerOptions(st *state) router.Options {
+	rc := h.cfg.Router
+	o := router.Options{Threshold: rc.Threshold, TopK: rc.TopK, Logger: h.log}
+	if rc.Background {
+		o.Background = router.DefaultBackground()
+	}
+	for d, t := range rc.Thresholds {
+		if _, ok := st.plugins[d]; !ok {
+			h.log.Warn("router.thresholds names a domain no plugin provides", "domain", d, "file", h.cfg.File)
+			continue
+		}
+		if o.DomainThresholds == nil {
+			o.DomainThresholds = map[string]float64{}
+		}
+		o.DomainThresholds[d] = t
+	}
+	if rc.EmbedModel != "" {
+		o.Embedder = modelEmbedder{h: h, model: rc.EmbedModel}
+	}
+	return o
+}
+
+// modelEmbedder embeds through a catalog model leased from the registry.
+type modelEmbedder struct {
+	h     *Host
+	model string
+}
+
+func (e modelEmbedder) Embed(ctx context.Context, inputs []string) ([][]float32, error) {
+	l, err := e.h.models.Get(ctx, e.model)
+	if err != nil {
+		return nil, fmt.Errorf("router.embed_model %q: %w", e.model, err)
+	}
+	defer l.Release()
+	return l.Engine().Embed(ctx, inputs)
+}
+
 // Route tells which domain query would go to, without running anything else.
-func (h *Host) Route(query string) router.Decision {
-	return h.state.Load().router.Route(query)
+func (h *Host) Route(ctx context.Context, query string) router.Decision {
+	return h.state.Load().router.Route(ctx, query)
 }
 
 // Close unloads the plugins (waiting for in-flight calls) and the model.

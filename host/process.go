@@ -95,7 +95,7 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		}
 		res.Domain, res.Confidence = req.Domain, 1
 	} else {
-		d := st.router.Route(req.Query)
+		d := st.router.Route(ctx, req.Query)
 		res.Domain, res.Confidence, res.Alternatives = d.Domain, d.Confidence, d.Alternatives
 		if d.OutOfScope {
 			res.TimingsMS.Route = ms(time.Since(t))

@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/host/router"
 )
 
 func (a *app) askCmd() *cobra.Command {
@@ -107,14 +109,19 @@ func (a *app) routeCmd() *cobra.Command {
 				return err
 			}
 			defer h.Close()
-			d := h.Route(strings.Join(args, " "))
+			start := time.Now()
+			d := h.Route(cmd.Context(), strings.Join(args, " "))
+			us := float64(time.Since(start).Nanoseconds()) / 1e3
 			if asJSON {
-				return writeJSON(a.out, d)
+				return writeJSON(a.out, struct {
+					router.Decision
+					LatencyUS float64 `json:"latency_us"`
+				}{d, us})
 			}
 			if d.OutOfScope {
-				fmt.Fprintf(a.out, "out of scope (confidence %.3f)\n", d.Confidence)
+				fmt.Fprintf(a.out, "out of scope (confidence %.3f, %.0f us)\n", d.Confidence, us)
 			} else {
-				fmt.Fprintf(a.out, "%s (confidence %.3f)\n", d.Domain, d.Confidence)
+				fmt.Fprintf(a.out, "%s (confidence %.3f, %.0f us)\n", d.Domain, d.Confidence, us)
 			}
 			for _, alt := range d.Alternatives {
 				fmt.Fprintf(a.out, "  %-12s %.3f\n", alt.Domain, alt.Score)

@@ -75,8 +75,19 @@ type Engine struct {
 
 // Router tunes domain routing.
 type Router struct {
-	// Threshold is the confidence under which a query is out of scope.
+	// Threshold is the calibrated confidence under which a query is out of
+	// scope.
 	Threshold float64 `toml:"threshold"`
+	// Thresholds override Threshold per domain ([router.thresholds] medical = 0.5).
+	Thresholds map[string]float64 `toml:"thresholds"`
+	// TopK is how many alternatives a routing decision lists.
+	TopK int `toml:"top_k"`
+	// Background trains the router's out-of-scope class on its built-in
+	// corpus of general queries (recipes, trivia, poems, small talk...).
+	Background bool `toml:"background"`
+	// EmbedModel, when set, names a catalog model whose embeddings add a
+	// stage to routing (cosine similarity to the domains' examples).
+	EmbedModel string `toml:"embed_model"`
 	// OutOfScopeMessage is the answer given to out-of-scope queries.
 	OutOfScopeMessage string `toml:"out_of_scope_message"`
 }
@@ -159,7 +170,9 @@ func Default() Config {
 			KeepAlive:   Duration{10 * time.Minute},
 		},
 		Router: Router{
-			Threshold:         0.2,
+			Threshold:         0.3,
+			TopK:              3,
+			Background:        true,
 			OutOfScopeMessage: "Sorry, that question is outside the domains I can help with.",
 		},
 		Plugins: Plugins{

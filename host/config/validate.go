@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -63,6 +64,14 @@ func (c *Config) validate(data []byte) error {
 	if t := c.Router.Threshold; t < 0 || t > 1 {
 		return fail(fmt.Sprintf("%g is out of range [0, 1]", t), "router", "threshold")
 	}
+	for _, d := range slices.Sorted(maps.Keys(c.Router.Thresholds)) {
+		if t := c.Router.Thresholds[d]; t < 0 || t > 1 {
+			return fail(fmt.Sprintf("%g is out of range [0, 1]", t), "router", "thresholds", d)
+		}
+	}
+	if k := c.Router.TopK; k < 1 || k > 100 {
+		return fail(fmt.Sprintf("%d is out of range [1, 100]", k), "router", "top_k")
+	}
 	if d := c.Engine.KeepAlive.Duration; d < 0 {
 		return fail(fmt.Sprintf("%s must not be negative", d), "engine", "keep_alive")
 	}
@@ -102,6 +111,11 @@ func (c *Config) validate(data []byte) error {
 			if v.Size < 0 {
 				return fail("must not be negative", "models", name, "variants", q, "size")
 			}
+		}
+	}
+	if e := c.Router.EmbedModel; e != "" {
+		if _, ok := c.Models[e]; !ok {
+			return fail(fmt.Sprintf("model %q is not in the catalog (have: %s)", e, strings.Join(names, ", ")), "router", "embed_model")
 		}
 	}
 	if c.Engine.Model != "" {

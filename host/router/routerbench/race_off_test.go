@@ -1,0 +1,5 @@
+//go:build !race
+
+package routerbench
+
+const raceOn = false
