@@ -208,3 +208,49 @@ func TestHardwareJSON(t *testing.T) {
 		t.Fatalf("hw: %s", out)
 	}
 }
+
+func TestRouteJSON(t *testing.T) {
+	out, stderr, err := run(t, "--config", fix.config, "route", "--json", "I was charged twice for my order, can I get a refund?")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	var d struct {
+		Domain       *string  `json:"domain"`
+		Confidence   *float64 `json:"confidence"`
+		OutOfScope   *bool    `json:"out_of_scope"`
+		LatencyUS    *float64 `json:"latency_us"`
+		Alternatives []struct {
+			Domain string  `json:"domain"`
+			Score  float64 `json:"score"`
+		} `json:"alternatives"`
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if d.Domain == nil || *d.Domain != "support" || d.Confidence == nil || d.OutOfScope == nil || *d.OutOfScope ||
+		d.LatencyUS == nil || *d.LatencyUS <= 0 || len(d.Alternatives) == 0 || d.Alternatives[0].Domain != "support" {
+		t.Fatalf("route --json: %s", out)
+	}
+}
+
+func TestBenchRoute(t *testing.T) {
+	out, stderr, err := run(t, "bench", "route", "--synthetic", "20", "--examples", "10", "--json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	var rep map[string]any
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	for _, k := range []string{"in_scope_accuracy", "oos_recall", "oos_precision", "macro_f1", "p50_us", "p99_us", "train_ms"} {
+		if _, ok := rep[k]; !ok {
+			t.Errorf("bench route --json lacks %s: %s", k, out)
+		}
+	}
+	if _, _, err := run(t, "bench", "route"); err == nil {
+		t.Error("bench route without a dataset succeeded")
+	}
+	if _, _, err := run(t, "bench", "route", "--clinc", t.TempDir()); err == nil || !strings.Contains(err.Error(), "data_full.json") {
+		t.Errorf("missing CLINC files: %v", err)
+	}
+}
