@@ -71,7 +71,8 @@ type core struct {
 	features int
 }
 
-func buildCore(exs []example, kw []keywordSet, active []bool, k int, o Options) *core {
+// buildCore trains a core on exs; bg is the background class, or -1.
+func buildCore(exs []example, kw []keywordSet, active []bool, k int, o Options, bg int) *core {
 	docs := make([][]uint64, len(exs))
 	for i, e := range exs {
 		docs[i] = slices.Clone(e.hashes)
@@ -91,7 +92,7 @@ func buildCore(exs []example, kw []keywordSet, active []bool, k int, o Options) 
 	if c.features*k <= o.linearCells {
 		to := trainDefaults
 		to.seed = o.Seed
-		c.lin = trainLinear(vecs, ys, k, c.features, to)
+		c.lin = trainLinear(vecs, ys, k, c.features, to, classWeights(ys, k, bg))
 	} else {
 		cent := make([][]float32, k)
 		for i, v := range vecs {
@@ -134,6 +135,42 @@ func buildCore(exs []example, kw []keywordSet, active []bool, k int, o Options) 
 		}
 	}
 	return c
+}
+
+// bgClass is the background's class index when there is one, else -1.
+func bgClass(classes, domains int) int {
+	if classes > domains {
+		return domains
+	}
+	return -1
+}
+
+// classWeights gives the background class the total weight of an average
+// domain, so that hundreds of background utterances don't outvote a
+// domain's few dozen examples. Nil when there is no background.
+func classWeights(ys []int, k, bg int) []float64 {
+	if bg < 0 {
+		return nil
+	}
+	n := make([]int, k)
+	for _, y := range ys {
+		n[y]++
+	}
+	dom, domN := 0, 0
+	for c, m := range n {
+		if c != bg && m > 0 {
+			dom += m
+			domN++
+		}
+	}
+	w := make([]float64, k)
+	for c := range w {
+		w[c] = 1
+	}
+	if domN > 0 && n[bg] > 0 {
+		w[bg] = min(1, float64(dom)/float64(domN)/float64(n[bg]))
+	}
+	return w
 }
 
 func flatten(vs [][]float32) []float32 {
@@ -382,7 +419,7 @@ func New(ctx context.Context, domains []Domain, opts Options) (*Hybrid, error) {
 	for i := range all {
 		all[i] = true
 	}
-	h.core = buildCore(exs, kw, all, classes, opts)
+	h.core = buildCore(exs, kw, all, classes, opts, bgClass(classes, k))
 	h.info = Info{Domains: k, Examples: len(exs) - len(bg), Background: len(bg), Features: h.core.features, Model: "linear",
 		Embedded: opts.Embedder != nil, Calibration: "prior"}
 	if h.core.lin == nil {
@@ -400,6 +437,10 @@ func New(ctx context.Context, domains []Domain, opts Options) (*Hybrid, error) {
 		"model", h.info.Model, "calibration", h.info.Calibration, "platt", h.cal, "background", len(bg), "took", h.info.TrainTime)
 	return h, nil
 }
+
+// bgMargin is how far (in logit units) the background class must beat the
+// best domain for the query to be refused outright.
+const bgMargin = 1.0
 
 // bgMaxSim is the cosine similarity to a domain example above which a
 // background utterance is left out.
@@ -506,7 +547,7 @@ func (h *Hybrid) heldOut(exs []example, kw []keywordSet) []calPoint {
 	}
 	o := h.opts
 	o.Seed++
-	c := buildCore(train, kw, active, len(kw), o)
+	c := buildCore(train, kw, active, len(kw), o, bgClass(len(kw), k))
 	s := new(scratch)
 	pts := make([]calPoint, 0, len(test))
 	known, unknown := 0, 0
@@ -671,7 +712,10 @@ func (h *Hybrid) decide(s *scratch) Decision {
 		alts = append(alts, Scored{Domain: h.names[c], Score: p})
 	}
 	d := Decision{Confidence: alts[0].Score, Alternatives: alts}
-	if !evidence || d.Confidence < h.th[order[0]] || d.Confidence == 0 {
+	// The background class is "none of these": when it beats every domain
+	// by bgMargin the query is out of scope whatever the confidence says.
+	bgWins := len(s.fused) > k && s.fused[k] > s.fused[order[0]]+bgMargin
+	if !evidence || bgWins || d.Confidence < h.th[order[0]] || d.Confidence == 0 {
 		d.OutOfScope = true
 		return d
 	}

@@ -89,7 +89,9 @@ type trainOpts struct {
 	seed   uint64
 }
 
-func trainLinear(xs []sparseVec, ys []int, k, rows int, o trainOpts) *linear {
+// trainLinear fits the model by SGD. weight, when not nil, scales each
+// class's loss (a large background class counts like an average domain).
+func trainLinear(xs []sparseVec, ys []int, k, rows int, o trainOpts, weight []float64) *linear {
 	m := &linear{k: k, w: make([]float32, rows*k), b: make([]float32, k)}
 	order := make([]int, len(xs))
 	for i := range order {
@@ -100,6 +102,11 @@ func trainLinear(xs []sparseVec, ys []int, k, rows int, o trainOpts) *linear {
 	// Weight decay is applied lazily through a global scale.
 	scale := 1.0
 	t := 0
+	// The weights returned are the average of the end-of-epoch weights over
+	// the second half of training, which makes the model far less
+	// dependent on the order the examples came in.
+	var avgW, avgB []float32
+	avgN := 0
 	for ep := 0; ep < o.epochs; ep++ {
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for _, i := range order {
@@ -121,6 +128,9 @@ func trainLinear(xs []sparseVec, ys []int, k, rows int, o trainOpts) *linear {
 				if c == y {
 					g -= 1
 				}
+				if weight != nil {
+					g *= weight[y]
+				}
 				if g == 0 {
 					continue
 				}
@@ -131,10 +141,26 @@ func trainLinear(xs []sparseVec, ys []int, k, rows int, o trainOpts) *linear {
 				}
 			}
 		}
+		if ep >= o.epochs/2 {
+			if avgW == nil {
+				avgW, avgB = make([]float32, len(m.w)), make([]float32, k)
+			}
+			for j, w := range m.w {
+				avgW[j] += w * float32(scale)
+			}
+			for c, b := range m.b {
+				avgB[c] += b
+			}
+			avgN++
+		}
 	}
-	if scale != 1 {
+	if avgN > 0 {
+		inv := float32(1 / float64(avgN))
 		for j := range m.w {
-			m.w[j] *= float32(scale)
+			m.w[j] = avgW[j] * inv
+		}
+		for c := range m.b {
+			m.b[c] = avgB[c] * inv
 		}
 	}
 	return m
