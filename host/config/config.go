@@ -25,6 +25,10 @@ type Config struct {
 	Router  Router           `toml:"router"`
 	Plugins Plugins          `toml:"plugins"`
 	Models  map[string]Model `toml:"models"`
+	Server  Server           `toml:"server"`
+	// Tenants share the server; with none, mdsa serve has one open tenant
+	// ("default") that may use every plugin and model.
+	Tenants []Tenant `toml:"tenants"`
 
 	// File is the path the configuration was read from ("" when built in code).
 	File string `toml:"-"`
@@ -108,6 +112,58 @@ type Plugins struct {
 	PoolSize int `toml:"pool_size"`
 }
 
+// Server configures mdsa serve.
+type Server struct {
+	// Listen is the address to serve on.
+	Listen string `toml:"listen"`
+	// MaxBodyBytes caps a request body (413 beyond).
+	MaxBodyBytes int64 `toml:"max_body_bytes"`
+	// ShutdownGrace is how long in-flight requests may take to finish
+	// after a shutdown signal.
+	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// OTLPEndpoint, when set, exports OpenTelemetry spans over OTLP/HTTP
+	// (host:port or a URL); empty turns tracing off.
+	OTLPEndpoint string `toml:"otlp_endpoint"`
+}
+
+// Tenant is one client of the server with its own keys, plugins, models
+// and limits. Nothing is shared between tenants but compiled code and
+// loaded model weights.
+type Tenant struct {
+	// Name identifies the tenant in logs and metrics.
+	Name string `toml:"name"`
+	// APIKeys are "sha256:<64 hex digits>" hashes of the accepted keys
+	// (echo -n KEY | sha256sum).
+	APIKeys []string `toml:"api_keys"`
+	// APIKeyEnv names an environment variable holding one more key in
+	// clear text.
+	APIKeyEnv string `toml:"api_key_env"`
+	// Plugins are the domains the tenant may use; empty means all.
+	Plugins []string `toml:"plugins"`
+	// Models are the catalog models the tenant may use; empty means all.
+	Models []string `toml:"models"`
+	// Limits bound the tenant's use; zero values mean no limit.
+	Limits TenantLimits `toml:"limits"`
+	// PluginConfig is passed to each of the tenant's plugins as its Extism
+	// config: [tenants.plugin_config.finance] currency = "EUR".
+	PluginConfig map[string]map[string]string `toml:"plugin_config"`
+}
+
+// TenantLimits bound one tenant; 0 means unlimited.
+type TenantLimits struct {
+	// RequestsPerSecond is the sustained request rate.
+	RequestsPerSecond float64 `toml:"requests_per_second"`
+	// Burst is how many requests may arrive at once (default: one
+	// second's worth, at least 1).
+	Burst int `toml:"burst"`
+	// Concurrent caps requests in flight.
+	Concurrent int `toml:"concurrent"`
+	// TokensPerMinute caps generated plus prompt tokens over a sliding minute.
+	TokensPerMinute int `toml:"tokens_per_minute"`
+	// MaxTokens caps max_tokens of one request.
+	MaxTokens int `toml:"max_tokens"`
+}
+
 // Model is one catalog entry.
 type Model struct {
 	// Tier is router, reasoner or domain.
@@ -174,6 +230,11 @@ func Default() Config {
 			TopK:              3,
 			Background:        true,
 			OutOfScopeMessage: "Sorry, that question is outside the domains I can help with.",
+		},
+		Server: Server{
+			Listen:        "127.0.0.1:8080",
+			MaxBodyBytes:  1 << 20,
+			ShutdownGrace: Duration{30 * time.Second},
 		},
 		Plugins: Plugins{
 			Timeout:        Duration{5 * time.Second},

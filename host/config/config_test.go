@@ -134,3 +134,53 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestTenants(t *testing.T) {
+	hash := "sha256:" + strings.Repeat("ab", 32)
+	good := `
+[models.tiny]
+tier = "domain"
+[models.tiny.variants.Q4_0]
+path = "tiny.gguf"
+
+[[tenants]]
+name = "acme"
+api_keys = ["` + hash + `"]
+plugins = ["finance", "support"]
+models = ["tiny"]
+[tenants.limits]
+requests_per_second = 5
+concurrent = 2
+[tenants.plugin_config.finance]
+currency = "EUR"
+
+[[tenants]]
+name = "globex"
+api_key_env = "GLOBEX_KEY"
+`
+	cfg, err := Parse("t.toml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Tenants) != 2 || cfg.Tenants[0].Limits.Concurrent != 2 || cfg.Tenants[0].PluginConfig["finance"]["currency"] != "EUR" {
+		t.Fatalf("tenants %+v", cfg.Tenants)
+	}
+	for _, tc := range []struct {
+		name, replace, with string
+		line                int
+		key, msg            string
+	}{
+		{"bad hash", hash, "plain-key", 9, "tenants[0] (acme).api_keys", "sha256"},
+		{"dup name", `name = "globex"`, `name = "acme"`, 19, "tenants[1] (acme).name", "twice"},
+		{"unknown model", `models = ["tiny"]`, `models = ["big"]`, 11, "tenants[0] (acme).models", "not in the catalog"},
+		{"negative limit", "concurrent = 2", "concurrent = -1", 14, "tenants[0] (acme).limits.concurrent", "negative"},
+		{"no key", `api_key_env = "GLOBEX_KEY"`, ``, 18, "tenants[1] (globex).api_keys", "needs api_keys"},
+		{"config for a plugin not allowed", "[tenants.plugin_config.finance]", "[tenants.plugin_config.medical]", 15, "tenants[0] (acme).plugin_config.medical", "may not use"},
+	} {
+		_, err := Parse("t.toml", []byte(strings.Replace(good, tc.replace, tc.with, 1)))
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(ce.Msg, tc.msg) || ce.Line != tc.line {
+			t.Errorf("%s: got %v (%+v), want line %d key %s", tc.name, err, ce, tc.line, tc.key)
+		}
+	}
+}

@@ -118,6 +118,18 @@ func (c *Config) validate(data []byte) error {
 			return fail(fmt.Sprintf("model %q is not in the catalog (have: %s)", e, strings.Join(names, ", ")), "router", "embed_model")
 		}
 	}
+	if c.Server.Listen == "" {
+		return fail("must not be empty", "server", "listen")
+	}
+	if b := c.Server.MaxBodyBytes; b < 1024 || b > 1<<30 {
+		return fail(fmt.Sprintf("%d is out of range [1024, %d]", b, 1<<30), "server", "max_body_bytes")
+	}
+	if d := c.Server.ShutdownGrace.Duration; d < 0 {
+		return fail(fmt.Sprintf("%s must not be negative", d), "server", "shutdown_grace")
+	}
+	if err := c.validateTenants(data, names); err != nil {
+		return err
+	}
 	if c.Engine.Model != "" {
 		m, ok := c.Models[c.Engine.Model]
 		if !ok {
@@ -192,4 +204,133 @@ func normKey(s string) string {
 		}
 	}
 	return strings.Join(out, ".")
+}
+
+var (
+	tenantNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	keyHashRE    = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	envNameRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// validateTenants checks [[tenants]]; errors name the tenant and the line
+// within its table.
+func (c *Config) validateTenants(data []byte, models []string) error {
+	seen := map[string]bool{}
+	for i, t := range c.Tenants {
+		fail := func(msg, key string) error {
+			who := fmt.Sprintf("tenants[%d]", i)
+			if t.Name != "" {
+				who = fmt.Sprintf("tenants[%d] (%s)", i, t.Name)
+			}
+			k := who
+			if key != "" {
+				k += "." + key
+			}
+			return &Error{File: c.File, Line: tenantLine(data, i, key), Key: k, Msg: msg}
+		}
+		switch {
+		case !tenantNameRE.MatchString(t.Name):
+			return fail(fmt.Sprintf("name %q: want 1-64 of a-z, 0-9, '_' and '-'", t.Name), "name")
+		case seen[t.Name]:
+			return fail(fmt.Sprintf("tenant %q is declared twice", t.Name), "name")
+		case len(t.APIKeys) == 0 && t.APIKeyEnv == "":
+			return fail("a tenant needs api_keys or api_key_env", "api_keys")
+		case t.APIKeyEnv != "" && !envNameRE.MatchString(t.APIKeyEnv):
+			return fail(fmt.Sprintf("%q is not an environment variable name", t.APIKeyEnv), "api_key_env")
+		}
+		seen[t.Name] = true
+		for _, k := range t.APIKeys {
+			if !keyHashRE.MatchString(k) {
+				return fail("want \"sha256:\" and 64 lowercase hex digits (echo -n KEY | sha256sum), never the key itself", "api_keys")
+			}
+		}
+		for _, p := range t.Plugins {
+			if !modelNameRE.MatchString(p) {
+				return fail(fmt.Sprintf("plugin name %q is not valid", p), "plugins")
+			}
+		}
+		for _, m := range t.Models {
+			if _, ok := c.Models[m]; !ok {
+				return fail(fmt.Sprintf("model %q is not in the catalog (have: %s)", m, strings.Join(models, ", ")), "models")
+			}
+		}
+		for p := range t.PluginConfig {
+			if len(t.Plugins) > 0 && !slices.Contains(t.Plugins, p) {
+				return fail(fmt.Sprintf("config for plugin %q, which the tenant may not use (plugins = %v)", p, t.Plugins), "plugin_config."+p)
+			}
+		}
+		l := t.Limits
+		switch {
+		case l.RequestsPerSecond < 0:
+			return fail("must not be negative", "limits.requests_per_second")
+		case l.Burst < 0:
+			return fail("must not be negative", "limits.burst")
+		case l.Concurrent < 0:
+			return fail("must not be negative", "limits.concurrent")
+		case l.TokensPerMinute < 0:
+			return fail("must not be negative", "limits.tokens_per_minute")
+		case l.MaxTokens < 0:
+			return fail("must not be negative", "limits.max_tokens")
+		}
+	}
+	return nil
+}
+
+// tenantLine finds the line of key (dotted, relative to the tenant; "" for
+// the tenant itself) within the n-th [[tenants]] table, or 0.
+func tenantLine(data []byte, n int, key string) int {
+	if len(data) == 0 {
+		return 0
+	}
+	parts := strings.Split(key, ".")
+	leaf := parts[len(parts)-1]
+	table := ""
+	if len(parts) > 1 {
+		table = "tenants." + strings.Join(parts[:len(parts)-1], ".")
+	}
+	idx := -1
+	cur := ""
+	header := 0
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		s := strings.TrimSpace(sc.Text())
+		switch {
+		case s == "[[tenants]]":
+			idx++
+			if idx > n {
+				return header
+			}
+			cur, header = "tenants", line
+			continue
+		case strings.HasPrefix(s, "["):
+			cur = strings.Trim(s, "[] ")
+			if idx == n && key != "" && cur == "tenants."+key {
+				return line
+			}
+			continue
+		}
+		if idx != n {
+			continue
+		}
+		if key == "" {
+			return header
+		}
+		k, _, ok := strings.Cut(s, "=")
+		if !ok {
+			continue
+		}
+		k = strings.TrimSpace(k)
+		want := "tenants"
+		if table != "" {
+			want = table
+		}
+		if (cur == want && k == leaf) || (cur == "tenants" && k == key) {
+			return line
+		}
+	}
+	if idx >= n {
+		return header // the key is missing: point at the tenant
+	}
+	return 0
 }
