@@ -85,14 +85,14 @@ func BenchmarkThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer h.Close()
-	lease, err := h.lease(ctx, abi.ModelPref{})
+	lease, err := h.lease(ctx, abi.ModelPref{}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer lease.Release()
 	e := lease.Engine()
 	req := Request{Query: "I was charged twice for my order, can I get a refund?"}
-	p := h.state.Load().plugins["support"]
+	p := h.state.Load().spaces[""].plugins["support"]
 	pr, err := p.Prompt(ctx, abi.PromptRequest{Query: req.Query})
 	if err != nil {
 		b.Fatal(err)

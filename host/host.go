@@ -44,11 +44,29 @@ type Host struct {
 	loadErr error
 }
 
-// state is what a request sees: an immutable set of plugins and the router
-// built from them. Swapping it is atomic.
+// state is what a request sees: for each tenant an immutable set of
+// plugins and the router built from them. Swapping it is atomic.
 type state struct {
+	spaces map[string]*space
+}
+
+// space is one tenant's view: its own plugin instances (with its plugin
+// config) and a router over its domains only. The space named "" holds
+// every plugin with no tenant config; the CLI and library callers that
+// give no tenant use it.
+type space struct {
+	tenant  string
 	plugins map[string]*plugin.Plugin
 	router  router.Router
+	models  []string // allowed catalog models; nil = all
+}
+
+func (st *state) space(tenant string) (*space, error) {
+	sp, ok := st.spaces[tenant]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownTenant, tenant)
+	}
+	return sp, nil
 }
 
 // Option changes how New builds a Host.
@@ -73,6 +91,9 @@ func WithModelFile(path string) Option { return func(o *options) { o.modelFile =
 
 // ErrUnknownDomain is returned when a request forces a domain no plugin serves.
 var ErrUnknownDomain = errors.New("host: unknown domain")
+
+// ErrUnknownTenant is returned for a tenant the configuration doesn't name.
+var ErrUnknownTenant = errors.New("host: unknown tenant")
 
 // ErrClosed is returned by a Host used after Close.
 var ErrClosed = errors.New("host: closed")
@@ -120,10 +141,26 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 		h.log.Warn("some plugins did not load", "dir", dir, "err", loadErr)
 		h.loadErr = loadErr
 	}
-	if err := h.install(ctx, loaded); err != nil {
-		for _, p := range loaded {
-			p.Close(ctx)
+	spaces := map[string][]*plugin.Plugin{"": loaded}
+	closeAll := func() {
+		for _, ps := range spaces {
+			for _, p := range ps {
+				p.Close(ctx)
+			}
 		}
+	}
+	for _, t := range cfg.Tenants {
+		ps, err := h.loadTenant(ctx, t, loaded)
+		spaces[t.Name] = ps
+		if err != nil {
+			closeAll()
+			rt.Close(ctx)
+			h.models.Close()
+			return nil, err
+		}
+	}
+	if err := h.install(ctx, spaces); err != nil {
+		closeAll()
 		rt.Close(ctx)
 		h.models.Close()
 		return nil, err
@@ -131,26 +168,72 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 	return h, nil
 }
 
-// install builds a router for plugins and makes both current.
-func (h *Host) install(ctx context.Context, plugins []*plugin.Plugin) error {
-	st := &state{plugins: make(map[string]*plugin.Plugin, len(plugins))}
-	domains := make([]router.Domain, 0, len(plugins))
-	for _, p := range plugins {
-		m := p.Manifest()
-		if _, dup := st.plugins[m.Name]; dup {
-			return fmt.Errorf("host: two plugins are named %q (%s and %s)", m.Name, st.plugins[m.Name].Path(), p.Path())
+// loadTenant loads the tenant's own instances of the plugins it may use,
+// each with the tenant's config for it. Compiled code is shared with the
+// other tenants (the runtime compiles a module once).
+func (h *Host) loadTenant(ctx context.Context, t config.Tenant, base []*plugin.Plugin) ([]*plugin.Plugin, error) {
+	have := map[string]bool{}
+	var out []*plugin.Plugin
+	for _, b := range base {
+		have[b.Name()] = true
+		if len(t.Plugins) > 0 && !slices.Contains(t.Plugins, b.Name()) {
+			continue
 		}
-		st.plugins[m.Name] = p
-		domains = append(domains, router.Domain{Name: m.Name, Keywords: m.Keywords, Examples: m.Examples})
+		p, err := h.rt.Load(ctx, b.Path(), plugin.WithConfig(t.PluginConfig[b.Name()]))
+		if err != nil {
+			return out, fmt.Errorf("host: tenant %q: plugin %s: %w", t.Name, b.Name(), err)
+		}
+		out = append(out, p)
 	}
-	r, err := router.New(ctx, domains, h.routerOptions(st))
-	if err != nil {
-		return fmt.Errorf("host: building the router: %w", err)
+	for _, name := range t.Plugins {
+		if !have[name] {
+			h.log.Warn("a tenant names a plugin that is not loaded", "tenant", t.Name, "plugin", name, "file", h.cfg.File)
+		}
 	}
-	st.router = r
+	return out, nil
+}
+
+// install builds a router per tenant and makes the whole state current.
+func (h *Host) install(ctx context.Context, spaces map[string][]*plugin.Plugin) error {
+	st := &state{spaces: make(map[string]*space, len(spaces))}
+	for tenant, plugins := range spaces {
+		sp := &space{tenant: tenant, plugins: make(map[string]*plugin.Plugin, len(plugins))}
+		for _, t := range h.cfg.Tenants {
+			if t.Name == tenant && len(t.Models) > 0 {
+				sp.models = t.Models
+			}
+		}
+		domains := make([]router.Domain, 0, len(plugins))
+		for _, p := range plugins {
+			m := p.Manifest()
+			if _, dup := sp.plugins[m.Name]; dup {
+				return fmt.Errorf("host: two plugins are named %q (%s and %s)", m.Name, sp.plugins[m.Name].Path(), p.Path())
+			}
+			sp.plugins[m.Name] = p
+			domains = append(domains, router.Domain{Name: m.Name, Keywords: m.Keywords, Examples: m.Examples})
+		}
+		if len(domains) > 0 {
+			r, err := router.New(ctx, domains, h.routerOptions(sp))
+			if err != nil {
+				return fmt.Errorf("host: building the router of tenant %q: %w", tenant, err)
+			}
+			sp.router = r
+		} else {
+			sp.router = emptyRouter{}
+		}
+		st.spaces[tenant] = sp
+	}
 	h.state.Store(st)
 	return nil
 }
+
+// emptyRouter routes everything out of scope: a tenant with no plugins.
+type emptyRouter struct{}
+
+func (emptyRouter) Route(context.Context, string) router.Decision {
+	return router.Decision{OutOfScope: true, Alternatives: []router.Scored{}}
+}
+func (emptyRouter) Domains() []string { return nil }
 
 // LoadErrors reports the plugins that failed to load at New, joined; nil if
 // every plugin loaded.
@@ -171,11 +254,22 @@ type PluginInfo struct {
 	HasHandle    bool           `json:"has_handle"`
 }
 
-// Plugins lists the loaded plugins sorted by name.
+// Plugins lists the plugins loaded from the plugins directory, sorted by
+// name.
 func (h *Host) Plugins() []PluginInfo {
-	st := h.state.Load()
-	out := make([]PluginInfo, 0, len(st.plugins))
-	for _, p := range st.plugins {
+	out, _ := h.TenantPlugins("")
+	return out
+}
+
+// TenantPlugins lists the plugins a tenant may use ("" for all of them),
+// sorted by name.
+func (h *Host) TenantPlugins(tenant string) ([]PluginInfo, error) {
+	sp, err := h.state.Load().space(tenant)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PluginInfo, 0, len(sp.plugins))
+	for _, p := range sp.plugins {
 		m := p.Manifest()
 		out = append(out, PluginInfo{
 			Name: m.Name, Version: m.Version, Description: m.Description, Path: p.Path(), SHA256: p.Hash(),
@@ -184,12 +278,38 @@ func (h *Host) Plugins() []PluginInfo {
 		})
 	}
 	slices.SortFunc(out, func(a, b PluginInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// PluginStats reports each plugin's call counters for a tenant ("" for the
+// untenanted set), keyed by plugin name.
+func (h *Host) PluginStats(tenant string) (map[string]plugin.Stats, error) {
+	sp, err := h.state.Load().space(tenant)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]plugin.Stats, len(sp.plugins))
+	for n, p := range sp.plugins {
+		out[n] = p.Stats()
+	}
+	return out, nil
+}
+
+// Tenants lists the configured tenants' names, sorted.
+func (h *Host) Tenants() []string {
+	var out []string
+	for n := range h.state.Load().spaces {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
 	return out
 }
 
 // routerOptions maps the [router] configuration onto the plugins of st.
 // Thresholds for domains that are not loaded are ignored with a warning.
-func (h *Host) routerOptions(st *state) router.Options {
+func (h *Host) routerOptions(st *space) router.Options {
 	rc := h.cfg.Router
 	o := router.Options{Threshold: rc.Threshold, TopK: rc.TopK, Logger: h.log}
 	if rc.Background {
@@ -226,9 +346,20 @@ func (e modelEmbedder) Embed(ctx context.Context, inputs []string) ([][]float32,
 	return l.Engine().Embed(ctx, inputs)
 }
 
-// Route tells which domain query would go to, without running anything else.
+// Route tells which domain query would go to, without running anything
+// else, among all the plugins.
 func (h *Host) Route(ctx context.Context, query string) router.Decision {
-	return h.state.Load().router.Route(ctx, query)
+	d, _ := h.RouteTenant(ctx, "", query)
+	return d
+}
+
+// RouteTenant routes query among the domains of one tenant.
+func (h *Host) RouteTenant(ctx context.Context, tenant, query string) (router.Decision, error) {
+	sp, err := h.state.Load().space(tenant)
+	if err != nil {
+		return router.Decision{}, err
+	}
+	return sp.router.Route(ctx, query), nil
 }
 
 // Close unloads the plugins (waiting for in-flight calls) and the model.
@@ -238,8 +369,10 @@ func (h *Host) Close() error {
 	}
 	ctx := context.Background()
 	var errs []error
-	for _, p := range h.state.Load().plugins {
-		errs = append(errs, p.Close(ctx))
+	for _, sp := range h.state.Load().spaces {
+		for _, p := range sp.plugins {
+			errs = append(errs, p.Close(ctx))
+		}
 	}
 	errs = append(errs, h.rt.Close(ctx), h.models.Close())
 	return errors.Join(errs...)

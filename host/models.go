@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/mdsa-go/mdsa/host/engine"
@@ -82,7 +83,9 @@ func (h *Host) openRegistry(ctx context.Context, o options) error {
 // lease returns a leased engine for a plugin's model preferences: the pinned
 // model when there is one, else the registry's pick for the plugin's tier
 // with engine.model preferred, falling back to the domain tier.
-func (h *Host) lease(ctx context.Context, pref abi.ModelPref) (*models.Lease, error) {
+// lease picks and leases a model for a plugin: the pinned one, or the best
+// of the plugin's tier and preferences among allowed (nil: any).
+func (h *Host) lease(ctx context.Context, pref abi.ModelPref, allowed []string) (*models.Lease, error) {
 	name := h.pinned
 	if name == "" {
 		tier := pref.Tier
@@ -94,10 +97,10 @@ func (h *Host) lease(ctx context.Context, pref abi.ModelPref) (*models.Lease, er
 			prefer = append([]string{m}, prefer...)
 		}
 		var err error
-		name, err = h.models.Pick(tier, prefer)
+		name, err = h.models.PickFrom(tier, prefer, allowed)
 		if errors.Is(err, models.ErrNoModel) && tier != models.TierDomain {
 			h.log.Warn("no model of the requested tier; using the domain tier", "tier", tier)
-			name, err = h.models.Pick(models.TierDomain, prefer)
+			name, err = h.models.PickFrom(models.TierDomain, prefer, allowed)
 		}
 		if err != nil {
 			return nil, err
@@ -113,3 +116,63 @@ func (h *Host) ModelStats() models.Stats { return h.models.Stats() }
 type unowned struct{ engine.Engine }
 
 func (unowned) Close() error { return nil }
+
+// ModelInfo describes a catalog model a tenant may use.
+type ModelInfo struct {
+	Name  string `json:"name"`
+	Tier  string `json:"tier"`
+	Quant string `json:"quant,omitempty"`
+}
+
+// TenantModels lists the registered models a tenant may use ("" for all),
+// in catalog order.
+func (h *Host) TenantModels(tenant string) ([]ModelInfo, error) {
+	sp, err := h.state.Load().space(tenant)
+	if err != nil {
+		return nil, err
+	}
+	var out []ModelInfo
+	for _, s := range h.models.Specs() {
+		if sp.models != nil && !slices.Contains(sp.models, s.Name) {
+			continue
+		}
+		out = append(out, ModelInfo{Name: s.Name, Tier: s.Tier, Quant: s.Quant})
+	}
+	return out, nil
+}
+
+// Embed embeds inputs for a tenant with model (a catalog name; "" picks the
+// best allowed model of the router tier, else the domain tier). It returns
+// the vectors and the model that made them.
+func (h *Host) Embed(ctx context.Context, tenant, model string, inputs []string) ([][]float32, string, error) {
+	if h.closed.Load() {
+		return nil, "", ErrClosed
+	}
+	sp, err := h.state.Load().space(tenant)
+	if err != nil {
+		return nil, "", err
+	}
+	var l *models.Lease
+	switch {
+	case h.pinned != "":
+		l, err = h.models.Get(ctx, h.pinned)
+	case model != "":
+		if sp.models != nil && !slices.Contains(sp.models, model) {
+			return nil, "", fmt.Errorf("%w: %q for tenant %q", ErrModelNotAllowed, model, tenant)
+		}
+		l, err = h.models.Get(ctx, model)
+	default:
+		l, err = h.lease(ctx, abi.ModelPref{Tier: models.TierRouter}, sp.models)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	defer l.Release()
+	e := l.Engine()
+	v, err := e.Embed(ctx, inputs)
+	return v, e.Model(), err
+}
+
+// ErrModelNotAllowed is returned when a tenant asks for a model outside its
+// allow-list.
+var ErrModelNotAllowed = errors.New("host: model not allowed")

@@ -26,6 +26,9 @@ type Request struct {
 	Generation abi.Generation `json:"generation,omitempty"`
 	// RequestID identifies the request in logs; one is made up when empty.
 	RequestID string `json:"request_id,omitempty"`
+	// Tenant names the configured tenant whose plugins, router and models
+	// serve the request; "" uses every plugin with no tenant config.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Result statuses.
@@ -85,7 +88,13 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 	}
 	res := Result{RequestID: req.RequestID}
 	log := h.log.With("request_id", req.RequestID)
-	st := h.state.Load()
+	if req.Tenant != "" {
+		log = log.With("tenant", req.Tenant)
+	}
+	st, err := h.state.Load().space(req.Tenant)
+	if err != nil {
+		return res, err
+	}
 
 	// Route, or take the forced domain.
 	t := time.Now()
@@ -110,7 +119,7 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 	res.TimingsMS.Route = ms(time.Since(t))
 	p := st.plugins[res.Domain]
 	preq := abi.PromptRequest{Query: req.Query, History: req.History, Context: req.Context}
-	ctx = plugin.WithRequestInfo(ctx, plugin.RequestInfo{ID: req.RequestID})
+	ctx = plugin.WithRequestInfo(ctx, plugin.RequestInfo{ID: req.RequestID, Tenant: req.Tenant})
 
 	if p.HasHandle() {
 		u := &usage{}
@@ -132,7 +141,7 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		res.TimingsMS.Prompt = ms(time.Since(t))
 
 		man := p.Manifest()
-		lease, err := h.lease(ctx, man.Model)
+		lease, err := h.lease(ctx, man.Model, st.models)
 		if err != nil {
 			return res, fmt.Errorf("host: request %s: model for plugin %s: %w", req.RequestID, p.Name(), err)
 		}

@@ -21,7 +21,11 @@ func (s services) engine(ctx context.Context, call plugin.Call) (*models.Lease, 
 	if call.Manifest != nil {
 		pref = call.Manifest.Model
 	}
-	l, err := s.h.lease(ctx, pref)
+	var allowed []string
+	if sp, err := s.h.state.Load().space(call.Tenant); err == nil {
+		allowed = sp.models
+	}
+	l, err := s.h.lease(ctx, pref, allowed)
 	if err != nil {
 		return nil, &plugin.CodedError{Code: abi.ErrUnavailable, Err: fmt.Errorf("no model available: %w", err)}
 	}

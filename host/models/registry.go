@@ -861,12 +861,21 @@ func (r *Registry) Stats() Stats {
 // estimated to exceed the whole budget are never picked. It fails with an
 // error wrapping ErrNoModel when the tier has no model.
 func (r *Registry) Pick(tier string, prefer []string) (string, error) {
+	return r.PickFrom(tier, prefer, nil)
+}
+
+// PickFrom is Pick restricted to the models allowed names (a tenant's
+// allow-list; a name matches like a preference does). Nil allows all.
+func (r *Registry) PickFrom(tier string, prefer, allowed []string) (string, error) {
 	tier = strings.ToLower(strings.TrimSpace(tier))
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var cands []*entry
 	for _, e := range r.order {
 		if tier != "" && e.spec.Tier != tier {
+			continue
+		}
+		if allowed != nil && !slices.ContainsFunc(allowed, e.spec.matches) {
 			continue
 		}
 		if r.opts.Budget > 0 && e.size > r.opts.Budget {
@@ -882,6 +891,9 @@ func (r *Registry) Pick(tier string, prefer []string) (string, error) {
 				tiers[e.spec.Tier] = true
 				have = append(have, e.spec.Tier)
 			}
+		}
+		if allowed != nil {
+			return "", fmt.Errorf("%w: tier %q among the allowed models %v (registered tiers: %s)", ErrNoModel, tier, allowed, strings.Join(have, ", "))
 		}
 		return "", fmt.Errorf("%w: tier %q (registered tiers: %s)", ErrNoModel, tier, strings.Join(have, ", "))
 	}

@@ -1,0 +1,103 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mdsa-go/mdsa/host/config"
+	"github.com/mdsa-go/mdsa/host/router"
+)
+
+func tenantHost(t *testing.T) *Host {
+	t.Helper()
+	cfg := testConfig(t, fixture.pluginsDir)
+	hash := "sha256:" + strings.Repeat("0", 64)
+	cfg.Tenants = []config.Tenant{
+		{Name: "acme", APIKeys: []string{hash}, Plugins: []string{"finance", "support"},
+			PluginConfig: map[string]map[string]string{"finance": {"currency": "EUR"}}},
+		{Name: "globex", APIKeys: []string{hash}, Plugins: []string{"medical", "technical", "nosuch"}},
+		{Name: "empty", APIKeys: []string{hash}, Plugins: []string{"nosuch"}},
+	}
+	h, err := New(context.Background(), cfg, WithLogger(quietLogger()), WithEngine(&fakeEngine{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func TestTenantsSeeOnlyTheirDomains(t *testing.T) {
+	ctx := context.Background()
+	h := tenantHost(t)
+	if got := h.Tenants(); !slices.Equal(got, []string{"acme", "empty", "globex"}) {
+		t.Fatalf("tenants %v", got)
+	}
+	names := func(tenant string) []string {
+		ps, err := h.TenantPlugins(tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Name)
+		}
+		return out
+	}
+	if got := names("acme"); !slices.Equal(got, []string{"finance", "support"}) {
+		t.Fatalf("acme plugins %v", got)
+	}
+	if got := names("globex"); !slices.Equal(got, []string{"medical", "technical"}) {
+		t.Fatalf("globex plugins %v", got)
+	}
+	if got := names(""); len(got) != 4 {
+		t.Fatalf("all plugins %v", got)
+	}
+	// A medical query never routes to medical for acme, by routing...
+	q := "I've had a fever and a sore throat for three days"
+	if d, _ := h.RouteTenant(ctx, "globex", q); d.Domain != "medical" {
+		t.Fatalf("globex: %+v", d)
+	}
+	d, err := h.RouteTenant(ctx, "acme", q)
+	if err != nil || d.Domain == "medical" || slices.ContainsFunc(d.Alternatives, func(s router.Scored) bool { return s.Domain == "medical" }) {
+		t.Fatalf("acme routed to medical: %+v %v", d, err)
+	}
+	res, err := h.Process(ctx, Request{Tenant: "acme", Query: q})
+	if err != nil || res.Domain == "medical" {
+		t.Fatalf("acme process: %+v %v", res, err)
+	}
+	// ...or by forcing it.
+	if _, err := h.Process(ctx, Request{Tenant: "acme", Domain: "medical", Query: q}); !errors.Is(err, ErrUnknownDomain) {
+		t.Fatalf("acme forcing medical: %v", err)
+	}
+	if _, err := h.Process(ctx, Request{Tenant: "nobody", Query: q}); !errors.Is(err, ErrUnknownTenant) {
+		t.Fatalf("unknown tenant: %v", err)
+	}
+	// A tenant with no plugins refuses everything.
+	if res, err := h.Process(ctx, Request{Tenant: "empty", Query: q}); err != nil || res.Status != StatusOutOfScope {
+		t.Fatalf("empty tenant: %+v %v", res, err)
+	}
+}
+
+func TestTenantsHaveTheirOwnInstances(t *testing.T) {
+	ctx := context.Background()
+	h := tenantHost(t)
+	acme0, _ := h.PluginStats("acme")
+	all0, _ := h.PluginStats("")
+	if _, err := h.Process(ctx, Request{Tenant: "acme", Domain: "support", Query: "where is my order"}); err != nil {
+		t.Fatal(err)
+	}
+	acme, err := h.PluginStats("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := h.PluginStats("")
+	if acme["support"].Calls <= acme0["support"].Calls || all["support"].Calls != all0["support"].Calls {
+		t.Fatalf("acme's call was counted on a shared instance: acme %+v, untenanted %+v", acme["support"], all["support"])
+	}
+	if _, err := h.PluginStats("nobody"); !errors.Is(err, ErrUnknownTenant) {
+		t.Fatalf("unknown tenant stats: %v", err)
+	}
+}
