@@ -21,6 +21,9 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/models"
@@ -40,6 +43,7 @@ type Host struct {
 	// WithEngine); otherwise models are picked by tier and preference.
 	pinned string
 	closed atomic.Bool
+	tracer trace.Tracer
 
 	loadErr error
 }
@@ -73,6 +77,7 @@ func (st *state) space(tenant string) (*space, error) {
 type Option func(*options)
 
 type options struct {
+	tracer    trace.TracerProvider
 	logger    *slog.Logger
 	engine    engine.Engine
 	modelFile string
@@ -80,6 +85,11 @@ type options struct {
 
 // WithLogger sets the logger (default: slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithTracerProvider makes the host record an OpenTelemetry span per
+// request (mdsa.request) and per stage (mdsa.route, mdsa.prompt,
+// mdsa.generate, mdsa.validate, mdsa.handle). Default: no tracing.
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options) { o.tracer = tp } }
 
 // WithEngine makes the host use e instead of opening the configured model.
 // The host does not close e.
@@ -106,7 +116,10 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	h := &Host{cfg: cfg, log: o.logger}
+	if o.tracer == nil {
+		o.tracer = noop.NewTracerProvider()
+	}
+	h := &Host{cfg: cfg, log: o.logger, tracer: o.tracer.Tracer("github.com/mdsa-go/mdsa/host")}
 	if err := h.openRegistry(ctx, o); err != nil {
 		return nil, err
 	}

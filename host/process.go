@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/host/router"
@@ -82,10 +86,36 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 	if h.closed.Load() {
 		return Result{}, ErrClosed
 	}
-	start := time.Now()
 	if req.RequestID == "" {
 		req.RequestID = newRequestID()
 	}
+	ctx, span := h.tracer.Start(ctx, "mdsa.request", trace.WithAttributes(
+		attribute.String("mdsa.request_id", req.RequestID), attribute.String("mdsa.tenant", req.Tenant)))
+	res, err := h.stream(ctx, req, onToken)
+	span.SetAttributes(attribute.String("mdsa.domain", res.Domain), attribute.String("mdsa.status", res.Status),
+		attribute.Int("mdsa.tokens.prompt", res.Tokens.Prompt), attribute.Int("mdsa.tokens.completion", res.Tokens.Completion))
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+	return res, err
+}
+
+// stage starts the span of one stage; end closes it, recording err.
+func (h *Host) stage(ctx context.Context, name string) (context.Context, func(error)) {
+	ctx, span := h.tracer.Start(ctx, name)
+	return ctx, func(err error) {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
+}
+
+func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc) (Result, error) {
+	start := time.Now()
 	res := Result{RequestID: req.RequestID}
 	log := h.log.With("request_id", req.RequestID)
 	if req.Tenant != "" {
@@ -104,7 +134,9 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		}
 		res.Domain, res.Confidence = req.Domain, 1
 	} else {
-		d := st.router.Route(ctx, req.Query)
+		rctx, end := h.stage(ctx, "mdsa.route")
+		d := st.router.Route(rctx, req.Query)
+		end(nil)
 		res.Domain, res.Confidence, res.Alternatives = d.Domain, d.Confidence, d.Alternatives
 		if d.OutOfScope {
 			res.TimingsMS.Route = ms(time.Since(t))
@@ -124,7 +156,9 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 	if p.HasHandle() {
 		u := &usage{}
 		t = time.Now()
-		hr, err := p.Handle(withUsage(ctx, u), preq)
+		hctx, end := h.stage(ctx, "mdsa.handle")
+		hr, err := p.Handle(withUsage(hctx, u), preq)
+		end(err)
 		if err != nil {
 			return res, fmt.Errorf("host: request %s: plugin %s: handle: %w", req.RequestID, p.Name(), err)
 		}
@@ -134,7 +168,9 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		res.Tokens = Tokens{Prompt: u.in, Completion: u.out}
 	} else {
 		t = time.Now()
-		pr, err := p.Prompt(ctx, preq)
+		pctx, end := h.stage(ctx, "mdsa.prompt")
+		pr, err := p.Prompt(pctx, preq)
+		end(err)
 		if err != nil {
 			return res, fmt.Errorf("host: request %s: plugin %s: prompt: %w", req.RequestID, p.Name(), err)
 		}
@@ -147,7 +183,9 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		}
 		params := h.params(man.Generation, pr.Generation, req.Generation)
 		t = time.Now()
-		gen, err := lease.Engine().Generate(ctx, engine.Request{Messages: toEngineMessages(pr.Messages), Params: params}, onToken)
+		gctx, end := h.stage(ctx, "mdsa.generate")
+		gen, err := lease.Engine().Generate(gctx, engine.Request{Messages: toEngineMessages(pr.Messages), Params: params}, onToken)
+		end(err)
 		lease.Release()
 		if err != nil {
 			return res, fmt.Errorf("host: request %s: generate: %w", req.RequestID, err)
@@ -157,7 +195,9 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		res.Tokens = Tokens{Prompt: gen.TokensIn, Completion: gen.TokensOut}
 
 		t = time.Now()
-		v, err := p.Validate(ctx, abi.ValidateRequest{Query: req.Query, Response: gen.Text, Domain: res.Domain})
+		vctx, end := h.stage(ctx, "mdsa.validate")
+		v, err := p.Validate(vctx, abi.ValidateRequest{Query: req.Query, Response: gen.Text, Domain: res.Domain})
+		end(err)
 		if err != nil {
 			return res, fmt.Errorf("host: request %s: plugin %s: validate: %w", req.RequestID, p.Name(), err)
 		}
