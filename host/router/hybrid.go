@@ -65,7 +65,7 @@ type core struct {
 	cent     *postings   // class centroids, when lin == nil
 	ex       *postings   // example vectors
 	exClass  []int32     // class of each example document
-	exEmb    [][]float32 // per class embedded examples (nil entries: none)
+	exEmb    [][]float32 // per class embedded examples, packed; nil without an embedder
 	limit    int
 	kw       []keywordSet
 	features int
@@ -115,7 +115,7 @@ func buildCore(exs []example, kw []keywordSet, active []bool, k int, o Options, 
 		}
 		c.cent = newPostings(c.features, cvecs)
 	}
-	c.exEmb = make([][]float32, 0)
+	// Embedded examples, packed per class (at most maxEmbedExamples each).
 	var embs [][][]float32
 	for _, e := range exs {
 		if e.emb == nil {
@@ -129,7 +129,6 @@ func buildCore(exs []example, kw []keywordSet, active []bool, k int, o Options, 
 		}
 	}
 	if embs != nil {
-		c.exEmb = nil
 		for _, es := range embs {
 			c.exEmb = append(c.exEmb, flatten(es))
 		}
@@ -433,7 +432,7 @@ func New(ctx context.Context, domains []Domain, opts Options) (*Hybrid, error) {
 	}
 	h.setThresholds()
 	h.info.TrainTime = time.Since(start)
-	opts.Logger.Debug("router trained", "domains", k, "examples", len(exs), "features", h.core.features,
+	opts.Logger.Debug("router trained", "domains", k, "examples", h.info.Examples, "features", h.core.features,
 		"model", h.info.Model, "calibration", h.info.Calibration, "platt", h.cal, "background", len(bg), "took", h.info.TrainTime)
 	return h, nil
 }
