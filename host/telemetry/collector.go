@@ -1,0 +1,125 @@
+package telemetry
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mdsa-go/mdsa/host/plugin"
+)
+
+// sourceCollector reads a Source at every scrape; it keeps no state and
+// runs no goroutine of its own.
+type sourceCollector struct {
+	src Source
+
+	pluginCalls     *prometheus.Desc
+	pluginErrors    *prometheus.Desc
+	pluginTraps     *prometheus.Desc
+	pluginTimeouts  *prometheus.Desc
+	pluginHostCalls *prometheus.Desc
+	pluginInstances *prometheus.Desc
+
+	modelLoads        *prometheus.Desc
+	modelLoadFailures *prometheus.Desc
+	modelEvictions    *prometheus.Desc
+	modelIdleUnloads  *prometheus.Desc
+	modelHits         *prometheus.Desc
+	modelMisses       *prometheus.Desc
+	modelResident     *prometheus.Desc
+	modelBudget       *prometheus.Desc
+	modelsLoaded      *prometheus.Desc
+}
+
+func newSourceCollector(src Source) *sourceCollector {
+	pl := []string{"tenant", "plugin"}
+	pd := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "plugin", name), help, pl, nil)
+	}
+	md := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, nil, nil)
+	}
+	return &sourceCollector{
+		src:             src,
+		pluginCalls:     pd("calls_total", "Plugin export calls, the describe call at load included."),
+		pluginErrors:    pd("errors_total", "Plugin calls that failed for any reason."),
+		pluginTraps:     pd("traps_total", "Plugin calls whose instance trapped or exited."),
+		pluginTimeouts:  pd("timeouts_total", "Plugin calls stopped by the call timeout."),
+		pluginHostCalls: pd("host_calls_total", "Host-function calls made by the plugin."),
+		pluginInstances: pd("instances", "Plugin instances alive now (in use or idle)."),
+
+		modelLoads:        md("model_loads_total", "Successful model loads."),
+		modelLoadFailures: md("model_load_failures_total", "Failed model loads (after the out-of-memory retry)."),
+		modelEvictions:    md("model_evictions_total", "Models unloaded to make room for another."),
+		modelIdleUnloads:  md("model_idle_unloads_total", "Models unloaded after their keep-alive ran out."),
+		modelHits:         md("model_hits_total", "Model requests served by a loaded model."),
+		modelMisses:       md("model_misses_total", "Model requests that waited for a load."),
+		modelResident:     md("model_resident_bytes", "Estimated memory of the models loading, loaded or unloading."),
+		modelBudget:       md("model_budget_bytes", "Memory budget of the model registry (0: none)."),
+		modelsLoaded:      md("models_loaded", "Models loading, loaded or unloading (those counted in mdsa_model_resident_bytes)."),
+	}
+}
+
+// Describe sends every descriptor the collector can emit.
+func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.pluginCalls, c.pluginErrors, c.pluginTraps, c.pluginTimeouts, c.pluginHostCalls, c.pluginInstances,
+		c.modelLoads, c.modelLoadFailures, c.modelEvictions, c.modelIdleUnloads, c.modelHits, c.modelMisses,
+		c.modelResident, c.modelBudget, c.modelsLoaded,
+	} {
+		ch <- d
+	}
+}
+
+// Collect reads the Source. A tenant whose PluginStats fails is skipped
+// (it may have been removed by a reload between Tenants and PluginStats);
+// so is a second tenant that maps to an already reported label (a tenant
+// configured as "default" besides the untenanted set).
+func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
+	seen := make(map[string]bool)
+	for _, t := range append([]string{""}, c.src.Tenants()...) {
+		label := tenantLabel(t)
+		if seen[label] {
+			continue
+		}
+		stats, err := c.src.PluginStats(t)
+		if err != nil {
+			continue
+		}
+		seen[label] = true
+		for name, s := range stats {
+			c.collectPlugin(ch, label, labelValue(name), s)
+		}
+	}
+
+	ms := c.src.ModelStats()
+	counter := func(d *prometheus.Desc, v int64) { emit(ch, d, prometheus.CounterValue, float64(v)) }
+	gauge := func(d *prometheus.Desc, v int64) { emit(ch, d, prometheus.GaugeValue, float64(v)) }
+	counter(c.modelLoads, ms.Loads)
+	counter(c.modelLoadFailures, ms.LoadFailures)
+	counter(c.modelEvictions, ms.Evictions)
+	counter(c.modelIdleUnloads, ms.IdleUnloads)
+	counter(c.modelHits, ms.Hits)
+	counter(c.modelMisses, ms.Misses)
+	gauge(c.modelResident, ms.ResidentBytes)
+	gauge(c.modelBudget, ms.BudgetBytes)
+	gauge(c.modelsLoaded, int64(len(ms.Loaded)))
+}
+
+func (c *sourceCollector) collectPlugin(ch chan<- prometheus.Metric, tenant, name string, s plugin.Stats) {
+	counter := func(d *prometheus.Desc, v uint64) {
+		emit(ch, d, prometheus.CounterValue, float64(v), tenant, name)
+	}
+	counter(c.pluginCalls, s.Calls)
+	counter(c.pluginErrors, s.Errors)
+	counter(c.pluginTraps, s.Traps)
+	counter(c.pluginTimeouts, s.Timeouts)
+	counter(c.pluginHostCalls, s.HostCalls)
+	emit(ch, c.pluginInstances, prometheus.GaugeValue, float64(s.Instances), tenant, name)
+}
+
+// emit sends one constant metric; label values are already valid, so an
+// error cannot happen, and would only drop this one sample.
+func emit(ch chan<- prometheus.Metric, d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+	if m, err := prometheus.NewConstMetric(d, t, v, labels...); err == nil {
+		ch <- m
+	}
+}
