@@ -19,6 +19,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
@@ -45,6 +46,12 @@ type Host struct {
 	closed atomic.Bool
 	tracer trace.Tracer
 
+	// swapMu serialises plugin swaps (Reload, InstallPlugin,
+	// RemovePlugin); requests never take it.
+	swapMu   sync.Mutex
+	retiring sync.WaitGroup // drains of swapped-out versions
+	checker  PluginChecker
+
 	loadErr error
 }
 
@@ -52,6 +59,10 @@ type Host struct {
 // plugins and the router built from them. Swapping it is atomic.
 type state struct {
 	spaces map[string]*space
+	// inUse is read-locked by every request running on this state; a
+	// swap write-locks the old state to wait for them before closing the
+	// plugin versions it replaced.
+	inUse sync.RWMutex
 }
 
 // space is one tenant's view: its own plugin instances (with its plugin
@@ -63,6 +74,9 @@ type space struct {
 	plugins map[string]*plugin.Plugin
 	router  router.Router
 	models  []string // allowed catalog models; nil = all
+	// fingerprint identifies the domains router was trained on, so a swap
+	// that keeps them keeps the router.
+	fingerprint string
 }
 
 func (st *state) space(tenant string) (*space, error) {
@@ -77,6 +91,7 @@ func (st *state) space(tenant string) (*space, error) {
 type Option func(*options)
 
 type options struct {
+	check     PluginChecker
 	tracer    trace.TracerProvider
 	logger    *slog.Logger
 	engine    engine.Engine
@@ -119,7 +134,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 	if o.tracer == nil {
 		o.tracer = noop.NewTracerProvider()
 	}
-	h := &Host{cfg: cfg, log: o.logger, tracer: o.tracer.Tracer("github.com/mdsa-go/mdsa/host")}
+	h := &Host{cfg: cfg, log: o.logger, tracer: o.tracer.Tracer("github.com/mdsa-go/mdsa/host"), checker: o.check}
 	if err := h.openRegistry(ctx, o); err != nil {
 		return nil, err
 	}
@@ -216,24 +231,18 @@ func (h *Host) install(ctx context.Context, spaces map[string][]*plugin.Plugin) 
 				sp.models = t.Models
 			}
 		}
-		domains := make([]router.Domain, 0, len(plugins))
 		for _, p := range plugins {
 			m := p.Manifest()
 			if _, dup := sp.plugins[m.Name]; dup {
 				return fmt.Errorf("host: two plugins are named %q (%s and %s)", m.Name, sp.plugins[m.Name].Path(), p.Path())
 			}
 			sp.plugins[m.Name] = p
-			domains = append(domains, router.Domain{Name: m.Name, Keywords: m.Keywords, Examples: m.Examples})
 		}
-		if len(domains) > 0 {
-			r, err := router.New(ctx, domains, h.routerOptions(sp))
-			if err != nil {
-				return fmt.Errorf("host: building the router of tenant %q: %w", tenant, err)
-			}
-			sp.router = r
-		} else {
-			sp.router = emptyRouter{}
+		r, err := h.routerFor(ctx, sp, nil)
+		if err != nil {
+			return err
 		}
+		sp.router = r
 		st.spaces[tenant] = sp
 	}
 	h.state.Store(st)
@@ -382,6 +391,9 @@ func (h *Host) Close() error {
 	}
 	ctx := context.Background()
 	var errs []error
+	h.swapMu.Lock() // no swap starts after this
+	defer h.swapMu.Unlock()
+	h.retiring.Wait()
 	for _, sp := range h.state.Load().spaces {
 		for _, p := range sp.plugins {
 			errs = append(errs, p.Close(ctx))

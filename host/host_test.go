@@ -25,6 +25,7 @@ var shipped = []string{"finance", "medical", "support", "technical"}
 // to wasm, a shared compilation cache, and a tiny synthetic model.
 var fixture struct {
 	pluginsDir string
+	supportV2  string // the support plugin built as version 2.0.0 (hot-swap tests)
 	cacheDir   string
 	modelPath  string
 }
@@ -48,12 +49,16 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		var wg sync.WaitGroup
-		errs := make([]error, len(shipped))
+		errs := make([]error, len(shipped)+1)
 		for i, name := range shipped {
 			wg.Go(func() {
 				errs[i] = testutil.BuildPlugin("plugins/"+name, filepath.Join(fixture.pluginsDir, name+".wasm"))
 			})
 		}
+		fixture.supportV2 = filepath.Join(tmp, "support-v2.wasm")
+		wg.Go(func() {
+			errs[len(shipped)] = testutil.BuildPluginVersion("plugins/support", fixture.supportV2, "2.0.0")
+		})
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
 			fmt.Fprintln(os.Stderr, err)

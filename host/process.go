@@ -121,7 +121,9 @@ func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc
 	if req.Tenant != "" {
 		log = log.With("tenant", req.Tenant)
 	}
-	st, err := h.state.Load().space(req.Tenant)
+	pinned, release := h.acquire()
+	defer release()
+	st, err := pinned.space(req.Tenant)
 	if err != nil {
 		return res, err
 	}

@@ -13,7 +13,12 @@ import (
 
 func tenantHost(t *testing.T) *Host {
 	t.Helper()
-	cfg := testConfig(t, fixture.pluginsDir)
+	return tenantHostIn(t, fixture.pluginsDir)
+}
+
+func tenantHostIn(t *testing.T, dir string) *Host {
+	t.Helper()
+	cfg := testConfig(t, dir)
 	hash := "sha256:" + strings.Repeat("0", 64)
 	cfg.Tenants = []config.Tenant{
 		{Name: "acme", APIKeys: []string{hash}, Plugins: []string{"finance", "support"},

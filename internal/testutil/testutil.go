@@ -46,11 +46,22 @@ func LlamaLibDir(tb testing.TB) string {
 // root, e.g. "plugins/finance") to out, a .wasm file, as a wasip1 reactor.
 // Go's build cache makes repeated builds cheap.
 func BuildPlugin(pkgDir, out string) error {
+	return BuildPluginVersion(pkgDir, out, "")
+}
+
+// BuildPluginVersion is BuildPlugin stamping the plugin's version variable
+// (main.version) when version is not empty, which gives a module with other
+// bytes: a new version to hot-swap.
+func BuildPluginVersion(pkgDir, out, version string) error {
 	root, err := ModuleRoot()
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags=-s", "-o", out, "./"+pkgDir)
+	ldflags := "-s"
+	if version != "" {
+		ldflags += " -X main.version=" + version
+	}
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-trimpath", "-ldflags="+ldflags, "-o", out, "./"+pkgDir)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {

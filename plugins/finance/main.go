@@ -177,7 +177,7 @@ func init() {
 	sdk.Register(sdk.Plugin{
 		Manifest: abi.Manifest{
 			Name:        "finance",
-			Version:     "1.0.0",
+			Version:     version,
 			Description: "Personal finance: budgeting, saving, debt, credit, investing basics, retirement and taxes.",
 			Keywords:    keywords,
 			Examples:    examples,
@@ -217,3 +217,7 @@ func init() {
 }
 
 func main() {}
+
+// version is the plugin version; builds may stamp it with
+// -ldflags "-X main.version=1.2.3".
+var version = "1.0.0"

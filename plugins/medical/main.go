@@ -212,7 +212,7 @@ func init() {
 	sdk.Register(sdk.Plugin{
 		Manifest: abi.Manifest{
 			Name:        "medical",
-			Version:     "1.0.0",
+			Version:     version,
 			Description: "Health information: symptoms, conditions, medicines, prevention and when to seek care.",
 			Keywords:    keywords,
 			Examples:    examples,
@@ -255,3 +255,7 @@ func init() {
 }
 
 func main() {}
+
+// version is the plugin version; builds may stamp it with
+// -ldflags "-X main.version=1.2.3".
+var version = "1.0.0"

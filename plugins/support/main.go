@@ -171,7 +171,7 @@ func init() {
 	sdk.Register(sdk.Plugin{
 		Manifest: abi.Manifest{
 			Name:        "support",
-			Version:     "1.0.0",
+			Version:     version,
 			Description: "Customer support for an online shop or subscription: orders, shipping, returns, refunds, accounts and billing.",
 			Keywords:    keywords,
 			Examples:    examples,
@@ -210,3 +210,7 @@ func init() {
 }
 
 func main() {}
+
+// version is the plugin version; builds may stamp it with
+// -ldflags "-X main.version=1.2.3".
+var version = "1.0.0"

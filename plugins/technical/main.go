@@ -169,7 +169,7 @@ func init() {
 	sdk.Register(sdk.Plugin{
 		Manifest: abi.Manifest{
 			Name:        "technical",
-			Version:     "1.0.0",
+			Version:     version,
 			Description: "Software and IT help: programming, debugging, tooling, databases, networking and system administration.",
 			Keywords:    keywords,
 			Examples:    examples,
@@ -207,3 +207,7 @@ func init() {
 }
 
 func main() {}
+
+// version is the plugin version; builds may stamp it with
+// -ldflags "-X main.version=1.2.3".
+var version = "1.0.0"

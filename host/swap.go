@@ -1,0 +1,436 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mdsa-go/mdsa/host/plugin"
+	"github.com/mdsa-go/mdsa/host/router"
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
+)
+
+// Hot swap. A new plugin version is loaded (compiled once, from the cache
+// when the bytes were seen before), described, checked, loaded again for
+// every tenant that may use it (with the tenant's config), added to fresh
+// routers, and only then swapped in with one atomic store. Requests that
+// started on the old state finish on it; the old versions close once the
+// last of those requests is done. A version that fails any step is refused
+// and the old one keeps serving.
+
+// PluginChecker vets a plugin before it is swapped in (for example the
+// conformance kit); a non-nil error refuses it.
+type PluginChecker func(ctx context.Context, p *plugin.Plugin, wasm []byte) error
+
+// WithPluginChecker makes every hot-swapped or installed plugin pass check
+// first. Without one a short smoke test runs (prompt then validate).
+func WithPluginChecker(check PluginChecker) Option { return func(o *options) { o.check = check } }
+
+// Change is one plugin that a reload added, swapped or removed.
+type Change struct {
+	Name         string  `json:"name"`
+	Version      string  `json:"version,omitempty"`
+	OldVersion   string  `json:"old_version,omitempty"`
+	SHA256       string  `json:"sha256,omitempty"`
+	Path         string  `json:"path"`
+	Action       string  `json:"action"` // added, swapped, removed
+	Milliseconds float64 `json:"ms"`
+}
+
+// Refusal is a plugin version that was not swapped in, and why.
+type Refusal struct {
+	Name   string `json:"name,omitempty"`
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// ReloadReport says what a reload did.
+type ReloadReport struct {
+	Changes []Change  `json:"changes"`
+	Refused []Refusal `json:"refused"`
+	TookMS  float64   `json:"took_ms"`
+}
+
+// ErrRefused wraps the reason a plugin version was not installed.
+var ErrRefused = errors.New("host: plugin refused")
+
+// acquire pins the current state for a request: the plugins in it are not
+// closed before release.
+func (h *Host) acquire() (*state, func()) {
+	for {
+		st := h.state.Load()
+		st.inUse.RLock()
+		if h.state.Load() == st {
+			return st, st.inUse.RUnlock
+		}
+		st.inUse.RUnlock() // swapped meanwhile: take the new one
+	}
+}
+
+// candidate is a plugin version about to be swapped in.
+type candidate struct {
+	base    *plugin.Plugin
+	wasm    []byte
+	path    string
+	tenants map[string]*plugin.Plugin
+}
+
+func (c *candidate) closeAll(ctx context.Context) {
+	if c.base != nil {
+		c.base.Close(ctx)
+	}
+	for _, p := range c.tenants {
+		p.Close(ctx)
+	}
+}
+
+// prepare loads wasm as a candidate for path: base instance, check, and one
+// instance per tenant allowed to use it.
+func (h *Host) prepare(ctx context.Context, path string, wasm []byte) (*candidate, error) {
+	c := &candidate{wasm: wasm, path: path, tenants: map[string]*plugin.Plugin{}}
+	p, err := h.rt.LoadBytes(ctx, path, wasm)
+	if err != nil {
+		return nil, err
+	}
+	c.base = p
+	if err := h.check(ctx, p, wasm); err != nil {
+		c.closeAll(ctx)
+		return nil, fmt.Errorf("plugin %s %s failed its check: %w", p.Name(), p.Version(), err)
+	}
+	for _, t := range h.cfg.Tenants {
+		if len(t.Plugins) > 0 && !slices.Contains(t.Plugins, p.Name()) {
+			continue
+		}
+		tp, err := h.rt.LoadBytes(ctx, path, wasm, plugin.WithConfig(t.PluginConfig[p.Name()]))
+		if err != nil {
+			c.closeAll(ctx)
+			return nil, fmt.Errorf("tenant %q: %w", t.Name, err)
+		}
+		c.tenants[t.Name] = tp
+	}
+	return c, nil
+}
+
+// check runs the configured checker, or the smoke test.
+func (h *Host) check(ctx context.Context, p *plugin.Plugin, wasm []byte) error {
+	if h.checker != nil {
+		return h.checker(ctx, p, wasm)
+	}
+	m := p.Manifest()
+	q := "hello"
+	if len(m.Examples) > 0 {
+		q = m.Examples[0]
+	}
+	if p.HasHandle() {
+		return nil // handle generates: nothing to call without a model
+	}
+	if _, err := p.Prompt(ctx, abiPrompt(q)); err != nil {
+		return fmt.Errorf("prompt: %w", err)
+	}
+	if _, err := p.Validate(ctx, abiValidate(q, m.Name)); err != nil {
+		return fmt.Errorf("validate: %w", err)
+	}
+	return nil
+}
+
+// apply swaps in the candidates and drops the plugins named in remove,
+// building the new state from the current one. It holds swapMu.
+func (h *Host) apply(ctx context.Context, cands []*candidate, remove []string) error {
+	old := h.state.Load()
+	next := &state{spaces: make(map[string]*space, len(old.spaces))}
+	var retired []*plugin.Plugin
+	for name, sp := range old.spaces {
+		ns := &space{tenant: sp.tenant, models: sp.models, plugins: make(map[string]*plugin.Plugin, len(sp.plugins))}
+		for n, p := range sp.plugins {
+			ns.plugins[n] = p
+		}
+		for _, n := range remove {
+			if p, ok := ns.plugins[n]; ok {
+				retired = append(retired, p)
+				delete(ns.plugins, n)
+			}
+		}
+		for _, c := range cands {
+			p := c.base
+			if name != "" {
+				p = c.tenants[name]
+			}
+			if p == nil {
+				continue // this tenant may not use it
+			}
+			if prev, ok := ns.plugins[p.Name()]; ok {
+				retired = append(retired, prev)
+			}
+			ns.plugins[p.Name()] = p
+		}
+		r, err := h.routerFor(ctx, ns, sp)
+		if err != nil {
+			return err
+		}
+		ns.router = r
+		next.spaces[name] = ns
+	}
+	h.state.Store(next)
+	// Drain: close the replaced versions once every request that pinned the
+	// old state has finished.
+	h.retiring.Add(1)
+	go func() {
+		defer h.retiring.Done()
+		old.inUse.Lock()
+		old.inUse.Unlock()
+		for _, p := range retired {
+			if err := p.Close(context.Background()); err != nil {
+				h.log.Warn("closing a swapped-out plugin", "plugin", p.Name(), "err", err)
+			}
+		}
+	}()
+	return nil
+}
+
+// routerFor returns prev's router when the domains did not change (a new
+// version with the same keywords and examples), else trains a new one.
+func (h *Host) routerFor(ctx context.Context, sp, prev *space) (router.Router, error) {
+	domains := make([]router.Domain, 0, len(sp.plugins))
+	for _, p := range sp.plugins {
+		m := p.Manifest()
+		domains = append(domains, router.Domain{Name: m.Name, Keywords: m.Keywords, Examples: m.Examples})
+	}
+	slices.SortFunc(domains, func(a, b router.Domain) int { return strings.Compare(a.Name, b.Name) })
+	fp := fingerprint(domains)
+	if prev != nil && prev.fingerprint == fp && prev.router != nil {
+		sp.fingerprint = fp
+		return prev.router, nil
+	}
+	sp.fingerprint = fp
+	if len(domains) == 0 {
+		return emptyRouter{}, nil
+	}
+	r, err := router.New(ctx, domains, h.routerOptions(sp))
+	if err != nil {
+		return nil, fmt.Errorf("host: building the router of tenant %q: %w", sp.tenant, err)
+	}
+	return r, nil
+}
+
+// fingerprint identifies what a router learns from.
+func fingerprint(ds []router.Domain) string {
+	hs := sha256.New()
+	for _, d := range ds {
+		fmt.Fprintf(hs, "%q\x00%q\x00%q\x01", d.Name, d.Keywords, d.Examples)
+	}
+	return hex.EncodeToString(hs.Sum(nil))
+}
+
+// pluginFiles lists the plugin files of dir as LoadDir finds them.
+func pluginFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() {
+			p := filepath.Join(dir, name, name+".wasm")
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+				paths = append(paths, p)
+			}
+			continue
+		}
+		if strings.HasSuffix(name, ".wasm") && !strings.HasPrefix(name, ".") {
+			paths = append(paths, filepath.Join(dir, name))
+		}
+	}
+	slices.Sort(paths)
+	return paths, nil
+}
+
+// Reload brings the plugins in line with the plugins directory: new files
+// are added, files whose sha256 changed are swapped, missing files are
+// removed. Each new version must load and pass its check first; a refused
+// one leaves the running version in place and is listed in the report.
+func (h *Host) Reload(ctx context.Context) (ReloadReport, error) {
+	if h.closed.Load() {
+		return ReloadReport{}, ErrClosed
+	}
+	start := time.Now()
+	h.swapMu.Lock()
+	defer h.swapMu.Unlock()
+	rep := ReloadReport{Changes: []Change{}, Refused: []Refusal{}}
+	dir := h.cfg.Resolve(h.cfg.Host.PluginsDir)
+	files, err := pluginFiles(dir)
+	if err != nil {
+		return rep, fmt.Errorf("host: reload: %w", err)
+	}
+	base := h.state.Load().spaces[""]
+	byPath := map[string]*plugin.Plugin{}
+	for _, p := range base.plugins {
+		byPath[p.Path()] = p
+	}
+	var cands []*candidate
+	var changes []Change
+	seen := map[string]bool{}
+	for _, path := range files {
+		seen[path] = true
+		wasm, err := os.ReadFile(path)
+		if err != nil {
+			rep.Refused = append(rep.Refused, Refusal{Path: path, Reason: err.Error()})
+			continue
+		}
+		cur := byPath[path]
+		if cur != nil && cur.Hash() == sha256Hex(wasm) {
+			continue // unchanged
+		}
+		t := time.Now()
+		c, err := h.prepare(ctx, path, wasm)
+		if err != nil {
+			name := ""
+			if cur != nil {
+				name = cur.Name()
+			}
+			rep.Refused = append(rep.Refused, Refusal{Name: name, Path: path, Reason: err.Error()})
+			h.log.Warn("plugin version refused; the running version keeps serving", "path", path, "err", err)
+			continue
+		}
+		ch := Change{Name: c.base.Name(), Version: c.base.Version(), SHA256: c.base.Hash(), Path: path, Action: "added"}
+		if cur != nil {
+			ch.Action, ch.OldVersion = "swapped", cur.Version()
+		} else if other, dup := base.plugins[c.base.Name()]; dup && seen[other.Path()] {
+			c.closeAll(ctx)
+			rep.Refused = append(rep.Refused, Refusal{Name: c.base.Name(), Path: path,
+				Reason: fmt.Sprintf("a plugin named %q is already loaded from %s", c.base.Name(), other.Path())})
+			continue
+		}
+		ch.Milliseconds = ms(time.Since(t))
+		cands = append(cands, c)
+		changes = append(changes, ch)
+	}
+	var remove []string
+	for path, p := range byPath {
+		if !seen[path] {
+			remove = append(remove, p.Name())
+			changes = append(changes, Change{Name: p.Name(), OldVersion: p.Version(), Path: path, Action: "removed"})
+		}
+	}
+	if len(cands) == 0 && len(remove) == 0 {
+		rep.TookMS = ms(time.Since(start))
+		return rep, nil
+	}
+	if err := h.apply(ctx, cands, remove); err != nil {
+		for _, c := range cands {
+			c.closeAll(ctx)
+		}
+		return rep, err
+	}
+	rep.Changes = changes
+	rep.TookMS = ms(time.Since(start))
+	for _, c := range changes {
+		h.log.Info("plugin "+c.Action, "plugin", c.Name, "version", c.Version, "old_version", c.OldVersion, "path", c.Path)
+	}
+	return rep, nil
+}
+
+// InstallPlugin checks wasm as the plugin name and, when it passes, writes
+// it to the plugins directory (atomically, as NAME.wasm or over the file the
+// running version came from) and swaps it in. A refused version changes
+// nothing; the error wraps ErrRefused and says why.
+func (h *Host) InstallPlugin(ctx context.Context, name string, wasm []byte) (Change, error) {
+	if h.closed.Load() {
+		return Change{}, ErrClosed
+	}
+	start := time.Now()
+	h.swapMu.Lock()
+	defer h.swapMu.Unlock()
+	dir := h.cfg.Resolve(h.cfg.Host.PluginsDir)
+	base := h.state.Load().spaces[""]
+	path := filepath.Join(dir, name+".wasm")
+	cur := base.plugins[name]
+	if cur != nil {
+		path = cur.Path()
+	}
+	c, err := h.prepare(ctx, path, wasm)
+	if err != nil {
+		return Change{}, fmt.Errorf("%w: %s: %w", ErrRefused, name, err)
+	}
+	if c.base.Name() != name {
+		c.closeAll(ctx)
+		return Change{}, fmt.Errorf("%w: the module describes itself as %q, not %q", ErrRefused, c.base.Name(), name)
+	}
+	if err := writeAtomic(path, wasm); err != nil {
+		c.closeAll(ctx)
+		return Change{}, fmt.Errorf("host: install %s: %w", name, err)
+	}
+	if err := h.apply(ctx, []*candidate{c}, nil); err != nil {
+		c.closeAll(ctx)
+		return Change{}, err
+	}
+	ch := Change{Name: name, Version: c.base.Version(), SHA256: c.base.Hash(), Path: path, Action: "added",
+		Milliseconds: ms(time.Since(start))}
+	if cur != nil {
+		ch.Action, ch.OldVersion = "swapped", cur.Version()
+	}
+	h.log.Info("plugin "+ch.Action, "plugin", name, "version", ch.Version, "old_version", ch.OldVersion, "ms", ch.Milliseconds)
+	return ch, nil
+}
+
+// RemovePlugin drains and removes a plugin and deletes its file.
+func (h *Host) RemovePlugin(ctx context.Context, name string) (Change, error) {
+	if h.closed.Load() {
+		return Change{}, ErrClosed
+	}
+	h.swapMu.Lock()
+	defer h.swapMu.Unlock()
+	cur := h.state.Load().spaces[""].plugins[name]
+	if cur == nil {
+		return Change{}, fmt.Errorf("%w %q", ErrUnknownDomain, name)
+	}
+	if err := os.Remove(cur.Path()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Change{}, fmt.Errorf("host: remove %s: %w", name, err)
+	}
+	if err := h.apply(ctx, nil, []string{name}); err != nil {
+		return Change{}, err
+	}
+	h.log.Info("plugin removed", "plugin", name, "version", cur.Version())
+	return Change{Name: name, OldVersion: cur.Version(), Path: cur.Path(), Action: "removed"}, nil
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// writeAtomic writes data to path through a temporary file in the same
+// directory, synced and renamed over path.
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func abiPrompt(q string) abi.PromptRequest { return abi.PromptRequest{Query: q} }
+
+func abiValidate(q, domain string) abi.ValidateRequest {
+	return abi.ValidateRequest{Query: q, Domain: domain,
+		Response: "Here is some general information that should help with your question."}
+}

@@ -1,0 +1,213 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// swapDir copies the shipped plugins into a fresh plugins directory.
+func swapDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, name := range shipped {
+		copyFile(t, filepath.Join(fixture.pluginsDir, name+".wasm"), filepath.Join(dir, name+".wasm"))
+	}
+	return dir
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeAtomic(to, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func versionOf(t *testing.T, h *Host, tenant, name string) string {
+	t.Helper()
+	ps, err := h.TenantPlugins(tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.Name == name {
+			return p.Version
+		}
+	}
+	return ""
+}
+
+func TestHotSwapUnderTraffic(t *testing.T) {
+	ctx := context.Background()
+	dir := swapDir(t)
+	h := newHostIn(t, dir, WithEngine(&fakeEngine{}))
+	v1 := filepath.Join(fixture.pluginsDir, "support.wasm")
+	target := filepath.Join(dir, "support.wasm")
+
+	var ok, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req := Request{Query: "I was charged twice for my order, can I get a refund?"}
+				if g%2 == 0 {
+					req.Domain = "support"
+				}
+				res, err := h.Process(ctx, req)
+				if err != nil || res.Domain != "support" {
+					failed.Add(1)
+					t.Errorf("request during swaps: %+v %v", res, err)
+					continue
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	const swaps = 6
+	for i := range swaps {
+		src, want := fixture.supportV2, "2.0.0"
+		if i%2 == 1 {
+			src, want = v1, "1.0.0"
+		}
+		copyFile(t, src, target)
+		rep, err := h.Reload(ctx)
+		if err != nil || len(rep.Changes) != 1 || rep.Changes[0].Action != "swapped" || rep.Changes[0].Version != want {
+			t.Fatalf("swap %d: %+v %v", i, rep, err)
+		}
+		if got := versionOf(t, h, "", "support"); got != want {
+			t.Fatalf("swap %d: serving %s, want %s", i, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests, %d failed, %d swaps", ok.Load(), failed.Load(), swaps)
+	if failed.Load() != 0 || ok.Load() == 0 {
+		t.Fatalf("%d requests failed (%d ok)", failed.Load(), ok.Load())
+	}
+	// Nothing changed: a reload is a no-op.
+	if rep, err := h.Reload(ctx); err != nil || len(rep.Changes) != 0 {
+		t.Fatalf("idle reload: %+v %v", rep, err)
+	}
+}
+
+func TestBadVersionIsRefused(t *testing.T) {
+	ctx := context.Background()
+	dir := swapDir(t)
+	h := newHostIn(t, dir, WithEngine(&fakeEngine{}))
+	if err := os.WriteFile(filepath.Join(dir, "support.wasm"), []byte("\x00asm garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := h.Reload(ctx)
+	if err != nil || len(rep.Changes) != 0 || len(rep.Refused) != 1 || rep.Refused[0].Name != "support" {
+		t.Fatalf("reload of a corrupt file: %+v %v", rep, err)
+	}
+	if res, err := h.Process(ctx, Request{Domain: "support", Query: "where is my order"}); err != nil || res.Status == "" {
+		t.Fatalf("the old version stopped serving: %+v %v", res, err)
+	}
+	// Installing through the API: garbage, and a module that is another plugin.
+	if _, err := h.InstallPlugin(ctx, "support", []byte("nope")); !errors.Is(err, ErrRefused) {
+		t.Fatalf("garbage install: %v", err)
+	}
+	fin, _ := os.ReadFile(filepath.Join(fixture.pluginsDir, "finance.wasm"))
+	if _, err := h.InstallPlugin(ctx, "support", fin); !errors.Is(err, ErrRefused) {
+		t.Fatalf("finance installed as support: %v", err)
+	}
+	if got := versionOf(t, h, "", "support"); got != "1.0.0" {
+		t.Fatalf("version after refusals: %s", got)
+	}
+	// A good version installs, and lands on disk.
+	v2, _ := os.ReadFile(fixture.supportV2)
+	ch, err := h.InstallPlugin(ctx, "support", v2)
+	if err != nil || ch.Action != "swapped" || ch.Version != "2.0.0" || ch.OldVersion != "1.0.0" {
+		t.Fatalf("install v2: %+v %v", ch, err)
+	}
+	if disk, _ := os.ReadFile(filepath.Join(dir, "support.wasm")); sha256Hex(disk) != ch.SHA256 {
+		t.Fatal("installed version not written to the plugins directory")
+	}
+}
+
+func TestRemovePlugin(t *testing.T) {
+	ctx := context.Background()
+	dir := swapDir(t)
+	h := newHostIn(t, dir, WithEngine(&fakeEngine{}))
+	ch, err := h.RemovePlugin(ctx, "technical")
+	if err != nil || ch.Action != "removed" {
+		t.Fatalf("remove: %+v %v", ch, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "technical.wasm")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("file still there: %v", err)
+	}
+	if _, err := h.Process(ctx, Request{Domain: "technical", Query: "segfault"}); !errors.Is(err, ErrUnknownDomain) {
+		t.Fatalf("removed domain still served: %v", err)
+	}
+	if d := h.Route(ctx, "my python script throws a segmentation fault"); d.Domain == "technical" {
+		t.Fatalf("removed domain still routed to: %+v", d)
+	}
+	if _, err := h.RemovePlugin(ctx, "technical"); !errors.Is(err, ErrUnknownDomain) {
+		t.Fatalf("second remove: %v", err)
+	}
+	// Put it back by dropping the file in and reloading.
+	copyFile(t, filepath.Join(fixture.pluginsDir, "technical.wasm"), filepath.Join(dir, "technical.wasm"))
+	if rep, err := h.Reload(ctx); err != nil || len(rep.Changes) != 1 || rep.Changes[0].Action != "added" {
+		t.Fatalf("re-add: %+v %v", rep, err)
+	}
+}
+
+func TestSwapReachesTenants(t *testing.T) {
+	ctx := context.Background()
+	h := tenantHostIn(t, swapDir(t))
+	v2, _ := os.ReadFile(fixture.supportV2)
+	if _, err := h.InstallPlugin(ctx, "support", v2); err != nil {
+		t.Fatal(err)
+	}
+	if got := versionOf(t, h, "acme", "support"); got != "2.0.0" {
+		t.Fatalf("acme serves support %s after the swap", got)
+	}
+	if ps, _ := h.TenantPlugins("globex"); slices.ContainsFunc(ps, func(p PluginInfo) bool { return p.Name == "support" }) {
+		t.Fatal("globex got support by the swap")
+	}
+}
+
+func TestWatchReloads(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := swapDir(t)
+	h := newHostIn(t, dir, WithEngine(&fakeEngine{}))
+	reports := make(chan ReloadReport, 8)
+	done := make(chan error, 1)
+	go func() { done <- h.Watch(ctx, func(r ReloadReport, _ error) { reports <- r }) }()
+	time.Sleep(100 * time.Millisecond) // let the watcher start
+	copyFile(t, fixture.supportV2, filepath.Join(dir, "support.wasm"))
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case r := <-reports:
+			if len(r.Changes) == 1 && r.Changes[0].Version == "2.0.0" {
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("the watcher did not swap support within 60 s")
+		}
+	}
+}
