@@ -49,7 +49,8 @@ type Host struct {
 	// swapMu serialises plugin swaps (Reload, InstallPlugin,
 	// RemovePlugin); requests never take it.
 	swapMu   sync.Mutex
-	retiring sync.WaitGroup // drains of swapped-out versions
+	retiring sync.WaitGroup       // drains of swapped-out versions
+	stamps   map[string]fileStamp // size and time of each plugin file, under swapMu
 	checker  PluginChecker
 
 	loadErr error
@@ -134,7 +135,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 	if o.tracer == nil {
 		o.tracer = noop.NewTracerProvider()
 	}
-	h := &Host{cfg: cfg, log: o.logger, tracer: o.tracer.Tracer("github.com/mdsa-go/mdsa/host"), checker: o.check}
+	h := &Host{cfg: cfg, log: o.logger, tracer: o.tracer.Tracer("github.com/mdsa-go/mdsa/host"), checker: o.check,
+		stamps: map[string]fileStamp{}}
 	if err := h.openRegistry(ctx, o); err != nil {
 		return nil, err
 	}
@@ -168,6 +170,11 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 	if loadErr != nil {
 		h.log.Warn("some plugins did not load", "dir", dir, "err", loadErr)
 		h.loadErr = loadErr
+	}
+	for _, p := range loaded {
+		if fi, err := os.Stat(p.Path()); err == nil {
+			h.stamps[p.Path()] = fileStamp{size: fi.Size(), mod: fi.ModTime()}
+		}
 	}
 	spaces := map[string][]*plugin.Plugin{"": loaded}
 	closeAll := func() {

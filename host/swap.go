@@ -61,6 +61,12 @@ type ReloadReport struct {
 // ErrRefused wraps the reason a plugin version was not installed.
 var ErrRefused = errors.New("host: plugin refused")
 
+// fileStamp is what Reload compares to skip reading an unchanged file.
+type fileStamp struct {
+	size int64
+	mod  time.Time
+}
+
 // acquire pins the current state for a request: the plugins in it are not
 // closed before release.
 func (h *Host) acquire() (*state, func()) {
@@ -279,14 +285,24 @@ func (h *Host) Reload(ctx context.Context) (ReloadReport, error) {
 	seen := map[string]bool{}
 	for _, path := range files {
 		seen[path] = true
+		cur := byPath[path]
+		fi, err := os.Stat(path)
+		if err != nil {
+			rep.Refused = append(rep.Refused, Refusal{Path: path, Reason: err.Error()})
+			continue
+		}
+		stamp := fileStamp{size: fi.Size(), mod: fi.ModTime()}
+		if cur != nil && h.stamps[path] == stamp {
+			continue // same size and time as the running version: unchanged
+		}
 		wasm, err := os.ReadFile(path)
 		if err != nil {
 			rep.Refused = append(rep.Refused, Refusal{Path: path, Reason: err.Error()})
 			continue
 		}
-		cur := byPath[path]
 		if cur != nil && cur.Hash() == sha256Hex(wasm) {
-			continue // unchanged
+			h.stamps[path] = stamp
+			continue // touched, not changed
 		}
 		t := time.Now()
 		c, err := h.prepare(ctx, path, wasm)
@@ -309,6 +325,7 @@ func (h *Host) Reload(ctx context.Context) (ReloadReport, error) {
 			continue
 		}
 		ch.Milliseconds = ms(time.Since(t))
+		h.stamps[path] = stamp
 		cands = append(cands, c)
 		changes = append(changes, ch)
 	}
@@ -366,6 +383,9 @@ func (h *Host) InstallPlugin(ctx context.Context, name string, wasm []byte) (Cha
 	if err := writeAtomic(path, wasm); err != nil {
 		c.closeAll(ctx)
 		return Change{}, fmt.Errorf("host: install %s: %w", name, err)
+	}
+	if fi, err := os.Stat(path); err == nil {
+		h.stamps[path] = fileStamp{size: fi.Size(), mod: fi.ModTime()}
 	}
 	if err := h.apply(ctx, []*candidate{c}, nil); err != nil {
 		c.closeAll(ctx)

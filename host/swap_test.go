@@ -211,3 +211,35 @@ func TestWatchReloads(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSwapCached swaps the support plugin between two versions the
+// runtime has already compiled, through Reload.
+func BenchmarkSwapCached(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	for _, name := range shipped {
+		src, _ := os.ReadFile(filepath.Join(fixture.pluginsDir, name+".wasm"))
+		os.WriteFile(filepath.Join(dir, name+".wasm"), src, 0o644)
+	}
+	h := newHostIn(b, dir, WithEngine(&fakeEngine{}))
+	v1, _ := os.ReadFile(filepath.Join(fixture.pluginsDir, "support.wasm"))
+	v2, _ := os.ReadFile(fixture.supportV2)
+	target := filepath.Join(dir, "support.wasm")
+	i := 0
+	swap := func() {
+		v := v1
+		if i%2 == 0 {
+			v = v2
+		}
+		i++
+		os.WriteFile(target, v, 0o644)
+		if rep, err := h.Reload(ctx); err != nil || len(rep.Changes) != 1 {
+			b.Fatalf("%+v %v", rep, err)
+		}
+	}
+	swap()
+	swap()
+	for b.Loop() {
+		swap()
+	}
+}

@@ -254,3 +254,33 @@ func TestBenchRoute(t *testing.T) {
 		t.Errorf("missing CLINC files: %v", err)
 	}
 }
+
+func TestBenchHotswap(t *testing.T) {
+	t.Setenv("MDSA_LLAMA_LIB", testutil.LlamaLibDir(t))
+	out, stderr, err := run(t, "--config", fix.config, "bench", "hotswap", "--swaps", "3", "--clients", "2",
+		"--interval", "1ms", "--model-file", fix.model, "--json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	var rep struct {
+		Requests, Failed int64
+		Swaps            int
+		SwapMSP50        float64 `json:"swap_ms_p50"`
+		SwapMSMax        float64 `json:"swap_ms_max"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if rep.Swaps != 3 || rep.Failed != 0 || rep.SwapMSP50 <= 0 || rep.SwapMSMax < rep.SwapMSP50 {
+		t.Fatalf("bench hotswap: %s", out)
+	}
+}
+
+func TestWithCustomSectionKeepsTheModuleValid(t *testing.T) {
+	wasm := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	got := withCustomSection(wasm, "x")
+	want := append(append([]byte{}, wasm...), 0, 12, 10, 'm', 'd', 's', 'a', '-', 'b', 'e', 'n', 'c', 'h', 'x')
+	if !bytes.Equal(got, want) {
+		t.Fatalf("custom section % x, want % x", got, want)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -610,10 +611,42 @@ func TestSameBytesCompiledOnce(t *testing.T) {
 	}
 	must(t, p2.Close(context.Background()))
 	rt.mu.Lock()
-	n := len(rt.compiled)
+	n, idle := len(rt.compiled), len(rt.idle)
 	rt.mu.Unlock()
-	if n != 0 {
-		t.Fatalf("%d compiled modules left after closing every plugin", n)
+	// The unused module stays, idle, for a quick reload of the same bytes.
+	if n != 1 || idle != 1 {
+		t.Fatalf("%d compiled modules (%d idle) left after closing every plugin, want 1 idle", n, idle)
+	}
+	p3, err := rt.LoadBytes(context.Background(), "three", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.mu.Lock()
+	idle = len(rt.idle)
+	rt.mu.Unlock()
+	if p3.comp != p2.comp || idle != 0 {
+		t.Fatalf("reload of the same bytes did not reuse the idle module (idle %d)", idle)
+	}
+	must(t, p3.Close(context.Background()))
+}
+
+func TestIdleModulesAreBounded(t *testing.T) {
+	rt := newRuntime(t, Options{})
+	good := wasmBytes(t, "good")
+	for i := range keepIdle + 3 {
+		// Appending a custom section gives a new module of the same code.
+		b := append(append([]byte{}, good...), 0, 3, 1, 't', byte('a'+i))
+		p, err := rt.LoadBytes(context.Background(), fmt.Sprint(i), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, p.Close(context.Background()))
+	}
+	rt.mu.Lock()
+	n, idle := len(rt.compiled), len(rt.idle)
+	rt.mu.Unlock()
+	if n != keepIdle || idle != keepIdle {
+		t.Fatalf("%d compiled, %d idle; want %d of each", n, idle, keepIdle)
 	}
 }
 
@@ -628,10 +661,14 @@ func TestCompileCacheHit(t *testing.T) {
 	warm := time.Since(start)
 	must(t, p.Close(context.Background()))
 	cold := shared.cold
-	t.Logf("load of the good plugin: empty compilation cache %v, warm disk cache in a new runtime %v (%.0fx faster)",
+	t.Logf("load of the good plugin: first load in this test binary %v, from the disk cache in a new runtime %v (%.0fx faster)",
 		cold.Round(time.Millisecond), warm.Round(time.Millisecond), float64(cold)/float64(warm))
-	if warm*3 > cold {
-		t.Fatalf("cache hit not much faster: cold %v, warm %v", cold, warm)
+	// Timings flake on a loaded machine (and the shared cache may already be
+	// warm from an earlier run); what must hold is that the cache has the
+	// compiled code. BenchmarkLoadCached reports the figures.
+	entries, err := os.ReadDir(cacheDir)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("compilation cache %s is empty after a load (%v)", cacheDir, err)
 	}
 }
 

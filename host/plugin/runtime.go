@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -163,8 +164,15 @@ type Runtime struct {
 	loads     sync.WaitGroup // loads in progress; Close waits for them before closing the cache
 	cacheOnce sync.Once
 	compiled  map[string]*compiled
-	plugins   map[*Plugin]struct{}
+	// idle are compiled modules no plugin uses any more, oldest first, kept
+	// (at most keepIdle) so that swapping back to a recent version skips
+	// decoding and validation.
+	idle    []*compiled
+	plugins map[*Plugin]struct{}
 }
+
+// keepIdle is how many unused compiled modules a Runtime keeps.
+const keepIdle = 8
 
 // compiled is one compiled module shared by every Plugin loaded from the
 // same bytes with the same memory cap.
@@ -339,6 +347,14 @@ func (r *Runtime) Close(ctx context.Context) error {
 		// Stopped calls are still unwinding; the cache must outlive them.
 		return errors.Join(errs...)
 	}
+	r.mu.Lock()
+	idle := r.idle
+	r.idle = nil
+	for _, c := range idle {
+		delete(r.compiled, c.key)
+	}
+	r.mu.Unlock()
+	r.closeCompiled(idle)
 	var err error
 	r.cacheOnce.Do(func() { err = r.cache.Close(ctx) })
 	if err != nil {
@@ -470,6 +486,9 @@ func (r *Runtime) compile(ctx context.Context, hash string, pages uint32, wasm [
 		return nil, ErrClosed
 	}
 	if c, ok := r.compiled[key]; ok {
+		if c.refs == 0 {
+			r.idle = slices.DeleteFunc(r.idle, func(x *compiled) bool { return x == c })
+		}
 		c.refs++
 		r.mu.Unlock()
 		select {
@@ -526,16 +545,35 @@ func (r *Runtime) compile(ctx context.Context, hash string, pages uint32, wasm [
 	return c, nil
 }
 
-// release drops one reference to c and closes it when none are left.
+// release drops one reference to c. An unused module is kept among the
+// idle ones; the oldest idle module beyond keepIdle is closed.
 func (r *Runtime) release(c *compiled) {
 	r.mu.Lock()
 	c.refs--
-	last := c.refs == 0
-	if last && r.compiled[c.key] == c {
-		delete(r.compiled, c.key)
+	var drop []*compiled
+	if c.refs == 0 && r.compiled[c.key] == c {
+		if r.closed {
+			delete(r.compiled, c.key)
+			drop = append(drop, c)
+		} else {
+			r.idle = append(r.idle, c)
+			for len(r.idle) > keepIdle {
+				old := r.idle[0]
+				r.idle = r.idle[1:]
+				delete(r.compiled, old.key)
+				drop = append(drop, old)
+			}
+		}
 	}
 	r.mu.Unlock()
-	if last && c.cp != nil {
+	r.closeCompiled(drop)
+}
+
+func (r *Runtime) closeCompiled(cs []*compiled) {
+	for _, c := range cs {
+		if c.cp == nil {
+			continue
+		}
 		if err := c.cp.Close(context.Background()); err != nil {
 			r.log.Warn("plugin: closing compiled module", "err", err)
 		}
