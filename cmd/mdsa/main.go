@@ -56,7 +56,7 @@ func newRoot(out, errw io.Writer) *cobra.Command {
 	root.SetErr(errw)
 	root.PersistentFlags().StringVarP(&a.configPath, "config", "c", "", "configuration file (default: ./mdsa.toml if present, else built-in defaults)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "", "override host.log_level: debug, info, warn, error")
-	root.AddCommand(a.askCmd(), a.routeCmd(), a.pluginsCmd(), a.modelsCmd(), a.hwCmd(), a.configCmd(), a.versionCmd(), a.benchCmd())
+	root.AddCommand(a.askCmd(), a.routeCmd(), a.pluginsCmd(), a.modelsCmd(), a.hwCmd(), a.configCmd(), a.versionCmd(), a.benchCmd(), a.serveCmd())
 	return root
 }
 

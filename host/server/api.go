@@ -1,0 +1,264 @@
+package server
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/host/router"
+)
+
+// embeddingsResponse is OpenAI's embeddings list.
+type embeddingsResponse struct {
+	Object string          `json:"object"`
+	Data   []embeddingItem `json:"data"`
+	Model  string          `json:"model"`
+	Usage  embeddingsUsage `json:"usage"`
+}
+
+type embeddingItem struct {
+	Object    string `json:"object"`
+	Index     int    `json:"index"`
+	Embedding any    `json:"embedding"` // []float32, or a base64 string
+}
+
+type embeddingsUsage struct {
+	PromptTokens int `json:"prompt_tokens"`
+	TotalTokens  int `json:"total_tokens"`
+}
+
+// embeddings serves POST /v1/embeddings.
+func (s *Server) embeddings(c *call) *apiError {
+	data, aerr := c.body()
+	if aerr != nil {
+		return aerr
+	}
+	req, aerr := decodeEmbeddings(data)
+	if aerr != nil {
+		return aerr
+	}
+	model := req.Model
+	if model == modelAuto {
+		model = ""
+	}
+	if model != "" {
+		if !s.catalogHas(model) {
+			return modelNotFound("model", "no embedding model %q; use %q (the default) or one of the catalog models GET /v1/models lists", clip(model, 80), modelAuto)
+		}
+		if !c.t.AllowsModel(model) {
+			return forbidden("model", "this API key may not use the model %q", clip(model, 80))
+		}
+	}
+	vecs, used, err := s.h.Embed(c.r.Context(), c.hostTenant, model, req.Input)
+	if err != nil {
+		return hostError(c.id, err)
+	}
+	if len(vecs) != len(req.Input) {
+		return internalError(c.id, errEmbedCount)
+	}
+	out := embeddingsResponse{Object: "list", Model: used, Data: make([]embeddingItem, len(vecs))}
+	for i, v := range vecs {
+		if req.Dimensions != 0 && req.Dimensions != len(v) {
+			return badRequest("dimensions", "invalid_value", "dimensions: the model makes %d-dimensional vectors, not %d", len(v), req.Dimensions)
+		}
+		item := embeddingItem{Object: "embedding", Index: i, Embedding: v}
+		if req.Base64 {
+			item.Embedding = floatsBase64(v)
+		}
+		out.Data[i] = item
+	}
+	c.json(http.StatusOK, out)
+	return nil
+}
+
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+const errEmbedCount = constError("server: the engine returned a different number of vectors than inputs")
+
+// floatsBase64 encodes v as OpenAI does: little-endian float32s in base64.
+func floatsBase64(v []float32) string {
+	b := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// catalogHas reports whether model is a registered catalog model.
+func (s *Server) catalogHas(model string) bool {
+	ms, err := s.h.TenantModels("")
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(ms, func(m host.ModelInfo) bool { return m.Name == model })
+}
+
+// modelObject is an entry of GET /v1/models: OpenAI's fields plus what
+// MDSA knows.
+type modelObject struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+	// Kind is "router" (mdsa: routes each query), "domain" (mdsa/<domain>,
+	// a plugin) or "model" (a catalog model, for embeddings).
+	Kind        string `json:"kind"`
+	Version     string `json:"version,omitempty"`
+	Description string `json:"description,omitempty"`
+	Tier        string `json:"tier,omitempty"`
+	Quant       string `json:"quant,omitempty"`
+}
+
+type modelList struct {
+	Object string        `json:"object"`
+	Data   []modelObject `json:"data"`
+}
+
+// models lists what the tenant may use.
+func (c *call) models() ([]modelObject, *apiError) {
+	s := c.s
+	created := s.created.Unix()
+	out := []modelObject{{ID: modelAuto, Object: "model", Created: created, OwnedBy: "mdsa", Kind: "router",
+		Description: "routes each query to the best domain"}}
+	ps, err := s.h.TenantPlugins(c.hostTenant)
+	if err != nil {
+		return nil, internalError(c.id, err)
+	}
+	for _, p := range ps {
+		if c.t.AllowsPlugin(p.Name) {
+			out = append(out, modelObject{ID: modelPrefix + p.Name, Object: "model", Created: created, OwnedBy: "mdsa",
+				Kind: "domain", Version: p.Version, Description: p.Description})
+		}
+	}
+	ms, err := s.h.TenantModels(c.hostTenant)
+	if err != nil {
+		return nil, internalError(c.id, err)
+	}
+	for _, m := range ms {
+		if c.t.AllowsModel(m.Name) {
+			out = append(out, modelObject{ID: m.Name, Object: "model", Created: created, OwnedBy: "mdsa",
+				Kind: "model", Tier: m.Tier, Quant: m.Quant})
+		}
+	}
+	return out, nil
+}
+
+// listModels serves GET /v1/models.
+func (s *Server) listModels(c *call) *apiError {
+	ms, aerr := c.models()
+	if aerr != nil {
+		return aerr
+	}
+	c.json(http.StatusOK, modelList{Object: "list", Data: ms})
+	return nil
+}
+
+// getModel serves GET /v1/models/{model...}.
+func (s *Server) getModel(c *call) *apiError {
+	id := c.r.PathValue("model")
+	ms, aerr := c.models()
+	if aerr != nil {
+		return aerr
+	}
+	for _, m := range ms {
+		if m.ID == id {
+			c.json(http.StatusOK, m)
+			return nil
+		}
+	}
+	return modelNotFound("model", "the model %q does not exist or this API key may not use it", clip(id, 80))
+}
+
+// query serves POST /v1/query: the native request, answered with the whole
+// host.Result.
+func (s *Server) query(c *call) *apiError {
+	data, aerr := c.body()
+	if aerr != nil {
+		return aerr
+	}
+	req, aerr := decodeQuery(data)
+	if aerr != nil {
+		return aerr
+	}
+	if req.RequestID != "" && c.r.Header.Get(headerRequestID) == "" {
+		c.id = req.RequestID
+		c.w.Header().Set(headerRequestID, c.id)
+	}
+	if d := req.Domain; d != "" {
+		if !c.t.AllowsPlugin(d) && s.pluginExists(d) {
+			return forbidden("domain", "this API key may not use the domain %q", clip(d, 80))
+		}
+		if !c.tenantHasPlugin(d) {
+			return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "domain_not_found", Param: "domain",
+				Message: "no such domain " + quote(d) + "; use one of: " + strings.Join(c.domains(), ", "), Refused: refusedBadRequest}
+		}
+	}
+	n, aerr := c.maxTokens(req.Generation.MaxTokens, "generation.max_tokens")
+	if aerr != nil {
+		return aerr
+	}
+	hreq := req.Request
+	hreq.Generation.MaxTokens = n
+	hreq.RequestID, hreq.Tenant = c.id, c.hostTenant
+	res, err := s.h.Process(c.r.Context(), hreq)
+	c.record(res)
+	if err != nil {
+		return hostError(c.id, err)
+	}
+	c.json(http.StatusOK, res)
+	return nil
+}
+
+func (c *call) domains() []string {
+	var out []string
+	ps, _ := c.s.h.TenantPlugins(c.hostTenant)
+	for _, p := range ps {
+		if c.t.AllowsPlugin(p.Name) {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
+func quote(s string) string { return `"` + clip(s, 80) + `"` }
+
+// routeResponse is a routing decision and how long it took.
+type routeResponse struct {
+	router.Decision
+	LatencyUS float64 `json:"latency_us"`
+}
+
+// route serves POST /v1/route.
+func (s *Server) route(c *call) *apiError {
+	data, aerr := c.body()
+	if aerr != nil {
+		return aerr
+	}
+	q, aerr := decodeRoute(data)
+	if aerr != nil {
+		return aerr
+	}
+	t0 := time.Now()
+	d, err := s.h.RouteTenant(c.r.Context(), c.hostTenant, q)
+	lat := time.Since(t0)
+	if err != nil {
+		return hostError(c.id, err)
+	}
+	c.domain = d.Domain
+	c.timings.Route = float64(lat.Microseconds()) / 1000
+	if d.OutOfScope {
+		c.status = "out_of_scope"
+	}
+	if d.Alternatives == nil {
+		d.Alternatives = []router.Scored{}
+	}
+	c.json(http.StatusOK, routeResponse{Decision: d, LatencyUS: float64(lat.Nanoseconds()) / 1e3})
+	return nil
+}

@@ -1,0 +1,377 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/host/engine"
+	"github.com/mdsa-go/mdsa/host/router"
+	"github.com/mdsa-go/mdsa/host/tenant"
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
+)
+
+// modelAuto is the model id that routes each query to a domain; modelPrefix
+// + domain forces one.
+const (
+	modelAuto   = "mdsa"
+	modelPrefix = "mdsa/"
+)
+
+// chatCompletion is OpenAI's chat.completion object plus an "mdsa" member.
+type chatCompletion struct {
+	ID      string       `json:"id"`
+	Object  string       `json:"object"`
+	Created int64        `json:"created"`
+	Model   string       `json:"model"`
+	Choices []chatChoice `json:"choices"`
+	Usage   chatUsage    `json:"usage"`
+	MDSA    mdsaInfo     `json:"mdsa"`
+}
+
+type chatChoice struct {
+	Index        int         `json:"index"`
+	Message      chatMessage `json:"message"`
+	FinishReason string      `json:"finish_reason"`
+	Logprobs     *struct{}   `json:"logprobs"`
+}
+
+type chatMessage struct {
+	Role    string  `json:"role"`
+	Content string  `json:"content"`
+	Refusal *string `json:"refusal"`
+}
+
+type chatUsage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// mdsaInfo is what MDSA adds to a completion: how the query was routed and
+// validated, and the stage timings.
+type mdsaInfo struct {
+	RequestID  string         `json:"request_id"`
+	Domain     string         `json:"domain"`
+	Confidence float64        `json:"confidence"`
+	Status     string         `json:"status"`
+	Validation abi.Validation `json:"validation"`
+	TimingsMS  host.Timings   `json:"timings_ms"`
+	// Response is the final (validated) text; sent in the last chunk of a
+	// stream only, since validation may revise what was streamed.
+	Response *string `json:"response,omitempty"`
+}
+
+// chatChunk is OpenAI's chat.completion.chunk.
+type chatChunk struct {
+	ID      string        `json:"id"`
+	Object  string        `json:"object"`
+	Created int64         `json:"created"`
+	Model   string        `json:"model"`
+	Choices []chunkChoice `json:"choices"`
+	Usage   *chatUsage    `json:"usage,omitempty"`
+	MDSA    *mdsaInfo     `json:"mdsa,omitempty"`
+}
+
+type chunkChoice struct {
+	Index        int        `json:"index"`
+	Delta        chunkDelta `json:"delta"`
+	FinishReason *string    `json:"finish_reason"`
+	Logprobs     *struct{}  `json:"logprobs"`
+}
+
+type chunkDelta struct {
+	Role    string `json:"role,omitempty"`
+	Content string `json:"content,omitempty"`
+}
+
+// chat serves POST /v1/chat/completions.
+func (s *Server) chat(c *call) *apiError {
+	data, aerr := c.body()
+	if aerr != nil {
+		return aerr
+	}
+	req, aerr := decodeChat(data)
+	if aerr != nil {
+		return aerr
+	}
+	domain, aerr := c.chatDomain(req.Model)
+	if aerr != nil {
+		return aerr
+	}
+	maxTokens, aerr := c.maxTokens(req.MaxTokens, req.MaxTokensParam)
+	if aerr != nil {
+		return aerr
+	}
+	hreq := host.Request{Query: req.Query, History: req.History, Domain: domain,
+		Generation: req.generation(maxTokens), RequestID: c.id, Tenant: c.hostTenant}
+	if req.System != "" {
+		hreq.Context = map[string]string{"system": req.System}
+	}
+	if req.Stream {
+		return c.chatStream(req, hreq)
+	}
+	res, err := s.h.Process(c.r.Context(), hreq)
+	c.record(res)
+	if err != nil {
+		return c.hostError(err)
+	}
+	out := chatCompletion{
+		ID: "chatcmpl-" + c.id, Object: "chat.completion", Created: c.start.Unix(), Model: modelID(res.Domain),
+		Choices: []chatChoice{{Message: chatMessage{Role: abi.RoleAssistant, Content: res.Response},
+			FinishReason: finishReason(res)}},
+		Usage: usageOf(res),
+		MDSA:  info(res),
+	}
+	c.json(http.StatusOK, out)
+	return nil
+}
+
+// chatDomain maps a model id to the domain to force ("" routes).
+func (c *call) chatDomain(model string) (string, *apiError) {
+	if model == modelAuto {
+		return "", nil
+	}
+	if d, ok := strings.CutPrefix(model, modelPrefix); ok && d != "" {
+		if !c.t.AllowsPlugin(d) && c.s.pluginExists(d) {
+			return "", forbidden("model", "this API key may not use the domain %q (model %q); GET /v1/models lists what it may use", d, clip(model, 80))
+		}
+		if c.tenantHasPlugin(d) {
+			return d, nil
+		}
+	}
+	return "", modelNotFound("model", "the model %q does not exist; use one of: %s", clip(model, 80), strings.Join(c.chatModelIDs(), ", "))
+}
+
+// pluginExists reports whether any tenant's host space serves domain d.
+func (s *Server) pluginExists(d string) bool {
+	for _, p := range s.h.Plugins() {
+		if p.Name == d {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *call) tenantHasPlugin(d string) bool {
+	ps, err := c.s.h.TenantPlugins(c.hostTenant)
+	if err != nil {
+		return false
+	}
+	for _, p := range ps {
+		if p.Name == d && c.t.AllowsPlugin(d) {
+			return true
+		}
+	}
+	return false
+}
+
+// chatModelIDs lists the chat model ids this tenant may use.
+func (c *call) chatModelIDs() []string {
+	ids := []string{modelAuto}
+	ps, _ := c.s.h.TenantPlugins(c.hostTenant)
+	for _, p := range ps {
+		if c.t.AllowsPlugin(p.Name) {
+			ids = append(ids, modelPrefix+p.Name)
+		}
+	}
+	return ids
+}
+
+// maxTokens resolves a requested max_tokens (0: not given) against the
+// tenant's limit.
+func (c *call) maxTokens(requested int, param string) (int, *apiError) {
+	n, err := c.t.MaxTokens(requested)
+	if err != nil {
+		var le *tenant.LimitError
+		if errors.As(err, &le) {
+			return 0, limitError(le, param)
+		}
+		return 0, badRequest(param, "invalid_value", "%s: %v", param, err)
+	}
+	return n, nil
+}
+
+// hostError maps a host error; a forced domain the tenant's space lacks is
+// a 404 for the model.
+func (c *call) hostError(err error) *apiError {
+	if errors.Is(err, host.ErrUnknownDomain) {
+		return modelNotFound("model", "no such domain; use one of: %s", strings.Join(c.chatModelIDs(), ", "))
+	}
+	return hostError(c.id, err)
+}
+
+func modelID(domain string) string {
+	if domain == "" {
+		return modelAuto
+	}
+	return modelPrefix + domain
+}
+
+func finishReason(res host.Result) string {
+	if res.FinishReason == engine.FinishLength {
+		return "length"
+	}
+	return "stop"
+}
+
+func usageOf(res host.Result) chatUsage {
+	return chatUsage{PromptTokens: res.Tokens.Prompt, CompletionTokens: res.Tokens.Completion,
+		TotalTokens: res.Tokens.Prompt + res.Tokens.Completion}
+}
+
+func info(res host.Result) mdsaInfo {
+	return mdsaInfo{RequestID: res.RequestID, Domain: res.Domain, Confidence: res.Confidence, Status: res.Status,
+		Validation: res.Validation, TimingsMS: res.TimingsMS}
+}
+
+// chatStream answers with server-sent events: a chunk per piece of text as
+// the model makes it, then one with the rest of the validated answer if
+// validation extended it, a final chunk with finish_reason (and the mdsa
+// object and, when asked, usage), and "data: [DONE]". The query is routed
+// before generation so that every chunk names the domain. When validation
+// changed the text otherwise than by extending it (a redaction), the
+// streamed text stays as it was and only mdsa.response in the final chunk
+// has the validated text. The request's context ends when the client goes
+// away, which stops the generation.
+func (c *call) chatStream(req chatRequest, hreq host.Request) *apiError {
+	ctx := c.r.Context()
+	var decision *router.Decision
+	var routeTime time.Duration
+	if hreq.Domain == "" {
+		t0 := time.Now()
+		d, err := c.s.h.RouteTenant(ctx, hreq.Tenant, hreq.Query)
+		routeTime = time.Since(t0)
+		if err != nil {
+			return c.hostError(err)
+		}
+		if !d.OutOfScope {
+			hreq.Domain, decision = d.Domain, &d
+		}
+	}
+	sse := &sseStream{w: c.w, base: chatChunk{ID: "chatcmpl-" + c.id, Object: "chat.completion.chunk",
+		Created: c.start.Unix(), Model: modelID(hreq.Domain)}}
+	var streamed strings.Builder
+	res, err := c.s.h.Stream(ctx, hreq, func(piece string) error {
+		if piece == "" {
+			return nil
+		}
+		streamed.WriteString(piece)
+		return sse.delta(chunkDelta{Content: piece})
+	})
+	if decision != nil {
+		// The host saw a forced domain; report the routing that chose it.
+		res.Confidence, res.Alternatives = decision.Confidence, decision.Alternatives
+		res.TimingsMS.Route = float64(routeTime.Microseconds()) / 1000
+		res.TimingsMS.Total = math.Round((res.TimingsMS.Total+res.TimingsMS.Route)*1000) / 1000
+	}
+	c.record(res)
+	if err != nil {
+		aerr := c.hostError(err)
+		if !sse.started {
+			return aerr
+		}
+		// Mid-stream: the status is sent already; say it in the stream.
+		c.err = aerr
+		if aerr.Status != statusClientClosed {
+			sse.event(aerr.body())
+		}
+		return nil
+	}
+	if rest, ok := strings.CutPrefix(res.Response, streamed.String()); ok && rest != "" {
+		if err := sse.delta(chunkDelta{Content: rest}); err != nil {
+			c.err = hostError(c.id, fmt.Errorf("%w: %w", errClientGone, err))
+			return nil
+		}
+	}
+	if !sse.started {
+		sse.start()
+	}
+	fin := finishReason(res)
+	mi := info(res)
+	mi.Response = &res.Response
+	last := sse.base
+	last.Choices = []chunkChoice{{Delta: chunkDelta{}, FinishReason: &fin}}
+	last.MDSA = &mi
+	if req.IncludeUsage {
+		u := usageOf(res)
+		last.Usage = &u
+	}
+	if sse.event(last) == nil {
+		sse.done()
+	}
+	return nil
+}
+
+// errClientGone wraps a failed write to a client.
+var errClientGone = errors.New("writing to the client")
+
+// sseStream writes chat chunks as server-sent events, flushing each.
+type sseStream struct {
+	w       *responseWriter
+	base    chatChunk
+	started bool
+	err     error
+}
+
+// start sends the headers and the first chunk, which carries the role.
+func (s *sseStream) start() error {
+	s.started = true
+	h := s.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	s.w.WriteHeader(http.StatusOK)
+	first := s.base
+	first.Choices = []chunkChoice{{Delta: chunkDelta{Role: abi.RoleAssistant}}}
+	return s.event(first)
+}
+
+// delta sends one piece of text.
+func (s *sseStream) delta(d chunkDelta) error {
+	if !s.started {
+		if err := s.start(); err != nil {
+			return err
+		}
+	}
+	ch := s.base
+	ch.Choices = []chunkChoice{{Delta: d}}
+	return s.event(ch)
+}
+
+// event sends v as one "data:" event and flushes it.
+func (s *sseStream) event(v any) error {
+	if s.err != nil {
+		return s.err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.err = err
+		return err
+	}
+	return s.raw(b)
+}
+
+func (s *sseStream) raw(b []byte) error {
+	buf := make([]byte, 0, len(b)+8)
+	buf = append(buf, "data: "...)
+	buf = append(buf, b...)
+	buf = append(buf, "\n\n"...)
+	if _, err := s.w.Write(buf); err != nil {
+		s.err = err
+		return err
+	}
+	if err := http.NewResponseController(s.w).Flush(); err != nil {
+		s.err = err
+		return err
+	}
+	return nil
+}
+
+// done ends the stream.
+func (s *sseStream) done() { s.raw([]byte("[DONE]")) }

@@ -1,0 +1,240 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go"
+	"github.com/openai/openai-go/option"
+
+	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
+)
+
+// These tests drive the server with the official OpenAI Go client, the way
+// users' programs will.
+
+func openaiClient(baseURL, key string) openai.Client {
+	return openai.NewClient(option.WithBaseURL(baseURL+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0))
+}
+
+// mdsaOf decodes the "mdsa" member MDSA adds to completions and chunks.
+func mdsaOf(t *testing.T, raw string) mdsaInfo {
+	t.Helper()
+	var mi mdsaInfo
+	if err := json.Unmarshal([]byte(raw), &mi); err != nil || mi.RequestID == "" {
+		t.Fatalf("mdsa member missing or malformed (%v): %s", err, raw)
+	}
+	return mi
+}
+
+func TestOpenAIChatCompletion(t *testing.T) {
+	h := openHost(t)
+	ts := startServer(t, newServer(t, h, openConfig(t)))
+	client := openaiClient(ts.URL, "any-key-on-an-open-server")
+	ctx := context.Background()
+
+	for _, tc := range []struct {
+		query, domain string
+		disclaimer    bool
+	}{
+		{qSupport, "support", false},
+		{qMedical, "medical", true},
+	} {
+		c, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model: "mdsa",
+			Messages: []openai.ChatCompletionMessageParamUnion{
+				openai.SystemMessage("Answer briefly."),
+				openai.UserMessage(tc.query),
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Object != "chat.completion" || !strings.HasPrefix(c.ID, "chatcmpl-") || c.Created == 0 {
+			t.Fatalf("envelope: %+v", c)
+		}
+		if c.Model != "mdsa/"+tc.domain || len(c.Choices) != 1 {
+			t.Fatalf("model %q, %d choices", c.Model, len(c.Choices))
+		}
+		ch := c.Choices[0]
+		content := ch.Message.Content
+		if !strings.HasPrefix(content, gguf.SynthReply) || (content != gguf.SynthReply) != tc.disclaimer {
+			t.Fatalf("%s: content %q (disclaimer expected: %v)", tc.domain, content, tc.disclaimer)
+		}
+		if ch.FinishReason != "stop" || ch.Message.Role != "assistant" {
+			t.Fatalf("choice: %+v", ch)
+		}
+		u := c.Usage
+		if u.PromptTokens <= 0 || u.CompletionTokens <= 0 || u.TotalTokens != u.PromptTokens+u.CompletionTokens {
+			t.Fatalf("usage: %+v", u)
+		}
+		mi := mdsaOf(t, c.JSON.ExtraFields["mdsa"].Raw())
+		if mi.Domain != tc.domain || mi.Status != "ok" || mi.Confidence <= 0 || mi.TimingsMS.Generate <= 0 ||
+			"chatcmpl-"+mi.RequestID != c.ID {
+			t.Fatalf("mdsa member: %+v", mi)
+		}
+		if tc.disclaimer && !slices.ContainsFunc(mi.Validation.Issues, func(is abi.Issue) bool { return is.Code == "disclaimer_added" }) {
+			t.Fatalf("medical validation does not say the disclaimer was added: %+v", mi.Validation)
+		}
+	}
+
+	// A forced domain, max_tokens and the out-of-scope answer.
+	c, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+		Model:     "mdsa/technical",
+		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage(qSupport)},
+		MaxTokens: openai.Int(3),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Model != "mdsa/technical" || c.Choices[0].FinishReason != "length" || c.Usage.CompletionTokens != 3 {
+		t.Fatalf("forced domain with max_tokens 3: model %s, finish %s, usage %+v", c.Model, c.Choices[0].FinishReason, c.Usage)
+	}
+	c, err = client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+		Model:    "mdsa",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Write me a poem about the sea")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mi := mdsaOf(t, c.JSON.ExtraFields["mdsa"].Raw()); mi.Status != "out_of_scope" || c.Model != "mdsa" ||
+		c.Choices[0].Message.Content != openConfig(t).Router.OutOfScopeMessage || c.Choices[0].FinishReason != "stop" {
+		t.Fatalf("out of scope: model %s, %+v, mdsa %+v", c.Model, c.Choices[0], mi)
+	}
+
+	// An unknown model is an API error the client understands.
+	_, err = client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+		Model: "gpt-4o", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}})
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusNotFound || apiErr.Code != "model_not_found" ||
+		!strings.Contains(apiErr.Message, "mdsa/finance") {
+		t.Fatalf("unknown model: %v", err)
+	}
+}
+
+func TestOpenAIChatStream(t *testing.T) {
+	h := openHost(t)
+	ts := startServer(t, newServer(t, h, openConfig(t)))
+	client := openaiClient(ts.URL, "")
+	for _, tc := range []struct{ query, domain string }{{qSupport, "support"}, {qMedical, "medical"}} {
+		stream := client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
+			Model:         "mdsa",
+			Messages:      []openai.ChatCompletionMessageParamUnion{openai.UserMessage(tc.query)},
+			StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+		})
+		var acc openai.ChatCompletionAccumulator
+		var deltas strings.Builder
+		var chunks int
+		var last openai.ChatCompletionChunk
+		for stream.Next() {
+			ch := stream.Current()
+			acc.AddChunk(ch)
+			chunks++
+			if ch.Model != "mdsa/"+tc.domain {
+				t.Fatalf("chunk %d names model %q", chunks, ch.Model)
+			}
+			if len(ch.Choices) > 0 {
+				deltas.WriteString(ch.Choices[0].Delta.Content)
+			}
+			last = ch
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Close(); err != nil {
+			t.Fatal(err)
+		}
+		final := acc.Choices[0].Message.Content
+		mi := mdsaOf(t, last.JSON.ExtraFields["mdsa"].Raw())
+		if mi.Response == nil {
+			t.Fatal("the last chunk's mdsa member has no response")
+		}
+		if deltas.String() != *mi.Response || final != *mi.Response || !strings.HasPrefix(final, gguf.SynthReply) {
+			t.Fatalf("%s: deltas %q, accumulated %q, final mdsa.response %q", tc.domain, deltas.String(), final, *mi.Response)
+		}
+		// One chunk per token of the synthetic reply at least, plus the
+		// role chunk and the final one.
+		if chunks < len(strings.Fields(gguf.SynthReply))+2 {
+			t.Fatalf("%d chunks: the answer was not streamed piece by piece", chunks)
+		}
+		if acc.Choices[0].FinishReason != "stop" || last.Usage.CompletionTokens <= 0 || last.Usage.PromptTokens <= 0 {
+			t.Fatalf("end of stream: finish %q, usage %+v", acc.Choices[0].FinishReason, last.Usage)
+		}
+		if tc.domain == "medical" && final == gguf.SynthReply {
+			t.Fatalf("the medical disclaimer added by validation was not streamed")
+		}
+	}
+}
+
+func TestOpenAIModelsAndEmbeddings(t *testing.T) {
+	h := openHost(t)
+	ts := startServer(t, newServer(t, h, openConfig(t)))
+	client := openaiClient(ts.URL, "")
+	ctx := context.Background()
+	page, err := client.Models.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range page.Data {
+		ids = append(ids, m.ID)
+		if m.Object != "model" || m.OwnedBy == "" {
+			t.Fatalf("model object: %+v", m)
+		}
+		if strings.HasPrefix(m.ID, "mdsa/") && m.JSON.ExtraFields["version"].Raw() == "" {
+			t.Fatalf("%s has no version", m.ID)
+		}
+	}
+	for _, want := range []string{"mdsa", "mdsa/finance", "mdsa/medical", "mdsa/support", "mdsa/technical"} {
+		if !slices.Contains(ids, want) {
+			t.Fatalf("models %v lack %s", ids, want)
+		}
+	}
+	m, err := client.Models.Get(ctx, "mdsa/finance")
+	if err != nil || m.ID != "mdsa/finance" {
+		t.Fatalf("get model: %+v %v", m, err)
+	}
+
+	inputs := []string{"refund for a double charge", "segmentation fault in C", "refund for a double charge"}
+	e, err := client.Embeddings.New(ctx, openai.EmbeddingNewParams{
+		Model: "mdsa", Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: inputs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Data) != len(inputs) || e.Model == "" {
+		t.Fatalf("embeddings: %d vectors, model %q", len(e.Data), e.Model)
+	}
+	dim := len(e.Data[0].Embedding)
+	for i, d := range e.Data {
+		if d.Index != int64(i) || len(d.Embedding) != dim || dim == 0 {
+			t.Fatalf("vector %d: index %d, %d dims (first has %d)", i, d.Index, len(d.Embedding), dim)
+		}
+	}
+	if !slices.Equal(e.Data[0].Embedding, e.Data[2].Embedding) {
+		t.Fatal("the same input gave different vectors")
+	}
+	// base64 (what some clients ask for) carries the same floats.
+	r := do(t, http.MethodPost, ts.URL+"/v1/embeddings", "", map[string]any{"input": inputs[0], "encoding_format": "base64"})
+	var doc struct {
+		Data []struct {
+			Embedding string `json:"embedding"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(r.body, &doc); err != nil || len(doc.Data) != 1 || doc.Data[0].Embedding != floatsBase64(toF32(e.Data[0].Embedding)) {
+		t.Fatalf("base64 embedding: %v %.200s", err, r.body)
+	}
+}
+
+func toF32(v []float64) []float32 {
+	out := make([]float32, len(v))
+	for i, f := range v {
+		out[i] = float32(f)
+	}
+	return out
+}

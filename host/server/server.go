@@ -1,0 +1,180 @@
+// Package server is MDSA's HTTP API: an OpenAI-compatible surface
+// (/v1/chat/completions with SSE streaming, /v1/embeddings, /v1/models), a
+// native one (/v1/query, /v1/route), health and readiness probes and
+// Prometheus metrics, in front of a *host.Host.
+//
+//	s, err := server.New(h, cfg)
+//	err = s.Serve(ctx, ln) // until ctx is done, then a graceful shutdown
+//
+// Every /v1 request is authenticated (Authorization: Bearer KEY, or an
+// api-key header) against the configured tenants, admitted by the tenant's
+// limits before any work, and accounted (tokens, metrics, one log line)
+// when it finishes. Errors use OpenAI's format,
+// {"error":{"message","type","param","code"}}, and every response carries
+// an X-Request-Id header.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/host/config"
+	"github.com/mdsa-go/mdsa/host/telemetry"
+	"github.com/mdsa-go/mdsa/host/tenant"
+)
+
+// Server serves the HTTP API of one host. It is safe for concurrent use.
+type Server struct {
+	h        *host.Host
+	cfg      config.Config
+	log      *slog.Logger
+	metrics  *telemetry.Metrics
+	tenants  *tenant.Set
+	handler  http.Handler
+	drain    time.Duration
+	draining atomic.Bool
+	now      func() time.Time
+	created  time.Time // when New ran: the "created" of /v1/models
+}
+
+// Option changes how New builds a Server.
+type Option func(*options)
+
+type options struct {
+	logger  *slog.Logger
+	metrics *telemetry.Metrics
+	tenants *tenant.Set
+	drain   time.Duration
+}
+
+// WithLogger sets the logger for request and error logs (default:
+// slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithMetrics makes the server record into m and serve it on /metrics
+// (default: telemetry.NewMetrics(h), a registry of its own).
+func WithMetrics(m *telemetry.Metrics) Option { return func(o *options) { o.metrics = m } }
+
+// WithTenants replaces the tenant set New would build from cfg.Tenants,
+// for example to give tests a fake clock. Its tenant names must be the
+// host's (cfg.Tenants), or none for an open server.
+func WithTenants(s *tenant.Set) Option { return func(o *options) { o.tenants = s } }
+
+// WithDrainDelay makes Serve, once its ctx is done, keep accepting requests
+// for d with /readyz answering 503 before it stops listening, so that load
+// balancers polling readiness take the instance out of rotation before new
+// connections are refused. Default 0: stop listening at once.
+func WithDrainDelay(d time.Duration) Option { return func(o *options) { o.drain = max(d, 0) } }
+
+// New builds the server for h, which must have been made from the same
+// cfg. It builds the tenant set from cfg.Tenants (none: the server is open,
+// any or no key is accepted) unless WithTenants gives one.
+func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("server: nil host")
+	}
+	o := options{logger: slog.Default()}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	if o.tenants == nil {
+		set, err := tenant.New(cfg.Tenants)
+		if err != nil {
+			return nil, fmt.Errorf("server: tenants in %s: %w", cfg.File, err)
+		}
+		o.tenants = set
+	}
+	if !o.tenants.Open() {
+		known := map[string]bool{}
+		for _, n := range h.Tenants() {
+			known[n] = true
+		}
+		for _, t := range o.tenants.All() {
+			if !known[t.Name] {
+				return nil, fmt.Errorf("server: tenant %q is not configured in the host (%s)", t.Name, cfg.File)
+			}
+		}
+	}
+	if o.metrics == nil {
+		o.metrics = telemetry.NewMetrics(h)
+	}
+	if cfg.Server.MaxBodyBytes <= 0 {
+		cfg.Server.MaxBodyBytes = config.Default().Server.MaxBodyBytes
+	}
+	s := &Server{
+		h: h, cfg: cfg, log: o.logger, metrics: o.metrics, tenants: o.tenants,
+		drain: o.drain, now: time.Now, created: time.Now(),
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler of the whole API, for use with any
+// http.Server (Serve uses it too).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Ready reports whether the server is serving (true) or shutting down.
+func (s *Server) Ready() bool { return !s.draining.Load() }
+
+// Serve serves on ln until ctx is done, then shuts down gracefully:
+// /readyz answers 503, the listener stays open for the drain delay (see
+// WithDrainDelay) and is then closed, and requests in flight (streams
+// included) get cfg.Server.ShutdownGrace to finish; after that their
+// connections are closed, which cancels them. Serve closes ln and returns
+// nil after a clean shutdown; the caller closes the host.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No ReadTimeout or WriteTimeout: a streamed completion may take
+		// long, and a connection read deadline that expires while a
+		// handler runs cancels its request. Bodies get a deadline of
+		// their own (bodyReadTimeout). Requests do not inherit ctx, whose
+		// end starts the shutdown rather than cancelling the work in
+		// flight.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server: serving on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.log.Info("shutting down", "addr", ln.Addr().String(), "drain", s.drain, "grace", s.cfg.Server.ShutdownGrace.Duration)
+	if s.drain > 0 {
+		t := time.NewTimer(s.drain)
+		select {
+		case <-t.C:
+		case err := <-errc:
+			t.Stop()
+			return fmt.Errorf("server: serving on %s: %w", ln.Addr(), err)
+		}
+	}
+	grace := s.cfg.Server.ShutdownGrace.Duration
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		// Grace is over: close the remaining connections, which cancels
+		// their requests' contexts and so their generations.
+		srv.Close()
+		err = fmt.Errorf("server: requests still in flight after server.shutdown_grace (%s) were cut off: %w", grace, err)
+	}
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = fmt.Errorf("server: serving on %s: %w", ln.Addr(), serr)
+	}
+	return err
+}
