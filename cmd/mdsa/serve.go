@@ -18,6 +18,7 @@ const tracerFlushTimeout = 5 * time.Second
 
 func (a *app) serveCmd() *cobra.Command {
 	var listen, model string
+	watch := true
 	cmd := &cobra.Command{
 		Use:   "serve [flags]",
 		Short: "Serve the HTTP API (OpenAI-compatible and native) until interrupted",
@@ -78,6 +79,17 @@ func (a *app) serveCmd() *cobra.Command {
 			if len(cfg.Tenants) == 0 && !loopback(ln.Addr()) {
 				fmt.Fprintf(a.errw, "warning: serving OPEN (no [[tenants]] in %s, so no API key is needed) on %s, which is reachable from other machines\n", cfg.File, addr)
 			}
+			if watch {
+				// Hot swap: a .wasm written, replaced or removed in the
+				// plugins directory is checked and swapped in (or refused).
+				wctx, stopWatch := context.WithCancel(ctx)
+				defer stopWatch()
+				go func() {
+					if err := h.Watch(wctx, nil); err != nil {
+						log.Error("not watching the plugins directory", "err", err)
+					}
+				}()
+			}
 			if err := srv.Serve(ctx, ln); err != nil {
 				return err
 			}
@@ -88,6 +100,7 @@ func (a *app) serveCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "", "address to listen on (default: server.listen, 127.0.0.1:8080)")
 	f.StringVar(&model, "model-file", "", "GGUF model file to use instead of the configured model")
+	f.BoolVar(&watch, "watch", true, "hot-swap plugins when files in the plugins directory change")
 	return cmd
 }
 

@@ -121,6 +121,12 @@ type Server struct {
 	// ShutdownGrace is how long in-flight requests may take to finish
 	// after a shutdown signal.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// AdminKeys are "sha256:<hex>" hashes of the keys that may use the
+	// admin API (/admin/plugins); with none and no AdminKeyEnv the admin
+	// API is off.
+	AdminKeys []string `toml:"admin_keys"`
+	// AdminKeyEnv names an environment variable holding one more admin key.
+	AdminKeyEnv string `toml:"admin_key_env"`
 	// OTLPEndpoint, when set, exports OpenTelemetry spans over OTLP/HTTP
 	// (host:port or a URL); empty turns tracing off.
 	OTLPEndpoint string `toml:"otlp_endpoint"`

@@ -127,6 +127,14 @@ func (c *Config) validate(data []byte) error {
 	if d := c.Server.ShutdownGrace.Duration; d < 0 {
 		return fail(fmt.Sprintf("%s must not be negative", d), "server", "shutdown_grace")
 	}
+	for _, k := range c.Server.AdminKeys {
+		if !keyHashRE.MatchString(k) {
+			return fail("want \"sha256:\" and 64 lowercase hex digits (echo -n KEY | sha256sum), never the key itself", "server", "admin_keys")
+		}
+	}
+	if e := c.Server.AdminKeyEnv; e != "" && !envNameRE.MatchString(e) {
+		return fail(fmt.Sprintf("%q is not an environment variable name", e), "server", "admin_key_env")
+	}
 	if err := c.validateTenants(data, names); err != nil {
 		return err
 	}

@@ -65,6 +65,7 @@ func (s *Server) routes() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", s.metrics.Handler())
+	s.adminRoutes(mux)
 	api["/healthz"], api["/readyz"], api["/metrics"] = http.MethodGet, http.MethodGet, http.MethodGet
 
 	// The same paths with any other method: 405 in OpenAI's format (the

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,8 @@ type Server struct {
 	draining atomic.Bool
 	now      func() time.Time
 	created  time.Time // when New ran: the "created" of /v1/models
+	// adminKeys may use /admin/plugins; none: the admin API is off.
+	adminKeys adminKeys
 }
 
 // Option changes how New builds a Server.
@@ -52,6 +55,7 @@ type options struct {
 	metrics *telemetry.Metrics
 	tenants *tenant.Set
 	drain   time.Duration
+	getenv  func(string) string
 }
 
 // WithLogger sets the logger for request and error logs (default:
@@ -73,6 +77,9 @@ func WithTenants(s *tenant.Set) Option { return func(o *options) { o.tenants = s
 // connections are refused. Default 0: stop listening at once.
 func WithDrainDelay(d time.Duration) Option { return func(o *options) { o.drain = max(d, 0) } }
 
+// WithGetenv replaces os.Getenv for reading server.admin_key_env (tests).
+func WithGetenv(getenv func(string) string) Option { return func(o *options) { o.getenv = getenv } }
+
 // New builds the server for h, which must have been made from the same
 // cfg. It builds the tenant set from cfg.Tenants (none: the server is open,
 // any or no key is accepted) unless WithTenants gives one.
@@ -80,7 +87,7 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 	if h == nil {
 		return nil, errors.New("server: nil host")
 	}
-	o := options{logger: slog.Default()}
+	o := options{logger: slog.Default(), getenv: os.Getenv}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&o)
@@ -110,9 +117,13 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 	if cfg.Server.MaxBodyBytes <= 0 {
 		cfg.Server.MaxBodyBytes = config.Default().Server.MaxBodyBytes
 	}
+	keys, err := loadAdminKeys(cfg.Server.AdminKeys, cfg.Server.AdminKeyEnv, o.getenv)
+	if err != nil {
+		return nil, fmt.Errorf("server: %s: %w", cfg.File, err)
+	}
 	s := &Server{
 		h: h, cfg: cfg, log: o.logger, metrics: o.metrics, tenants: o.tenants,
-		drain: o.drain, now: time.Now, created: time.Now(),
+		drain: o.drain, now: time.Now, created: time.Now(), adminKeys: keys,
 	}
 	s.handler = s.routes()
 	return s, nil
