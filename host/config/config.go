@@ -243,7 +243,7 @@ func Default() Config {
 			ShutdownGrace: Duration{30 * time.Second},
 		},
 		Plugins: Plugins{
-			Timeout:        Duration{5 * time.Second},
+			Timeout:        Duration{time.Second},
 			MemoryMB:       64,
 			MaxOutputBytes: 1 << 20,
 			MaxHostCalls:   8,

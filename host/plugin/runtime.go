@@ -29,7 +29,7 @@ import (
 
 // Default limits, used for every zero field of Limits.
 const (
-	DefaultCallTimeout    = 5 * time.Second
+	DefaultCallTimeout    = time.Second
 	DefaultMaxMemoryBytes = 64 << 20
 	DefaultMaxInputBytes  = 1 << 20
 	DefaultMaxOutputBytes = 1 << 20
@@ -46,7 +46,9 @@ type Limits struct {
 	// Time spent inside host functions (waiting for inference) is not
 	// counted: that is bounded by the caller's context and the token cap.
 	// When it runs out the instance is stopped (wazero close-on-context-done)
-	// and discarded. Default 5s.
+	// and discarded. Default 1s: prompt and validate take well under a
+	// millisecond, and a spinning plugin holds its thread (and delays the
+	// Go garbage collector) until it is stopped.
 	CallTimeout time.Duration
 	// MaxMemoryBytes caps the linear memory of each module of an instance
 	// (the plugin's and the Extism kernel's), rounded down to 64 KiB pages.
