@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -231,7 +232,9 @@ func (h *Host) loadTenant(ctx context.Context, t config.Tenant, base []*plugin.P
 // install builds a router per tenant and makes the whole state current.
 func (h *Host) install(ctx context.Context, spaces map[string][]*plugin.Plugin) error {
 	st := &state{spaces: make(map[string]*space, len(spaces))}
-	for tenant, plugins := range spaces {
+	// The untenanted space first: the others learn from what it has.
+	for _, tenant := range slices.Sorted(maps.Keys(spaces)) {
+		plugins := spaces[tenant]
 		sp := &space{tenant: tenant, plugins: make(map[string]*plugin.Plugin, len(plugins))}
 		for _, t := range h.cfg.Tenants {
 			if t.Name == tenant && len(t.Models) > 0 {
@@ -245,7 +248,11 @@ func (h *Host) install(ctx context.Context, spaces map[string][]*plugin.Plugin) 
 			}
 			sp.plugins[m.Name] = p
 		}
-		r, err := h.routerFor(ctx, sp, nil)
+		all := sp.plugins
+		if base, ok := st.spaces[""]; ok {
+			all = base.plugins
+		}
+		r, err := h.routerFor(ctx, sp, nil, all)
 		if err != nil {
 			return err
 		}
@@ -338,15 +345,18 @@ func (h *Host) Tenants() []string {
 
 // routerOptions maps the [router] configuration onto the plugins of st.
 // Thresholds for domains that are not loaded are ignored with a warning.
-func (h *Host) routerOptions(st *space) router.Options {
+// others join the built-in background (utterances out of st's scope).
+func (h *Host) routerOptions(st *space, others []string) router.Options {
 	rc := h.cfg.Router
 	o := router.Options{Threshold: rc.Threshold, TopK: rc.TopK, Logger: h.log}
 	if rc.Background {
-		o.Background = router.DefaultBackground()
+		o.Background = append(router.DefaultBackground(), others...)
 	}
 	for d, t := range rc.Thresholds {
 		if _, ok := st.plugins[d]; !ok {
-			h.log.Warn("router.thresholds names a domain no plugin provides", "domain", d, "file", h.cfg.File)
+			if st.tenant == "" {
+				h.log.Warn("router.thresholds names a domain no plugin provides", "domain", d, "file", h.cfg.File)
+			}
 			continue
 		}
 		if o.DomainThresholds == nil {

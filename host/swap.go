@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -152,7 +153,10 @@ func (h *Host) apply(ctx context.Context, cands []*candidate, remove []string) e
 	old := h.state.Load()
 	next := &state{spaces: make(map[string]*space, len(old.spaces))}
 	var retired []*plugin.Plugin
-	for name, sp := range old.spaces {
+	// The untenanted space first: the others learn from what it has.
+	names := slices.SortedFunc(maps.Keys(old.spaces), strings.Compare)
+	for _, name := range names {
+		sp := old.spaces[name]
 		ns := &space{tenant: sp.tenant, models: sp.models, plugins: make(map[string]*plugin.Plugin, len(sp.plugins))}
 		for n, p := range sp.plugins {
 			ns.plugins[n] = p
@@ -176,7 +180,11 @@ func (h *Host) apply(ctx context.Context, cands []*candidate, remove []string) e
 			}
 			ns.plugins[p.Name()] = p
 		}
-		r, err := h.routerFor(ctx, ns, sp)
+		all := ns.plugins
+		if base, ok := next.spaces[""]; ok {
+			all = base.plugins
+		}
+		r, err := h.routerFor(ctx, ns, sp, all)
 		if err != nil {
 			return err
 		}
@@ -200,16 +208,28 @@ func (h *Host) apply(ctx context.Context, cands []*candidate, remove []string) e
 	return nil
 }
 
-// routerFor returns prev's router when the domains did not change (a new
-// version with the same keywords and examples), else trains a new one.
-func (h *Host) routerFor(ctx context.Context, sp, prev *space) (router.Router, error) {
+// routerFor returns prev's router when what it learns from did not change
+// (a new version with the same keywords and examples), else trains a new
+// one. all are every loaded plugin: for a tenant, the examples of those it
+// may not use are out of its scope and join the router's background.
+func (h *Host) routerFor(ctx context.Context, sp, prev *space, all map[string]*plugin.Plugin) (router.Router, error) {
 	domains := make([]router.Domain, 0, len(sp.plugins))
 	for _, p := range sp.plugins {
 		m := p.Manifest()
 		domains = append(domains, router.Domain{Name: m.Name, Keywords: m.Keywords, Examples: m.Examples})
 	}
 	slices.SortFunc(domains, func(a, b router.Domain) int { return strings.Compare(a.Name, b.Name) })
-	fp := fingerprint(domains)
+	var others []string
+	if h.cfg.Router.Background {
+		for _, n := range slices.Sorted(maps.Keys(all)) {
+			if _, mine := sp.plugins[n]; !mine {
+				m := all[n].Manifest()
+				others = append(others, m.Examples...)
+				others = append(others, m.Keywords...)
+			}
+		}
+	}
+	fp := fingerprint(domains, others)
 	if prev != nil && prev.fingerprint == fp && prev.router != nil {
 		sp.fingerprint = fp
 		return prev.router, nil
@@ -218,7 +238,7 @@ func (h *Host) routerFor(ctx context.Context, sp, prev *space) (router.Router, e
 	if len(domains) == 0 {
 		return emptyRouter{}, nil
 	}
-	r, err := router.New(ctx, domains, h.routerOptions(sp))
+	r, err := router.New(ctx, domains, h.routerOptions(sp, others))
 	if err != nil {
 		return nil, fmt.Errorf("host: building the router of tenant %q: %w", sp.tenant, err)
 	}
@@ -226,11 +246,12 @@ func (h *Host) routerFor(ctx context.Context, sp, prev *space) (router.Router, e
 }
 
 // fingerprint identifies what a router learns from.
-func fingerprint(ds []router.Domain) string {
+func fingerprint(ds []router.Domain, background []string) string {
 	hs := sha256.New()
 	for _, d := range ds {
 		fmt.Fprintf(hs, "%q\x00%q\x00%q\x01", d.Name, d.Keywords, d.Examples)
 	}
+	fmt.Fprintf(hs, "%q", background)
 	return hex.EncodeToString(hs.Sum(nil))
 }
 

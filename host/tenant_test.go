@@ -69,6 +69,13 @@ func TestTenantsSeeOnlyTheirDomains(t *testing.T) {
 	if err != nil || d.Domain == "medical" || slices.ContainsFunc(d.Alternatives, func(s router.Scored) bool { return s.Domain == "medical" }) {
 		t.Fatalf("acme routed to medical: %+v %v", d, err)
 	}
+	// The plugins acme may not use are out of its scope: its router learnt
+	// them as background, so it refuses rather than answer with finance.
+	for _, q := range []string{q, "is it safe to take ibuprofen with coffee", "my python script throws a segmentation fault"} {
+		if d, _ := h.RouteTenant(ctx, "acme", q); !d.OutOfScope {
+			t.Errorf("acme did not refuse %q: %+v", q, d)
+		}
+	}
 	res, err := h.Process(ctx, Request{Tenant: "acme", Query: q})
 	if err != nil || res.Domain == "medical" {
 		t.Fatalf("acme process: %+v %v", res, err)
