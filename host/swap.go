@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/mdsa-go/mdsa/host/plugin"
+	"github.com/mdsa-go/mdsa/host/plugin/conformance"
 	"github.com/mdsa-go/mdsa/host/router"
-	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
 // Hot swap. A new plugin version is loaded (compiled once, from the cache
@@ -31,7 +31,8 @@ import (
 type PluginChecker func(ctx context.Context, p *plugin.Plugin, wasm []byte) error
 
 // WithPluginChecker makes every hot-swapped or installed plugin pass check
-// first. Without one a short smoke test runs (prompt then validate).
+// first. Without one the conformance kit's checks of a loaded plugin run
+// (conformance.CheckLoaded: describe, prompt and validate on sample inputs).
 func WithPluginChecker(check PluginChecker) Option { return func(o *options) { o.check = check } }
 
 // Change is one plugin that a reload added, swapped or removed.
@@ -125,26 +126,21 @@ func (h *Host) prepare(ctx context.Context, path string, wasm []byte) (*candidat
 	return c, nil
 }
 
-// check runs the configured checker, or the smoke test.
+// check runs the configured checker, or the conformance kit's checks of a
+// loaded plugin (describe, prompt and validate on sample inputs).
 func (h *Host) check(ctx context.Context, p *plugin.Plugin, wasm []byte) error {
 	if h.checker != nil {
 		return h.checker(ctx, p, wasm)
 	}
-	m := p.Manifest()
-	q := "hello"
-	if len(m.Examples) > 0 {
-		q = m.Examples[0]
+	rep := conformance.CheckLoaded(ctx, p, conformance.Options{})
+	if rep.Passed {
+		return nil
 	}
-	if p.HasHandle() {
-		return nil // handle generates: nothing to call without a model
+	var why []string
+	for _, r := range rep.Failed() {
+		why = append(why, r.Detail)
 	}
-	if _, err := p.Prompt(ctx, abiPrompt(q)); err != nil {
-		return fmt.Errorf("prompt: %w", err)
-	}
-	if _, err := p.Validate(ctx, abiValidate(q, m.Name)); err != nil {
-		return fmt.Errorf("validate: %w", err)
-	}
-	return nil
+	return fmt.Errorf("conformance: %s", strings.Join(why, "; "))
 }
 
 // apply swaps in the candidates and drops the plugins named in remove,
@@ -467,11 +463,4 @@ func writeAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-func abiPrompt(q string) abi.PromptRequest { return abi.PromptRequest{Query: q} }
-
-func abiValidate(q, domain string) abi.ValidateRequest {
-	return abi.ValidateRequest{Query: q, Domain: domain,
-		Response: "Here is some general information that should help with your question."}
 }

@@ -26,7 +26,7 @@ const unicodeQuery = "Ünïcödé \"double\" and 'single' quotes, a back\\slash,
 
 // promptSamples builds the prompt samples from the manifest (its examples
 // make the plain queries realistic) and the caller's extra queries.
-func promptSamples(m abi.Manifest, extra []string) []sample {
+func promptSamples(m abi.Manifest, extra []string, quick bool) []sample {
 	plain, second := "How do I get started?", "Can you explain that in more detail?"
 	var ex []string
 	for _, e := range m.Examples {
@@ -53,7 +53,9 @@ func promptSamples(m abi.Manifest, extra []string) []sample {
 		}},
 		{"unicode", abi.PromptRequest{Query: unicodeQuery}},
 		{"empty-ish", abi.PromptRequest{Query: "?"}},
-		{"16KB", abi.PromptRequest{Query: long}},
+	}
+	if !quick {
+		out = append(out, sample{"16KB", abi.PromptRequest{Query: long}})
 	}
 	for i, q := range extra {
 		if strings.TrimSpace(q) == "" {
@@ -98,15 +100,21 @@ func (c *checker) validateSamples() []struct {
 	mk := func(resp string) abi.ValidateRequest {
 		return abi.ValidateRequest{Query: query, Response: resp, Domain: c.manifest.Name}
 	}
-	return []struct {
+	out := []struct {
 		name string
 		req  abi.ValidateRequest
 	}{
 		{"normal", mk(normal)},
 		{"empty", mk("")},
-		{"64KB", mk(longText("Here is one more detail about "+topic+" that may help you. ", 64<<10))},
 		{"email", mk("You can write to our team at jane.doe@example.com and we will reply within two working days.")},
 	}
+	if !c.opts.quick {
+		out = append(out, struct {
+			name string
+			req  abi.ValidateRequest
+		}{"64KB", mk(longText("Here is one more detail about "+topic+" that may help you. ", 64<<10))})
+	}
+	return out
 }
 
 // checkDescribe checks the manifest beyond what the host enforces at load.

@@ -78,6 +78,9 @@ type Options struct {
 	// LatencyCalls is the number of prompt+validate pairs the latency check
 	// measures (after a short warm-up). Default DefaultLatencyCalls.
 	LatencyCalls int
+
+	// quick leaves out the 16 KB and 64 KB inputs (CheckLoaded).
+	quick bool
 	// CacheDir is the wazero compilation cache directory of the sandbox
 	// check's own probe instance, which feeds exports raw, malformed input
 	// (something a plugin.Plugin never sends). Pass the Runtime's
@@ -222,7 +225,7 @@ func Check(ctx context.Context, rt *plugin.Runtime, name string, wasm []byte, op
 	rep.CompileMS = ms(ct)
 	rep.InstantiateMS = ms(max(loadTime-ct, 0))
 	c.manifest = p.Manifest()
-	c.samples = promptSamples(c.manifest, opts.Samples)
+	c.samples = promptSamples(c.manifest, opts.Samples, false)
 
 	c.run(CheckDescribe, loadTime, c.checkDescribe)
 	c.run(CheckPrompt, 0, c.checkPrompt)
@@ -231,6 +234,25 @@ func Check(ctx context.Context, rt *plugin.Runtime, name string, wasm []byte, op
 	c.run(CheckSandbox, 0, c.checkSandbox)
 	c.run(CheckLatency, 0, c.checkLatency)
 
+	rep.Passed = len(rep.Failed()) == 0
+	return rep
+}
+
+// CheckLoaded runs the checks that need neither a model nor a second
+// instance (describe, prompt, validate) on a plugin already loaded by the
+// caller, which keeps it. The host runs it on every new version before a
+// hot swap: without the 16 KB and 64 KB inputs it takes a few
+// milliseconds. The full kit is Check.
+func CheckLoaded(ctx context.Context, p *plugin.Plugin, opts Options) Report {
+	opts = opts.withDefaults()
+	rep := Report{Plugin: p.Name(), Version: p.Version(), SHA256: p.Hash(), CallUS: make(map[string]float64)}
+	c := &checker{ctx: ctx, opts: opts, rep: &rep, dead: make(map[string]error), p: p}
+	c.manifest = p.Manifest()
+	c.opts.quick = true
+	c.samples = promptSamples(c.manifest, opts.Samples, true)
+	c.run(CheckDescribe, 0, c.checkDescribe)
+	c.run(CheckPrompt, 0, c.checkPrompt)
+	c.run(CheckValidate, 0, c.checkValidate)
 	rep.Passed = len(rep.Failed()) == 0
 	return rep
 }

@@ -239,7 +239,7 @@ func TestCheckMessages(t *testing.T) {
 }
 
 func TestSamples(t *testing.T) {
-	s := promptSamples(abi.Manifest{Examples: []string{"first?", "second?"}}, []string{"extra one", "  "})
+	s := promptSamples(abi.Manifest{Examples: []string{"first?", "second?"}}, []string{"extra one", "  "}, false)
 	if len(s) != 6 || s[0].req.Query != "first?" || s[1].req.Query != "second?" || s[5].req.Query != "extra one" {
 		t.Fatalf("samples: %+v", s)
 	}
