@@ -8,7 +8,7 @@ WASMS     := $(foreach p,$(PLUGINS),plugins/$(p)/$(p).wasm)
 MODEL     ?= models/qwen2.5-0.5b-instruct-q4_k_m.gguf
 SYNTH     := models/synthetic.gguf
 
-.PHONY: all setup plugins build test run bench clean
+.PHONY: all setup setup-examples examples plugins build test run bench clean
 
 all: build plugins
 
@@ -16,6 +16,18 @@ all: build plugins
 setup:
 	$(GO) mod download
 	./scripts/setup-llama.sh .deps/llama
+
+## setup-examples: install the toolchains of the AssemblyScript, C and Rust SDKs (npm into sdk/assemblyscript, apt: clang lld rustc)
+setup-examples:
+	sdk/assemblyscript/setup.sh
+	sdk/c/setup.sh
+	sdk/rust/setup.sh
+
+## examples: build the example plugins in other languages (legal: AssemblyScript, travel: C, hr: Rust)
+examples:
+	examples/plugins/legal/build.sh
+	examples/plugins/travel/build.sh
+	examples/plugins/hr/build.sh
 
 ## plugins: build the four domain plugins to WebAssembly
 plugins: $(WASMS)

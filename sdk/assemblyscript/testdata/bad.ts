@@ -1,0 +1,12 @@
+// bad: a plugin whose declaration is invalid in several ways; every export
+// must fail with all the reasons, so that the host refuses it at load.
+// Built by sdk_test.go from this directory.
+import * as mdsa from "../assembly/index";
+
+const p = new mdsa.Plugin("Bad Name", "1");
+p.capabilities = [mdsa.CAP_GENERATE, "teleport", mdsa.CAP_GENERATE];
+p.template = "{{nope}}";
+p.validators = [mdsa.maxLength(5)];
+mdsa.register(p);
+
+export { describe, prompt, validate } from "../assembly/index";

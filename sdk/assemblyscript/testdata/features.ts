@@ -1,0 +1,43 @@
+// features: a test plugin for the AssemblyScript SDK's less common paths:
+// templates with context placeholders and a literal "{{", a custom prompt
+// function with generation overrides and a failure, a custom validate
+// function that builds on the defaults and calls Env.countTokens, and the
+// handle export. Built by sdk_test.go from this directory.
+import * as mdsa from "../assembly/index";
+
+function customPrompt(env: mdsa.Env, req: mdsa.PromptRequest): mdsa.PromptResponse {
+  if (req.query == "fail please") {
+    env.fail("custom failure");
+    return new mdsa.PromptResponse();
+  }
+  if (req.query == "abort please") {
+    // An out-of-range index makes the runtime call abort (mdsaAbort).
+    const empty: string[] = [];
+    env.fail(empty[req.history.length + 3]);
+  }
+  const out = env.defaultPrompt(req);
+  out.generation.maxTokens = 7;
+  out.generation.temperature = 0.25;
+  out.generation.stop = ["\n\nUser:"];
+  out.generation.seed = 42;
+  out.messages.push(new mdsa.Message(mdsa.ROLE_ASSISTANT, req.context("prefill", "(none)")));
+  return out;
+}
+
+function customValidate(env: mdsa.Env, req: mdsa.ValidateRequest): mdsa.Validation {
+  const v = env.defaultValidate(req);
+  v.add("token_count", mdsa.SEVERITY_INFO, "tokens: " + env.countTokens(req.response).toString());
+  return v;
+}
+
+const p = new mdsa.Plugin("features", "0.1.0");
+p.keywords = ["feature"];
+p.capabilities = [mdsa.CAP_GENERATE, mdsa.CAP_COUNT_TOKENS];
+p.system = "Literal \\{{not a placeholder}} tone={{ context.tone|plain }} q={{query}}";
+p.template = "Q: {{query}} ({{context.lang}})";
+p.validators = [mdsa.bannedTerms(["forbidden phrase"]), mdsa.requireDisclaimer("Test disclaimer.")];
+p.promptFn = customPrompt;
+p.validateFn = customValidate;
+mdsa.register(p);
+
+export { describe, prompt, validate, handle } from "../assembly/index";

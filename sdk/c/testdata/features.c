@@ -1,0 +1,52 @@
+/*
+ * features: a test plugin for the C SDK's less common paths: templates with
+ * context placeholders and a literal "{{", a custom prompt function with
+ * generation overrides, a custom validate function calling the defaults and
+ * mdsa_count_tokens, and the handle export. Built by sdk_test.go.
+ */
+#include "../mdsa.h"
+
+static const char *const keywords[] = {"feature", NULL};
+static const char *const capabilities[] = {MDSA_CAP_GENERATE, MDSA_CAP_COUNT_TOKENS, NULL};
+static const char *const stop[] = {"\n\nUser:", NULL};
+static const char *const banned[] = {"forbidden phrase", NULL};
+
+static int custom_prompt(mdsa_env *env, const mdsa_prompt_request *req, mdsa_prompt_response *out) {
+	if (mdsa_str_eqs(req->query, "fail please")) return mdsa_fails(env, "custom failure");
+	if (mdsa_default_prompt(env, req, out) != 0) return -1;
+	out->generation.max_tokens = 7;
+	out->generation.temperature = 0.25f;
+	out->generation.stop = stop;
+	out->generation.seed = 42;
+	return mdsa_prompt_add(out, "assistant", mdsa_context(req, "prefill", "(none)"));
+}
+
+static int custom_validate(mdsa_env *env, const mdsa_validate_request *req, mdsa_validation *out) {
+	mdsa_default_validate(env, req, out);
+	int64_t n = mdsa_count_tokens(env, req->response);
+	mdsa_sb m = {0};
+	mdsa_sb_puts(&m, "tokens: ");
+	mdsa_sb_int(&m, n);
+	return mdsa_validation_add(out, "token_count", MDSA_INFO, mdsa_sb_view(&m));
+}
+
+static const mdsa_validator validators[] = {
+	MDSA_BANNED_TERMS(banned),
+	MDSA_REQUIRE_DISCLAIMER("Test disclaimer.", NULL),
+	MDSA_VALIDATORS_END,
+};
+
+static const mdsa_plugin features = {
+	.name = "features",
+	.version = "0.1.0",
+	.keywords = keywords,
+	.capabilities = capabilities,
+	.system = "Literal \\{{not a placeholder}} tone={{ context.tone|plain }} q={{query}}",
+	.template_ = "Q: {{query}} ({{context.lang}})",
+	.validators = validators,
+	.prompt_fn = custom_prompt,
+	.validate_fn = custom_validate,
+};
+
+MDSA_PLUGIN(features)
+MDSA_PLUGIN_HANDLE(features)
