@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mdsa-go/mdsa/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,25 +51,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// repoRoot returns the directory holding go.mod, walking up from the
-// package directory.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-}
-
 // toolchainMissing says why the C toolchain cannot build plugins, or "".
 func toolchainMissing() string {
 	if _, err := exec.LookPath("clang"); err != nil {
@@ -94,7 +76,7 @@ func wasm(t testing.TB) (plain, handle []byte) {
 			build.skip = "C toolchain missing (" + why + "): run sdk/c/setup.sh"
 			return
 		}
-		root, err := repoRoot()
+		root, err := testutil.ModuleRoot()
 		if err != nil {
 			build.err = err
 			return

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mdsa-go/mdsa/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,24 +52,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// repoRoot walks up from the package directory to the directory with go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
 // toolchain returns the rustc to use ($RUSTC, default /usr/bin/rustc), or
 // why there is none able to build wasm32-unknown-unknown.
 var toolchain = sync.OnceValues(func() (string, error) {
@@ -98,7 +81,7 @@ var builds = map[string]func() ([]byte, error){
 		if err != nil {
 			return nil, err
 		}
-		root, err := repoRoot()
+		root, err := testutil.ModuleRoot()
 		if err != nil {
 			return nil, err
 		}
@@ -718,7 +701,7 @@ func BenchmarkHR(b *testing.B) {
 		History: []abi.Message{{Role: abi.RoleUser, Content: "Hi"}, {Role: abi.RoleAssistant, Content: "Hello! How can I help?"}}}
 	vreq := abi.ValidateRequest{Query: preq.Query, Domain: "hr",
 		Response: "I'm sorry about the double charge. Please send us the order number and we will refund the duplicate payment within 5 business days."}
-	root, err := repoRoot()
+	root, err := testutil.ModuleRoot()
 	if err != nil {
 		b.Fatal(err)
 	}
