@@ -44,6 +44,9 @@ type Change struct {
 	Path         string  `json:"path"`
 	Action       string  `json:"action"` // added, swapped, removed
 	Milliseconds float64 `json:"ms"`
+	// CompileMS is the part of Milliseconds spent compiling (near zero when
+	// the module was compiled before).
+	CompileMS float64 `json:"compile_ms"`
 }
 
 // Refusal is a plugin version that was not swapped in, and why.
@@ -84,11 +87,15 @@ func (h *Host) acquire() (*state, func()) {
 
 // candidate is a plugin version about to be swapped in.
 type candidate struct {
-	base    *plugin.Plugin
-	wasm    []byte
-	path    string
-	tenants map[string]*plugin.Plugin
+	base     *plugin.Plugin
+	compiled time.Duration // compile time of this load (0: already compiled)
+	wasm     []byte
+	path     string
+	tenants  map[string]*plugin.Plugin
 }
+
+// compileTime is how long this load spent compiling the module.
+func (c *candidate) compileTime() time.Duration { return c.compiled }
 
 func (c *candidate) closeAll(ctx context.Context) {
 	if c.base != nil {
@@ -108,6 +115,7 @@ func (h *Host) prepare(ctx context.Context, path string, wasm []byte) (*candidat
 		return nil, err
 	}
 	c.base = p
+	c.compiled = p.Stats().CompileTime
 	if err := h.check(ctx, p, wasm); err != nil {
 		c.closeAll(ctx)
 		return nil, fmt.Errorf("plugin %s %s failed its check: %w", p.Name(), p.Version(), err)
@@ -332,7 +340,8 @@ func (h *Host) Reload(ctx context.Context) (ReloadReport, error) {
 			h.log.Warn("plugin version refused; the running version keeps serving", "path", path, "err", err)
 			continue
 		}
-		ch := Change{Name: c.base.Name(), Version: c.base.Version(), SHA256: c.base.Hash(), Path: path, Action: "added"}
+		ch := Change{Name: c.base.Name(), Version: c.base.Version(), SHA256: c.base.Hash(), Path: path, Action: "added",
+			CompileMS: ms(c.compileTime())}
 		if cur != nil {
 			ch.Action, ch.OldVersion = "swapped", cur.Version()
 		} else if other, dup := base.plugins[c.base.Name()]; dup && seen[other.Path()] {
@@ -409,7 +418,7 @@ func (h *Host) InstallPlugin(ctx context.Context, name string, wasm []byte) (Cha
 		return Change{}, err
 	}
 	ch := Change{Name: name, Version: c.base.Version(), SHA256: c.base.Hash(), Path: path, Action: "added",
-		Milliseconds: ms(time.Since(start))}
+		Milliseconds: ms(time.Since(start)), CompileMS: ms(c.compileTime())}
 	if cur != nil {
 		ch.Action, ch.OldVersion = "swapped", cur.Version()
 	}
