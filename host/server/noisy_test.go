@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -67,6 +68,9 @@ func TestNoisyNeighbour(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures latency for several seconds")
 	}
+	// As mdsa serve does: twice as many Ps as cores, so that spinning
+	// plugin calls (which Go cannot preempt) do not hold every P.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0)))
 	dir := filepath.Join(filepath.Dir(fixture.pluginsDir), "noisy-plugins")
 	h := sharedHost(t, "noisy", func() config.Config {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
