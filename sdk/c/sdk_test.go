@@ -8,9 +8,9 @@ package c_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mdsa-go/mdsa/internal/sdkcheck"
 	"github.com/mdsa-go/mdsa/internal/testutil"
 	"os"
 	"os/exec"
@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	extism "github.com/extism/go-sdk"
@@ -125,63 +124,9 @@ func wasm(t testing.TB) (plain, handle []byte) {
 	return build.plain, build.handle
 }
 
-// fakeServices answers mdsa_generate with "echo: <last message>" and
-// records the requests; tenant "denied" is refused with model_denied.
-type fakeServices struct {
-	mu   sync.Mutex
-	reqs []abi.GenerateRequest
-}
-
-func (f *fakeServices) Generate(ctx context.Context, c plugin.Call, req abi.GenerateRequest) (abi.GenerateResponse, error) {
-	f.mu.Lock()
-	f.reqs = append(f.reqs, req)
-	f.mu.Unlock()
-	if c.Tenant == "denied" {
-		return abi.GenerateResponse{}, &plugin.CodedError{Code: abi.ErrModelDenied, Err: errors.New("tenant may not use the model")}
-	}
-	text := req.Prompt
-	if n := len(req.Messages); n > 0 {
-		text = req.Messages[n-1].Content
-	}
-	return abi.GenerateResponse{Text: "echo: " + text, Model: "fake", TokensIn: 3, TokensOut: 2, FinishReason: "stop"}, nil
-}
-
-func (f *fakeServices) Embed(ctx context.Context, c plugin.Call, req abi.EmbedRequest) (abi.EmbedResponse, error) {
-	return abi.EmbedResponse{}, &plugin.CodedError{Code: abi.ErrUnavailable, Err: errors.New("no embedder")}
-}
-
-func (f *fakeServices) CountTokens(ctx context.Context, c plugin.Call, req abi.CountTokensRequest) (abi.CountTokensResponse, error) {
-	return abi.CountTokensResponse{Count: len(strings.Fields(req.Text))}, nil
-}
-
-func (f *fakeServices) last() (abi.GenerateRequest, int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.reqs) == 0 {
-		return abi.GenerateRequest{}, 0
-	}
-	return f.reqs[len(f.reqs)-1], len(f.reqs)
-}
-
-// load loads wasm into a fresh runtime closed at the end of the test.
-func load(t testing.TB, wasm []byte, svc plugin.Services) *plugin.Plugin {
-	t.Helper()
-	ctx := context.Background()
-	rt, err := plugin.NewRuntime(ctx, plugin.Options{Services: svc, PoolSize: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rt.Close(context.Background()) })
-	p, err := rt.LoadBytes(ctx, "travel.wasm", wasm)
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	return p
-}
-
 func TestDescribe(t *testing.T) {
 	plain, handle := wasm(t)
-	p := load(t, plain, nil)
+	p := sdkcheck.Load(t, "travel.wasm", plain, nil)
 	m := p.Manifest()
 	if m.ABI != 1 || m.Name != "travel" || m.Version != "1.0.0" || !strings.Contains(m.Description, "visas") {
 		t.Fatalf("identity: %+v", m)
@@ -208,7 +153,7 @@ func TestDescribe(t *testing.T) {
 	if p.HasHandle() {
 		t.Fatal("the shipped build must not export handle (the host could not stream its answers)")
 	}
-	if !load(t, handle, nil).HasHandle() {
+	if !sdkcheck.Load(t, "travel.wasm", handle, nil).HasHandle() {
 		t.Fatal("the -DMDSA_TRAVEL_HANDLE build has no handle export")
 	}
 }
@@ -220,7 +165,7 @@ const trickyQuery = "Is \"Schengen\" 90/180 real?\\ \n\ttab \x01ctl é 中文 �
 
 func TestPromptEscaping(t *testing.T) {
 	plain, _ := wasm(t)
-	p := load(t, plain, nil)
+	p := sdkcheck.Load(t, "travel.wasm", plain, nil)
 	ctx := context.Background()
 	want := strings.ToValidUTF8(trickyQuery, "\uFFFD")
 	resp, err := p.Prompt(ctx, abi.PromptRequest{
@@ -280,7 +225,7 @@ func TestPromptEscaping(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	plain, _ := wasm(t)
-	p := load(t, plain, nil)
+	p := sdkcheck.Load(t, "travel.wasm", plain, nil)
 	long := strings.Repeat("Pack light and roll your clothes to save space. ", 80) // 3840 characters
 	cases := []struct {
 		name, query, response string
@@ -368,8 +313,8 @@ func TestValidate(t *testing.T) {
 
 func TestHandleGenerate(t *testing.T) {
 	_, handle := wasm(t)
-	svc := &fakeServices{}
-	p := load(t, handle, svc)
+	svc := &sdkcheck.FakeServices{}
+	p := sdkcheck.Load(t, "travel.wasm", handle, svc)
 	ctx := context.Background()
 	q := "Jet lag tips for \"Tokyo\"?\n🙂"
 	h, err := p.Handle(ctx, abi.PromptRequest{Query: q})
@@ -380,7 +325,7 @@ func TestHandleGenerate(t *testing.T) {
 		h.Validation.Issues[0].Code != "disclaimer_added" {
 		t.Fatalf("handle: %+v", h)
 	}
-	req, n := svc.last()
+	req, n := svc.Last()
 	if n != 1 || len(req.Messages) != 2 || req.Messages[0].Role != "system" || req.Messages[1].Content != q ||
 		req.MaxTokens != 512 || req.Temperature == nil || *req.Temperature != 0.4 || req.TopK != 40 {
 		t.Fatalf("generate request (%d calls): %+v", n, req)
@@ -399,8 +344,8 @@ func TestHandleGenerate(t *testing.T) {
 // builds on the defaults and calls mdsa_count_tokens.
 func TestFeatures(t *testing.T) {
 	wasm(t)
-	svc := &fakeServices{}
-	p := load(t, build.features, svc)
+	svc := &sdkcheck.FakeServices{}
+	p := sdkcheck.Load(t, "travel.wasm", build.features, svc)
 	ctx := context.Background()
 	r, err := p.Prompt(ctx, abi.PromptRequest{Query: "a \"b\"", Context: map[string]string{"lang": "pt", "prefill": "Olá"}})
 	if err != nil {
@@ -444,7 +389,7 @@ func TestFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := svc.last()
+	req, _ := svc.Last()
 	if h.Response != "echo: (none)\n\nTest disclaimer." || len(req.Messages) != 3 || req.MaxTokens != 7 || req.Seed == nil || *req.Seed != 42 ||
 		len(req.Stop) != 1 {
 		t.Fatalf("handle %+v, generate request %+v", h, req)
@@ -536,109 +481,9 @@ func TestOutOfMemoryIsAnError(t *testing.T) {
 	}
 }
 
-// rawPlugin instantiates wasm with the Extism SDK alone, so that tests can
-// pass inputs the host's runtime would never send.
-func rawPlugin(t testing.TB, wasm []byte) *extism.Plugin {
-	t.Helper()
-	ctx := context.Background()
-	p, err := extism.NewPlugin(ctx, extism.Manifest{
-		Wasm:    []extism.Wasm{extism.WasmData{Data: wasm, Name: "main"}},
-		Timeout: 10_000, // ms: a hang fails the test instead of blocking it
-	}, extism.PluginConfig{EnableWasi: true, RuntimeConfig: wazero.NewRuntimeConfig().WithCloseOnContextDone(true)}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close(context.Background()) })
-	return p
-}
-
-// callRaw calls export with input and classifies the outcome: output, an
-// error the plugin reported (message), or a trap/timeout (fatal).
-func callRaw(t testing.TB, p *extism.Plugin, export string, input []byte) (out []byte, msg string) {
-	t.Helper()
-	start := time.Now()
-	rc, out, err := p.Call(export, input)
-	if time.Since(start) > 5*time.Second {
-		t.Fatalf("%s(%q) took %v", export, clip(input), time.Since(start))
-	}
-	if err != nil {
-		m := err.Error()
-		if strings.Contains(m, "wasm error") || strings.Contains(m, "wasm stack trace") || strings.Contains(m, "module closed") ||
-			strings.Contains(m, "deadline") {
-			t.Fatalf("%s(%q) trapped: %v", export, clip(input), err)
-		}
-		if rc == 0 {
-			t.Fatalf("%s(%q): error %q with status 0", export, clip(input), m)
-		}
-		return nil, m
-	}
-	if rc != 0 {
-		t.Fatalf("%s(%q): status %d without an error message", export, clip(input), rc)
-	}
-	return out, ""
-}
-
-func clip(b []byte) string {
-	if len(b) > 80 {
-		return string(b[:80]) + "..."
-	}
-	return string(b)
-}
-
 func TestInvalidInput(t *testing.T) {
 	plain, _ := wasm(t)
-	p := rawPlugin(t, plain)
-	cases := []struct{ export, input, want string }{
-		{"prompt", ``, "prompt: decode input: unexpected end of JSON input at byte 0"},
-		{"prompt", `{`, "prompt: decode input: unexpected end of JSON input at byte 1"},
-		{"prompt", `hello`, "prompt: decode input: unexpected character 'h' at byte 0"},
-		{"prompt", `nope`, "prompt: decode input: invalid literal at byte 1"},
-		{"prompt", `[1,2]`, "prompt: decode input: want a JSON object"},
-		{"prompt", `{"query":"a"} {}`, "prompt: decode input: unexpected data after the JSON value at byte 14"},
-		{"prompt", `{"query":5}`, "prompt: decode input: query: want a string"},
-		{"prompt", `{"query":"a","history":"x"}`, "prompt: decode input: history: want an array of messages"},
-		{"prompt", `{"query":"a","history":[{"role":1}]}`, "prompt: decode input: history[0].role: want a string"},
-		{"prompt", `{"query":"a","history":[{"role":"user"},7]}`, "prompt: decode input: history[1]: want an object"},
-		{"prompt", `{"query":"a","context":{"k":2}}`, "prompt: decode input: context.k: want a string"},
-		{"prompt", `{"query":"a\u00"}`, "prompt: decode input: invalid \\u escape in string at byte 11"},
-		{"prompt", "{\"query\":\"a\nb\"}", "prompt: decode input: invalid control character in string at byte 11"},
-		{"prompt", `{"query":"\x"}`, "prompt: decode input: invalid escape in string at byte 10"},
-		{"prompt", `{"query":01}`, "prompt: decode input: expected ',' or '}' in object at byte 10"},
-		{"prompt", `{"query":-}`, "prompt: decode input: invalid number at byte 10"},
-		{"prompt", `{"query":tru}`, "prompt: decode input: invalid literal at byte 12"},
-		{"prompt", `{"query" "a"}`, "prompt: decode input: expected ':' after object key at byte 9"},
-		{"prompt", `{query:"a"}`, "prompt: decode input: expected a string as object key at byte 1"},
-		{"prompt", `{"query":"a",}`, "prompt: decode input: expected a string as object key at byte 13"},
-		{"prompt", `{"x":` + strings.Repeat("[", 100000), "prompt: decode input: JSON nested too deeply at byte"},
-		{"validate", `{"query":"q","response":true}`, "validate: decode input: response: want a string"},
-		{"validate", `{"response":"unterminated`, "validate: decode input: unexpected end of JSON input in string at byte 25"},
-		{"prompt", `{"query":""}`, "prompt: the query is empty"},
-	}
-	for _, tc := range cases {
-		_, msg := callRaw(t, p, tc.export, []byte(tc.input))
-		if !strings.HasPrefix(msg, tc.want) {
-			t.Errorf("%s(%q): error %q, want %q", tc.export, clip([]byte(tc.input)), msg, tc.want)
-		}
-	}
-	// Inputs the host never sends but that are valid JSON are served:
-	// unknown fields, nulls, duplicate keys (the last wins), escaped and
-	// unpaired surrogates.
-	out, msg := callRaw(t, p, "prompt", []byte(`{"query":"first","extra":{"a":[1,2.5e3,null,true]},"history":null,"context":null,`+
-		`"query":"x \ud83d\ude42 \ud800 \/ \u00e9"}`))
-	if msg != "" {
-		t.Fatal(msg)
-	}
-	r, err := abi.DecodePromptResponse(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if q := r.Messages[len(r.Messages)-1].Content; q != "x 🙂 \uFFFD / é" {
-		t.Fatalf("query decoded as %q", q)
-	}
-	// The instance survived all of it.
-	if out, msg := callRaw(t, p, "describe", nil); msg != "" || !json.Valid(out) {
-		t.Fatalf("describe after bad inputs: %q %s", msg, out)
-	}
+	sdkcheck.InvalidInput(t, plain)
 }
 
 // FuzzExports feeds arbitrary input to prompt and validate: each call must
@@ -653,21 +498,21 @@ func FuzzExports(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	plain, _ := wasm(f)
-	p := rawPlugin(f, plain)
+	p := sdkcheck.RawPlugin(f, plain)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		if out, msg := callRaw(t, p, "prompt", in); msg == "" {
+		if out, msg := sdkcheck.CallRaw(t, p, "prompt", in); msg == "" {
 			if _, err := abi.DecodePromptResponse(out); err != nil {
-				t.Fatalf("prompt(%q) output rejected: %v\n%s", clip(in), err, out)
+				t.Fatalf("prompt(%q) output rejected: %v\n%s", sdkcheck.Clip(in), err, out)
 			}
 		} else if !strings.HasPrefix(msg, "prompt: ") {
-			t.Fatalf("prompt(%q): message %q does not name the export", clip(in), msg)
+			t.Fatalf("prompt(%q): message %q does not name the export", sdkcheck.Clip(in), msg)
 		}
-		if out, msg := callRaw(t, p, "validate", in); msg == "" {
+		if out, msg := sdkcheck.CallRaw(t, p, "validate", in); msg == "" {
 			if _, err := abi.DecodeValidation(out); err != nil {
-				t.Fatalf("validate(%q) output rejected: %v\n%s", clip(in), err, out)
+				t.Fatalf("validate(%q) output rejected: %v\n%s", sdkcheck.Clip(in), err, out)
 			}
 		} else if !strings.HasPrefix(msg, "validate: ") {
-			t.Fatalf("validate(%q): message %q does not name the export", clip(in), msg)
+			t.Fatalf("validate(%q): message %q does not name the export", sdkcheck.Clip(in), msg)
 		}
 	})
 }
@@ -707,7 +552,7 @@ func BenchmarkTravel(b *testing.B) {
 	})
 	// "short" sends what host/plugin's BenchmarkPromptValidate sends (a
 	// Go plugin's figure to compare with); "1KB-answer" a realistic request.
-	p := load(b, plain, nil)
+	p := sdkcheck.Load(b, "travel.wasm", plain, nil)
 	pair := func(b *testing.B, req abi.PromptRequest, answer string) {
 		for b.Loop() {
 			if _, err := p.Prompt(ctx, req); err != nil {
