@@ -141,16 +141,24 @@ func (h *Host) TenantModels(tenant string) ([]ModelInfo, error) {
 	return out, nil
 }
 
+// Embeddings are the vectors Embed made.
+type Embeddings struct {
+	Vectors [][]float32
+	// Model is the model that made them.
+	Model string
+	// Tokens is how many tokens the inputs were.
+	Tokens int
+}
+
 // Embed embeds inputs for a tenant with model (a catalog name; "" picks the
-// best allowed model of the router tier, else the domain tier). It returns
-// the vectors and the model that made them.
-func (h *Host) Embed(ctx context.Context, tenant, model string, inputs []string) ([][]float32, string, error) {
+// best allowed model of the router tier, else the domain tier).
+func (h *Host) Embed(ctx context.Context, tenant, model string, inputs []string) (Embeddings, error) {
 	if h.closed.Load() {
-		return nil, "", ErrClosed
+		return Embeddings{}, ErrClosed
 	}
 	sp, err := h.state.Load().space(tenant)
 	if err != nil {
-		return nil, "", err
+		return Embeddings{}, err
 	}
 	var l *models.Lease
 	switch {
@@ -158,19 +166,30 @@ func (h *Host) Embed(ctx context.Context, tenant, model string, inputs []string)
 		l, err = h.models.Get(ctx, h.pinned)
 	case model != "":
 		if sp.models != nil && !slices.Contains(sp.models, model) {
-			return nil, "", fmt.Errorf("%w: %q for tenant %q", ErrModelNotAllowed, model, tenant)
+			return Embeddings{}, fmt.Errorf("%w: %q for tenant %q", ErrModelNotAllowed, model, tenant)
 		}
 		l, err = h.models.Get(ctx, model)
 	default:
 		l, err = h.lease(ctx, abi.ModelPref{Tier: models.TierRouter}, sp.models)
 	}
 	if err != nil {
-		return nil, "", err
+		return Embeddings{}, err
 	}
 	defer l.Release()
 	e := l.Engine()
 	v, err := e.Embed(ctx, inputs)
-	return v, e.Model(), err
+	if err != nil {
+		return Embeddings{}, err
+	}
+	out := Embeddings{Vectors: v, Model: e.Model()}
+	for _, in := range inputs {
+		n, err := e.CountTokens(ctx, in)
+		if err != nil {
+			return Embeddings{}, err
+		}
+		out.Tokens += n
+	}
+	return out, nil
 }
 
 // ErrModelNotAllowed is returned when a tenant asks for a model outside its

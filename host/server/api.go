@@ -54,14 +54,17 @@ func (s *Server) embeddings(c *call) *apiError {
 			return forbidden("model", "this API key may not use the model %q", clip(model, 80))
 		}
 	}
-	vecs, used, err := s.h.Embed(c.r.Context(), c.hostTenant, model, req.Input)
+	emb, err := s.h.Embed(c.r.Context(), c.hostTenant, model, req.Input)
 	if err != nil {
 		return hostError(c.id, err)
 	}
+	vecs, used := emb.Vectors, emb.Model
+	c.tokens.Prompt = emb.Tokens // counted in the tenant's tokens per minute
 	if len(vecs) != len(req.Input) {
 		return internalError(c.id, errEmbedCount)
 	}
-	out := embeddingsResponse{Object: "list", Model: used, Data: make([]embeddingItem, len(vecs))}
+	out := embeddingsResponse{Object: "list", Model: used, Data: make([]embeddingItem, len(vecs)),
+		Usage: embeddingsUsage{PromptTokens: emb.Tokens, TotalTokens: emb.Tokens}}
 	for i, v := range vecs {
 		if req.Dimensions != 0 && req.Dimensions != len(v) {
 			return badRequest("dimensions", "invalid_value", "dimensions: the model makes %d-dimensional vectors, not %d", len(v), req.Dimensions)

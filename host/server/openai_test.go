@@ -210,6 +210,9 @@ func TestOpenAIModelsAndEmbeddings(t *testing.T) {
 	if len(e.Data) != len(inputs) || e.Model == "" {
 		t.Fatalf("embeddings: %d vectors, model %q", len(e.Data), e.Model)
 	}
+	if e.Usage.PromptTokens < int64(len(inputs)) || e.Usage.TotalTokens != e.Usage.PromptTokens {
+		t.Fatalf("embeddings usage %+v", e.Usage)
+	}
 	dim := len(e.Data[0].Embedding)
 	for i, d := range e.Data {
 		if d.Index != int64(i) || len(d.Embedding) != dim || dim == 0 {
