@@ -259,30 +259,6 @@ func fingerprint(ds []router.Domain, background []string) string {
 	return hex.EncodeToString(hs.Sum(nil))
 }
 
-// pluginFiles lists the plugin files of dir as LoadDir finds them.
-func pluginFiles(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var paths []string
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() {
-			p := filepath.Join(dir, name, name+".wasm")
-			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-				paths = append(paths, p)
-			}
-			continue
-		}
-		if strings.HasSuffix(name, ".wasm") && !strings.HasPrefix(name, ".") {
-			paths = append(paths, filepath.Join(dir, name))
-		}
-	}
-	slices.Sort(paths)
-	return paths, nil
-}
-
 // Reload brings the plugins in line with the plugins directory: new files
 // are added, files whose sha256 changed are swapped, missing files are
 // removed. Each new version must load and pass its check first; a refused
@@ -296,7 +272,7 @@ func (h *Host) Reload(ctx context.Context) (ReloadReport, error) {
 	defer h.swapMu.Unlock()
 	rep := ReloadReport{Changes: []Change{}, Refused: []Refusal{}}
 	dir := h.cfg.Resolve(h.cfg.Host.PluginsDir)
-	files, err := pluginFiles(dir)
+	files, err := plugin.Files(dir)
 	if err != nil {
 		return rep, fmt.Errorf("host: reload: %w", err)
 	}

@@ -25,8 +25,6 @@ import (
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/models/gguf"
-	"github.com/mdsa-go/mdsa/host/server"
-	"github.com/mdsa-go/mdsa/host/telemetry"
 )
 
 // benchServeQuery is the query every client sends: a support request of
@@ -139,18 +137,11 @@ The clients run in this process too: they share the machine's cores with the ser
 			}
 
 			log := a.logger(cfg)
-			h, err := host.New(ctx, cfg, host.WithLogger(log), host.WithModelFile(model))
+			h, srv, err := a.openServer(ctx, cfg, log, host.WithModelFile(model))
 			if err != nil {
 				return err
 			}
 			defer h.Close()
-			if lerr := h.LoadErrors(); lerr != nil {
-				fmt.Fprintf(a.errw, "warning: some plugins were not loaded:\n%v\n", lerr)
-			}
-			srv, err := server.New(h, cfg, server.WithLogger(log), server.WithMetrics(telemetry.NewMetrics(h)))
-			if err != nil {
-				return err
-			}
 			var lc net.ListenConfig
 			ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 			if err != nil {

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -94,7 +92,7 @@ func (a *app) runConformance(ctx context.Context, cfg config.Config, path string
 		MaxTokens:      cfg.Plugins.MaxTokens,
 	}
 	maxModule := int64(plugin.DefaultMaxModuleBytes)
-	wasm, err := readFileMax(path, maxModule)
+	wasm, err := plugin.ReadModule(path, maxModule)
 	if err != nil {
 		return conformance.Report{}, fmt.Errorf("plugins test: %w", err)
 	}
@@ -122,33 +120,6 @@ func (a *app) runConformance(ctx context.Context, cfg config.Config, path string
 	}()
 	opts.Limits, opts.CacheDir = limits, cacheDir
 	return conformance.Check(ctx, rt, filepath.Base(path), wasm, opts), nil
-}
-
-// readFileMax reads a regular file of at most max bytes.
-func readFileMax(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	if fi.Size() > max {
-		return nil, fmt.Errorf("%s: %d bytes, more than the %d-byte module limit", path, fi.Size(), max)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if int64(len(b)) > max {
-		return nil, errors.New(path + ": over the module size limit")
-	}
-	return b, nil
 }
 
 // printConformance writes the report for humans: one line per check, the

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/mdsa-go/mdsa/host/config"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -60,23 +62,15 @@ func (a *app) serveCmd() *cobra.Command {
 				}
 			}()
 
-			opts := []host.Option{host.WithLogger(log), host.WithTracerProvider(tp)}
+			opts := []host.Option{host.WithTracerProvider(tp)}
 			if model != "" {
 				opts = append(opts, host.WithModelFile(absPath(model)))
 			}
-			h, err := host.New(ctx, cfg, opts...)
+			h, srv, err := a.openServer(ctx, cfg, log, opts...)
 			if err != nil {
 				return err
 			}
 			defer h.Close()
-			if lerr := h.LoadErrors(); lerr != nil {
-				fmt.Fprintf(a.errw, "warning: some plugins were not loaded:\n%v\n", lerr)
-			}
-
-			srv, err := server.New(h, cfg, server.WithLogger(log), server.WithMetrics(telemetry.NewMetrics(h)))
-			if err != nil {
-				return err
-			}
 			var lc net.ListenConfig
 			ln, err := lc.Listen(ctx, "tcp", cfg.Server.Listen)
 			if err != nil {
@@ -111,6 +105,24 @@ func (a *app) serveCmd() *cobra.Command {
 	f.StringVar(&model, "model-file", "", "GGUF model file to use instead of the configured model")
 	f.BoolVar(&watch, "watch", true, "hot-swap plugins when files in the plugins directory change")
 	return cmd
+}
+
+// openServer builds the host and its HTTP server; the caller closes the
+// host.
+func (a *app) openServer(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...host.Option) (*host.Host, *server.Server, error) {
+	h, err := host.New(ctx, cfg, append([]host.Option{host.WithLogger(log)}, opts...)...)
+	if err != nil {
+		return nil, nil, err
+	}
+	if lerr := h.LoadErrors(); lerr != nil {
+		fmt.Fprintf(a.errw, "warning: some plugins were not loaded:\n%v\n", lerr)
+	}
+	srv, err := server.New(h, cfg, server.WithLogger(log), server.WithMetrics(telemetry.NewMetrics(h)))
+	if err != nil {
+		h.Close()
+		return nil, nil, err
+	}
+	return h, srv, nil
 }
 
 // tenantsLine says who may use the server.

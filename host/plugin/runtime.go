@@ -247,7 +247,7 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 // is path.
 func (r *Runtime) Load(ctx context.Context, path string, opts ...LoadOption) (*Plugin, error) {
 	cfg := r.loadConfig(opts)
-	wasm, err := readModule(path, cfg.limits.MaxModuleBytes)
+	wasm, err := ReadModule(path, cfg.limits.MaxModuleBytes)
 	if err != nil {
 		return nil, fmt.Errorf("plugin: load %s: %w", path, err)
 	}
@@ -274,25 +274,10 @@ func (r *Runtime) LoadBytes(ctx context.Context, name string, wasm []byte, opts 
 // the others: LoadDir returns the plugins that loaded and a joined error that
 // names each file that did not. An unreadable dir is an error with no plugins.
 func (r *Runtime) LoadDir(ctx context.Context, dir string, opts ...LoadOption) ([]*Plugin, error) {
-	entries, err := os.ReadDir(dir)
+	paths, err := Files(dir)
 	if err != nil {
 		return nil, fmt.Errorf("plugin: load dir: %w", err)
 	}
-	var paths []string
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() {
-			p := filepath.Join(dir, name, name+".wasm")
-			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-				paths = append(paths, p)
-			}
-			continue
-		}
-		if strings.HasSuffix(name, ".wasm") {
-			paths = append(paths, filepath.Join(dir, name))
-		}
-	}
-	sort.Strings(paths)
 	var (
 		loaded []*Plugin
 		errs   []error
@@ -374,7 +359,34 @@ func (r *Runtime) loadConfig(opts []LoadOption) loadConfig {
 	return c
 }
 
-func readModule(path string, max int64) ([]byte, error) {
+// Files lists the plugin files of dir, sorted: each *.wasm directly in dir
+// (dot files, such as an install's temporary file, left out) and each
+// dir/<name>/<name>.wasm.
+func Files(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() {
+			p := filepath.Join(dir, name, name+".wasm")
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+				paths = append(paths, p)
+			}
+			continue
+		}
+		if strings.HasSuffix(name, ".wasm") && !strings.HasPrefix(name, ".") {
+			paths = append(paths, filepath.Join(dir, name))
+		}
+	}
+	sort.Strings(paths)
+	return paths, nil
+}
+
+// ReadModule reads a module file: a regular file of at most max bytes.
+func ReadModule(path string, max int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
