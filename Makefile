@@ -44,6 +44,7 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'CLINC150|SyntheticScale' -v ./host/router/routerbench
+	$(GO) test -count=1 -run 'NoisyNeighbour' -v ./host/server
 
 ## run: answer four demo queries, one per domain plugin
 run: build plugins

@@ -150,6 +150,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 			MaxOutputBytes: cfg.Plugins.MaxOutputBytes,
 			MaxHostCalls:   cfg.Plugins.MaxHostCalls,
 			MaxTokens:      cfg.Plugins.MaxTokens,
+			ThrottleAfter:  cfg.Plugins.ThrottleAfter.Duration,
+			ThrottleShare:  cfg.Plugins.ThrottleShare,
 		},
 		PoolSize: cfg.Plugins.PoolSize,
 		Services: services{h},

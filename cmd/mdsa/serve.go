@@ -6,8 +6,6 @@ import (
 	"github.com/mdsa-go/mdsa/host/config"
 	"log/slog"
 	"net"
-	"os"
-	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,13 +32,6 @@ func (a *app) serveCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if os.Getenv("GOMAXPROCS") == "" {
-				// A plugin spinning in compiled wasm cannot be preempted by
-				// Go until its timeout; twice as many Ps as cores keeps a
-				// few such calls from taking every P (the OS still shares
-				// the cores), which cut other tenants' p99 about 4x.
-				runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0))
-			}
 			cfg, err := a.loadConfig()
 			if err != nil {
 				return err

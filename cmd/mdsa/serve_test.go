@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"regexp"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -36,8 +34,6 @@ func (l *lockedBuffer) String() string {
 
 func TestServeCommand(t *testing.T) {
 	t.Setenv("MDSA_LLAMA_LIB", testutil.LlamaLibDir(t))
-	// serve doubles GOMAXPROCS unless it is set: keep this process as is.
-	t.Setenv("GOMAXPROCS", strconv.Itoa(runtime.GOMAXPROCS(0)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errw lockedBuffer

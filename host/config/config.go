@@ -110,6 +110,13 @@ type Plugins struct {
 	MaxTokens int `toml:"max_tokens"`
 	// PoolSize is the most instances one plugin may have; 0 = number of CPUs.
 	PoolSize int `toml:"pool_size"`
+	// ThrottleAfter is how much of its own CPU time a plugin call gets at
+	// full speed; past it the call is held to ThrottleShare of a CPU until
+	// it returns or Timeout stops it.
+	ThrottleAfter Duration `toml:"throttle_after"`
+	// ThrottleShare is the share of a CPU a throttled call may use, in
+	// (0, 1]; 1 turns throttling off.
+	ThrottleShare float64 `toml:"throttle_share"`
 }
 
 // Server configures mdsa serve.
@@ -121,6 +128,12 @@ type Server struct {
 	// ShutdownGrace is how long in-flight requests may take to finish
 	// after a shutdown signal.
 	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// RefusalDelay holds a request refused with 429 for up to this long
+	// (less when its retry could succeed sooner) before answering, so
+	// that a client retrying in a loop without honouring Retry-After
+	// sends a few requests per second instead of thousands. 0 answers at
+	// once.
+	RefusalDelay Duration `toml:"refusal_delay"`
 	// AdminKeys are "sha256:<hex>" hashes of the keys that may use the
 	// admin API (/admin/plugins); with none and no AdminKeyEnv the admin
 	// API is off.
@@ -241,9 +254,12 @@ func Default() Config {
 			Listen:        "127.0.0.1:8080",
 			MaxBodyBytes:  1 << 20,
 			ShutdownGrace: Duration{30 * time.Second},
+			RefusalDelay:  Duration{250 * time.Millisecond},
 		},
 		Plugins: Plugins{
 			Timeout:        Duration{time.Second},
+			ThrottleAfter:  Duration{5 * time.Millisecond},
+			ThrottleShare:  0.1,
 			MemoryMB:       64,
 			MaxOutputBytes: 1 << 20,
 			MaxHostCalls:   8,

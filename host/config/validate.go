@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -60,6 +61,12 @@ func (c *Config) validate(data []byte) error {
 		if f.v < f.min || f.v > f.max {
 			return fail(fmt.Sprintf("%d is out of range [%d, %d]", f.v, f.min, f.max), f.path...)
 		}
+	}
+	if d := c.Plugins.ThrottleAfter.Duration; d < 0 || d > time.Minute {
+		return fail(fmt.Sprintf("%s is out of range [0s, 1m] (0: the default, 5ms)", d), "plugins", "throttle_after")
+	}
+	if s := c.Plugins.ThrottleShare; !(s >= 0 && s <= 1) {
+		return fail(fmt.Sprintf("%g is out of range (0, 1] (1 turns throttling off; 0: the default, 0.1)", s), "plugins", "throttle_share")
 	}
 	if t := c.Router.Threshold; t < 0 || t > 1 {
 		return fail(fmt.Sprintf("%g is out of range [0, 1]", t), "router", "threshold")
@@ -126,6 +133,9 @@ func (c *Config) validate(data []byte) error {
 	}
 	if d := c.Server.ShutdownGrace.Duration; d < 0 {
 		return fail(fmt.Sprintf("%s must not be negative", d), "server", "shutdown_grace")
+	}
+	if d := c.Server.RefusalDelay.Duration; d < 0 || d > 10*time.Second {
+		return fail(fmt.Sprintf("%s is out of range [0s, 10s]", d), "server", "refusal_delay")
 	}
 	for _, k := range c.Server.AdminKeys {
 		if !keyHashRE.MatchString(k) {

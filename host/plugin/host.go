@@ -10,6 +10,7 @@ import (
 
 	extism "github.com/extism/go-sdk"
 
+	"github.com/mdsa-go/mdsa/host/plugin/instrument"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -98,6 +99,8 @@ type callState struct {
 	firstRefusal  string
 	violation     error // a contract breach that fails the export call
 	violationKind error
+	// throttle paces the call's guest code once it has run long.
+	throttle *throttle
 }
 
 func (st *callState) refuse(code, msg string) abi.HostError {
@@ -129,7 +132,14 @@ func (r *Runtime) hostFunctions() []extism.HostFunction {
 		f.SetNamespace(abi.HostModule)
 		return f
 	}
+	// The function every module is instrumented to call now and then
+	// (package instrument): the throttle's chance to pause the guest.
+	yield := extism.NewHostFunctionWithStack(instrument.ImportName, func(ctx context.Context, _ *extism.CurrentPlugin, _ []uint64) {
+		throttleFrom(ctx).yield(ctx)
+	}, nil, nil)
+	yield.SetNamespace(instrument.ImportModule)
 	return []extism.HostFunction{
+		yield,
 		def(abi.HostGenerate, abi.CapGenerate, r.hostGenerate),
 		def(abi.HostEmbed, abi.CapEmbed, r.hostEmbed),
 		def(abi.HostCountTokens, abi.CapCountTokens, r.hostCountTokens),
@@ -222,6 +232,7 @@ func callService[T any](r *Runtime, st *callState, name string, fn func(ctx cont
 		return resp, &e
 	}
 	defer st.clock.resume()
+	defer st.throttle.hostCall()()
 	var err error
 	func() {
 		defer func() {

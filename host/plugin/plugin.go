@@ -46,6 +46,8 @@ type Plugin struct {
 
 	calls, errs, traps, timeouts, canceled atomic.Uint64
 	hostCalls, hostRefused                 atomic.Uint64
+	throttled                              atomic.Uint64
+	throttledNanos                         atomic.Int64
 }
 
 // Stats are counters of one plugin since it was loaded.
@@ -57,6 +59,11 @@ type Stats struct {
 	Canceled    uint64 // of which: the caller's context ended first
 	HostCalls   uint64 // host-function calls made by the plugin
 	HostRefused uint64 // of which: refused (capability, caps, bad request, no service)
+	// Throttled counts calls and instantiations whose guest code ran past
+	// Limits.ThrottleAfter and was slowed down; ThrottledTime is the time
+	// they were made to wait in all.
+	Throttled     uint64
+	ThrottledTime time.Duration
 
 	Instances        int           // instances alive now (in use or idle)
 	PeakInstances    int           // most instances alive at once
@@ -71,6 +78,7 @@ type Stats struct {
 type instance struct {
 	ext    *extism.Plugin
 	stderr *tailBuffer
+	warm   bool // it has served a call
 }
 
 func (i *instance) close() {
@@ -113,8 +121,16 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 		WithRandSource(rand.Reader).
 		WithStdout(io.Discard).
 		WithStderr(stderr)
-	ext, err := p.comp.cp.Instance(ctx, extism.PluginInstanceConfig{ModuleConfig: mc})
+	// The module's start code is guest code too, bounded by the call
+	// timeout (it runs once per instance and is not throttled).
+	ictx, cancel := context.WithTimeoutCause(ctx, p.limits.CallTimeout, errGuestTimeout)
+	defer cancel()
+	ext, err := p.comp.cp.Instance(ictx, extism.PluginInstanceConfig{ModuleConfig: mc})
 	if err != nil {
+		if errors.Is(context.Cause(ictx), errGuestTimeout) && ctx.Err() == nil {
+			p.timeouts.Add(1)
+			return nil, fmt.Errorf("instantiate: start code still running after %v; stopped", p.limits.CallTimeout)
+		}
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	ext.Config = p.config
@@ -203,6 +219,8 @@ func (p *Plugin) Stats() Stats {
 		Canceled:         p.canceled.Load(),
 		HostCalls:        p.hostCalls.Load(),
 		HostRefused:      p.hostRefused.Load(),
+		Throttled:        p.throttled.Load(),
+		ThrottledTime:    time.Duration(p.throttledNanos.Load()),
 		Instances:        live,
 		PeakInstances:    peak,
 		InUse:            held,
@@ -277,6 +295,14 @@ func (p *Plugin) call(ctx context.Context, export string, req any, decode func([
 	return err
 }
 
+// countThrottle adds a finished call's throttling to the counters.
+func (p *Plugin) countThrottle(t *throttle) {
+	if t.pauses > 0 {
+		p.throttled.Add(1)
+		p.throttledNanos.Add(int64(t.paused))
+	}
+}
+
 // errGuestTimeout is the cancel cause set when CallTimeout runs out.
 var errGuestTimeout = errors.New("plugin call timeout")
 
@@ -308,10 +334,21 @@ func (p *Plugin) invoke(ctx context.Context, inst *instance, export string, inpu
 	}
 	st.clock.start(p.limits.CallTimeout, func() { cancel(errGuestTimeout) })
 	defer st.clock.stop()
+	// describe (once per load) and the first call on an instance (lazy
+	// initialisation inside the guest) are bounded by the timeout alone,
+	// unless the plugin has already run into it.
+	share := p.limits.ThrottleShare
+	if (export == abi.ExportDescribe || !inst.warm) && p.timeouts.Load() == 0 {
+		share = 1
+	}
+	inst.warm = true
+	st.throttle = newThrottle(p.limits.ThrottleAfter, share)
 
 	inst.stderr.reset()
-	rc, out, callErr := inst.ext.CallWithContext(context.WithValue(callCtx, callStateKey{}, st), export, input)
+	gctx := withThrottle(context.WithValue(callCtx, callStateKey{}, st), st.throttle)
+	rc, out, callErr := inst.ext.CallWithContext(gctx, export, input)
 	st.clock.stop()
+	p.countThrottle(st.throttle)
 	if len(inst.ext.Var) > 0 {
 		clear(inst.ext.Var) // no state carried to the next request through vars
 	}

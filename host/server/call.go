@@ -180,6 +180,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, endpoint strin
 	if err != nil {
 		var le *tenant.LimitError
 		if errors.As(err, &le) {
+			s.pace.hold(r.Context(), t.Name, le.RetryAfter)
 			c.fail(limitError(le, ""))
 		} else {
 			c.fail(internalError(c.id, err))

@@ -1,3 +1,9 @@
+// The race detector slows Go code, and with it wazero's exits to Go,
+// 5-10x and unevenly, which says nothing about latency; make test runs this
+// measurement without it.
+
+//go:build !race
+
 package server
 
 import (
@@ -7,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -26,8 +31,15 @@ const (
 	// spinning plugin call runs before the sandbox stops it.
 	noisyTimeout = 200 * time.Millisecond
 	// noiseSamples is how many requests of each kind the quiet tenant
-	// times, with and without noise: p99 of 200 is the 3rd-worst value.
-	noiseSamples = 200
+	// times, with and without noise: p99 of 300 is the 3rd-worst value.
+	noiseSamples = 300
+	// noisePhases is how many times quiet and noisy phases alternate.
+	noisePhases = 3
+	// noiseJitter is added to the 2x bound. A test machine's scheduler
+	// (2 shared cores in CI, other test binaries running beside this one)
+	// moves a sub-millisecond p99 by that much between two quiet runs; the
+	// ratios measured are logged.
+	noiseJitter = 2 * time.Millisecond
 )
 
 // noisyConfig has tenant "quiet" (the shipped plugins, no limits) and
@@ -55,22 +67,20 @@ func p99(ds []time.Duration) time.Duration {
 // TestNoisyNeighbour checks that a tenant whose plugin spins forever, and
 // which floods the server beyond its rate limit, does not starve another
 // tenant: the quiet tenant's p99 latency of /v1/route and /v1/query under
-// noise stays within twice its p99 without noise plus a slack.
+// noise stays within twice its p99 without noise, plus noiseJitter.
 //
-// The slack is the plugin timeout (200 ms). A spinning WebAssembly call is
-// native code the Go scheduler cannot preempt, so until the sandbox stops
-// it at the timeout it holds one of the two CPUs and can delay a garbage
-// collection's stop-the-world, and with it every goroutine, by up to that
-// long; a quiet request can meet such a stall once. Anything worse (a
-// hang, a queue behind the noisy tenant, a shared instance pool) shows as
-// seconds, far beyond it.
+// Quiet and noisy phases alternate noisePhases times and the samples of
+// each kind are pooled, so that the machine's own load drifting during
+// the test weighs on both sides alike. What keeps the noise off the quiet
+// tenant: the spinning calls are throttled to plugins.throttle_share of a
+// CPU past plugins.throttle_after (the plugin is instrumented with yield
+// points), and its refused requests are held for server.refusal_delay,
+// which slows its 8 clients from some 17,000 requests per second to a few
+// dozen.
 func TestNoisyNeighbour(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures latency for several seconds")
 	}
-	// As mdsa serve does: twice as many Ps as cores, so that spinning
-	// plugin calls (which Go cannot preempt) do not hold every P.
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0)))
 	dir := filepath.Join(filepath.Dir(fixture.pluginsDir), "noisy-plugins")
 	h := sharedHost(t, "noisy", func() config.Config {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -104,15 +114,16 @@ func TestNoisyNeighbour(t *testing.T) {
 	}
 	routeBody, _ := json.Marshal(map[string]string{"query": qSupport})
 	queryBody, _ := json.Marshal(map[string]any{"query": qSupport, "generation": map[string]int{"max_tokens": 4}})
+	var quietRoute, quietQuery, noisyRoute, noisyQuery []time.Duration
 	// measure times n of the quiet tenant's requests of each kind,
 	// alternating route and query.
-	measure := func(n int) (route, query []time.Duration) {
+	measure := func(n int, route, query *[]time.Duration) {
 		for range n {
 			for _, c := range []struct {
 				path string
 				body []byte
 				into *[]time.Duration
-			}{{"/v1/route", routeBody, &route}, {"/v1/query", queryBody, &query}} {
+			}{{"/v1/route", routeBody, route}, {"/v1/query", queryBody, query}} {
 				code, b, d, err := post(quietKey, c.path, c.body)
 				if err != nil || code != http.StatusOK {
 					t.Fatalf("quiet %s: %d %v %.200s", c.path, code, err, b)
@@ -120,7 +131,6 @@ func TestNoisyNeighbour(t *testing.T) {
 				*c.into = append(*c.into, d)
 			}
 		}
-		return route, query
 	}
 
 	// A streamed request to the spinning plugin fails before any text:
@@ -133,69 +143,86 @@ func TestNoisyNeighbour(t *testing.T) {
 		!strings.Contains(string(b), "timed out") || d < noisyTimeout {
 		t.Fatalf("streamed request to the spinning plugin: %d after %v: %v %s", code, d, err, b)
 	}
-
-	measure(10) // warm up: model load, instances, connections
-	quietRoute, quietQuery := measure(noiseSamples)
+	var ignored []time.Duration
+	measure(10, &ignored, &ignored) // warm up: model load, instances, connections
 
 	// Noise: 8 goroutines forcing the spinning plugin as fast as they get
 	// answers. Each answer must be an error: 502 (the plugin timed out)
 	// or 429 (over the noisy tenant's limits).
 	noiseBody, _ := json.Marshal(chatBody("mdsa/loop", "spin"))
 	var (
-		stop                         atomic.Bool
-		wg                           sync.WaitGroup
 		timedOut, limited, unexpectd atomic.Int64
 		slowest                      atomic.Int64
 		firstBad                     atomic.Value
+		noiseTime                    time.Duration
 	)
-	for range 8 {
-		wg.Go(func() {
-			for !stop.Load() {
-				code, b, d, err := post(noisyKey, "/v1/chat/completions", noiseBody)
-				if int64(d) > slowest.Load() {
-					slowest.Store(int64(d))
+	for range noisePhases {
+		measure(noiseSamples/noisePhases, &quietRoute, &quietQuery)
+		var (
+			stop atomic.Bool
+			wg   sync.WaitGroup
+		)
+		start := time.Now()
+		for range 8 {
+			wg.Go(func() {
+				for !stop.Load() {
+					code, b, d, err := post(noisyKey, "/v1/chat/completions", noiseBody)
+					if int64(d) > slowest.Load() {
+						slowest.Store(int64(d))
+					}
+					switch {
+					case err == nil && code == http.StatusBadGateway && strings.Contains(string(b), "timed out"):
+						timedOut.Add(1)
+					case err == nil && code == http.StatusTooManyRequests:
+						limited.Add(1)
+					default:
+						unexpectd.Add(1)
+						firstBad.CompareAndSwap(nil, string(b)+" "+errString(err))
+					}
 				}
-				switch {
-				case err == nil && code == http.StatusBadGateway && strings.Contains(string(b), "timed out"):
-					timedOut.Add(1)
-				case err == nil && code == http.StatusTooManyRequests:
-					limited.Add(1)
-				default:
-					unexpectd.Add(1)
-					firstBad.CompareAndSwap(nil, string(b)+" "+errString(err))
-				}
-			}
-		})
+			})
+		}
+		time.Sleep(noisyTimeout) // let the noise start
+		measure(noiseSamples/noisePhases, &noisyRoute, &noisyQuery)
+		stop.Store(true)
+		wg.Wait()
+		noiseTime += time.Since(start)
 	}
-	time.Sleep(noisyTimeout) // let the noise start
-	noisyRoute, noisyQuery := measure(noiseSamples)
-	stop.Store(true)
-	wg.Wait()
 
+	stats := h.PluginStats
 	t.Logf("quiet tenant without noise: route p99 %v (max %v), query p99 %v (max %v)",
 		p99(quietRoute), slices.Max(quietRoute), p99(quietQuery), slices.Max(quietQuery))
 	t.Logf("quiet tenant with noise:    route p99 %v (max %v), query p99 %v (max %v)",
 		p99(noisyRoute), slices.Max(noisyRoute), p99(noisyQuery), slices.Max(noisyQuery))
-	t.Logf("noisy tenant: %d plugin timeouts (502), %d refused (429), slowest answer %v",
-		timedOut.Load(), limited.Load(), time.Duration(slowest.Load()))
+	t.Logf("ratios: route %.2fx, query %.2fx", float64(p99(noisyRoute))/float64(p99(quietRoute)),
+		float64(p99(noisyQuery))/float64(p99(quietQuery)))
+	t.Logf("noisy tenant over %v of noise: %d plugin timeouts (502), %d refused (429), slowest answer %v",
+		noiseTime.Round(time.Millisecond), timedOut.Load(), limited.Load(), time.Duration(slowest.Load()))
+	if ps, err := stats("noisy"); err == nil {
+		t.Logf("spinning plugin: %d calls throttled, made to wait %v in all", ps["loop"].Throttled, ps["loop"].ThrottledTime.Round(time.Millisecond))
+	}
 	if n := unexpectd.Load(); n > 0 {
 		t.Fatalf("%d noisy requests got something other than 502 or 429, e.g. %v", n, firstBad.Load())
 	}
 	if timedOut.Load() == 0 || limited.Load() == 0 {
 		t.Fatal("the noise did not both run into the plugin timeout and over the rate limit")
 	}
+	// Refusals are held (server.refusal_delay): 8 clients get a few dozen
+	// per second, not thousands.
+	if perSec := float64(limited.Load()) / noiseTime.Seconds(); perSec > 8/config.Default().Server.RefusalDelay.Seconds()*2 {
+		t.Errorf("%.0f refusals per second: they are not held", perSec)
+	}
 	// A noisy request waits for at most its own call plus the one ahead of
 	// it for the tenant's two instances: never a hang.
 	if s := time.Duration(slowest.Load()); s > 10*noisyTimeout {
 		t.Fatalf("a noisy request took %v", s)
 	}
-	slack := noisyTimeout
 	for _, c := range []struct {
 		name         string
 		quiet, noisy []time.Duration
 	}{{"route", quietRoute, noisyRoute}, {"query", quietQuery, noisyQuery}} {
-		if q, n := p99(c.quiet), p99(c.noisy); n > 2*q+slack {
-			t.Errorf("%s: p99 %v under noise, %v without: over 2x + %v", c.name, n, q, slack)
+		if q, n := p99(c.quiet), p99(c.noisy); n > 2*q+noiseJitter {
+			t.Errorf("%s: p99 %v under noise, %v without: over 2x + %v", c.name, n, q, noiseJitter)
 		}
 	}
 }

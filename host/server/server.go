@@ -45,6 +45,8 @@ type Server struct {
 	created  time.Time // when New ran: the "created" of /v1/models
 	// adminKeys may use /admin/plugins; none: the admin API is off.
 	adminKeys adminKeys
+	// pace holds 429 answers back (server.refusal_delay).
+	pace *pacer
 }
 
 // Option changes how New builds a Server.
@@ -125,6 +127,11 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 		h: h, cfg: cfg, log: o.logger, metrics: o.metrics, tenants: o.tenants,
 		drain: o.drain, now: time.Now, created: time.Now(), adminKeys: keys,
 	}
+	var names []string
+	for _, t := range o.tenants.All() {
+		names = append(names, t.Name)
+	}
+	s.pace = newPacer(cfg.Server.RefusalDelay.Duration, names)
 	s.handler = s.routes()
 	return s, nil
 }
@@ -164,6 +171,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.draining.Store(true)
+	s.pace.shutdown()
 	s.log.Info("shutting down", "addr", ln.Addr().String(), "drain", s.drain, "grace", s.cfg.Server.ShutdownGrace.Duration)
 	if s.drain > 0 {
 		t := time.NewTimer(s.drain)

@@ -17,6 +17,8 @@ type sourceCollector struct {
 	pluginTimeouts  *prometheus.Desc
 	pluginHostCalls *prometheus.Desc
 	pluginInstances *prometheus.Desc
+	pluginThrottled *prometheus.Desc
+	pluginThrottleS *prometheus.Desc
 
 	modelLoads        *prometheus.Desc
 	modelLoadFailures *prometheus.Desc
@@ -45,6 +47,8 @@ func newSourceCollector(src Source) *sourceCollector {
 		pluginTimeouts:  pd("timeouts_total", "Plugin calls stopped by the call timeout."),
 		pluginHostCalls: pd("host_calls_total", "Host-function calls made by the plugin."),
 		pluginInstances: pd("instances", "Plugin instances alive now (in use or idle)."),
+		pluginThrottled: pd("throttled_total", "Plugin calls and instantiations slowed down for running past plugins.throttle_after."),
+		pluginThrottleS: pd("throttled_seconds_total", "Time throttled plugin calls were made to wait."),
 
 		modelLoads:        md("model_loads_total", "Successful model loads."),
 		modelLoadFailures: md("model_load_failures_total", "Failed model loads (after the out-of-memory retry)."),
@@ -62,6 +66,7 @@ func newSourceCollector(src Source) *sourceCollector {
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.pluginCalls, c.pluginErrors, c.pluginTraps, c.pluginTimeouts, c.pluginHostCalls, c.pluginInstances,
+		c.pluginThrottled, c.pluginThrottleS,
 		c.modelLoads, c.modelLoadFailures, c.modelEvictions, c.modelIdleUnloads, c.modelHits, c.modelMisses,
 		c.modelResident, c.modelBudget, c.modelsLoaded,
 	} {
@@ -113,6 +118,8 @@ func (c *sourceCollector) collectPlugin(ch chan<- prometheus.Metric, tenant, nam
 	counter(c.pluginTraps, s.Traps)
 	counter(c.pluginTimeouts, s.Timeouts)
 	counter(c.pluginHostCalls, s.HostCalls)
+	counter(c.pluginThrottled, s.Throttled)
+	emit(ch, c.pluginThrottleS, prometheus.CounterValue, s.ThrottledTime.Seconds(), tenant, name)
 	emit(ch, c.pluginInstances, prometheus.GaugeValue, float64(s.Instances), tenant, name)
 }
 

@@ -361,7 +361,8 @@ func TestSourceCollector(t *testing.T) {
 	src := &fakeSource{
 		tenants: []string{"acme", "broken", "zeta"},
 		plugins: map[string]map[string]plugin.Stats{
-			"": {"finance": {Calls: 10, Errors: 3, Traps: 1, Timeouts: 2, HostCalls: 40, Instances: 2, Canceled: 9}},
+			"": {"finance": {Calls: 10, Errors: 3, Traps: 1, Timeouts: 2, HostCalls: 40, Instances: 2, Canceled: 9,
+				Throttled: 4, ThrottledTime: 1500 * time.Millisecond}},
 			"acme": {
 				"finance": {Calls: 5, HostCalls: 7, Instances: 1},
 				"medical": {Calls: 1, Errors: 1, Traps: 1},
@@ -407,6 +408,16 @@ mdsa_plugin_host_calls_total{plugin="medical",tenant="acme"} 0
 mdsa_plugin_instances{plugin="finance",tenant="acme"} 1
 mdsa_plugin_instances{plugin="finance",tenant="default"} 2
 mdsa_plugin_instances{plugin="medical",tenant="acme"} 0
+# HELP mdsa_plugin_throttled_total Plugin calls and instantiations slowed down for running past plugins.throttle_after.
+# TYPE mdsa_plugin_throttled_total counter
+mdsa_plugin_throttled_total{plugin="finance",tenant="acme"} 0
+mdsa_plugin_throttled_total{plugin="finance",tenant="default"} 4
+mdsa_plugin_throttled_total{plugin="medical",tenant="acme"} 0
+# HELP mdsa_plugin_throttled_seconds_total Time throttled plugin calls were made to wait.
+# TYPE mdsa_plugin_throttled_seconds_total counter
+mdsa_plugin_throttled_seconds_total{plugin="finance",tenant="acme"} 0
+mdsa_plugin_throttled_seconds_total{plugin="finance",tenant="default"} 1.5
+mdsa_plugin_throttled_seconds_total{plugin="medical",tenant="acme"} 0
 # HELP mdsa_model_loads_total Successful model loads.
 # TYPE mdsa_model_loads_total counter
 mdsa_model_loads_total 5
@@ -438,6 +449,7 @@ mdsa_models_loaded 2
 	names := []string{
 		"mdsa_plugin_calls_total", "mdsa_plugin_errors_total", "mdsa_plugin_traps_total",
 		"mdsa_plugin_timeouts_total", "mdsa_plugin_host_calls_total", "mdsa_plugin_instances",
+		"mdsa_plugin_throttled_total", "mdsa_plugin_throttled_seconds_total",
 		"mdsa_model_loads_total", "mdsa_model_load_failures_total", "mdsa_model_evictions_total",
 		"mdsa_model_idle_unloads_total", "mdsa_model_hits_total", "mdsa_model_misses_total",
 		"mdsa_model_resident_bytes", "mdsa_model_budget_bytes", "mdsa_models_loaded",

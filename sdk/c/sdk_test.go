@@ -427,7 +427,7 @@ func TestBadPluginRefused(t *testing.T) {
 func TestMemoryReclaimed(t *testing.T) {
 	plain, _ := wasm(t)
 	ctx := context.Background()
-	rt, err := plugin.NewRuntime(ctx, plugin.Options{PoolSize: 1, Limits: plugin.Limits{MaxMemoryBytes: 16 << 20}})
+	rt, err := plugin.NewRuntime(ctx, plugin.Options{PoolSize: 1, Limits: plugin.Limits{MaxMemoryBytes: 16 << 20, ThrottleShare: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -461,7 +461,9 @@ func TestOutOfMemoryIsAnError(t *testing.T) {
 	plain, _ := wasm(t)
 	ctx := context.Background()
 	// Below 2 MiB the Extism kernel itself traps in alloc (go-sdk v1.7.1).
-	rt, err := plugin.NewRuntime(ctx, plugin.Options{PoolSize: 1, Limits: plugin.Limits{MaxMemoryBytes: 2 << 20}})
+	// Reading 800 KB of input takes long under the race detector;
+	// throttling is not what this tests.
+	rt, err := plugin.NewRuntime(ctx, plugin.Options{PoolSize: 1, Limits: plugin.Limits{MaxMemoryBytes: 2 << 20, ThrottleShare: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,9 @@ func DefaultLimits() plugin.Limits {
 		MaxHostCalls:   8,
 		MaxTokens:      4096,
 		MaxModuleBytes: 64 << 20,
+		// Throttling off: the budgets are set against the plugin's own
+		// speed, not the host's pacing of long calls.
+		ThrottleShare: 1,
 	}
 }
 
@@ -112,6 +115,9 @@ func (o Options) withDefaults() Options {
 	}
 	if l.MaxModuleBytes <= 0 {
 		l.MaxModuleBytes = d.MaxModuleBytes
+	}
+	if l.ThrottleShare <= 0 {
+		l.ThrottleShare = d.ThrottleShare
 	}
 	if o.MaxCallLatency <= 0 {
 		o.MaxCallLatency = DefaultMaxCallLatency

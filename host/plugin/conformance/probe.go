@@ -15,6 +15,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/mdsa-go/mdsa/host/plugin"
+	"github.com/mdsa-go/mdsa/host/plugin/instrument"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -22,8 +23,11 @@ import (
 // only ever sends well-formed JSON, and the sandbox check needs to see what
 // an export does with malformed input. It mirrors the runtime's sandbox:
 // compiler with close-on-context-done, the same memory cap, WASI without
-// files, environment or network, the caller's config, and host functions
-// served by FakeServices.
+// files, environment or network, the caller's config, host functions
+// served by FakeServices, and the module rewritten with yield points (whose
+// import does nothing here). wazero is only ever given rewritten modules:
+// the rewrite bounds every count by the module's size first, where
+// wazero's decoder would allocate what a crafted count asks for.
 
 // prober holds the probe's compiled module and its current instance.
 type prober struct {
@@ -44,6 +48,11 @@ func newProber(ctx context.Context, wasm []byte, limits plugin.Limits, config ma
 			return nil, fmt.Errorf("compilation cache in %s: %w", cacheDir, err)
 		}
 		pr.cache = c
+	}
+	wasm, err := instrument.Yields(wasm, 0)
+	if err != nil {
+		_ = pr.cache.Close(ctx)
+		return nil, fmt.Errorf("adding yield points: %w", err)
 	}
 	pages := limits.MaxMemoryBytes / 65536
 	pages = min(max(pages, 1), 65536)
@@ -160,7 +169,10 @@ func probeHostFunctions() []extism.HostFunction {
 	refuse := func(err error) any {
 		return abi.HostError{Error: abi.ErrorBody{Code: abi.ErrBadRequest, Message: err.Error()}}
 	}
+	yield := extism.NewHostFunctionWithStack(instrument.ImportName, func(context.Context, *extism.CurrentPlugin, []uint64) {}, nil, nil)
+	yield.SetNamespace(instrument.ImportModule)
 	return []extism.HostFunction{
+		yield,
 		def(abi.HostGenerate, func(ctx context.Context, in []byte) any {
 			req, err := abi.DecodeGenerateRequest(in)
 			if err != nil {

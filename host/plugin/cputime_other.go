@@ -1,0 +1,9 @@
+//go:build !linux
+
+package plugin
+
+import "time"
+
+// threadCPUTime stands in for the thread's CPU time where it is not
+// available: the wall clock, so throttling counts elapsed time instead.
+func threadCPUTime() time.Duration { return monotonic() }

@@ -1,0 +1,146 @@
+package plugin
+
+import (
+	"context"
+	"time"
+)
+
+// Defaults of the throttle (Limits.ThrottleAfter, Limits.ThrottleShare,
+// throttleSlice).
+const (
+	DefaultThrottleAfter = 5 * time.Millisecond
+	DefaultThrottleShare = 0.1
+	// throttleSlice is how much throttled guest code runs between pauses:
+	// short enough that a request arriving meanwhile waits little for the
+	// CPU, long enough that the pauses cost little to take.
+	throttleSlice = 100 * time.Microsecond
+	// maxThrottlePause bounds one pause, however long the guest ran since
+	// its last yield.
+	maxThrottlePause = 100 * time.Millisecond
+)
+
+// throttle paces guest code that runs long. Every module is instrumented
+// (package instrument) to call the host's yield function every few
+// thousand loop iterations and function entries, which is the only time
+// the host gets control back from compiled WebAssembly: Go cannot preempt
+// it. Once a call (or an instantiation) has run its guest code for
+// Limits.ThrottleAfter of CPU time, yield sleeps after every throttleSlice
+// of it so that the call uses at most Limits.ThrottleShare of a CPU. A
+// plugin that spins thus leaves the CPUs to other requests and tenants
+// until its timeout stops it, while a plugin that needs a few milliseconds
+// now and then is not slowed at all.
+//
+// Work done once per load or instance is bounded by the timeout alone:
+// start code, describe (10-30 ms for a Go plugin with a few hundred
+// examples on a busy machine, 150-250 ms under the race detector, which
+// slows wazero's exits to Go at every loop header) and the first call on
+// each instance (the Go runtime initialises lazily). A plugin that has run
+// into its timeout once loses that exemption.
+//
+// A throttle belongs to one call on one goroutine; it is not safe for
+// concurrent use.
+type throttle struct {
+	after time.Duration
+	share float64
+
+	ran     time.Duration // guest CPU time so far
+	debt    time.Duration // guest CPU time run throttled since the last pause
+	running bool          // guest code is running (not paused in a host call)
+	wall    time.Time     // when guest code last started, resumed or was accounted
+	cpu     time.Duration // the thread's CPU time then
+	paused  time.Duration // total time slept
+	pauses  int
+}
+
+// newThrottle starts a throttle for guest code starting now, which may
+// run for after at full speed and then at share of a CPU.
+func newThrottle(after time.Duration, share float64) *throttle {
+	t := &throttle{after: after, share: share}
+	t.mark()
+	return t
+}
+
+// mark notes that guest code runs from now on.
+func (t *throttle) mark() {
+	t.running, t.wall, t.cpu = true, time.Now(), threadCPUTime()
+}
+
+// account adds the guest CPU time since the last mark and marks again. It
+// is the calling thread's CPU time, so that a machine busy with other work
+// does not make a plugin look slow; when the goroutine has moved to
+// another thread meanwhile the difference means nothing, and the wall time
+// bounds it.
+func (t *throttle) account() time.Duration {
+	now, cpu := time.Now(), threadCPUTime()
+	wall := now.Sub(t.wall)
+	run := cpu - t.cpu
+	if run < 0 || run > wall {
+		run = max(wall, 0)
+	}
+	t.wall, t.cpu = now, cpu
+	t.ran += run
+	return run
+}
+
+// hostCall stops counting guest time while a host function serves the
+// guest; the returned function resumes it.
+func (t *throttle) hostCall() (resume func()) {
+	if t == nil || !t.running {
+		return func() {}
+	}
+	t.account()
+	t.running = false
+	return t.mark
+}
+
+// yield is called by the guest through the instrumented import. It sleeps
+// when the guest owes CPU time, returning early when ctx ends (wazero then
+// stops the guest at its next check).
+func (t *throttle) yield(ctx context.Context) {
+	if t == nil || t.share >= 1 || !t.running {
+		return
+	}
+	// Reading the thread's CPU time is a system call (about 0.7 us); CPU
+	// time cannot exceed wall time, so skip it while even the wall time
+	// is within throttle_after.
+	if t.ran+time.Since(t.wall) < t.after {
+		return
+	}
+	run := t.account()
+	if t.ran < t.after {
+		return
+	}
+	t.debt += min(run, t.ran-t.after)
+	if t.debt < throttleSlice {
+		return
+	}
+	pause := min(time.Duration(float64(t.debt)*(1-t.share)/t.share), maxThrottlePause)
+	t.debt = 0
+	start := time.Now()
+	timer := time.NewTimer(pause)
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		timer.Stop()
+	}
+	t.paused += time.Since(start)
+	t.pauses++
+	t.mark() // the goroutine may wake on another thread
+}
+
+type throttleKey struct{}
+
+func withThrottle(ctx context.Context, t *throttle) context.Context {
+	return context.WithValue(ctx, throttleKey{}, t)
+}
+
+func throttleFrom(ctx context.Context) *throttle {
+	t, _ := ctx.Value(throttleKey{}).(*throttle)
+	return t
+}
+
+// monoBase anchors monotonic; it is set once at start-up and only read.
+var monoBase = time.Now()
+
+// monotonic is the time since the process started, on the monotonic clock.
+func monotonic() time.Duration { return time.Since(monoBase) }
