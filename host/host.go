@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -169,7 +170,9 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 		h.models.Close()
 		return nil, fmt.Errorf("host: plugins directory (host.plugins_dir in %s): %w", cfg.File, err)
 	}
-	loaded, loadErr := rt.LoadDir(ctx, dir)
+	loaded, loadErr := rt.LoadDir(ctx, dir, plugin.WithConfigFor(func(path string) map[string]string {
+		return h.pluginConfig(nil, "", path)
+	}))
 	if loadErr != nil {
 		h.log.Warn("some plugins did not load", "dir", dir, "err", loadErr)
 		h.loadErr = loadErr
@@ -217,7 +220,7 @@ func (h *Host) loadTenant(ctx context.Context, t config.Tenant, base []*plugin.P
 		if len(t.Plugins) > 0 && !slices.Contains(t.Plugins, b.Name()) {
 			continue
 		}
-		p, err := h.rt.Load(ctx, b.Path(), plugin.WithConfig(t.PluginConfig[b.Name()]))
+		p, err := h.rt.Load(ctx, b.Path(), plugin.WithConfig(h.pluginConfig(&t, b.Name(), b.Path())))
 		if err != nil {
 			return out, fmt.Errorf("host: tenant %q: plugin %s: %w", t.Name, b.Name(), err)
 		}
@@ -229,6 +232,26 @@ func (h *Host) loadTenant(ctx context.Context, t config.Tenant, base []*plugin.P
 		}
 	}
 	return out, nil
+}
+
+// pluginConfig is the Extism config of plugin name (loaded from path) for
+// tenant t, or for the untenanted set when t is nil: the default of
+// [plugins.config], found by name or else by the file's name without
+// ".wasm", with the tenant's plugin_config laid over it key by key.
+func (h *Host) pluginConfig(t *config.Tenant, name, path string) map[string]string {
+	def, ok := h.cfg.Plugins.Config[name]
+	if !ok || name == "" {
+		def = h.cfg.Plugins.Config[strings.TrimSuffix(filepath.Base(path), ".wasm")]
+	}
+	if t == nil || len(t.PluginConfig[name]) == 0 {
+		return def
+	}
+	out := maps.Clone(def)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, t.PluginConfig[name])
+	return out
 }
 
 // install builds a router per tenant and makes the whole state current.

@@ -110,7 +110,7 @@ func (c *candidate) closeAll(ctx context.Context) {
 // instance per tenant allowed to use it.
 func (h *Host) prepare(ctx context.Context, path string, wasm []byte) (*candidate, error) {
 	c := &candidate{wasm: wasm, path: path, tenants: map[string]*plugin.Plugin{}}
-	p, err := h.rt.LoadBytes(ctx, path, wasm)
+	p, err := h.rt.LoadBytes(ctx, path, wasm, plugin.WithConfig(h.pluginConfig(nil, "", path)))
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +124,7 @@ func (h *Host) prepare(ctx context.Context, path string, wasm []byte) (*candidat
 		if len(t.Plugins) > 0 && !slices.Contains(t.Plugins, p.Name()) {
 			continue
 		}
-		tp, err := h.rt.LoadBytes(ctx, path, wasm, plugin.WithConfig(t.PluginConfig[p.Name()]))
+		tp, err := h.rt.LoadBytes(ctx, path, wasm, plugin.WithConfig(h.pluginConfig(&t, p.Name(), path)))
 		if err != nil {
 			c.closeAll(ctx)
 			return nil, fmt.Errorf("tenant %q: %w", t.Name, err)

@@ -117,6 +117,12 @@ type Plugins struct {
 	// ThrottleShare is the share of a CPU a throttled call may use, in
 	// (0, 1]; 1 turns throttling off.
 	ThrottleShare float64 `toml:"throttle_share"`
+	// Config is the default Extism config of each plugin, by plugin name
+	// ([plugins.config.faq] source = "builtin"). A plugin file is matched
+	// by its name without ".wasm" before its manifest is known, so a
+	// plugin that needs config to describe itself can load. A tenant's
+	// plugin_config is laid over it, key by key.
+	Config map[string]map[string]string `toml:"config"`
 }
 
 // Server configures mdsa serve.

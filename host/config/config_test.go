@@ -57,6 +57,7 @@ func TestErrorsNameFileLineKey(t *testing.T) {
 		{"top_k", "[router]\ntop_k = 0\n", 2, "router.top_k", "out of range"},
 		{"embed model", "[router]\nembed_model = \"nope\"\n", 2, "router.embed_model", "not in the catalog"},
 		{"bad duration", "[plugins]\ntimeout = \"soon\"\n", 2, "", "duration"},
+		{"plugin config name", "[plugins.config.\"a b\"]\nk = \"v\"\n", 1, "plugins.config.a b", "not valid"},
 		{"throttle share", "[plugins]\nthrottle_share = 1.5\n", 2, "plugins.throttle_share", "out of range"},
 		{"throttle after", "[plugins]\nthrottle_after = \"-1ms\"\n", 2, "plugins.throttle_after", "out of range"},
 		{"refusal delay", "[server]\n\nrefusal_delay = \"1h\"\n", 3, "server.refusal_delay", "out of range"},

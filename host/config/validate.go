@@ -65,6 +65,11 @@ func (c *Config) validate(data []byte) error {
 	if d := c.Plugins.ThrottleAfter.Duration; d < 0 || d > time.Minute {
 		return fail(fmt.Sprintf("%s is out of range [0s, 1m] (0: the default, 5ms)", d), "plugins", "throttle_after")
 	}
+	for _, name := range slices.Sorted(maps.Keys(c.Plugins.Config)) {
+		if !modelNameRE.MatchString(name) {
+			return fail(fmt.Sprintf("plugin name %q is not valid", name), "plugins", "config", name)
+		}
+	}
 	if s := c.Plugins.ThrottleShare; !(s >= 0 && s <= 1) {
 		return fail(fmt.Sprintf("%g is out of range (0, 1] (1 turns throttling off; 0: the default, 0.1)", s), "plugins", "throttle_share")
 	}

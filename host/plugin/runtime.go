@@ -218,14 +218,21 @@ type compiled struct {
 type LoadOption func(*loadConfig)
 
 type loadConfig struct {
-	config map[string]string
-	limits Limits
+	config    map[string]string
+	configFor func(path string) map[string]string
+	limits    Limits
 }
 
 // WithConfig gives the plugin configuration values it can read with the
 // Extism config_get function. By default a plugin gets none.
 func WithConfig(cfg map[string]string) LoadOption {
 	return func(c *loadConfig) { c.config = maps.Clone(cfg) }
+}
+
+// WithConfigFor gives each plugin the configuration f returns for its path
+// (for LoadDir: a config per file) unless WithConfig gives one.
+func WithConfigFor(f func(path string) map[string]string) LoadOption {
+	return func(c *loadConfig) { c.configFor = f }
 }
 
 // WithLimits overrides the Runtime's limits for this plugin; zero fields keep
@@ -274,6 +281,9 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 // is path.
 func (r *Runtime) Load(ctx context.Context, path string, opts ...LoadOption) (*Plugin, error) {
 	cfg := r.loadConfig(opts)
+	if cfg.config == nil && cfg.configFor != nil {
+		cfg.config = maps.Clone(cfg.configFor(path))
+	}
 	wasm, err := ReadModule(path, cfg.limits.MaxModuleBytes)
 	if err != nil {
 		return nil, fmt.Errorf("plugin: load %s: %w", path, err)
@@ -291,6 +301,9 @@ func (r *Runtime) LoadBytes(ctx context.Context, name string, wasm []byte, opts 
 	cfg := r.loadConfig(opts)
 	if int64(len(wasm)) > cfg.limits.MaxModuleBytes {
 		return nil, fmt.Errorf("plugin: load %s: module is %d bytes, limit %d", name, len(wasm), cfg.limits.MaxModuleBytes)
+	}
+	if cfg.config == nil && cfg.configFor != nil {
+		cfg.config = maps.Clone(cfg.configFor(name))
 	}
 	return r.load(ctx, name, wasm, cfg)
 }
