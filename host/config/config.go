@@ -98,7 +98,8 @@ type Router struct {
 
 // Plugins sets the sandbox limits applied to every plugin.
 type Plugins struct {
-	// Timeout bounds one call into a plugin.
+	// Timeout bounds one call into a plugin: its CPU time plus throttle
+	// pauses (host functions excluded), within 5x that in wall time.
 	Timeout Duration `toml:"timeout"`
 	// MemoryMB caps a plugin instance's linear memory.
 	MemoryMB int `toml:"memory_mb"`

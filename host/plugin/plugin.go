@@ -332,8 +332,6 @@ func (p *Plugin) invoke(ctx context.Context, inst *instance, export string, inpu
 	if st.info.MaxTokens > 0 && st.info.MaxTokens < st.tokensLeft {
 		st.tokensLeft = st.info.MaxTokens
 	}
-	st.clock.start(p.limits.CallTimeout, func() { cancel(errGuestTimeout) })
-	defer st.clock.stop()
 	// describe (once per load) and the first call on an instance (lazy
 	// initialisation inside the guest) are bounded by the timeout alone,
 	// unless the plugin has already run into it.
@@ -343,6 +341,8 @@ func (p *Plugin) invoke(ctx context.Context, inst *instance, export string, inpu
 	}
 	inst.warm = true
 	st.throttle = newThrottle(p.limits.ThrottleAfter, share)
+	st.clock.start(p.limits.CallTimeout, st.throttle.charged, func() { cancel(errGuestTimeout) })
+	defer st.clock.stop()
 
 	inst.stderr.reset()
 	gctx := withThrottle(context.WithValue(callCtx, callStateKey{}, st), st.throttle)
@@ -481,41 +481,3 @@ func (t *tailBuffer) Write(b []byte) (int, error) {
 
 func (t *tailBuffer) reset()         { t.buf = t.buf[:0] }
 func (t *tailBuffer) String() string { return string(t.buf) }
-
-// guestClock is the per-call timeout. It runs only while the plugin's own
-// code runs: host functions pause it around calls into Services.
-type guestClock struct {
-	timer    *time.Timer
-	deadline time.Time
-	left     time.Duration
-}
-
-func (c *guestClock) start(d time.Duration, fire func()) {
-	c.deadline = time.Now().Add(d)
-	c.timer = time.AfterFunc(d, fire)
-}
-
-// pause stops the clock; it reports false if the time had already run out.
-func (c *guestClock) pause() bool {
-	if !c.timer.Stop() {
-		c.left = 0
-		return false
-	}
-	c.left = time.Until(c.deadline)
-	return true
-}
-
-// resume restarts the clock with the time left at pause.
-func (c *guestClock) resume() {
-	if c.left <= 0 {
-		c.left = time.Nanosecond
-	}
-	c.deadline = time.Now().Add(c.left)
-	c.timer.Reset(c.left)
-}
-
-func (c *guestClock) stop() {
-	if c.timer != nil {
-		c.timer.Stop()
-	}
-}

@@ -43,13 +43,14 @@ const wasmPageSize = 65536
 
 // Limits are the per-plugin sandbox caps. A zero field takes the default.
 type Limits struct {
-	// CallTimeout bounds the time a plugin may run in one export call.
-	// Time spent inside host functions (waiting for inference) is not
-	// counted: that is bounded by the caller's context and the token cap.
-	// When it runs out the instance is stopped (wazero close-on-context-done)
-	// and discarded. Default 1s: prompt and validate take well under a
-	// millisecond, and a spinning plugin holds its thread (and delays the
-	// Go garbage collector) until it is stopped.
+	// CallTimeout bounds the time a plugin may run in one export call:
+	// its CPU time plus the pauses the throttle imposed. Time inside host
+	// functions (waiting for inference) is not counted: that is bounded by
+	// the caller's context and the token cap. Neither is time the machine
+	// was too busy to run the guest, up to 5x CallTimeout of wall time in
+	// all. When it runs out the instance is stopped (wazero
+	// close-on-context-done) and discarded. Default 1s: prompt and
+	// validate take well under a millisecond.
 	CallTimeout time.Duration
 	// MaxMemoryBytes caps the linear memory of each module of an instance
 	// (the plugin's and the Extism kernel's), rounded down to 64 KiB pages.

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,6 +51,9 @@ type throttle struct {
 	cpu     time.Duration // the thread's CPU time then
 	paused  time.Duration // total time slept
 	pauses  int
+	// chargedNs is ran + paused as of the last measurement, for the
+	// call's clock, which reads it from its timer's goroutine.
+	chargedNs atomic.Int64
 }
 
 // newThrottle starts a throttle for guest code starting now, which may
@@ -79,8 +83,14 @@ func (t *throttle) account() time.Duration {
 	}
 	t.wall, t.cpu = now, cpu
 	t.ran += run
+	t.chargedNs.Store(int64(t.ran + t.paused))
 	return run
 }
+
+// charged is the guest's CPU time plus the pauses imposed on it, as last
+// measured (at a yield point past throttle_after, or a host call). It is
+// safe to call from any goroutine.
+func (t *throttle) charged() time.Duration { return time.Duration(t.chargedNs.Load()) }
 
 // hostCall stops counting guest time while a host function serves the
 // guest; the returned function resumes it.
@@ -97,7 +107,7 @@ func (t *throttle) hostCall() (resume func()) {
 // when the guest owes CPU time, returning early when ctx ends (wazero then
 // stops the guest at its next check).
 func (t *throttle) yield(ctx context.Context) {
-	if t == nil || t.share >= 1 || !t.running {
+	if t == nil || !t.running {
 		return
 	}
 	// Reading the thread's CPU time is a system call (about 0.7 us); CPU
@@ -107,7 +117,7 @@ func (t *throttle) yield(ctx context.Context) {
 		return
 	}
 	run := t.account()
-	if t.ran < t.after {
+	if t.ran < t.after || t.share >= 1 {
 		return
 	}
 	t.debt += min(run, t.ran-t.after)
@@ -125,6 +135,7 @@ func (t *throttle) yield(ctx context.Context) {
 	}
 	t.paused += time.Since(start)
 	t.pauses++
+	t.chargedNs.Store(int64(t.ran + t.paused))
 	t.mark() // the goroutine may wake on another thread
 }
 
