@@ -47,7 +47,7 @@ type Plugin struct {
 	calls, errs, traps, timeouts, canceled atomic.Uint64
 	hostCalls, hostRefused                 atomic.Uint64
 	throttled                              atomic.Uint64
-	throttledNanos                         atomic.Int64
+	throttledNanos, guestNanos             atomic.Int64
 }
 
 // Stats are counters of one plugin since it was loaded.
@@ -64,6 +64,10 @@ type Stats struct {
 	// they were made to wait in all.
 	Throttled     uint64
 	ThrottledTime time.Duration
+	// GuestTime is the time charged to the plugin's export calls: the CPU
+	// time of its own code (host functions excluded) plus throttle pauses.
+	// Unlike wall time, it does not grow when the machine is busy.
+	GuestTime time.Duration
 
 	Instances        int           // instances alive now (in use or idle)
 	PeakInstances    int           // most instances alive at once
@@ -221,6 +225,7 @@ func (p *Plugin) Stats() Stats {
 		HostRefused:      p.hostRefused.Load(),
 		Throttled:        p.throttled.Load(),
 		ThrottledTime:    time.Duration(p.throttledNanos.Load()),
+		GuestTime:        time.Duration(p.guestNanos.Load()),
 		Instances:        live,
 		PeakInstances:    peak,
 		InUse:            held,
@@ -295,8 +300,10 @@ func (p *Plugin) call(ctx context.Context, export string, req any, decode func([
 	return err
 }
 
-// countThrottle adds a finished call's throttling to the counters.
+// countThrottle adds a finished call's time and throttling to the
+// counters.
 func (p *Plugin) countThrottle(t *throttle) {
+	p.guestNanos.Add(int64(t.finish()))
 	if t.pauses > 0 {
 		p.throttled.Add(1)
 		p.throttledNanos.Add(int64(t.paused))

@@ -10,15 +10,16 @@ import (
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
-// spin runs a guest stand-in for d, yielding every 20us as instrumented
-// code does, and returns the wall time it took.
+// spin runs a guest stand-in for d of CPU time (the throttle's measure; a
+// busy machine stretches the wall time), yielding every 20us of it as
+// instrumented code does, and returns the wall time it took.
 func spin(ctx context.Context, th *throttle, d time.Duration) time.Duration {
 	start := time.Now()
 	for busy := time.Duration(0); busy < d; {
-		t0 := time.Now()
-		for time.Since(t0) < 20*time.Microsecond {
+		c0 := threadCPUTime()
+		for c := c0; c-c0 < 20*time.Microsecond && c >= c0; c = threadCPUTime() {
 		}
-		busy += time.Since(t0)
+		busy += 20 * time.Microsecond
 		th.yield(ctx)
 	}
 	return time.Since(start)
