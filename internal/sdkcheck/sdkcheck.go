@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -22,9 +24,16 @@ import (
 
 // FakeServices answers mdsa_generate with "echo: <last message>" and
 // records the requests; tenant "denied" is refused with model_denied.
+// mdsa_embed is unavailable unless EmbedDim is set.
 type FakeServices struct {
-	mu   sync.Mutex
-	reqs []abi.GenerateRequest
+	// EmbedDim, when positive, makes Embed answer with FakeVector(input,
+	// EmbedDim) for each input (model "fake-embed"); zero refuses every
+	// embed call with unavailable.
+	EmbedDim int
+
+	mu     sync.Mutex
+	reqs   []abi.GenerateRequest
+	embeds []abi.EmbedRequest
 }
 
 // Generate answers "echo: " and the last message, or refuses tenant "denied".
@@ -42,9 +51,47 @@ func (f *FakeServices) Generate(ctx context.Context, c plugin.Call, req abi.Gene
 	return abi.GenerateResponse{Text: "echo: " + text, Model: "fake", TokensIn: 3, TokensOut: 2, FinishReason: "stop"}, nil
 }
 
-// Embed is unavailable.
+// Embed records the request and answers FakeVector of each input when
+// EmbedDim is positive; it refuses tenant "denied" with model_denied, and
+// every call with unavailable when EmbedDim is zero.
 func (f *FakeServices) Embed(ctx context.Context, c plugin.Call, req abi.EmbedRequest) (abi.EmbedResponse, error) {
-	return abi.EmbedResponse{}, &plugin.CodedError{Code: abi.ErrUnavailable, Err: errors.New("no embedder")}
+	f.mu.Lock()
+	f.embeds = append(f.embeds, req)
+	f.mu.Unlock()
+	if f.EmbedDim <= 0 {
+		return abi.EmbedResponse{}, &plugin.CodedError{Code: abi.ErrUnavailable, Err: errors.New("no embedder")}
+	}
+	if c.Tenant == "denied" {
+		return abi.EmbedResponse{}, &plugin.CodedError{Code: abi.ErrModelDenied, Err: errors.New("tenant may not use the embedding model")}
+	}
+	resp := abi.EmbedResponse{Model: "fake-embed", Vectors: make([][]float32, len(req.Input))}
+	for i, in := range req.Input {
+		resp.Vectors[i] = FakeVector(in, f.EmbedDim)
+	}
+	return resp, nil
+}
+
+// FakeVector is the vector FakeServices.Embed returns for text: dim values
+// that depend on text's length and on the index, with both signs, zero and
+// negative zero, a subnormal float32, and magnitudes that encoding/json
+// writes with positive and negative exponents.
+func FakeVector(text string, dim int) []float32 {
+	scales := [...]float64{1, -0.001, 1.5e-7, -2.5e12, 1e30, -3e-20, 0.333, 0, math.Copysign(0, -1), 7e-42, -1.0 / 3}
+	v := make([]float32, dim)
+	for j := range v {
+		v[j] = float32(float64(len(text)+j+1) * scales[j%len(scales)])
+	}
+	return v
+}
+
+// LastEmbed returns the last embed request and how many there were.
+func (f *FakeServices) LastEmbed() (abi.EmbedRequest, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.embeds) == 0 {
+		return abi.EmbedRequest{}, 0
+	}
+	return f.embeds[len(f.embeds)-1], len(f.embeds)
 }
 
 // CountTokens counts words.
@@ -83,11 +130,51 @@ func Load(t testing.TB, name string, wasm []byte, svc plugin.Services) *plugin.P
 // pass inputs the host's runtime would never send.
 func RawPlugin(t testing.TB, wasm []byte) *extism.Plugin {
 	t.Helper()
+	return rawPlugin(t, wasm, nil)
+}
+
+// HostReply answers one call of an MDSA host function made by a plugin
+// loaded with RawPluginWithHost: the raw reply to the raw request, or nil
+// to hand the plugin offset 0 (no reply block at all).
+type HostReply func(function string, request []byte) []byte
+
+// RawPluginWithHost is RawPlugin with the MDSA host functions
+// (mdsa_generate, mdsa_embed, mdsa_count_tokens) defined and all answered
+// by reply, so that tests can send replies the real host never sends:
+// invalid JSON, wrong shapes, refusals of any code.
+func RawPluginWithHost(t testing.TB, wasm []byte, reply HostReply) *extism.Plugin {
+	t.Helper()
+	var funcs []extism.HostFunction
+	for _, name := range []string{abi.HostGenerate, abi.HostEmbed, abi.HostCountTokens} {
+		f := extism.NewHostFunctionWithStack(name, func(ctx context.Context, cp *extism.CurrentPlugin, stack []uint64) {
+			in, err := cp.ReadBytes(stack[0])
+			if err != nil {
+				panic(fmt.Sprintf("%s: reading the request: %v", name, err))
+			}
+			out := reply(name, in)
+			if out == nil {
+				stack[0] = 0
+				return
+			}
+			off, err := cp.WriteBytes(out)
+			if err != nil {
+				panic(fmt.Sprintf("%s: writing the reply: %v", name, err))
+			}
+			stack[0] = off
+		}, []extism.ValueType{extism.ValueTypePTR}, []extism.ValueType{extism.ValueTypePTR})
+		f.SetNamespace(abi.HostModule)
+		funcs = append(funcs, f)
+	}
+	return rawPlugin(t, wasm, funcs)
+}
+
+func rawPlugin(t testing.TB, wasm []byte, funcs []extism.HostFunction) *extism.Plugin {
+	t.Helper()
 	ctx := context.Background()
 	p, err := extism.NewPlugin(ctx, extism.Manifest{
 		Wasm:    []extism.Wasm{extism.WasmData{Data: wasm, Name: "main"}},
 		Timeout: 10_000, // ms: a hang fails the test instead of blocking it
-	}, extism.PluginConfig{EnableWasi: true, RuntimeConfig: wazero.NewRuntimeConfig().WithCloseOnContextDone(true)}, nil)
+	}, extism.PluginConfig{EnableWasi: true, RuntimeConfig: wazero.NewRuntimeConfig().WithCloseOnContextDone(true)}, funcs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -390,6 +390,21 @@ func TestFeatures(t *testing.T) {
 	}
 }
 
+// TestEmbed checks Env.embed through the features plugin (see
+// sdkcheck.Embed): vectors intact through the host, refusals and
+// undecodable replies as the EmbedResponse's errorCode / errorMessage.
+func TestEmbed(t *testing.T) {
+	wasm(t)
+	sdkcheck.Embed(t, build.features)
+}
+
+// FuzzEmbedReply feeds arbitrary host replies to Env.embed: the plugin
+// must report a vector or an error, never trap.
+func FuzzEmbedReply(f *testing.F) {
+	wasm(f)
+	sdkcheck.FuzzEmbedReply(f, build.features)
+}
+
 func TestBadPluginRefused(t *testing.T) {
 	wasm(t)
 	rt, err := plugin.NewRuntime(context.Background(), plugin.Options{})

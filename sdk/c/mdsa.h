@@ -224,6 +224,21 @@ typedef struct mdsa_generate_result {
 	mdsa_str error_message;
 } mdsa_generate_result;
 
+/** One embedding vector: dim floats. */
+typedef struct mdsa_vector {
+	float *values;
+	int dim;
+} mdsa_vector;
+
+/** The reply of mdsa_embed: one vector per input, in order, or the host's refusal. */
+typedef struct mdsa_embed_result {
+	mdsa_str model;
+	mdsa_vector *vectors;   /* n_vectors of them, in the arena */
+	int n_vectors;
+	mdsa_str error_code;    /* empty on success */
+	mdsa_str error_message;
+} mdsa_embed_result;
+
 struct mdsa_env;
 
 /** A custom prompt function: fill out (see mdsa_prompt_add); return 0, or call mdsa_fail and return non-zero. */
@@ -292,6 +307,7 @@ MDSA__ENV("input_load_u64") uint64_t mdsa__x_input_load_u64(uint64_t off);
 MDSA__ENV("output_set") void mdsa__x_output_set(uint64_t off, uint64_t n);
 MDSA__ENV("error_set") void mdsa__x_error_set(uint64_t off);
 MDSA__USER("mdsa_generate") uint64_t mdsa__x_generate(uint64_t off);
+MDSA__USER("mdsa_embed") uint64_t mdsa__x_embed(uint64_t off);
 MDSA__USER("mdsa_count_tokens") uint64_t mdsa__x_count_tokens(uint64_t off);
 
 /* ------------------------------------------------------------------------ */
@@ -1452,6 +1468,69 @@ static int64_t mdsa_json_int(const mdsa_json *v, int64_t def) {
 	return neg ? -(int64_t)mant : (int64_t)mant;
 }
 
+/**
+ * The value of a JSON number as a double, or def when v is not a number.
+ * Correctly rounded for up to 15 significant digits and exponents within
+ * +-22 (such as the float32 values hosts send); otherwise within a few
+ * units in the last place. Out-of-range magnitudes give +-infinity or +-0.
+ */
+static double mdsa_json_number(const mdsa_json *v, double def) {
+	static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+	                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+	if (v == NULL || v->kind != MDSA_J_NUMBER) return def;
+	const char *s = v->str.ptr;
+	size_t n = v->str.len, i = 0;
+	bool neg = false;
+	if (i < n && s[i] == '-') {
+		neg = true;
+		i++;
+	}
+	/* Up to 19 significant digits in mant; the rest only shift exp. */
+	uint64_t mant = 0;
+	int digits = 0;
+	long exp = 0;
+	for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+		if (digits < 19) {
+			mant = mant * 10 + (uint64_t)(s[i] - '0');
+			if (mant != 0) digits++;
+		} else {
+			exp++;
+		}
+	}
+	if (i < n && s[i] == '.') {
+		for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+			if (digits < 19) {
+				mant = mant * 10 + (uint64_t)(s[i] - '0');
+				if (mant != 0) digits++;
+				exp--;
+			}
+		}
+	}
+	if (i < n && (s[i] | 0x20) == 'e') {
+		i++;
+		bool eneg = false;
+		if (i < n && (s[i] == '+' || s[i] == '-')) eneg = s[i++] == '-';
+		long e = 0;
+		for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+			if (e < 100000) e = e * 10 + (s[i] - '0');
+		}
+		exp += eneg ? -e : e;
+	}
+	double d = (double)mant;
+	if (mant == 0 || exp < -400) {
+		d = 0;
+	} else if (exp > 400) {
+		d = __builtin_inf();
+	} else if (exp >= 0) {
+		for (; exp > 22; exp -= 22) d *= 1e22; /* saturates at infinity */
+		d *= pow10[exp];
+	} else {
+		for (; exp < -22; exp += 22) d /= 1e22; /* goes to 0 */
+		d /= pow10[-exp];
+	}
+	return neg ? -d : d;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Host I/O                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -1697,6 +1776,119 @@ static int mdsa_generate_raw(mdsa_env *env, mdsa_str prompt, const mdsa_generati
 		return -1;
 	}
 	return mdsa__decode_generate(mdsa__host_call(mdsa__x_generate, mdsa_sb_view(&b)), out);
+}
+
+/* Sets out to a bad_reply error "mdsa_embed: undecodable reply: A[i][j]: B" (j < 0: no [j]). Returns -1. */
+static int mdsa__embed_bad(mdsa_embed_result *out, const char *a, int i, int j, const char *b) {
+	mdsa_sb m = {0};
+	mdsa_sb_puts(&m, "mdsa_embed: undecodable reply: ");
+	mdsa_sb_puts(&m, a);
+	if (i >= 0) {
+		mdsa_sb_byte(&m, '[');
+		mdsa_sb_int(&m, i);
+		mdsa_sb_byte(&m, ']');
+	}
+	if (j >= 0) {
+		mdsa_sb_byte(&m, '[');
+		mdsa_sb_int(&m, j);
+		mdsa_sb_byte(&m, ']');
+	}
+	mdsa_sb_puts(&m, b);
+	*out = (mdsa_embed_result){.error_code = mdsa_s("bad_reply"), .error_message = mdsa_sb_view(&m)};
+	if (m.failed) out->error_message = mdsa_s("mdsa_embed: undecodable reply");
+	return -1;
+}
+
+/*
+ * Decodes an mdsa_embed reply for n inputs; a refusal or an undecodable
+ * reply sets error_code. Returns 0 on success, -1 otherwise.
+ */
+static int mdsa__decode_embed(mdsa_str reply, int n, mdsa_embed_result *out) {
+	*out = (mdsa_embed_result){0};
+	mdsa_str err = {0};
+	mdsa_json *v = mdsa_json_parse(reply, &err);
+	if (v == NULL || v->kind != MDSA_J_OBJECT) {
+		out->error_code = mdsa_s("bad_reply");
+		out->error_message = mdsa_concat3(mdsa_s("mdsa_embed: undecodable reply: "),
+		                                  v == NULL ? err : mdsa_s("not a JSON object"), mdsa_s(""));
+		return -1;
+	}
+	mdsa_json *e = mdsa_json_get(v, "error");
+	if (e != NULL && e->kind != MDSA_J_NULL) {
+		out->error_code = mdsa_json_get_str(e, "code", "engine_error");
+		if (out->error_code.len == 0) out->error_code = mdsa_s("engine_error");
+		out->error_message = mdsa_json_get_str(e, "message", "");
+		return -1;
+	}
+	mdsa_json *vs = mdsa_json_get(v, "vectors");
+	int count = 0;
+	if (vs != NULL && vs->kind != MDSA_J_NULL) {
+		if (vs->kind != MDSA_J_ARRAY) return mdsa__embed_bad(out, "vectors", -1, -1, ": want an array");
+		count = vs->count;
+	}
+	if (count != n) {
+		mdsa_sb m = {0};
+		mdsa_sb_puts(&m, "mdsa_embed: the host returned ");
+		mdsa_sb_int(&m, count);
+		mdsa_sb_puts(&m, " vectors for ");
+		mdsa_sb_int(&m, n);
+		mdsa_sb_puts(&m, " inputs");
+		*out = (mdsa_embed_result){.error_code = mdsa_s("bad_reply"), .error_message = mdsa_sb_view(&m)};
+		return -1;
+	}
+	mdsa_vector *vecs = (mdsa_vector *)mdsa_alloc(sizeof(mdsa_vector) * (size_t)(count > 0 ? count : 1));
+	if (vecs == NULL) {
+		*out = (mdsa_embed_result){.error_code = mdsa_s("out_of_memory"), .error_message = mdsa_s("reply too large")};
+		return -1;
+	}
+	int i = 0;
+	for (mdsa_json *row = count > 0 ? vs->first : NULL; row != NULL; row = row->next, i++) {
+		if (row->kind != MDSA_J_ARRAY) return mdsa__embed_bad(out, "vectors", i, -1, ": want an array of numbers");
+		float *vals = (float *)mdsa_alloc(sizeof(float) * (size_t)(row->count > 0 ? row->count : 1));
+		if (vals == NULL) {
+			*out = (mdsa_embed_result){.error_code = mdsa_s("out_of_memory"), .error_message = mdsa_s("reply too large")};
+			return -1;
+		}
+		int j = 0;
+		for (mdsa_json *x = row->first; x != NULL; x = x->next, j++) {
+			if (x->kind != MDSA_J_NUMBER) return mdsa__embed_bad(out, "vectors", i, j, ": want a number");
+			float f = (float)mdsa_json_number(x, 0);
+			if (f > __FLT_MAX__ || f < -__FLT_MAX__) return mdsa__embed_bad(out, "vectors", i, j, ": number out of float range");
+			vals[j] = f;
+		}
+		vecs[i] = (mdsa_vector){.values = vals, .dim = row->count};
+	}
+	out->model = mdsa_json_get_str(v, "model", "");
+	out->vectors = vecs;
+	out->n_vectors = count;
+	return 0;
+}
+
+/**
+ * Calls mdsa_embed (capability MDSA_CAP_EMBED) for n texts. Returns 0 with
+ * one vector per input, in order, in out (out->vectors[i].values holds
+ * out->vectors[i].dim floats, in the arena), or -1 with out->error_code set:
+ * a host refusal (capability_denied, budget_exceeded, model_denied,
+ * bad_request, e.g. for no inputs or an empty one, engine_error,
+ * unavailable), or "out_of_memory" / "bad_reply" (an undecodable reply, a
+ * value that is not a number or is out of float range, or a vector count
+ * that differs from n) for local failures. A refusal fails the export only
+ * if the plugin says so.
+ */
+static int mdsa_embed(mdsa_env *env, const mdsa_str *inputs, int n, mdsa_embed_result *out) {
+	(void)env;
+	mdsa_sb b = {0};
+	mdsa_sb_puts(&b, "{\"input\":[");
+	for (int i = 0; i < n; i++) {
+		if (i > 0) mdsa_sb_byte(&b, ',');
+		mdsa_sb_json_str(&b, inputs[i]);
+	}
+	mdsa_sb_puts(&b, "]}");
+	if (b.failed) {
+		*out = (mdsa_embed_result){.error_code = mdsa_s("out_of_memory"), .error_message = mdsa_s("request too large")};
+		return -1;
+	}
+	return mdsa__decode_embed(mdsa__host_call(mdsa__x_embed, mdsa_sb_view(&b)), n < 0 ? 0 : n, out);
 }
 
 /** Counts the tokens of text with the host's tokenizer (mdsa_count_tokens); -1 when refused. */

@@ -396,6 +396,21 @@ func TestFeatures(t *testing.T) {
 	}
 }
 
+// TestEmbed checks mdsa_embed through the features plugin (see
+// sdkcheck.Embed): vectors intact through the host, refusals and
+// undecodable replies as the result's error_code / error_message.
+func TestEmbed(t *testing.T) {
+	wasm(t)
+	sdkcheck.Embed(t, build.features)
+}
+
+// FuzzEmbedReply feeds arbitrary host replies to mdsa_embed: the plugin
+// must report a vector or an error, never trap.
+func FuzzEmbedReply(f *testing.F) {
+	wasm(f)
+	sdkcheck.FuzzEmbedReply(f, build.features)
+}
+
 func TestBadPluginRefused(t *testing.T) {
 	wasm(t)
 	rt, err := plugin.NewRuntime(context.Background(), plugin.Options{})

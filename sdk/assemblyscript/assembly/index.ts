@@ -17,6 +17,7 @@ export {
   CAP_EMBED,
   CAP_GENERATE,
   Compiled,
+  EmbedResponse,
   Env,
   GenerateResponse,
   Generation,

@@ -25,6 +25,14 @@ declare function mdsa_generate(offset: u64): u64;
 @external("extism:host/user", "mdsa_count_tokens")
 declare function mdsa_count_tokens(offset: u64): u64;
 
+@external("extism:host/user", "mdsa_embed")
+declare function mdsa_embed(offset: u64): u64;
+
+/** Indexes of the MDSA host functions for hostCall. */
+export const HOST_GENERATE: i32 = 0;
+export const HOST_COUNT_TOKENS: i32 = 1;
+export const HOST_EMBED: i32 = 2;
+
 // WASI stderr, used only by abort so that the host can show why a plugin
 // trapped.
 @external("wasi_snapshot_preview1", "fd_write")
@@ -99,8 +107,9 @@ export function setError(msg: string): void {
 }
 
 /**
- * Calls a host function (by its index: 0 mdsa_generate, 1
- * mdsa_count_tokens) with a JSON request and returns the JSON reply.
+ * Calls a host function (by its index: HOST_GENERATE, HOST_COUNT_TOKENS or
+ * HOST_EMBED) with a JSON request and returns the JSON reply (empty when
+ * the host returned no block).
  */
 export function hostCall(fn: i32, request: Uint8Array): Uint8Array {
   const req = storeBlock(request.dataStart, request.length);
@@ -109,7 +118,10 @@ export function hostCall(fn: i32, request: Uint8Array): Uint8Array {
       String.UTF8.encode('{"error":{"code":"out_of_memory","message":"the request does not fit in the host\'s memory"}}'),
     );
   }
-  const rep = fn == 0 ? mdsa_generate(req) : mdsa_count_tokens(req);
+  let rep: u64;
+  if (fn == HOST_GENERATE) rep = mdsa_generate(req);
+  else if (fn == HOST_EMBED) rep = mdsa_embed(req);
+  else rep = mdsa_count_tokens(req);
   free(req);
   const out = rep == 0 ? new Uint8Array(0) : loadBlock(rep);
   if (rep != 0) free(rep);

@@ -4,7 +4,7 @@
 // wants the host to let it drive generation itself, handle).
 
 import { JKind, JSONWriter, JValue, parseJSON } from "./json";
-import { hostCall, readInput, setError, setOutput } from "./io";
+import { HOST_COUNT_TOKENS, HOST_EMBED, HOST_GENERATE, hostCall, readInput, setError, setOutput } from "./io";
 import { Template } from "./template";
 import { trimSpace } from "./text";
 import { Issue, Validation, Validator, evaluate } from "./validators";
@@ -191,6 +191,25 @@ export class GenerateResponse {
   }
 }
 
+/** The reply of mdsa_embed: one vector per input, in order, or the host's refusal. */
+export class EmbedResponse {
+  model: string = "";
+  /** One vector per input, in order. */
+  vectors: Float32Array[] = [];
+  /**
+   * The refusal code ("" on success): capability_denied, budget_exceeded,
+   * model_denied, bad_request, engine_error, unavailable, or bad_reply for
+   * a reply the SDK cannot decode.
+   */
+  errorCode: string = "";
+  errorMessage: string = "";
+
+  /** Whether the host returned the vectors (no refusal). */
+  get ok(): bool {
+    return this.errorCode.length == 0;
+  }
+}
+
 /** The output of the handle export. */
 export class HandleResponse {
   response: string = "";
@@ -278,7 +297,7 @@ export class Env {
     writeMessages(w, messages);
     generation.writeFields(w, false);
     w.byte(0x7d);
-    return decodeGenerate(hostCall(0, w.bytes()));
+    return decodeGenerate(hostCall(HOST_GENERATE, w.bytes()));
   }
 
   /** Calls mdsa_generate with a raw prompt (no chat template). */
@@ -287,14 +306,28 @@ export class Env {
     w.raw('{"prompt":').str(prompt);
     generation.writeFields(w, false);
     w.byte(0x7d);
-    return decodeGenerate(hostCall(0, w.bytes()));
+    return decodeGenerate(hostCall(HOST_GENERATE, w.bytes()));
+  }
+
+  /**
+   * Calls mdsa_embed (capability CAP_EMBED) for the texts in input: one
+   * vector per input, in order. Check ok / errorCode of the result: a
+   * refusal (e.g. bad_request for no inputs or an empty one), or bad_reply
+   * for an undecodable reply, a value that is not a number or is out of
+   * f32 range, or a vector count that differs from the inputs'. A refusal
+   * is not an export failure unless the plugin makes it one.
+   */
+  embed(input: string[]): EmbedResponse {
+    const w = new JSONWriter(64);
+    w.raw('{"input":').strings(input).byte(0x7d);
+    return decodeEmbed(hostCall(HOST_EMBED, w.bytes()), input.length);
   }
 
   /** Counts the tokens of text with the host's tokenizer (mdsa_count_tokens); -1 when refused. */
   countTokens(text: string): i64 {
     const w = new JSONWriter(text.length + 16);
     w.raw('{"text":').str(text).byte(0x7d);
-    const r = parseJSON(hostCall(1, w.bytes()));
+    const r = parseJSON(hostCall(HOST_COUNT_TOKENS, w.bytes()));
     const v = r.value;
     if (v === null || v.kind != JKind.Object || v.get("error") !== null) return -1;
     return v.getInt("count", -1);
@@ -322,6 +355,56 @@ function decodeGenerate(reply: Uint8Array): GenerateResponse {
   out.tokensIn = v.getInt("tokens_in");
   out.tokensOut = v.getInt("tokens_out");
   out.finishReason = v.getString("finish_reason");
+  return out;
+}
+
+function embedBad(out: EmbedResponse, msg: string): EmbedResponse {
+  out.errorCode = "bad_reply";
+  out.errorMessage = "mdsa_embed: undecodable reply: " + msg;
+  out.vectors = [];
+  return out;
+}
+
+function decodeEmbed(reply: Uint8Array, n: i32): EmbedResponse {
+  const out = new EmbedResponse();
+  const r = parseJSON(reply);
+  const v = r.value;
+  if (v === null || v.kind != JKind.Object) return embedBad(out, r.error.length > 0 ? r.error : "not a JSON object");
+  const e = v.get("error");
+  if (e !== null && e.kind != JKind.Null) {
+    out.errorCode = e.getString("code", "engine_error");
+    if (out.errorCode.length == 0) out.errorCode = "engine_error";
+    out.errorMessage = e.getString("message");
+    return out;
+  }
+  const vs = v.get("vectors");
+  let rows: JValue[] = [];
+  if (vs !== null && vs.kind != JKind.Null) {
+    if (vs.kind != JKind.Array) return embedBad(out, "vectors: want an array");
+    rows = vs.items;
+  }
+  if (rows.length != n) {
+    out.errorCode = "bad_reply";
+    out.errorMessage = "mdsa_embed: the host returned " + rows.length.toString() + " vectors for " + n.toString() + " inputs";
+    return out;
+  }
+  const vectors: Float32Array[] = [];
+  for (let i = 0; i < rows.length; i++) {
+    const row = unchecked(rows[i]);
+    if (row.kind != JKind.Array) return embedBad(out, "vectors[" + i.toString() + "]: want an array of numbers");
+    const items = row.items;
+    const vec = new Float32Array(items.length);
+    for (let j = 0; j < items.length; j++) {
+      const x = unchecked(items[j]);
+      if (x.kind != JKind.Number) return embedBad(out, "vectors[" + i.toString() + "][" + j.toString() + "]: want a number");
+      const f = <f32>x.num;
+      if (!isFinite(f)) return embedBad(out, "vectors[" + i.toString() + "][" + j.toString() + "]: number out of float range");
+      unchecked((vec[j] = f));
+    }
+    vectors.push(vec);
+  }
+  out.model = v.getString("model");
+  out.vectors = vectors;
   return out;
 }
 

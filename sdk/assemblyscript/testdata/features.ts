@@ -1,15 +1,41 @@
 // features: a test plugin for the AssemblyScript SDK's less common paths:
 // templates with context placeholders and a literal "{{", a custom prompt
 // function with generation overrides and a failure, a custom validate
-// function that builds on the defaults and calls Env.countTokens, and the
-// handle export. Built by sdk_test.go from this directory.
+// function that builds on the defaults and calls Env.countTokens, Env.embed
+// (the query "embed please", see sdkcheck.Embed), and the handle export.
+// Built by sdk_test.go from this directory.
 import * as mdsa from "../assembly/index";
+
+// embedReport embeds the content of every history turn and answers one
+// assistant message: "ok MODEL" then a line "DIM BITS..." per vector (each
+// f32 as the decimal value of its bits), or "error CODE: MESSAGE".
+function embedReport(env: mdsa.Env, req: mdsa.PromptRequest): mdsa.PromptResponse {
+  const input: string[] = [];
+  for (let i = 0; i < req.history.length; i++) input.push(req.history[i].content);
+  const r = env.embed(input);
+  // Parts joined once: appending to a string would be quadratic.
+  const parts: string[] = [];
+  if (!r.ok) {
+    parts.push("error " + r.errorCode + ": " + r.errorMessage);
+  } else {
+    parts.push("ok " + r.model);
+    for (let i = 0; i < r.vectors.length; i++) {
+      const v = r.vectors[i];
+      parts.push("\n" + v.length.toString());
+      for (let j = 0; j < v.length; j++) parts.push(" " + reinterpret<u32>(v[j]).toString());
+    }
+  }
+  const out = new mdsa.PromptResponse();
+  out.messages.push(new mdsa.Message(mdsa.ROLE_ASSISTANT, parts.join("")));
+  return out;
+}
 
 function customPrompt(env: mdsa.Env, req: mdsa.PromptRequest): mdsa.PromptResponse {
   if (req.query == "fail please") {
     env.fail("custom failure");
     return new mdsa.PromptResponse();
   }
+  if (req.query == "embed please") return embedReport(env, req);
   if (req.query == "abort please") {
     // An out-of-range index makes the runtime call abort (mdsaAbort).
     const empty: string[] = [];
@@ -32,7 +58,7 @@ function customValidate(env: mdsa.Env, req: mdsa.ValidateRequest): mdsa.Validati
 
 const p = new mdsa.Plugin("features", "0.1.0");
 p.keywords = ["feature"];
-p.capabilities = [mdsa.CAP_GENERATE, mdsa.CAP_COUNT_TOKENS];
+p.capabilities = [mdsa.CAP_GENERATE, mdsa.CAP_EMBED, mdsa.CAP_COUNT_TOKENS];
 p.system = "Literal \\{{not a placeholder}} tone={{ context.tone|plain }} q={{query}}";
 p.template = "Q: {{query}} ({{context.lang}})";
 p.validators = [mdsa.bannedTerms(["forbidden phrase"]), mdsa.requireDisclaimer("Test disclaimer.")];

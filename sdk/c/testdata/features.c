@@ -2,17 +2,53 @@
  * features: a test plugin for the C SDK's less common paths: templates with
  * context placeholders and a literal "{{", a custom prompt function with
  * generation overrides, a custom validate function calling the defaults and
- * mdsa_count_tokens, and the handle export. Built by sdk_test.go.
+ * mdsa_count_tokens, mdsa_embed (the query "embed please", see
+ * sdkcheck.Embed), and the handle export. Built by sdk_test.go.
  */
 #include "../mdsa.h"
 
 static const char *const keywords[] = {"feature", NULL};
-static const char *const capabilities[] = {MDSA_CAP_GENERATE, MDSA_CAP_COUNT_TOKENS, NULL};
+static const char *const capabilities[] = {MDSA_CAP_GENERATE, MDSA_CAP_EMBED, MDSA_CAP_COUNT_TOKENS, NULL};
 static const char *const stop[] = {"\n\nUser:", NULL};
 static const char *const banned[] = {"forbidden phrase", NULL};
 
+/*
+ * Embeds the content of every history turn and answers one assistant
+ * message: "ok MODEL" then a line "DIM BITS..." per vector (each float as
+ * the decimal value of its bits), or "error CODE: MESSAGE".
+ */
+static int embed_report(mdsa_env *env, const mdsa_prompt_request *req, mdsa_prompt_response *out) {
+	mdsa_str *in = (mdsa_str *)mdsa_alloc(sizeof(mdsa_str) * (size_t)(req->n_history + 1));
+	if (in == NULL) return mdsa_fails(env, "out of memory");
+	for (int i = 0; i < req->n_history; i++) in[i] = req->history[i].content;
+	mdsa_embed_result r;
+	mdsa_sb m = {0};
+	if (mdsa_embed(env, in, req->n_history, &r) != 0) {
+		mdsa_sb_puts(&m, "error ");
+		mdsa_sb_str(&m, r.error_code);
+		mdsa_sb_puts(&m, ": ");
+		mdsa_sb_str(&m, r.error_message);
+	} else {
+		mdsa_sb_puts(&m, "ok ");
+		mdsa_sb_str(&m, r.model);
+		for (int i = 0; i < r.n_vectors; i++) {
+			mdsa_sb_byte(&m, '\n');
+			mdsa_sb_int(&m, r.vectors[i].dim);
+			for (int j = 0; j < r.vectors[i].dim; j++) {
+				uint32_t bits;
+				__builtin_memcpy(&bits, &r.vectors[i].values[j], sizeof bits);
+				mdsa_sb_byte(&m, ' ');
+				mdsa_sb_int(&m, bits);
+			}
+		}
+	}
+	if (m.failed) return mdsa_fails(env, "out of memory");
+	return mdsa_prompt_add(out, "assistant", mdsa_sb_view(&m));
+}
+
 static int custom_prompt(mdsa_env *env, const mdsa_prompt_request *req, mdsa_prompt_response *out) {
 	if (mdsa_str_eqs(req->query, "fail please")) return mdsa_fails(env, "custom failure");
+	if (mdsa_str_eqs(req->query, "embed please")) return embed_report(env, req, out);
 	if (mdsa_default_prompt(env, req, out) != 0) return -1;
 	out->generation.max_tokens = 7;
 	out->generation.temperature = 0.25f;
