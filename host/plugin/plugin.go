@@ -64,9 +64,9 @@ type Stats struct {
 	// they were made to wait in all.
 	Throttled     uint64
 	ThrottledTime time.Duration
-	// GuestTime is the time charged to the plugin's export calls: the CPU
-	// time of its own code (host functions excluded) plus throttle pauses.
-	// Unlike wall time, it does not grow when the machine is busy.
+	// GuestTime is the CPU time of the plugin's own code in its export
+	// calls (host functions and throttle pauses excluded). Unlike wall
+	// time, it does not grow when the machine is busy.
 	GuestTime time.Duration
 
 	Instances        int           // instances alive now (in use or idle)

@@ -87,7 +87,7 @@ func (t *throttle) account() time.Duration {
 	return run
 }
 
-// finish ends the call's accounting and returns its charged time. A short
+// finish ends the call's accounting and returns the guest's CPU time. A short
 // last stretch is counted at its wall time, which saves a system call on
 // the common fast call; CPU time cannot be more.
 func (t *throttle) finish() time.Duration {
@@ -101,7 +101,7 @@ func (t *throttle) finish() time.Duration {
 		t.running = false
 	}
 	t.chargedNs.Store(int64(t.ran + t.paused))
-	return t.ran + t.paused
+	return t.ran
 }
 
 // charged is the guest's CPU time plus the pauses imposed on it, as last

@@ -76,7 +76,9 @@ type Options struct {
 	MaxCallLatency time.Duration
 	// SlowCall is the budget of any single prompt, validate or handle call
 	// (16 KB and 64 KB inputs included); a slower call fails its check.
-	// Default DefaultSlowCall.
+	// Calls are timed by the plugin's own CPU time (plugin.Stats.GuestTime,
+	// at most the wall time), so neither a busy machine nor the host's
+	// throttling of long calls fails a plugin. Default DefaultSlowCall.
 	SlowCall time.Duration
 	// LatencyCalls is the number of prompt+validate pairs the latency check
 	// measures (after a short warm-up). Default DefaultLatencyCalls.
@@ -313,7 +315,7 @@ func (e *errNotRun) Error() string {
 func (e *errNotRun) Unwrap() error { return e.cause }
 
 // call runs one export call through the plugin, timing it (the plugin's
-// charged time, at most the wall time) and remembering a timeout.
+// CPU time, at most the wall time) and remembering a timeout.
 func (c *checker) call(export string, fn func(ctx context.Context) error) (time.Duration, error) {
 	if cause, ok := c.dead[export]; ok {
 		return 0, &errNotRun{export: export, cause: cause}
@@ -322,9 +324,9 @@ func (c *checker) call(export string, fn func(ctx context.Context) error) (time.
 		return 0, fmt.Errorf("%s not called: %w", export, err)
 	}
 	ctx := plugin.WithRequestInfo(c.ctx, plugin.RequestInfo{ID: "conformance-" + export})
-	// The plugin's own time (CPU plus throttle pauses), not wall time: a
-	// busy machine must not fail a plugin's budgets. The kit's calls are
-	// the only ones on c.p.
+	// The plugin's own CPU time, not wall time: neither a busy machine nor
+	// the host's throttling must fail a plugin's budgets. The kit's calls
+	// are the only ones on c.p.
 	before := c.p.Stats().GuestTime
 	start := time.Now()
 	err := fn(ctx)
