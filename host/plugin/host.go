@@ -135,7 +135,9 @@ func (r *Runtime) hostFunctions() []extism.HostFunction {
 	// The function every module is instrumented to call now and then
 	// (package instrument): the throttle's chance to pause the guest.
 	yield := extism.NewHostFunctionWithStack(instrument.ImportName, func(ctx context.Context, _ *extism.CurrentPlugin, _ []uint64) {
-		throttleFrom(ctx).yield(ctx)
+		if st, ok := ctx.Value(callStateKey{}).(*callState); ok {
+			st.throttle.yield(ctx) // none outside an export call (start code)
+		}
 	}, nil, nil)
 	yield.SetNamespace(instrument.ImportModule)
 	return []extism.HostFunction{

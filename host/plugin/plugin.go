@@ -352,8 +352,7 @@ func (p *Plugin) invoke(ctx context.Context, inst *instance, export string, inpu
 	defer st.clock.stop()
 
 	inst.stderr.reset()
-	gctx := withThrottle(context.WithValue(callCtx, callStateKey{}, st), st.throttle)
-	rc, out, callErr := inst.ext.CallWithContext(gctx, export, input)
+	rc, out, callErr := inst.ext.CallWithContext(context.WithValue(callCtx, callStateKey{}, st), export, input)
 	st.clock.stop()
 	p.countThrottle(st.throttle)
 	if len(inst.ext.Var) > 0 {

@@ -119,8 +119,9 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// override returns l with every non-zero field of o applied.
-func (l Limits) override(o Limits) Limits {
+// Override returns l with every positive field of o applied: o's zero
+// fields keep l's values.
+func (l Limits) Override(o Limits) Limits {
 	if o.CallTimeout > 0 {
 		l.CallTimeout = o.CallTimeout
 	}
@@ -396,7 +397,7 @@ func (r *Runtime) loadConfig(opts []LoadOption) loadConfig {
 	for _, o := range opts {
 		o(&c)
 	}
-	c.limits = r.limits.override(c.limits)
+	c.limits = r.limits.Override(c.limits)
 	return c
 }
 

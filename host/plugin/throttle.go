@@ -156,17 +156,6 @@ func (t *throttle) yield(ctx context.Context) {
 	t.mark() // the goroutine may wake on another thread
 }
 
-type throttleKey struct{}
-
-func withThrottle(ctx context.Context, t *throttle) context.Context {
-	return context.WithValue(ctx, throttleKey{}, t)
-}
-
-func throttleFrom(ctx context.Context) *throttle {
-	t, _ := ctx.Value(throttleKey{}).(*throttle)
-	return t
-}
-
 // monoBase anchors monotonic; it is set once at start-up and only read.
 var monoBase = time.Now()
 

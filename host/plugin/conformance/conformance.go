@@ -95,32 +95,7 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	d := DefaultLimits()
-	l := &o.Limits
-	if l.CallTimeout <= 0 {
-		l.CallTimeout = d.CallTimeout
-	}
-	if l.MaxMemoryBytes == 0 {
-		l.MaxMemoryBytes = d.MaxMemoryBytes
-	}
-	if l.MaxInputBytes <= 0 {
-		l.MaxInputBytes = d.MaxInputBytes
-	}
-	if l.MaxOutputBytes <= 0 {
-		l.MaxOutputBytes = d.MaxOutputBytes
-	}
-	if l.MaxHostCalls <= 0 {
-		l.MaxHostCalls = d.MaxHostCalls
-	}
-	if l.MaxTokens <= 0 {
-		l.MaxTokens = d.MaxTokens
-	}
-	if l.MaxModuleBytes <= 0 {
-		l.MaxModuleBytes = d.MaxModuleBytes
-	}
-	if l.ThrottleShare <= 0 {
-		l.ThrottleShare = d.ThrottleShare
-	}
+	o.Limits = DefaultLimits().Override(o.Limits)
 	if o.MaxCallLatency <= 0 {
 		o.MaxCallLatency = DefaultMaxCallLatency
 	}
