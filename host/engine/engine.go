@@ -44,6 +44,10 @@ type Result struct {
 	Text         string `json:"text"`
 	Model        string `json:"model"`
 	TokensIn     int    `json:"tokens_in"`
+	// TokensCached is how many of the TokensIn prompt tokens were reused
+	// from the engine's cache (a shared prefix already evaluated) rather
+	// than evaluated again; TokensIn - TokensCached were evaluated.
+	TokensCached int    `json:"tokens_cached"`
 	TokensOut    int    `json:"tokens_out"`
 	FinishReason string `json:"finish_reason"`
 }
