@@ -41,9 +41,9 @@ const (
 
 // Result is the outcome of one generation.
 type Result struct {
-	Text         string `json:"text"`
-	Model        string `json:"model"`
-	TokensIn     int    `json:"tokens_in"`
+	Text     string `json:"text"`
+	Model    string `json:"model"`
+	TokensIn int    `json:"tokens_in"`
 	// TokensCached is how many of the TokensIn prompt tokens were reused
 	// from the engine's cache (a shared prefix already evaluated) rather
 	// than evaluated again; TokensIn - TokensCached were evaluated.
