@@ -23,6 +23,10 @@ type Params struct {
 	RepeatPenalty float32  `json:"repeat_penalty"`
 	Stop          []string `json:"stop,omitempty"`
 	Seed          uint32   `json:"seed"`
+	// IgnoreEOS keeps generating past end-of-generation tokens (they are
+	// never sampled), until MaxTokens, a stop string or a full context;
+	// for benchmarks of long answers.
+	IgnoreEOS bool `json:"ignore_eos,omitempty"`
 }
 
 // Request is one generation. Exactly one of Messages (the model's chat

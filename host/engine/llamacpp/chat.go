@@ -279,6 +279,8 @@ type vocabSpecials struct {
 	// control marks the control tokens, and the user-defined tokens that
 	// end generation, which message content must never produce.
 	control []uint64
+	// eog lists the end-of-generation tokens, which Params.IgnoreEOS bans.
+	eog []llama.Token
 }
 
 // newVocabSpecials reads the attributes of every token of vocab: one
@@ -286,6 +288,7 @@ type vocabSpecials struct {
 func newVocabSpecials(vocab llama.Vocab) vocabSpecials {
 	n := int(llama.VocabNTokens(vocab))
 	vs := vocabSpecials{parsed: make([]uint64, (n+63)/64), control: make([]uint64, (n+63)/64)}
+	eos, eot := llama.VocabEOS(vocab), llama.VocabEOT(vocab)
 	for id := range n {
 		attr := llama.VocabGetAttr(vocab, llama.Token(id))
 		if attr&(llama.TokenAttrControl|llama.TokenAttrUnknown) != 0 {
@@ -293,6 +296,11 @@ func newVocabSpecials(vocab llama.Vocab) vocabSpecials {
 		}
 		if attr&llama.TokenAttrControl != 0 || (attr&llama.TokenAttrUserDef != 0 && llama.VocabIsEOG(vocab, llama.Token(id))) {
 			vs.control[id/64] |= 1 << (id % 64)
+		}
+		if attr&(llama.TokenAttrControl|llama.TokenAttrUserDef) != 0 || id == int(eos) || id == int(eot) {
+			if llama.VocabIsEOG(vocab, llama.Token(id)) {
+				vs.eog = append(vs.eog, llama.Token(id))
+			}
 		}
 	}
 	return vs

@@ -16,38 +16,64 @@
 // Logger of the Open that loaded the libraries, at debug level (attributes
 // source=llama.cpp and llama_level); nothing is printed to stderr.
 //
-// # Concurrency and memory
+// # Scheduling, prefix reuse and memory
 //
-// An Engine loads the model weights once and keeps a pool of at most
-// Options.Parallel llama.cpp contexts, each with its own KV cache of
-// ContextSize tokens and one sequence. The first context is created by Open
-// (so configuration errors surface there), the others on demand, and all
-// are kept until Close. Generate takes a context from the pool, waiting
-// (and honouring its ctx) while all are busy, clears the context's KV cache,
-// decodes the prompt in batches of BatchSize tokens, samples the reply token
-// by token, and returns the context. The only lock taken around a
-// generation guards the pool's free list, for the moment of taking or
-// returning a context; owning the context is what serialises use of it, so
-// generations on different contexts run in parallel with no Go lock held.
+// An Engine loads the model weights once and runs every generation on one
+// llama.cpp context with Options.Parallel sequences (slots) in one unified
+// KV buffer of Parallel × ContextSize cells, computed by one thread pool of
+// Options.Threads threads. A single goroutine, the scheduler, owns the
+// context. Each step it decodes one batch holding the next token of every
+// sequence that is generating plus chunks of the prompts still being read
+// (at most BatchSize tokens in all, oldest request first), then samples one
+// token for each sequence that asked for logits. A request that arrives
+// joins at the next step; a long prompt is read a chunk per step, so the
+// streams in flight keep going (continuous batching with chunked prefill).
+// Generate queues its request and waits on its own goroutine, where
+// onToken runs: a slow callback never holds up other sequences.
 //
-// Memory per engine is the weights (shared, usually memory-mapped) plus, per
-// created context, a KV cache of about
+// Each sequence keeps the tokens it evaluated after its request ends. A new
+// request takes the free sequence whose tokens share the longest prefix with
+// its prompt (a sequence that would lose more than half of what it holds
+// counts as no match; ties go to an empty, else the least recently used
+// one), drops the rest of that sequence, and evaluates only the remaining
+// tokens; at least its last prompt token is evaluated, for the logits. When
+// another sequence, busy or free, holds a longer prefix, that prefix is
+// copied into the least valuable free sequence instead: in the unified
+// buffer a copy only marks the cells as shared, nothing is computed or
+// duplicated. Result.TokensCached says how many prompt tokens were reused.
+// Requests of one domain start with the same system prompt, so they
+// evaluate only the user's turn.
 //
-//	2 (K and V) × layers × ContextSize × n_embd_kv × 2 bytes (f16)
+// Memory per engine is the weights (shared, usually memory-mapped), a KV
+// buffer of about
 //
-// and a compute buffer that grows with the physical batch (at most 512
-// tokens) and the vocabulary size. Embed uses one further context with
-// embeddings enabled (mean pooling, min(ContextSize, 2048) tokens), created
-// on first use; Embed calls take turns on it.
+//	2 (K and V) × layers × Parallel × ContextSize × n_embd_kv × 2 bytes (f16)
+//
+// (shared prefixes take their cells once), and one compute buffer that grows
+// with the physical batch (at most 512 tokens) and the vocabulary size.
+// Embed uses one further context with embeddings enabled (mean pooling,
+// min(ContextSize, 2048) tokens), created on first use; Embed calls take
+// turns on it.
+//
+// # Threads
+//
+// The engine's thread pool is created once and its threads sleep between
+// computations rather than spin (polling level 0), so an engine that waits
+// costs no CPU and a busy machine degrades smoothly. Options.Cores, shared
+// by every engine of a process, bounds the threads that compute at once:
+// each decode takes its thread count from it for as long as it runs, so two
+// models never oversubscribe the cores between them. Embed takes its turn
+// the same way.
 //
 // For decoder models Open also starts reading the token classes of the
 // vocabulary in the background (one llama.cpp call per token, two bits of
 // memory per token), which chat prompts need; the first chat prompt waits
 // for it if it has not finished, and Close waits for it.
 //
-// Close stops generations in progress at their next token (they return an
-// error wrapping engine.ErrClosed), waits for every call in progress to
-// return, then frees the contexts and the model.
+// Close stops generations in progress at the scheduler's next step (they
+// return an error wrapping engine.ErrClosed), fails the queued ones, waits
+// for every call in progress to return, then frees the context and the
+// model.
 //
 // # Prompts
 //
@@ -107,6 +133,9 @@
 // found across token boundaries, the stop string and anything after it is
 // never streamed or returned, and the concatenated pieces always equal
 // Result.Text. Bytes that are not valid UTF-8 are replaced with U+FFFD.
-// ctx is checked between prompt batches and between tokens; a cancelled
-// generation returns an error wrapping ctx.Err() with the partial Result.
+// The scheduler checks ctx at every step, and a request still waiting for a
+// free sequence leaves at once when ctx ends; a cancelled generation returns
+// an error wrapping ctx.Err() with the partial Result, and onToken is not
+// called after ctx has ended. Params.IgnoreEOS bans the end-of-generation
+// tokens, so the answer runs to MaxTokens (for benchmarks).
 package llamacpp

@@ -75,11 +75,13 @@ func (e *Engine) Embed(ctx context.Context, inputs []string) ([][]float32, error
 		}
 		batch := llama.BatchGetOne(t)
 		var ret int32
+		k := e.cores.acquire(int(e.cparam.NThreads))
 		if e.hasEncoder && !e.hasDecoder {
 			ret, err = llama.Encode(lctx, batch)
 		} else {
 			ret, err = llama.Decode(lctx, batch)
 		}
+		e.cores.release(k)
 		if err != nil {
 			return nil, fmt.Errorf("llamacpp: embedding input %d: %w", i, err)
 		}

@@ -20,9 +20,15 @@ const (
 	DefaultContextSize = 4096
 	// DefaultBatchSize is the number of prompt tokens decoded per call.
 	DefaultBatchSize = 512
-	// DefaultParallel is the number of generations that run at once.
-	DefaultParallel = 1
+	// DefaultParallel is the number of sequences decoded together.
+	DefaultParallel = 4
 )
+
+// threadPoll is the polling level (0-100) of the engine's compute threads
+// between graph computations: 0 sleeps at once, so that idle or waiting
+// threads never spin on a busy machine. Waking them costs microseconds per
+// decode step, which is milliseconds long.
+const threadPoll = 0
 
 // maxUBatch bounds the physical batch llama.cpp computes at once, which
 // bounds the compute buffer of each context.
@@ -37,17 +43,20 @@ type Options struct {
 	// Name is what Model() and Result.Model report. Empty means the model
 	// file's base name without the .gguf extension.
 	Name string
-	// Threads is the number of CPU threads each generation uses. 0 means
-	// one per physical (performance) core. Concurrent generations each use
-	// this many, so Parallel × Threads above the core count oversubscribes
-	// the CPU.
+	// Threads is the number of CPU threads the engine computes with: one
+	// thread pool per engine, shared by all its sequences. 0 means one per
+	// physical (performance) core.
 	Threads int
-	// ContextSize is the number of tokens (prompt and reply) of each pooled
-	// context. 0 means the model's training context, at most
+	// Cores, when set, is shared by every engine of the process: their
+	// decodes together never use more threads than it has cores.
+	Cores *Cores
+	// ContextSize is the number of tokens (prompt and reply) one
+	// generation may use. 0 means the model's training context, at most
 	// DefaultContextSize.
 	ContextSize int
-	// Parallel is the number of generations that may run concurrently, one
-	// llama.cpp context each. Further calls wait. 0 means DefaultParallel.
+	// Parallel is the number of sequences decoded together, each holding
+	// one generation and, between generations, its tokens for reuse.
+	// Further calls wait. 0 means DefaultParallel.
 	Parallel int
 	// GPULayers is the number of layers to offload to a GPU when the
 	// libraries have a GPU back-end: 0 keeps the model on the CPU, a
@@ -70,10 +79,10 @@ type Info struct {
 	Params        uint64 // number of parameters
 	SizeBytes     uint64 // size of the weights in memory
 	TrainContext  int    // context length the model was trained with
-	ContextSize   int    // tokens per pooled context
-	BatchSize     int    // prompt tokens per decode call
-	Parallel      int    // pooled contexts (concurrent generations)
-	Threads       int    // CPU threads per generation
+	ContextSize   int    // tokens one generation may use
+	BatchSize     int    // tokens per decode step
+	Parallel      int    // sequences (concurrent generations)
+	Threads       int    // CPU threads of the engine's thread pool
 	EmbeddingSize int    // length of Embed vectors
 	ChatTemplate  string // the model's chat template; "" means ChatML is used
 }
@@ -86,7 +95,7 @@ type Engine struct {
 	log    *slog.Logger
 	model  llama.Model
 	vocab  llama.Vocab
-	cparam llama.ContextParams // for pooled generation contexts
+	cparam llama.ContextParams // of the generation context
 
 	hasDecoder bool
 	hasEncoder bool
@@ -101,15 +110,18 @@ type Engine struct {
 	specials             vocabSpecials
 	specialsReady        chan struct{}
 
+	// cores bounds the compute threads of this engine and its peers.
+	cores *Cores
+
 	// tmplCache holds the splits of template texts (see templateText);
 	// tmplMu guards the map, never a tokenization.
 	tmplMu    sync.Mutex
 	tmplCache map[string]*templateText
 
-	// slots holds one token per pooled context that is in use; sending
-	// acquires the right to own a context.
-	slots chan struct{}
-	// embedSlot guards the embedding context in the same way.
+	// sched runs every generation (decoder models only).
+	sched *sched
+	// embedSlot holds one token while an Embed call uses the embedding
+	// context.
 	embedSlot chan struct{}
 	// done is closed by Close so that waiting and running calls stop.
 	done chan struct{}
@@ -117,23 +129,11 @@ type Engine struct {
 	mu       sync.Mutex
 	closed   bool
 	inflight sync.WaitGroup // calls that use the model; Close waits for them
-	idle     []*seqContext  // created contexts not in use
-	all      []*seqContext  // every created context, freed by Close
 
 	// embed is created on first use by the holder of embedSlot and freed by
 	// Close after inflight drains.
 	embed    llama.Context
 	embedErr error
-}
-
-// seqContext is one pooled llama.cpp context with its reusable batch.
-type seqContext struct {
-	lctx  llama.Context
-	mem   llama.Memory
-	batch llama.Batch
-	nCtx  int // tokens the context holds
-	// nBatch is the capacity of batch and the context's logical batch size.
-	nBatch int
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -220,32 +220,34 @@ func Open(ctx context.Context, modelPath string, opts Options) (*Engine, error) 
 		parallel = DefaultParallel
 	}
 
-	cp := llama.ContextDefaultParams()
-	if opts.Threads > 0 {
-		cp.NThreads = int32(opts.Threads)
-		cp.NThreadsBatch = int32(opts.Threads)
+	threads := opts.Threads
+	if threads <= 0 {
+		threads = int(llama.Threads())
 	}
+	cp := llama.ContextDefaultParams()
+	cp.NThreads = int32(threads)
+	cp.NThreadsBatch = int32(threads)
 	cp.NCtx = uint32(nCtx)
 	cp.NBatch = uint32(nBatch)
 	cp.NUbatch = uint32(min(nBatch, maxUBatch))
 	cp.NSeqMax = 1
 	cp.NoPerf = 1
 	e.cparam = cp
-	e.slots = make(chan struct{}, parallel)
+	e.cores = opts.Cores
 	e.info.ContextSize = nCtx
 	e.info.BatchSize = nBatch
 	e.info.Parallel = parallel
-	e.info.Threads = int(cp.NThreads)
+	e.info.Threads = threads
 
 	if e.hasDecoder {
-		sc, err := e.newSeqContext()
+		s, err := e.newSched(parallel)
 		if err != nil {
 			llama.ModelFree(model)
 			return nil, err
 		}
-		e.info.ContextSize = sc.nCtx
-		e.idle = append(e.idle, sc)
-		e.all = append(e.all, sc)
+		e.sched = s
+		e.info.ContextSize = s.nCtx
+		go s.loop(e.done)
 
 		// Chat prompts need the vocabulary's token classes. Reading them
 		// takes one llama.cpp call per token (tens of milliseconds for a
@@ -270,28 +272,72 @@ func Open(ctx context.Context, modelPath string, opts Options) (*Engine, error) 
 	return e, nil
 }
 
-// newSeqContext creates one generation context with its batch.
-func (e *Engine) newSeqContext() (*seqContext, error) {
-	lctx, err := llama.InitFromModel(e.model, e.cparam)
+// newSched creates the generation context (parallel sequences in one
+// unified KV buffer of parallel × ContextSize cells, so that sequences can
+// share the cells of a common prefix), its batch and its thread pool.
+func (e *Engine) newSched(parallel int) (*sched, error) {
+	nCtx := int(e.cparam.NCtx)
+	cp := e.cparam
+	cp.NCtx = uint32(nCtx * parallel)
+	cp.NSeqMax = uint32(parallel)
+	cp.KVUnified = 1
+	lctx, err := llama.InitFromModel(e.model, cp)
 	if err != nil {
 		msg := lastLlamaError()
-		return nil, fmt.Errorf("llamacpp: creating a llama.cpp context for %s (context %d tokens, batch %d; lower ContextSize if memory is short): %w %s",
-			e.info.Path, e.cparam.NCtx, e.cparam.NBatch, err, msg)
+		return nil, fmt.Errorf("llamacpp: creating a llama.cpp context for %s (%d sequences of %d tokens, batch %d; lower ContextSize or Parallel if memory is short): %w %s",
+			e.info.Path, parallel, nCtx, cp.NBatch, err, msg)
 	}
 	mem, err := llama.GetMemory(lctx)
 	if err != nil {
 		llama.Free(lctx)
 		return nil, fmt.Errorf("llamacpp: context memory for %s: %w", e.info.Path, err)
 	}
-	nCtx := int(llama.NCtx(lctx))
+	// llama.cpp pads the context to a multiple of 256 cells; the sequences
+	// share what it made.
+	nCtx = max(int(llama.NCtx(lctx))/parallel, 1)
 	nBatch := int(llama.NBatch(lctx))
-	return &seqContext{
-		lctx:   lctx,
-		mem:    mem,
-		batch:  llama.BatchInit(int32(nBatch), 0, 1),
-		nCtx:   nCtx,
-		nBatch: nBatch,
-	}, nil
+	s := &sched{
+		e:        e,
+		lctx:     lctx,
+		mem:      mem,
+		batch:    llama.BatchInit(int32(nBatch), 0, 1),
+		nBatch:   nBatch,
+		nCtx:     nCtx,
+		unified:  true,
+		threads:  int(cp.NThreads),
+		nVocab:   llama.VocabNTokens(e.vocab),
+		cores:    e.cores,
+		wake:     make(chan struct{}, 1),
+		loopDone: make(chan struct{}),
+	}
+	for i := range parallel {
+		id := llama.SeqId(i)
+		s.slots = append(s.slots, &slot{id: id, ids: []llama.SeqId{id}})
+	}
+	// One pool of threads for every decode of this context. Without one,
+	// ggml starts and joins its threads for each computation.
+	tpp := llama.ThreadpoolParamsDefault(cp.NThreads)
+	tpp.Poll = threadPoll
+	if tp, err := llama.ThreadpoolNew(&tpp); err == nil {
+		s.tp = tp
+		llama.AttachThreadpool(lctx, uintptr(tp), 0)
+	} else {
+		e.log.Debug("llama.cpp thread pool unavailable; threads start per decode", "model", e.info.Name, "err", err)
+	}
+	return s, nil
+}
+
+// free releases the context, its batch and its thread pool; the loop must
+// have ended.
+func (s *sched) free() {
+	llama.BatchFree(s.batch)
+	for _, sl := range s.slots {
+		if sl.sampler != 0 {
+			llama.SamplerFree(sl.sampler)
+		}
+	}
+	llama.Free(s.lctx)
+	llama.ThreadpoolFree(s.tp)
 }
 
 // Model names the model this engine runs.
@@ -311,45 +357,6 @@ func (e *Engine) begin() error {
 	return nil
 }
 
-// acquire waits for a free pooled context, honouring ctx and Close. The
-// context is created on first use when none is idle.
-func (e *Engine) acquire(ctx context.Context) (*seqContext, error) {
-	select {
-	case e.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("llamacpp: waiting for a free context: %w", ctx.Err())
-	case <-e.done:
-		return nil, engine.ErrClosed
-	}
-	e.mu.Lock()
-	if n := len(e.idle); n > 0 {
-		sc := e.idle[n-1]
-		e.idle = e.idle[:n-1]
-		e.mu.Unlock()
-		return sc, nil
-	}
-	e.mu.Unlock()
-
-	sc, err := e.newSeqContext()
-	if err != nil {
-		<-e.slots
-		return nil, err
-	}
-	e.mu.Lock()
-	e.all = append(e.all, sc)
-	e.mu.Unlock()
-	e.log.Debug("llama.cpp context created", "model", e.info.Name, "contexts", len(e.all))
-	return sc, nil
-}
-
-// release returns a context to the pool.
-func (e *Engine) release(sc *seqContext) {
-	e.mu.Lock()
-	e.idle = append(e.idle, sc)
-	e.mu.Unlock()
-	<-e.slots
-}
-
 // Close stops running generations at their next token, waits for every call
 // in progress to return, and frees the contexts and the model. Calling it
 // again returns nil; other methods then fail with engine.ErrClosed. The
@@ -365,12 +372,11 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 
 	e.inflight.Wait()
-
-	for _, sc := range e.all {
-		llama.BatchFree(sc.batch)
-		llama.Free(sc.lctx)
+	if e.sched != nil {
+		<-e.sched.loopDone
+		e.sched.free()
+		e.sched = nil
 	}
-	e.all, e.idle = nil, nil
 	if e.embed != 0 {
 		llama.Free(e.embed)
 		e.embed = 0

@@ -221,8 +221,10 @@ func TestGenerateCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want context.Canceled", err)
 	}
-	if n != 1 || res.TokensOut != 1 {
-		t.Fatalf("%d pieces, %d tokens after cancel; want 1", n, res.TokensOut)
+	// The scheduler may have sampled a few more tokens before it saw the
+	// cancellation, but none reaches the callback after it.
+	if n != 1 || res.TokensOut < 1 {
+		t.Fatalf("%d pieces, %d tokens after cancel; want 1 piece", n, res.TokensOut)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("cancel took %v", d)
@@ -271,33 +273,36 @@ func TestGenerateConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	e.mu.Lock()
-	created := len(e.all)
-	e.mu.Unlock()
-	if created < 1 || created > 2 {
-		t.Fatalf("%d contexts created, want at most Parallel=2", created)
-	}
 }
 
 func TestGenerateWaitHonoursContext(t *testing.T) {
 	e := openSmall(t, Options{Parallel: 1})
+	// Hold the scheduler inside its first step, so that the only sequence
+	// stays busy while a second request waits.
 	hold := make(chan struct{})
-	started := make(chan struct{})
-	go func() {
-		var once sync.Once
-		e.Generate(context.Background(), chatReq(256), func(string) error {
-			once.Do(func() { close(started) })
+	var once sync.Once
+	entered := make(chan struct{})
+	e.sched.stepHook = func() {
+		once.Do(func() {
+			close(entered)
 			<-hold
-			return nil
 		})
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := e.Generate(context.Background(), chatReq(256), nil)
+		first <- err
 	}()
-	<-started
+	<-entered
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := e.Generate(ctx, chatReq(5), nil)
 	close(hold)
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err %v, want DeadlineExceeded while the only context is busy", err)
+		t.Fatalf("err %v, want DeadlineExceeded while the only sequence is busy", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first generation: %v", err)
 	}
 }
 

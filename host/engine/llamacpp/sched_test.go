@@ -1,0 +1,307 @@
+package llamacpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hybridgroup/yzma/pkg/llama"
+
+	"github.com/mdsa-go/mdsa/host/engine"
+	"github.com/mdsa-go/mdsa/host/models/gguf"
+)
+
+// domainReq is a chat request of one "domain": a long system prompt shared
+// by every question of that domain, and the question.
+func domainReq(domain, question string, maxTokens int) engine.Request {
+	sys := fmt.Sprintf("You are the %s assistant. %s", domain,
+		strings.Repeat("Answer briefly and precisely, and say when you do not know. ", 6))
+	return engine.Request{
+		Messages: []engine.Message{{Role: "system", Content: sys}, {Role: "user", Content: question}},
+		Params:   engine.Params{MaxTokens: maxTokens},
+	}
+}
+
+// checkSlots verifies the scheduler's bookkeeping against llama.cpp, on the
+// loop's goroutine: every sequence holds exactly the positions of its cached
+// tokens, and no slot serves a request once all calls have returned.
+func checkSlots(t *testing.T, e *Engine) {
+	t.Helper()
+	var problems []string
+	err := e.sched.do(func() {
+		for _, sl := range e.sched.slots {
+			max, err := llama.MemorySeqPosMax(e.sched.mem, sl.id)
+			if err != nil {
+				problems = append(problems, err.Error())
+				continue
+			}
+			if int(max) != len(sl.cached)-1 {
+				problems = append(problems, fmt.Sprintf("sequence %d: llama.cpp holds positions up to %d, the scheduler thinks %d tokens", sl.id, max, len(sl.cached)))
+			}
+			if sl.r != nil {
+				problems = append(problems, fmt.Sprintf("sequence %d still serves a request", sl.id))
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+}
+
+func TestPrefixReuse(t *testing.T) {
+	e := openSmall(t, Options{Parallel: 2})
+	ctx := context.Background()
+
+	first, err := e.Generate(ctx, domainReq("finance", "How do bonds work?", 64), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.TokensCached != 0 || first.Text != gguf.SynthReply {
+		t.Fatalf("first request: cached %d, text %q", first.TokensCached, first.Text)
+	}
+	// The same prompt again: everything but the last token is reused.
+	again, err := e.Generate(ctx, domainReq("finance", "How do bonds work?", 64), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.TokensCached != again.TokensIn-1 || again.Text != gguf.SynthReply {
+		t.Fatalf("same prompt: cached %d of %d, text %q", again.TokensCached, again.TokensIn, again.Text)
+	}
+	// Another question of the same domain reuses the system prompt.
+	other, err := e.Generate(ctx, domainReq("finance", "What is an index fund?", 64), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sysOnly, err := e.chatTokens("", domainReq("finance", "", 1).Messages[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.TokensCached < len(sysOnly)-2 || other.TokensCached >= other.TokensIn {
+		t.Fatalf("same domain, new question: cached %d of %d, the system turn alone has %d tokens", other.TokensCached, other.TokensIn, len(sysOnly))
+	}
+	// Another domain lands in the other (empty) sequence and keeps the
+	// finance prefix warm; finance then hits again.
+	med, err := e.Generate(ctx, domainReq("medical", "What helps a headache?", 64), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if med.TokensCached > 16 {
+		t.Fatalf("new domain: cached %d tokens, want only the shared template start", med.TokensCached)
+	}
+	fin, err := e.Generate(ctx, domainReq("finance", "How do bonds work?", 64), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fin.TokensCached < len(sysOnly)-2 {
+		t.Fatalf("finance after medical: cached %d, want the warm finance prefix (%d)", fin.TokensCached, len(sysOnly))
+	}
+	checkSlots(t, e)
+}
+
+func TestPrefixCopiedFromBusySequence(t *testing.T) {
+	e := openSmall(t, Options{Parallel: 2})
+	ctx := context.Background()
+	// Warm nothing; hold the first request in generation so that its
+	// sequence is busy when a second request of its domain arrives.
+	hold := make(chan struct{})
+	var steps atomic.Int32
+	e.sched.stepHook = func() {
+		if steps.Add(1) == 3 { // prompt done, a couple of tokens sampled
+			<-hold
+		}
+	}
+	firstDone := make(chan error, 1)
+	go func() {
+		_, err := e.Generate(ctx, domainReq("finance", "How do bonds work?", 64), nil)
+		firstDone <- err
+	}()
+	for steps.Load() < 3 {
+		runtime.Gosched()
+	}
+	// The loop is held; queue the second request, then release.
+	secondDone := make(chan engine.Result, 1)
+	secondErr := make(chan error, 1)
+	go func() {
+		res, err := e.Generate(ctx, domainReq("finance", "What is an index fund?", 64), nil)
+		secondDone <- res
+		secondErr <- err
+	}()
+	for {
+		e.sched.mu.Lock()
+		n := len(e.sched.queue)
+		e.sched.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(hold)
+	if err := <-firstDone; err != nil {
+		t.Fatal(err)
+	}
+	res, err := <-secondDone, <-secondErr
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.TokensCached < 20 || res.Text != gguf.SynthReply {
+		t.Fatalf("second request of a busy domain: cached %d of %d, text %q; want the system prompt copied", res.TokensCached, res.TokensIn, res.Text)
+	}
+	checkSlots(t, e)
+}
+
+func TestIgnoreEOS(t *testing.T) {
+	e := openSmall(t, Options{})
+	res, err := e.Generate(context.Background(), engine.Request{
+		Messages: chatReq(0).Messages,
+		Params:   engine.Params{MaxTokens: 40, IgnoreEOS: true},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.TokensOut != 40 || res.FinishReason != engine.FinishLength {
+		t.Fatalf("IgnoreEOS: %d tokens, finish %q; want 40, length", res.TokensOut, res.FinishReason)
+	}
+	if !strings.HasPrefix(res.Text, gguf.SynthReply) || len(res.Text) <= len(gguf.SynthReply) {
+		t.Fatalf("IgnoreEOS text %q, want the reply and more", res.Text)
+	}
+}
+
+func TestChunkedPrefillBesideStreams(t *testing.T) {
+	// A batch of 32 tokens: a long prompt is read in chunks while other
+	// sequences keep generating, and every answer is right.
+	e := openSmall(t, Options{Parallel: 3, BatchSize: 32, ContextSize: 1024})
+	long := domainReq("legal", strings.Repeat("Please read this long question carefully. ", 30), 64)
+	var wg sync.WaitGroup
+	errs := make(chan error, 9)
+	for i := range 9 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := chatReq(64)
+			if i%3 == 0 {
+				req = long
+			}
+			var pieces []string
+			res, err := e.Generate(context.Background(), req, collect(&pieces))
+			switch {
+			case err != nil:
+				errs <- err
+			case res.Text != gguf.SynthReply || strings.Join(pieces, "") != res.Text:
+				errs <- fmt.Errorf("request %d: text %q, streamed %q", i, res.Text, pieces)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	checkSlots(t, e)
+}
+
+func TestCloseFailsQueued(t *testing.T) {
+	e := openSmall(t, Options{Parallel: 1})
+	hold := make(chan struct{})
+	var once sync.Once
+	entered := make(chan struct{})
+	e.sched.stepHook = func() { once.Do(func() { close(entered); <-hold }) }
+	const n = 4
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := e.Generate(context.Background(), chatReq(64), nil)
+			errs <- err
+		}()
+	}
+	<-entered
+	closed := make(chan struct{})
+	go func() { e.Close(); close(closed) }()
+	// Close waits for the calls in flight, which wait for the held loop.
+	close(hold)
+	<-closed
+	for range n {
+		if err := <-errs; err != nil && !errors.Is(err, engine.ErrClosed) {
+			t.Errorf("got %v, want nil or ErrClosed", err)
+		}
+	}
+	if _, err := e.Generate(context.Background(), chatReq(4), nil); !errors.Is(err, engine.ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+}
+
+func TestSharedCores(t *testing.T) {
+	cores := NewCores(1)
+	a := openSmall(t, Options{Cores: cores, Parallel: 2})
+	b := openSmall(t, Options{Cores: cores, Parallel: 2})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := a
+			if i%2 == 1 {
+				e = b
+			}
+			res, err := e.Generate(context.Background(), chatReq(64), nil)
+			if err == nil && res.Text != gguf.SynthReply {
+				err = fmt.Errorf("text %q", res.Text)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if cores.free != cores.N() {
+		t.Fatalf("%d of %d cores free after all decodes", cores.free, cores.N())
+	}
+}
+
+func TestCoresBound(t *testing.T) {
+	c := NewCores(3)
+	var inUse, peak atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := 1 + i%5 // up to 5, capped at 3
+			k := c.acquire(want)
+			if k != min(want, 3) {
+				t.Errorf("acquire(%d) took %d", want, k)
+			}
+			now := inUse.Add(int32(k))
+			for {
+				p := peak.Load()
+				if now <= p || peak.CompareAndSwap(p, now) {
+					break
+				}
+			}
+			runtime.Gosched()
+			inUse.Add(-int32(k))
+			c.release(k)
+		}()
+	}
+	wg.Wait()
+	if p := peak.Load(); p > 3 {
+		t.Fatalf("%d cores in use at once, have 3", p)
+	}
+	var nilCores *Cores
+	if nilCores.acquire(4) != 0 || nilCores.N() != 0 {
+		t.Fatal("a nil Cores bounds nothing")
+	}
+	nilCores.release(0)
+}
