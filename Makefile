@@ -7,15 +7,17 @@ PLUGINS   := finance medical support technical
 WASMS     := $(foreach p,$(PLUGINS),plugins/$(p)/$(p).wasm)
 MODEL     ?= models/qwen2.5-0.5b-instruct-q4_k_m.gguf
 SYNTH     := models/synthetic.gguf
+# llama.cpp build that `make setup` installs: auto (CUDA, Vulkan or CPU, whichever fits), cpu, cuda, vulkan
+LLAMA_BACKEND ?= auto
 
 .PHONY: all setup setup-examples examples plugins build test run bench clean
 
 all: build plugins
 
-## setup: download Go modules and the llama.cpp runtime libraries (project-local, no root)
+## setup: download Go modules and the llama.cpp runtime libraries (project-local, no root; LLAMA_BACKEND=auto|cpu|cuda|vulkan)
 setup:
 	$(GO) mod download
-	./scripts/setup-llama.sh .deps/llama
+	LLAMA_BACKEND=$(LLAMA_BACKEND) ./scripts/setup-llama.sh .deps/llama
 
 ## setup-examples: install the toolchains of the AssemblyScript, C and Rust SDKs (npm into sdk/assemblyscript, apt: clang lld rustc)
 setup-examples:

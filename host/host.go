@@ -29,6 +29,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/engine"
+	"github.com/mdsa-go/mdsa/host/hardware"
 	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/host/router"
@@ -54,6 +55,13 @@ type Host struct {
 	retiring sync.WaitGroup       // drains of swapped-out versions
 	stamps   map[string]fileStamp // size and time of each plugin file, under swapMu
 	checker  PluginChecker
+
+	// threads is the decode thread count the llama.cpp models get:
+	// engine.threads, or the hardware recommendation when that is 0.
+	threads int
+	// gpuAuto resolves engine.gpu_layers = "auto" per model; nil when
+	// gpu_layers is a fixed count.
+	gpuAuto *gpuAuto
 
 	loadErr error
 }
@@ -99,6 +107,7 @@ type options struct {
 	logger    *slog.Logger
 	engine    engine.Engine
 	modelFile string
+	hardware  *hardware.Info
 }
 
 // WithLogger sets the logger (default: slog.Default()).
@@ -116,6 +125,12 @@ func WithEngine(e engine.Engine) Option { return func(o *options) { o.engine = e
 // WithModelFile makes the host open this GGUF file instead of the model the
 // configuration names.
 func WithModelFile(path string) Option { return func(o *options) { o.modelFile = path } }
+
+// WithHardware makes the host use info instead of detecting this machine
+// where settings derive from the hardware: the model memory budget
+// (engine.memory_budget_mb = 0), the decode threads (engine.threads = 0)
+// and the layers offloaded to a GPU (engine.gpu_layers = "auto").
+func WithHardware(info hardware.Info) Option { return func(o *options) { o.hardware = &info } }
 
 // ErrUnknownDomain is returned when a request forces a domain no plugin serves.
 var ErrUnknownDomain = errors.New("host: unknown domain")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,23 +17,54 @@ import (
 )
 
 // openRegistry builds the model registry from the catalog, plus the model
-// file or engine given as an option, which then serves every request.
+// file or engine given as an option, which then serves every request. The
+// settings that derive from the hardware (memory budget, threads, GPU
+// layers) are computed here, from one detection.
 func (h *Host) openRegistry(ctx context.Context, o options) error {
 	cfg := h.cfg
+	info, err := h.hardwareInfo(ctx, o)
+	if err != nil {
+		return err
+	}
+	rec := hardware.Recommend(info, nil, hardware.RecommendOptions{})
 	lopts := llamacpp.Options{
 		LibDir:      cfg.Resolve(cfg.Engine.LibDir),
-		Threads:     cfg.EffectiveThreads(),
+		Threads:     cfg.EffectiveThreads(rec.Threads),
 		ContextSize: cfg.Engine.ContextSize,
 		Parallel:    cfg.Engine.Parallel,
-		GPULayers:   cfg.Engine.GPULayers,
+		GPULayers:   cfg.Engine.GPULayers.Count,
 		Logger:      h.log,
+	}
+	h.threads = lopts.Threads
+	// Every model's decodes share the cores, so two models answering at
+	// once never run more compute threads than the machine has cores.
+	lopts.Cores = llamacpp.NewCores(max(rec.Threads, lopts.Threads))
+	from := "engine.threads"
+	if cfg.Engine.Threads == 0 {
+		from = "hardware recommendation (physical cores within the CPU quota)"
+	}
+	h.log.Info("host: engine settings", "threads", lopts.Threads, "threads_from", from, "gpu_layers", cfg.Engine.GPULayers.String())
+	optsFor := func(models.Spec) llamacpp.Options { return lopts }
+	if cfg.Engine.GPULayers.Auto {
+		libDir := lopts.LibDir
+		if libDir == "" {
+			libDir = os.Getenv(llamacpp.EnvLibDir)
+		}
+		h.gpuAuto = newGPUAuto(info, libDir, h.log)
+		optsFor = func(s models.Spec) llamacpp.Options {
+			o := lopts
+			o.GPULayers = h.gpuAuto.layers(s, lopts)
+			return o
+		}
 	}
 	specs, err := models.SpecsFromConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("host: %w", err)
 	}
-	load := models.LlamaLoader(lopts)
-	estimate := models.LlamaEstimator(lopts)
+	load := func(ctx context.Context, s models.Spec) (engine.Engine, error) {
+		return models.LlamaLoader(optsFor(s))(ctx, s)
+	}
+	estimate := func(s models.Spec) (int64, error) { return models.LlamaEstimator(optsFor(s))(s) }
 	switch {
 	case o.engine != nil:
 		// A caller-owned engine: registered under its own name, never closed
@@ -53,11 +85,7 @@ func (h *Host) openRegistry(ctx context.Context, o options) error {
 	}
 	budget := int64(cfg.Engine.MemoryBudgetMB) << 20
 	if budget == 0 {
-		info, err := hardware.Detect(ctx, hardware.Options{Logger: h.log})
-		if err != nil {
-			return fmt.Errorf("host: detecting memory for the model budget (set engine.memory_budget_mb to skip): %w", err)
-		}
-		budget = hardware.Recommend(info, nil, hardware.RecommendOptions{}).MemoryBudgetBytes
+		budget = rec.MemoryBudgetBytes
 	}
 	reg, err := models.New(models.Options{
 		Budget:    budget,

@@ -199,6 +199,13 @@ func TestHardwareJSON(t *testing.T) {
 		} `json:"memory"`
 		GPUs            []any          `json:"gpus"`
 		Recommendations map[string]any `json:"recommendations"`
+		Llama           *struct {
+			GPUBackends []string `json:"gpu_backends"`
+		} `json:"llama"`
+		Engine *struct {
+			Threads   int    `json:"threads"`
+			GPULayers string `json:"gpu_layers"`
+		} `json:"engine"`
 	}
 	if err := json.Unmarshal([]byte(out), &hw); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -206,6 +213,10 @@ func TestHardwareJSON(t *testing.T) {
 	if hw.CPU.Cores < 1 || hw.CPU.Threads < hw.CPU.Cores || hw.Memory.Total <= 0 ||
 		hw.Memory.Available <= 0 || hw.Memory.Available > hw.Memory.Total || hw.GPUs == nil || hw.Recommendations == nil {
 		t.Fatalf("hw: %s", out)
+	}
+	// The test configuration sets threads = 1 and leaves gpu_layers "auto".
+	if hw.Llama == nil || hw.Llama.GPUBackends == nil || hw.Engine == nil || hw.Engine.Threads != 1 || hw.Engine.GPULayers != "auto" {
+		t.Fatalf("hw: llama or engine settings missing: %s", out)
 	}
 }
 

@@ -58,14 +58,17 @@ type Engine struct {
 	Quant string `toml:"quant"`
 	// LibDir holds the llama.cpp shared libraries (env MDSA_LLAMA_LIB).
 	LibDir string `toml:"lib_dir"`
-	// Threads used for decoding; 0 = number of CPUs.
+	// Threads used for decoding; 0 = the hardware recommendation (physical
+	// cores, capped by the cgroup CPU quota), see EffectiveThreads.
 	Threads int `toml:"threads"`
 	// ContextSize is the context length per sequence, in tokens.
 	ContextSize int `toml:"context_size"`
 	// Parallel is how many generations run at once.
 	Parallel int `toml:"parallel"`
-	// GPULayers offloads that many layers to a GPU (0 = CPU only).
-	GPULayers int `toml:"gpu_layers"`
+	// GPULayers is how many layers to offload to a GPU: "auto" (the
+	// default: the hardware recommendation for each model), 0 = CPU only,
+	// -1 = all layers, N = N layers.
+	GPULayers GPULayers `toml:"gpu_layers"`
 	// MaxTokens caps a completion when the plugin sets no smaller limit.
 	MaxTokens int `toml:"max_tokens"`
 	// MemoryBudgetMB is the memory loaded models may use together; 0 means
@@ -246,8 +249,9 @@ func Default() Config {
 		Engine: Engine{
 			Kind:        "llamacpp",
 			LibDir:      ".deps/llama",
+			GPULayers:   GPULayers{Auto: true},
 			ContextSize: 2048,
-			Parallel:    2,
+			Parallel:    4,
 			MaxTokens:   256,
 			KeepAlive:   Duration{10 * time.Minute},
 		},
@@ -393,10 +397,16 @@ func (c Config) Resolve(p string) string {
 // configurations built in code.
 func (c *Config) SetDir(dir string) { c.dir = dir }
 
-// EffectiveThreads is Engine.Threads, or the CPU count when that is 0.
-func (c Config) EffectiveThreads() int {
+// EffectiveThreads is Engine.Threads when set, else recommended (the
+// hardware recommendation: physical cores within the cgroup CPU quota, as
+// hardware.Recommend computes it), else, when recommended is not positive
+// either, the CPU count.
+func (c Config) EffectiveThreads(recommended int) int {
 	if c.Engine.Threads > 0 {
 		return c.Engine.Threads
+	}
+	if recommended > 0 {
+		return recommended
 	}
 	return runtime.NumCPU()
 }

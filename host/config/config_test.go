@@ -99,7 +99,7 @@ func TestEnvOverrides(t *testing.T) {
 	if err := cfg.ApplyEnv(lookup); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Engine.LibDir != "/opt/llama" || cfg.Engine.Threads != 3 || cfg.EffectiveThreads() != 3 {
+	if cfg.Engine.LibDir != "/opt/llama" || cfg.Engine.Threads != 3 || cfg.EffectiveThreads(8) != 3 {
 		t.Fatalf("got %+v", cfg.Engine)
 	}
 	env["MDSA_THREADS"] = "many"

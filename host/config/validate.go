@@ -47,7 +47,6 @@ func (c *Config) validate(data []byte) error {
 		{c.Engine.Threads, 0, 1024, []string{"engine", "threads"}},
 		{c.Engine.ContextSize, 64, 1 << 20, []string{"engine", "context_size"}},
 		{c.Engine.Parallel, 1, 256, []string{"engine", "parallel"}},
-		{c.Engine.GPULayers, -1, 100000, []string{"engine", "gpu_layers"}},
 		{c.Engine.MaxTokens, 1, 1 << 20, []string{"engine", "max_tokens"}},
 		{c.Engine.MemoryBudgetMB, 0, 1 << 30, []string{"engine", "memory_budget_mb"}},
 		{c.Engine.MaxLoaded, 0, 1024, []string{"engine", "max_loaded"}},
@@ -61,6 +60,9 @@ func (c *Config) validate(data []byte) error {
 		if f.v < f.min || f.v > f.max {
 			return fail(fmt.Sprintf("%d is out of range [%d, %d]", f.v, f.min, f.max), f.path...)
 		}
+	}
+	if err := c.Engine.GPULayers.validate(); err != nil {
+		return fail(err.Error(), "engine", "gpu_layers")
 	}
 	if d := c.Plugins.ThrottleAfter.Duration; d < 0 || d > time.Minute {
 		return fail(fmt.Sprintf("%s is out of range [0s, 1m] (0: the default, 5ms)", d), "plugins", "throttle_after")
