@@ -46,6 +46,10 @@ const (
 type Tokens struct {
 	Prompt     int `json:"prompt"`
 	Completion int `json:"completion"`
+	// Cached is how many of the Prompt tokens the engine reused from its
+	// cache of earlier prompts (a shared prefix, such as the domain's system
+	// prompt) instead of evaluating them; Prompt - Cached were evaluated.
+	Cached int `json:"cached"`
 }
 
 // Timings are per-stage wall times in milliseconds.
@@ -167,7 +171,7 @@ func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		res.TimingsMS.Generate = ms(time.Since(t))
 		res.Response, res.Validation = hr.Response, hr.Validation
 		res.Model, res.FinishReason = u.model, u.finish
-		res.Tokens = Tokens{Prompt: u.in, Completion: u.out}
+		res.Tokens = Tokens{Prompt: u.in, Completion: u.out, Cached: u.cached}
 	} else {
 		t = time.Now()
 		pctx, end := h.stage(ctx, "mdsa.prompt")
@@ -194,7 +198,7 @@ func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		}
 		res.TimingsMS.Generate = ms(time.Since(t))
 		res.Model, res.FinishReason = gen.Model, gen.FinishReason
-		res.Tokens = Tokens{Prompt: gen.TokensIn, Completion: gen.TokensOut}
+		res.Tokens = Tokens{Prompt: gen.TokensIn, Completion: gen.TokensOut, Cached: gen.TokensCached}
 
 		t = time.Now()
 		vctx, end := h.stage(ctx, "mdsa.validate")
@@ -283,8 +287,8 @@ const usageKey ctxKey = 0
 
 // usage collects what a plugin's own host calls consumed (the handle path).
 type usage struct {
-	in, out       int
-	model, finish string
+	in, out, cached int
+	model, finish   string
 }
 
 func withUsage(ctx context.Context, u *usage) context.Context {

@@ -50,6 +50,7 @@ func (s services) Generate(ctx context.Context, call plugin.Call, req abi.Genera
 	if u, ok := ctx.Value(usageKey).(*usage); ok {
 		u.in += res.TokensIn
 		u.out += res.TokensOut
+		u.cached += res.TokensCached
 		u.model, u.finish = res.Model, res.FinishReason
 	}
 	return abi.GenerateResponse{Text: res.Text, Model: res.Model, TokensIn: res.TokensIn,

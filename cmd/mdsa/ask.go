@@ -87,8 +87,8 @@ func (a *app) printSummary(res host.Result) {
 		fmt.Fprintf(w, "  [out of scope: confidence %.2f below threshold; %.2f ms]\n", res.Confidence, res.TimingsMS.Total)
 		return
 	}
-	fmt.Fprintf(w, "  [domain %s (confidence %.2f) | model %s | %d+%d tokens | %s]\n",
-		res.Domain, res.Confidence, res.Model, res.Tokens.Prompt, res.Tokens.Completion, res.Status)
+	fmt.Fprintf(w, "  [domain %s (confidence %.2f) | model %s | %d+%d tokens, %d of the prompt cached | %s]\n",
+		res.Domain, res.Confidence, res.Model, res.Tokens.Prompt, res.Tokens.Completion, res.Tokens.Cached, res.Status)
 	t := res.TimingsMS
 	fmt.Fprintf(w, "  [ms: route %.3f, prompt %.3f, generate %.1f, validate %.3f, total %.1f]\n",
 		t.Route, t.Prompt, t.Generate, t.Validate, t.Total)

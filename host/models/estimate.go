@@ -52,8 +52,9 @@ type EstimateOptions struct {
 	// ContextSize is the number of tokens of each context (sequence). 0 means
 	// the model's trained context, at most DefaultEstimateContext.
 	ContextSize int
-	// Parallel is the number of contexts, each with its own KV cache and
-	// compute buffer (llamacpp.Options.Parallel). 0 means 1.
+	// Parallel is the number of sequences the engine's one context holds,
+	// each with ContextSize cells of the shared KV buffer
+	// (llamacpp.Options.Parallel). 0 means 1.
 	Parallel int
 	// KVType is the element type of the KV cache: "f16" (the default and
 	// what the llamacpp engine uses), "bf16", "f32", "q8_0", "q4_0", "q4_1",
@@ -128,17 +129,17 @@ var kvTypeSize = map[string][2]int64{
 //	KVCache  = Parallel × n_layer × ctx × n_head_kv × (key_len + value_len) × sizeof(KVType)
 //	           (0 for encoder-only models, which keep no cache)
 //	layer    = 4 × ubatch × max(3·n_ff' + 4·n_embd, 5·n_embd + n_head_kv·key_len)
-//	           + 2 × ctx × ubatch                       (activations and attention mask)
-//	Compute  = Parallel × ( max(layer, 4 × ubatch × 2·n_embd)
-//	                        + 8 × n_vocab                (logits of the sampled token, output buffer)
-//	                        + 2 × ubatch × max(n_ff', n_embd) )   (CPU work buffer allowance)
+//	           + 2 × Parallel × ctx × ubatch            (activations and attention mask over all sequences)
+//	Compute  = max(layer, 4 × ubatch × 2·n_embd)
+//	           + 8 × Parallel × n_vocab                 (logits of one token per sequence, output buffer)
+//	           + 2 × ubatch × max(n_ff', n_embd)        (CPU work buffer allowance)
 //	Overhead = 1 MiB + 128 × n_vocab                     (llama.cpp structures, tokenizer tables)
 //	Total    = Weights + Repack + KVCache + Compute + Overhead
 //
 // llama.cpp reserves more than that: its compute buffer is sized for the
 // worst batch, in which every token's logits are computed,
 //
-//	ComputeReserved = Parallel × max(layer, 4 × ubatch × (n_vocab + 2·n_embd))
+//	ComputeReserved = max(layer, 4 × ubatch × (n_vocab + 2·n_embd))
 //
 // which is what it logs as "compute buffer size" (to within 1%, or 20% over
 // for narrow grouped-query models). The engine asks for the logits of one
@@ -196,10 +197,11 @@ func Estimate(meta Metadata, opts EstimateOptions) MemoryEstimate {
 	embd, vocab := int64(meta.EmbeddingLength), int64(meta.VocabSize)
 	ff := mul(int64(meta.FeedForwardLength), int64(max(1, meta.ExpertsUsed)))
 	u := int64(ub)
-	layer := add(mul(4, u, max(add(mul(3, ff), mul(4, embd)), add(mul(5, embd), int64(kW)))), mul(2, int64(ctx), u))
-	resident := add(max(layer, mul(8, u, embd)), mul(8, vocab), mul(2, u, max(ff, embd)))
-	est.Compute = mul(int64(par), resident)
-	est.ComputeReserved = mul(int64(par), max(layer, mul(4, u, add(vocab, mul(2, embd)))))
+	// One context holds every sequence in one KV buffer: the attention mask
+	// spans all of its cells, and there is one compute buffer.
+	layer := add(mul(4, u, max(add(mul(3, ff), mul(4, embd)), add(mul(5, embd), int64(kW)))), mul(2, int64(par), int64(ctx), u))
+	est.Compute = add(max(layer, mul(8, u, embd)), mul(8, int64(par), vocab), mul(2, u, max(ff, embd)))
+	est.ComputeReserved = max(layer, mul(4, u, add(vocab, mul(2, embd))))
 
 	est.Overhead = add(modelOverhead, mul(vocabOverhead, vocab))
 	est.Total = add(est.Weights, est.Repack, est.KVCache, est.Compute, est.Overhead)

@@ -245,7 +245,7 @@ func (c *call) finish() {
 		Tenant: c.label, Endpoint: c.endpoint, Domain: c.domain, Status: status, Code: code,
 		Route: msDur(c.timings.Route), Prompt: msDur(c.timings.Prompt), Generate: msDur(c.timings.Generate),
 		Validate: msDur(c.timings.Validate), Total: total,
-		PromptTokens: c.tokens.Prompt, CompletionTokens: c.tokens.Completion,
+		PromptTokens: c.tokens.Prompt, CompletionTokens: c.tokens.Completion, CachedTokens: c.tokens.Cached,
 	})
 	attrs := []any{"request_id", c.id, "tenant", c.label, "endpoint", c.endpoint, "domain", c.domain,
 		"status", status, "code", code, "duration_ms", float64(total.Microseconds()) / 1000}

@@ -48,9 +48,16 @@ type chatMessage struct {
 }
 
 type chatUsage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens        int                 `json:"prompt_tokens"`
+	CompletionTokens    int                 `json:"completion_tokens"`
+	TotalTokens         int                 `json:"total_tokens"`
+	PromptTokensDetails promptTokensDetails `json:"prompt_tokens_details"`
+}
+
+// promptTokensDetails is OpenAI's breakdown of the prompt tokens:
+// cached_tokens were reused from the engine's cache, not evaluated.
+type promptTokensDetails struct {
+	CachedTokens int `json:"cached_tokens"`
 }
 
 // mdsaInfo is what MDSA adds to a completion: how the query was routed and
@@ -222,7 +229,8 @@ func finishReason(res host.Result) string {
 
 func usageOf(res host.Result) chatUsage {
 	return chatUsage{PromptTokens: res.Tokens.Prompt, CompletionTokens: res.Tokens.Completion,
-		TotalTokens: res.Tokens.Prompt + res.Tokens.Completion}
+		TotalTokens:         res.Tokens.Prompt + res.Tokens.Completion,
+		PromptTokensDetails: promptTokensDetails{CachedTokens: res.Tokens.Cached}}
 }
 
 func info(res host.Result) mdsaInfo {

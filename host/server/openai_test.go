@@ -84,6 +84,21 @@ func TestOpenAIChatCompletion(t *testing.T) {
 		}
 	}
 
+	// The same question again: the engine reuses the prompt it evaluated,
+	// and the usage says so in OpenAI's field.
+	for i := range 2 {
+		c, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model:    "mdsa",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(qSupport)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cached := c.Usage.PromptTokensDetails.CachedTokens; i == 1 && (cached <= 0 || cached >= c.Usage.PromptTokens) {
+			t.Fatalf("repeated question: %d of %d prompt tokens cached, want all but the last", cached, c.Usage.PromptTokens)
+		}
+	}
+
 	// A forced domain, max_tokens and the out-of-scope answer.
 	c, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
 		Model:     "mdsa/technical",

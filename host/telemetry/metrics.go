@@ -52,6 +52,10 @@ const (
 const (
 	TokensPrompt     = "prompt"
 	TokensCompletion = "completion"
+	// TokensPromptCached counts the prompt tokens reused from the engine's
+	// cache; they are also counted as prompt. Evaluated prompt tokens are
+	// prompt - prompt_cached.
+	TokensPromptCached = "prompt_cached"
 )
 
 // DurationBuckets returns the histogram buckets (seconds) of the request and
@@ -110,7 +114,7 @@ func NewMetrics(src Source) *Metrics {
 		}, []string{"stage", "domain"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "tokens_total",
-			Help: "Tokens processed, by tenant, domain and kind (prompt, completion).",
+			Help: "Tokens processed, by tenant, domain and kind (prompt, completion, prompt_cached: the prompt tokens reused from the engine's cache rather than evaluated).",
 		}, []string{"tenant", "domain", "kind"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "refused_total",
@@ -160,9 +164,10 @@ type RequestObs struct {
 	// Route, Prompt, Generate and Validate are the stage times, Total the
 	// whole request; zero (or negative) durations are not observed.
 	Route, Prompt, Generate, Validate, Total time.Duration
-	// PromptTokens and CompletionTokens are added to mdsa_tokens_total when
+	// PromptTokens, CompletionTokens and CachedTokens (the prompt tokens
+	// reused from the engine's cache) are added to mdsa_tokens_total when
 	// positive.
-	PromptTokens, CompletionTokens int
+	PromptTokens, CompletionTokens, CachedTokens int
 }
 
 // ObserveRequest records one finished request: mdsa_requests_total, the
@@ -185,6 +190,9 @@ func (m *Metrics) ObserveRequest(o RequestObs) {
 	}
 	if o.CompletionTokens > 0 {
 		m.tokens.WithLabelValues(tenant, domain, TokensCompletion).Add(float64(o.CompletionTokens))
+	}
+	if o.CachedTokens > 0 {
+		m.tokens.WithLabelValues(tenant, domain, TokensPromptCached).Add(float64(o.CachedTokens))
 	}
 }
 

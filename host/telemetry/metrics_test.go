@@ -74,7 +74,7 @@ func TestObserveRequestCountersExact(t *testing.T) {
 		Tenant: "acme", Endpoint: "chat.completions", Domain: "finance", Status: "ok", Code: 200,
 		Route: 2 * time.Millisecond, Prompt: time.Millisecond, Generate: 1500 * time.Millisecond,
 		Validate: 300 * time.Microsecond, Total: 1600 * time.Millisecond,
-		PromptTokens: 12, CompletionTokens: 30,
+		PromptTokens: 12, CompletionTokens: 30, CachedTokens: 10,
 	}
 	m.ObserveRequest(ok)
 	m.ObserveRequest(ok)
@@ -88,10 +88,11 @@ func TestObserveRequestCountersExact(t *testing.T) {
 # TYPE mdsa_requests_total counter
 mdsa_requests_total{code="200",domain="finance",endpoint="chat.completions",status="ok",tenant="acme"} 2
 mdsa_requests_total{code="500",domain="none",endpoint="query",status="error",tenant="default"} 1
-# HELP mdsa_tokens_total Tokens processed, by tenant, domain and kind (prompt, completion).
+# HELP mdsa_tokens_total Tokens processed, by tenant, domain and kind (prompt, completion, prompt_cached: the prompt tokens reused from the engine's cache rather than evaluated).
 # TYPE mdsa_tokens_total counter
 mdsa_tokens_total{domain="finance",kind="completion",tenant="acme"} 60
 mdsa_tokens_total{domain="finance",kind="prompt",tenant="acme"} 24
+mdsa_tokens_total{domain="finance",kind="prompt_cached",tenant="acme"} 20
 # HELP mdsa_refused_total Requests refused before any work, by tenant and reason (unauthorized, forbidden, rate_limited, too_large, bad_request).
 # TYPE mdsa_refused_total counter
 mdsa_refused_total{reason="rate_limited",tenant="acme"} 2
@@ -507,7 +508,7 @@ func BenchmarkObserveRequest(b *testing.B) {
 		Tenant: "acme", Endpoint: "chat.completions", Domain: "finance", Status: "ok", Code: 200,
 		Route: 2 * time.Millisecond, Prompt: time.Millisecond, Generate: 1500 * time.Millisecond,
 		Validate: 300 * time.Microsecond, Total: 1600 * time.Millisecond,
-		PromptTokens: 12, CompletionTokens: 30,
+		PromptTokens: 12, CompletionTokens: 30, CachedTokens: 10,
 	}
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()

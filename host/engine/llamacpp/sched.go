@@ -92,8 +92,8 @@ type slot struct {
 
 	r       *genRequest   // nil when the slot is free
 	res     engine.Result // r's result so far, published when it ends
-	order   uint64      // admission order of r, for prefill priority
-	next    int         // index of the next prompt token to evaluate
+	order   uint64        // admission order of r, for prefill priority
+	next    int           // index of the next prompt token to evaluate
 	sampler llama.Sampler
 	st      *streamer
 	pending llama.Token // sampled, to be evaluated at the next step
