@@ -53,8 +53,8 @@ type EstimateOptions struct {
 	// the model's trained context, at most DefaultEstimateContext.
 	ContextSize int
 	// Parallel is the number of sequences the engine's one context holds,
-	// each with ContextSize cells of the shared KV buffer
-	// (llamacpp.Options.Parallel). 0 means 1.
+	// each with a KV buffer of ContextSize cells (llamacpp.Options.Parallel).
+	// 0 means 1.
 	Parallel int
 	// KVType is the element type of the KV cache: "f16" (the default and
 	// what the llamacpp engine uses), "bf16", "f32", "q8_0", "q4_0", "q4_1",
@@ -129,7 +129,7 @@ var kvTypeSize = map[string][2]int64{
 //	KVCache  = Parallel × n_layer × ctx × n_head_kv × (key_len + value_len) × sizeof(KVType)
 //	           (0 for encoder-only models, which keep no cache)
 //	layer    = 4 × ubatch × max(3·n_ff' + 4·n_embd, 5·n_embd + n_head_kv·key_len)
-//	           + 2 × Parallel × ctx × ubatch            (activations and attention mask over all sequences)
+//	           + 2 × ctx × ubatch                       (activations and attention mask)
 //	Compute  = max(layer, 4 × ubatch × 2·n_embd)
 //	           + 8 × Parallel × n_vocab                 (logits of one token per sequence, output buffer)
 //	           + 2 × ubatch × max(n_ff', n_embd)        (CPU work buffer allowance)
@@ -197,9 +197,9 @@ func Estimate(meta Metadata, opts EstimateOptions) MemoryEstimate {
 	embd, vocab := int64(meta.EmbeddingLength), int64(meta.VocabSize)
 	ff := mul(int64(meta.FeedForwardLength), int64(max(1, meta.ExpertsUsed)))
 	u := int64(ub)
-	// One context holds every sequence in one KV buffer: the attention mask
-	// spans all of its cells, and there is one compute buffer.
-	layer := add(mul(4, u, max(add(mul(3, ff), mul(4, embd)), add(mul(5, embd), int64(kW)))), mul(2, int64(par), int64(ctx), u))
+	// One context holds every sequence, each in a KV buffer of its own, with
+	// one compute buffer.
+	layer := add(mul(4, u, max(add(mul(3, ff), mul(4, embd)), add(mul(5, embd), int64(kW)))), mul(2, int64(ctx), u))
 	est.Compute = add(max(layer, mul(8, u, embd)), mul(8, int64(par), vocab), mul(2, u, max(ff, embd)))
 	est.ComputeReserved = max(layer, mul(4, u, add(vocab, mul(2, embd))))
 

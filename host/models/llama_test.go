@@ -245,9 +245,9 @@ func TestLlamaLoaderOptions(t *testing.T) {
 	}
 	defer eng.Close()
 	info := eng.(*llamacpp.Engine).Info()
-	// llama.cpp rounds the whole context (Parallel sequences, 4 by
-	// default) up to a multiple of 256, as Estimate does: 4 × 128 is one.
-	if info.Name != "tiny" || info.ContextSize != 128 {
+	// llama.cpp rounds each sequence's context up to a multiple of 256, as
+	// Estimate does.
+	if info.Name != "tiny" || info.ContextSize != 256 {
 		t.Errorf("engine info %+v", info)
 	}
 	_, err = load(context.Background(), Spec{Name: "missing", Path: filepath.Join(t.TempDir(), "none.gguf")})

@@ -114,7 +114,7 @@ type sched struct {
 	batch   llama.Batch
 	nBatch  int  // batch capacity: tokens per step
 	nCtx    int  // positions one sequence may use (Info.ContextSize)
-	unified bool // one KV buffer for all sequences: copies share cells
+	unified bool // one KV buffer for all sequences (copies share cells); else one per sequence
 	threads int
 	nVocab  int32
 	cores   *Cores
@@ -358,7 +358,7 @@ func (s *sched) assign(r *genRequest) {
 		}
 	}
 	target, n := best, bestN
-	if s.unified {
+	{
 		var donor *slot
 		donorN := bestN
 		for _, sl := range s.slots {
@@ -372,8 +372,15 @@ func (s *sched) assign(r *genRequest) {
 		if donor != nil {
 			target = s.cheapestFree()
 			if _, err := llama.MemorySeqRm(s.mem, target.id, -1, -1); err == nil {
-				if err := llama.MemorySeqCp(s.mem, donor.id, target.id, 0, llama.Pos(donorN)); err == nil {
-					target.cached = append(target.cached[:0], donor.cached[:donorN]...)
+				// Per-sequence buffers copy whole (llama.cpp copies the
+				// data at the next decode); the tail is dropped below. A
+				// unified buffer copies the prefix's cells by reference.
+				p0, p1, keep := llama.Pos(-1), llama.Pos(-1), len(donor.cached)
+				if s.unified {
+					p0, p1, keep = 0, llama.Pos(donorN), donorN
+				}
+				if err := llama.MemorySeqCp(s.mem, donor.id, target.id, p0, p1); err == nil {
+					target.cached = append(target.cached[:0], donor.cached[:keep]...)
 					n = donorN
 				} else {
 					target.cached = target.cached[:0]
