@@ -19,8 +19,8 @@
 // # Scheduling, prefix reuse and memory
 //
 // An Engine loads the model weights once and runs every generation on one
-// llama.cpp context with Options.Parallel sequences (slots) in one unified
-// KV buffer of Parallel × ContextSize cells, computed by one thread pool of
+// llama.cpp context with Options.Parallel sequences (slots), each with a KV
+// buffer of its own of ContextSize cells, computed by one thread pool of
 // Options.Threads threads. A single goroutine, the scheduler, owns the
 // context. Each step it decodes one batch holding the next token of every
 // sequence that is generating plus chunks of the prompts still being read
@@ -38,9 +38,10 @@
 // one), drops the rest of that sequence, and evaluates only the remaining
 // tokens; at least its last prompt token is evaluated, for the logits. When
 // another sequence, busy or free, holds a longer prefix, that prefix is
-// copied into the least valuable free sequence instead: in the unified
-// buffer a copy only marks the cells as shared, nothing is computed or
-// duplicated. Result.TokensCached says how many prompt tokens were reused.
+// copied into the least valuable free sequence instead (llama.cpp copies
+// the sequence's buffer, a memory copy far cheaper than evaluating the
+// prefix again). Result.TokensCached says how many prompt tokens were
+// reused.
 // Requests of one domain start with the same system prompt, so they
 // evaluate only the user's turn.
 //
@@ -49,7 +50,7 @@
 //
 //	2 (K and V) × layers × Parallel × ContextSize × n_embd_kv × 2 bytes (f16)
 //
-// (shared prefixes take their cells once), and one compute buffer that grows
+// and one compute buffer that grows
 // with the physical batch (at most 512 tokens) and the vocabulary size.
 // Embed uses one further context with embeddings enabled (mean pooling,
 // min(ContextSize, 2048) tokens), created on first use; Embed calls take
