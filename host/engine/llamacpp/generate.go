@@ -55,6 +55,7 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, onToken engin
 	}
 	var chunks []string
 	var cbErr error
+	var dropped error
 	for waiting := ctx.Done(); ; {
 		select {
 		case <-r.signal:
@@ -70,8 +71,15 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, onToken engin
 		}
 		var done bool
 		chunks, done, res, err = r.take(chunks)
-		if onToken != nil && cbErr == nil && ctx.Err() == nil {
+		if onToken != nil && cbErr == nil && dropped == nil {
 			for _, c := range chunks {
+				if stop := e.stopped(ctx); stop != nil {
+					// The caller has gone, or the engine is closing: the
+					// rest of the text is not delivered, so the generation
+					// did not succeed, however it ended.
+					dropped = stop
+					break
+				}
 				if cbErr = onToken(c); cbErr != nil {
 					r.mu.Lock()
 					r.callbackErr = cbErr
@@ -84,6 +92,9 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, onToken engin
 		if done {
 			if cbErr != nil && (err == nil || !errors.Is(err, cbErr)) {
 				return res, fmt.Errorf("llamacpp: token callback: %w", cbErr)
+			}
+			if dropped != nil && err == nil {
+				return res, fmt.Errorf("llamacpp: generation stopped after %d tokens: %w", res.TokensOut, dropped)
 			}
 			return res, err
 		}
