@@ -35,6 +35,14 @@ func (h *Host) openRegistry(ctx context.Context, o options) error {
 		GPULayers:   cfg.Engine.GPULayers.Count,
 		Logger:      h.log,
 	}
+	lopts.PromptCacheBytes = int64(cfg.Engine.PromptCacheMB) << 20
+	if lopts.PromptCacheBytes == 0 {
+		lopts.PromptCacheBytes = -1 // off
+	}
+	promptDir := ""
+	if cfg.Engine.PersistPromptCache && cfg.Host.CacheDir != "" && lopts.PromptCacheBytes > 0 {
+		promptDir = filepath.Join(cfg.Resolve(cfg.Host.CacheDir), "prompts")
+	}
 	h.threads = lopts.Threads
 	// Every model's decodes share the cores, so two models answering at
 	// once never run more compute threads than the machine has cores.
@@ -62,7 +70,11 @@ func (h *Host) openRegistry(ctx context.Context, o options) error {
 		return fmt.Errorf("host: %w", err)
 	}
 	load := func(ctx context.Context, s models.Spec) (engine.Engine, error) {
-		return models.LlamaLoader(optsFor(s))(ctx, s)
+		o := optsFor(s)
+		if promptDir != "" {
+			o.PromptCacheDir = filepath.Join(promptDir, fileSafe(s.Name))
+		}
+		return models.LlamaLoader(o)(ctx, s)
 	}
 	estimate := func(s models.Spec) (int64, error) { return models.LlamaEstimator(optsFor(s))(s) }
 	switch {
@@ -223,3 +235,19 @@ func (h *Host) Embed(ctx context.Context, tenant, model string, inputs []string)
 // ErrModelNotAllowed is returned when a tenant asks for a model outside its
 // allow-list.
 var ErrModelNotAllowed = errors.New("host: model not allowed")
+
+// fileSafe turns a model name into a file name: every byte outside
+// [A-Za-z0-9._-] becomes '_', and a name that could be special ("", ".",
+// "..") gets a prefix.
+func fileSafe(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if s := string(b); s != "" && s != "." && s != ".." {
+		return s
+	}
+	return "model_" + string(b)
+}

@@ -63,8 +63,18 @@ type Engine struct {
 	Threads int `toml:"threads"`
 	// ContextSize is the context length per sequence, in tokens.
 	ContextSize int `toml:"context_size"`
-	// Parallel is how many generations run at once.
+	// Parallel is how many sequences a model decodes together (continuous
+	// batching in one llama.cpp context).
 	Parallel int `toml:"parallel"`
+	// PromptCacheMB is the memory each model's prompt cache may use: states
+	// of evaluated prompts kept for prompts that come back after their
+	// sequence served others. 0 turns it off.
+	PromptCacheMB int `toml:"prompt_cache_mb"`
+	// PersistPromptCache keeps each model's prompt cache under
+	// host.cache_dir/prompts across restarts (and unloads), so the first
+	// requests of a domain after a restart find their system prompt
+	// evaluated.
+	PersistPromptCache bool `toml:"persist_prompt_cache"`
 	// GPULayers is how many layers to offload to a GPU: "auto" (the
 	// default: the hardware recommendation for each model), 0 = CPU only,
 	// -1 = all layers, N = N layers.
@@ -247,13 +257,15 @@ func Default() Config {
 			LogLevel:   "warn",
 		},
 		Engine: Engine{
-			Kind:        "llamacpp",
-			LibDir:      ".deps/llama",
-			GPULayers:   GPULayers{Auto: true},
-			ContextSize: 2048,
-			Parallel:    4,
-			MaxTokens:   256,
-			KeepAlive:   Duration{10 * time.Minute},
+			Kind:               "llamacpp",
+			LibDir:             ".deps/llama",
+			GPULayers:          GPULayers{Auto: true},
+			ContextSize:        2048,
+			Parallel:           4,
+			PromptCacheMB:      256,
+			PersistPromptCache: true,
+			MaxTokens:          256,
+			KeepAlive:          Duration{10 * time.Minute},
 		},
 		Router: Router{
 			Threshold:         0.3,

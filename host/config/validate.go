@@ -47,6 +47,7 @@ func (c *Config) validate(data []byte) error {
 		{c.Engine.Threads, 0, 1024, []string{"engine", "threads"}},
 		{c.Engine.ContextSize, 64, 1 << 20, []string{"engine", "context_size"}},
 		{c.Engine.Parallel, 1, 256, []string{"engine", "parallel"}},
+		{c.Engine.PromptCacheMB, 0, 1 << 20, []string{"engine", "prompt_cache_mb"}},
 		{c.Engine.MaxTokens, 1, 1 << 20, []string{"engine", "max_tokens"}},
 		{c.Engine.MemoryBudgetMB, 0, 1 << 30, []string{"engine", "memory_budget_mb"}},
 		{c.Engine.MaxLoaded, 0, 1024, []string{"engine", "max_loaded"}},

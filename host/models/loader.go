@@ -56,7 +56,8 @@ func looksOutOfMemory(err error) bool {
 // LlamaEstimator returns the EstimateFunc that matches LlamaLoader(opts): it
 // reads the GGUF header of Spec.Path and estimates the memory for the
 // context size and parallelism the loader will use (the spec's, else opts',
-// else the engine's defaults), with an f16 KV cache as the engine uses.
+// else the engine's defaults), with an f16 KV cache as the engine uses,
+// plus the engine's prompt cache budget.
 func LlamaEstimator(opts llamacpp.Options) EstimateFunc {
 	return func(spec Spec) (int64, error) {
 		o := llamaOptions(opts, spec)
@@ -72,7 +73,12 @@ func LlamaEstimator(opts llamacpp.Options) EstimateFunc {
 		if err != nil {
 			return 0, err
 		}
-		return est.Total, nil
+		// The prompt cache fills up to its budget as prompts come and go.
+		cache := o.PromptCacheBytes
+		if cache == 0 {
+			cache = llamacpp.DefaultPromptCacheBytes
+		}
+		return est.Total + max(cache, 0), nil
 	}
 }
 

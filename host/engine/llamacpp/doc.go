@@ -42,6 +42,19 @@
 // the sequence's buffer, a memory copy far cheaper than evaluating the
 // prefix again). Result.TokensCached says how many prompt tokens were
 // reused.
+//
+// A sequence about to drop a sizeable part of what it holds (16 tokens or
+// more) first saves its state (keys and values, as llama.cpp serialises a
+// sequence) to the prompt cache: memory outside the Go heap, at most
+// Options.PromptCacheBytes, least recently used out first, an entry
+// replacing those it extends. When the cache holds a longer prefix of a new
+// prompt than any sequence (by 16 tokens or more), that state is copied back
+// instead: a conversation's next turn after its sequence served other
+// domains, or a repeated question, evaluates only what is new. With
+// Options.PromptCacheDir the cache outlives the engine: Close saves every
+// sequence into it and writes it out (one checksummed file per entry,
+// written atomically, stamped with the model file and context), and Open
+// reads it back, so the first requests after a restart are warm.
 // Requests of one domain start with the same system prompt, so they
 // evaluate only the user's turn.
 //

@@ -50,6 +50,17 @@ type Options struct {
 	// Cores, when set, is shared by every engine of the process: their
 	// decodes together never use more threads than it has cores.
 	Cores *Cores
+	// PromptCacheBytes is the memory (outside the Go heap) that states of
+	// evaluated prompts may take, kept for prompts that come back after
+	// their sequence served others (see the package documentation). 0
+	// means DefaultPromptCacheBytes; negative turns the cache off.
+	PromptCacheBytes int64
+	// PromptCacheDir, when set, makes the prompt cache persistent: Close
+	// writes it there (the sequences' caches included) and Open reads what
+	// an earlier run of the same model file wrote, so the first requests
+	// after a restart find their prompts evaluated. Files that do not
+	// match the model, or are damaged, are ignored and removed.
+	PromptCacheDir string
 	// ContextSize is the number of tokens (prompt and reply) one
 	// generation may use. 0 means the model's training context, at most
 	// DefaultContextSize.
@@ -112,6 +123,9 @@ type Engine struct {
 
 	// cores bounds the compute threads of this engine and its peers.
 	cores *Cores
+	// cacheBytes (<= 0: off) and cacheDir configure the prompt cache.
+	cacheBytes int64
+	cacheDir   string
 
 	// tmplCache holds the splits of template texts (see templateText);
 	// tmplMu guards the map, never a tokenization.
@@ -234,6 +248,11 @@ func Open(ctx context.Context, modelPath string, opts Options) (*Engine, error) 
 	cp.NoPerf = 1
 	e.cparam = cp
 	e.cores = opts.Cores
+	e.cacheBytes = opts.PromptCacheBytes
+	if e.cacheBytes == 0 {
+		e.cacheBytes = DefaultPromptCacheBytes
+	}
+	e.cacheDir = opts.PromptCacheDir
 	e.info.ContextSize = nCtx
 	e.info.BatchSize = nBatch
 	e.info.Parallel = parallel
@@ -247,6 +266,7 @@ func Open(ctx context.Context, modelPath string, opts Options) (*Engine, error) 
 		}
 		e.sched = s
 		e.info.ContextSize = s.nCtx
+		s.loadPromptCache(e.cacheDir)
 		go s.loop(e.done)
 
 		// Chat prompts need the vocabulary's token classes. Reading them
@@ -317,6 +337,9 @@ func (e *Engine) newSched(parallel int) (*sched, error) {
 		wake:     make(chan struct{}, 1),
 		loopDone: make(chan struct{}),
 	}
+	if e.cacheBytes > 0 {
+		s.cache = &promptCache{budget: e.cacheBytes}
+	}
 	for i := range parallel {
 		id := llama.SeqId(i)
 		s.slots = append(s.slots, &slot{id: id, ids: []llama.SeqId{id}})
@@ -343,6 +366,7 @@ func (s *sched) free() {
 			llama.SamplerFree(sl.sampler)
 		}
 	}
+	s.cache.free()
 	llama.Free(s.lctx)
 	llama.ThreadpoolFree(s.tp)
 }
@@ -381,6 +405,7 @@ func (e *Engine) Close() error {
 	e.inflight.Wait()
 	if e.sched != nil {
 		<-e.sched.loopDone
+		e.sched.savePromptCache(e.cacheDir)
 		e.sched.free()
 		e.sched = nil
 	}

@@ -119,6 +119,7 @@ type sched struct {
 	nVocab  int32
 	cores   *Cores
 	tp      llama.Threadpool
+	cache   *promptCache // nil: off
 
 	mu      sync.Mutex
 	queue   []*genRequest
@@ -328,20 +329,26 @@ func commonPrefix(a, b []llama.Token, limit int) int {
 	return n
 }
 
-// assign gives r a free slot: the free slot whose cached tokens share the
-// longest prefix with r's prompt (tie: least recently used). When another
-// slot, busy or free, holds a longer prefix and the KV buffer is unified,
-// that prefix is copied (the cells are shared, nothing is computed) into the
-// least valuable free slot instead. The slot keeps the common prefix,
-// drops the rest of its cache, and will evaluate only the remaining prompt
-// tokens. At least the last prompt token is always evaluated, for its
-// logits.
+// assign gives r a free slot and makes the slot's sequence hold the
+// longest prefix of r's prompt that is at hand, from the best of three
+// sources:
+//
+//   - a free slot's own cache: the free slot sharing the longest prefix
+//     (tie: an empty one, else the least recently used), where a match that
+//     would throw away more than half of a slot's cache (say the first
+//     tokens of the chat template, common to every domain) scores nothing,
+//     since that slot is better kept for the prompts it holds;
+//   - another slot, busy or free, holding a longer prefix: its sequence is
+//     copied into the least valuable free slot;
+//   - the prompt cache holding a longer prefix still: its saved state is
+//     copied back into the least valuable free slot.
+//
+// The slot keeps the common prefix and drops the rest (saving its state to
+// the prompt cache first when a sizeable part is dropped); the scheduler
+// then evaluates only the remaining prompt tokens, at least the last one,
+// for its logits.
 func (s *sched) assign(r *genRequest) {
 	limit := len(r.tokens) - 1
-	// A free slot is scored by the prefix it shares with the prompt, but a
-	// match that would throw away most of the slot's cache (say the first
-	// tokens of the chat template, shared with every other domain) scores
-	// nothing: that slot is better kept for the prompts it holds.
 	var best *slot
 	bestN, bestScore := 0, -1
 	for _, sl := range s.slots {
@@ -357,38 +364,55 @@ func (s *sched) assign(r *genRequest) {
 			best, bestN, bestScore = sl, n, score
 		}
 	}
-	target, n := best, bestN
-	{
-		var donor *slot
-		donorN := bestN
-		for _, sl := range s.slots {
-			if sl == best {
-				continue
-			}
-			if d := commonPrefix(sl.cached, r.tokens, limit); d > donorN {
-				donor, donorN = sl, d
-			}
+	var donor *slot
+	donorN := bestN
+	for _, sl := range s.slots {
+		if sl == best {
+			continue
 		}
-		if donor != nil {
-			target = s.cheapestFree()
-			if _, err := llama.MemorySeqRm(s.mem, target.id, -1, -1); err == nil {
-				// Per-sequence buffers copy whole (llama.cpp copies the
-				// data at the next decode); the tail is dropped below. A
-				// unified buffer copies the prefix's cells by reference.
-				p0, p1, keep := llama.Pos(-1), llama.Pos(-1), len(donor.cached)
-				if s.unified {
-					p0, p1, keep = 0, llama.Pos(donorN), donorN
-				}
-				if err := llama.MemorySeqCp(s.mem, donor.id, target.id, p0, p1); err == nil {
-					target.cached = append(target.cached[:0], donor.cached[:keep]...)
-					n = donorN
-				} else {
-					target.cached = target.cached[:0]
-					n = 0
-				}
-			} else {
-				target, n = best, bestN
+		if d := commonPrefix(sl.cached, r.tokens, limit); d > donorN {
+			donor, donorN = sl, d
+		}
+	}
+	entry, entryN := s.cache.best(r.tokens, limit)
+	if entryN < max(bestN, donorN)+cacheMinGain {
+		entry = nil
+	}
+
+	target, n := best, bestN
+	switch {
+	case entry != nil:
+		target = s.cheapestFree()
+		s.saveSlot(target)
+		if s.restore(target, entry) {
+			n = entryN
+		} else {
+			n = 0
+		}
+	case donor != nil:
+		target = s.cheapestFree()
+		s.saveSlot(target)
+		if _, err := llama.MemorySeqRm(s.mem, target.id, -1, -1); err == nil {
+			// Per-sequence buffers copy whole (llama.cpp copies the data at
+			// the next decode); the tail is dropped below. A unified buffer
+			// copies the prefix's cells by reference.
+			p0, p1, keep := llama.Pos(-1), llama.Pos(-1), len(donor.cached)
+			if s.unified {
+				p0, p1, keep = 0, llama.Pos(donorN), donorN
 			}
+			if err := llama.MemorySeqCp(s.mem, donor.id, target.id, p0, p1); err == nil {
+				target.cached = append(target.cached[:0], donor.cached[:keep]...)
+				n = donorN
+			} else {
+				target.cached = target.cached[:0]
+				n = 0
+			}
+		} else {
+			target, n = best, bestN
+		}
+	default:
+		if len(target.cached)-n >= cacheMinGain {
+			s.saveSlot(target)
 		}
 	}
 	if len(target.cached) > n {

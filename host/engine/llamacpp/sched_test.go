@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -304,4 +306,153 @@ func TestCoresBound(t *testing.T) {
 		t.Fatal("a nil Cores bounds nothing")
 	}
 	nilCores.release(0)
+}
+
+func TestPromptCacheRestoresEvictedPrompt(t *testing.T) {
+	// One sequence: every other domain overwrites it, so only the prompt
+	// cache can bring finance back.
+	e := openSmall(t, Options{Parallel: 1})
+	ctx := context.Background()
+	fin := domainReq("finance", "How do bonds work?", 64)
+	if _, err := e.Generate(ctx, fin, nil); err != nil {
+		t.Fatal(err)
+	}
+	med, err := e.Generate(ctx, domainReq("medical", "What helps a headache?", 64), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if med.TokensCached > 16 {
+		t.Fatalf("medical reused %d tokens of finance", med.TokensCached)
+	}
+	again, err := e.Generate(ctx, fin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.TokensCached != again.TokensIn-1 || again.Text != gguf.SynthReply {
+		t.Fatalf("finance again: cached %d of %d, text %q; want the saved prompt restored", again.TokensCached, again.TokensIn, again.Text)
+	}
+	checkSlots(t, e)
+	var size, budget int64
+	e.sched.do(func() { size, budget = e.sched.cache.size, e.sched.cache.budget })
+	if size <= 0 || size > budget {
+		t.Fatalf("prompt cache holds %d bytes of %d", size, budget)
+	}
+}
+
+func TestPromptCacheOff(t *testing.T) {
+	e := openSmall(t, Options{Parallel: 1, PromptCacheBytes: -1})
+	ctx := context.Background()
+	fin := domainReq("finance", "How do bonds work?", 64)
+	e.Generate(ctx, fin, nil)
+	e.Generate(ctx, domainReq("medical", "What helps a headache?", 64), nil)
+	again, err := e.Generate(ctx, fin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.TokensCached > 16 || e.sched.cache != nil {
+		t.Fatalf("cache off: %d tokens reused", again.TokensCached)
+	}
+}
+
+func TestPromptCacheBudget(t *testing.T) {
+	c := &promptCache{budget: 3 << 12}
+	var clock uint64
+	mk := func(toks ...llama.Token) *promptEntry {
+		d, err := newPromptData(1 << 12)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock++
+		return &promptEntry{tokens: toks, data: d, used: clock}
+	}
+	c.add(mk(1, 2, 3))
+	c.add(mk(1, 2, 3, 4)) // extends the first: replaces it
+	if len(c.entries) != 1 || len(c.entries[0].tokens) != 4 || !c.covers([]llama.Token{1, 2}) || c.covers([]llama.Token{1, 5}) {
+		t.Fatalf("entries %v", c.entries)
+	}
+	c.add(mk(7))
+	c.add(mk(8))
+	c.add(mk(9)) // over budget: the least recently used (1,2,3,4) goes
+	if c.size > c.budget || len(c.entries) != 3 || c.covers([]llama.Token{1, 2, 3, 4}) {
+		t.Fatalf("after eviction: %d bytes, %d entries", c.size, len(c.entries))
+	}
+	if e, n := c.best([]llama.Token{8, 1}, 5); e == nil || n != 1 || e.tokens[0] != 8 {
+		t.Fatalf("best: %v %d", e, n)
+	}
+	big, _ := newPromptData(4 << 12)
+	if c.add(&promptEntry{tokens: []llama.Token{5}, data: big}) {
+		t.Fatal("an entry larger than the budget was kept")
+	}
+	c.free()
+	if c.size != 0 || len(c.entries) != 0 {
+		t.Fatal("free left entries")
+	}
+}
+
+func TestPromptCachePersists(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	fin := domainReq("finance", "How do bonds work?", 64)
+	e := openSmall(t, Options{Parallel: 2, PromptCacheDir: dir})
+	if _, err := e.Generate(ctx, fin, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	files, _ := filepath.Glob(filepath.Join(dir, "*"+cacheSuffix))
+	if len(files) != 1 {
+		t.Fatalf("%d cache files after Close, want 1", len(files))
+	}
+
+	// A restart: the first request finds its prompt evaluated.
+	e2 := openSmall(t, Options{Parallel: 2, PromptCacheDir: dir})
+	res, err := e2.Generate(ctx, fin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.TokensCached != res.TokensIn-1 || res.Text != gguf.SynthReply {
+		t.Fatalf("after restart: cached %d of %d, text %q", res.TokensCached, res.TokensIn, res.Text)
+	}
+	checkSlots(t, e2)
+	e2.Close()
+
+	// A damaged file is removed and ignored.
+	files, _ = filepath.Glob(filepath.Join(dir, "*"+cacheSuffix))
+	if len(files) == 0 {
+		t.Fatal("no cache file after the second Close")
+	}
+	b, _ := os.ReadFile(files[0])
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(files[0], b, 0o644)
+	os.WriteFile(filepath.Join(dir, "junk"+cacheSuffix), []byte("not a cache file at all"), 0o644)
+	e3 := openSmall(t, Options{Parallel: 2, PromptCacheDir: dir})
+	res, err = e3.Generate(ctx, fin, nil)
+	if err != nil || res.Text != gguf.SynthReply {
+		t.Fatalf("with a damaged cache: %q, %v", res.Text, err)
+	}
+	if res.TokensCached > 16 {
+		t.Fatalf("a damaged file was restored: %d tokens cached", res.TokensCached)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "junk"+cacheSuffix)); !os.IsNotExist(err) {
+		t.Fatalf("the junk file is still there: %v", err)
+	}
+}
+
+func TestPromptCacheOtherModelIgnored(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	fin := domainReq("finance", "How do bonds work?", 64)
+	e := openSmall(t, Options{Parallel: 1, PromptCacheDir: dir})
+	e.Generate(ctx, fin, nil)
+	e.Close()
+	// The same directory with another model file (F32 instead of Q8_0).
+	other, err := Open(ctx, synthModel(t, 0, "F32"), Options{LibDir: testLibDir(t), Logger: testLogger(t), Threads: 1,
+		ContextSize: 512, Parallel: 1, PromptCacheDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	res, err := other.Generate(ctx, fin, nil)
+	if err != nil || res.TokensCached > 16 {
+		t.Fatalf("another model restored this one's state: cached %d, %v", res.TokensCached, err)
+	}
 }
