@@ -27,6 +27,9 @@ type promptEntry struct {
 	tokens []llama.Token
 	data   []byte // mapped outside the Go heap; see newPromptData
 	used   uint64 // scheduler clock at the last save or restore
+	// pinned entries are about to be restored: add neither replaces nor
+	// evicts them.
+	pinned bool
 }
 
 // promptCache keeps the states of sequences whose cache a new request was
@@ -79,7 +82,7 @@ func (c *promptCache) add(e *promptEntry) bool {
 	}
 	kept := c.entries[:0]
 	for _, old := range c.entries {
-		if len(old.tokens) <= len(e.tokens) && commonPrefix(old.tokens, e.tokens, len(old.tokens)) == len(old.tokens) {
+		if !old.pinned && len(old.tokens) <= len(e.tokens) && commonPrefix(old.tokens, e.tokens, len(old.tokens)) == len(old.tokens) {
 			c.size -= int64(len(old.data))
 			freePromptData(old.data)
 			continue
@@ -88,12 +91,16 @@ func (c *promptCache) add(e *promptEntry) bool {
 	}
 	clear(c.entries[len(kept):])
 	c.entries = kept
-	for c.size+need > c.budget && len(c.entries) > 0 {
-		lru := 0
+	for c.size+need > c.budget {
+		lru := -1
 		for i, old := range c.entries {
-			if old.used < c.entries[lru].used {
+			if !old.pinned && (lru < 0 || old.used < c.entries[lru].used) {
 				lru = i
 			}
+		}
+		if lru < 0 {
+			freePromptData(e.data) // only pinned entries left: e does not fit
+			return false
 		}
 		c.size -= int64(len(c.entries[lru].data))
 		freePromptData(c.entries[lru].data)

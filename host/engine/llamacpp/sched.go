@@ -383,7 +383,9 @@ func (s *sched) assign(r *genRequest) {
 	switch {
 	case entry != nil:
 		target = s.cheapestFree()
+		entry.pinned = true // saving the target must not evict it
 		s.saveSlot(target)
+		entry.pinned = false
 		if s.restore(target, entry) {
 			n = entryN
 		} else {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -379,6 +380,17 @@ func TestPromptCacheBudget(t *testing.T) {
 	if e, n := c.best([]llama.Token{8, 1}, 5); e == nil || n != 1 || e.tokens[0] != 8 {
 		t.Fatalf("best: %v %d", e, n)
 	}
+	// An entry about to be restored survives an add that extends it or
+	// needs its room.
+	pin := c.entries[0]
+	pin.pinned = true
+	c.add(mk(append(append([]llama.Token(nil), pin.tokens...), 99)...))
+	c.add(mk(10))
+	c.add(mk(11))
+	if !slices.Contains(c.entries, pin) || c.size > c.budget {
+		t.Fatalf("the pinned entry was dropped (or the budget broken: %d)", c.size)
+	}
+	pin.pinned = false
 	big, _ := newPromptData(4 << 12)
 	if c.add(&promptEntry{tokens: []llama.Token{5}, data: big}) {
 		t.Fatal("an entry larger than the budget was kept")
@@ -455,4 +467,35 @@ func TestPromptCacheOtherModelIgnored(t *testing.T) {
 	if err != nil || res.TokensCached > 16 {
 		t.Fatalf("another model restored this one's state: cached %d, %v", res.TokensCached, err)
 	}
+}
+
+func TestPromptCacheRestoreUnderEviction(t *testing.T) {
+	// A budget for one state: saving the sequence before a restore must
+	// not evict the entry being restored (it used to, and llama.cpp then
+	// read unmapped memory).
+	ctx := context.Background()
+	fin := domainReq("finance", "How do bonds work?", 64)
+	med := domainReq("medical", "What helps a headache?", 64)
+	probe := openSmall(t, Options{Parallel: 1})
+	if _, err := probe.Generate(ctx, fin, nil); err != nil {
+		t.Fatal(err)
+	}
+	var size uint64
+	probe.sched.do(func() { size = llama.StateSeqGetSize(probe.sched.lctx, 0) })
+	probe.Close()
+
+	e := openSmall(t, Options{Parallel: 1, PromptCacheBytes: int64(size) * 3 / 2})
+	for i := range 3 {
+		for j, req := range []engine.Request{fin, med} {
+			res, err := e.Generate(ctx, req, nil)
+			if err != nil || res.Text != gguf.SynthReply {
+				t.Fatalf("round %d: %q, %v", i, res.Text, err)
+			}
+			// Only one state fits: finance's, saved first, stays.
+			if i > 0 && j == 0 && res.TokensCached != res.TokensIn-1 {
+				t.Fatalf("round %d: cached %d of %d, want the saved state restored", i, res.TokensCached, res.TokensIn)
+			}
+		}
+	}
+	checkSlots(t, e)
 }
