@@ -225,6 +225,12 @@ func benchEngineOptions(ctx context.Context, cfg config.Config, modelFile string
 		Parallel:    cfg.Engine.Parallel,
 		GPULayers:   cfg.Engine.GPULayers.Count,
 		Logger:      log,
+		// The prompt cache as configured, never persisted: every run
+		// starts cold.
+		PromptCacheBytes: int64(cfg.Engine.PromptCacheMB) << 20,
+	}
+	if o.PromptCacheBytes == 0 {
+		o.PromptCacheBytes = -1
 	}
 	var info hardware.Info
 	if cfg.Engine.Threads == 0 || cfg.Engine.GPULayers.Auto {

@@ -43,6 +43,28 @@ type promptCache struct {
 	budget  int64
 	size    int64
 	entries []*promptEntry
+	// spare keeps one mapping of a dropped entry for the next save: a new
+	// mapping costs a page fault per 4 KiB page, several milliseconds for
+	// a state of tens of megabytes.
+	spare []byte
+}
+
+// alloc returns n bytes for a state, from the spare mapping when it is
+// big enough and at most a quarter too big.
+func (c *promptCache) alloc(n int) ([]byte, error) {
+	if sp := c.spare; len(sp) >= n && len(sp) <= n+n/4 {
+		c.spare = nil
+		return sp[:n], nil
+	}
+	return newPromptData(n)
+}
+
+// release keeps b as the spare mapping, freeing the one it replaces.
+func (c *promptCache) release(b []byte) {
+	if len(c.spare) > 0 {
+		freePromptData(c.spare)
+	}
+	c.spare = b[:cap(b)]
 }
 
 // best returns the entry sharing the longest prefix with tokens (at most
@@ -77,14 +99,14 @@ func (c *promptCache) covers(tokens []llama.Token) bool {
 func (c *promptCache) add(e *promptEntry) bool {
 	need := int64(len(e.data))
 	if need > c.budget {
-		freePromptData(e.data)
+		c.release(e.data)
 		return false
 	}
 	kept := c.entries[:0]
 	for _, old := range c.entries {
 		if !old.pinned && len(old.tokens) <= len(e.tokens) && commonPrefix(old.tokens, e.tokens, len(old.tokens)) == len(old.tokens) {
 			c.size -= int64(len(old.data))
-			freePromptData(old.data)
+			c.release(old.data)
 			continue
 		}
 		kept = append(kept, old)
@@ -99,11 +121,11 @@ func (c *promptCache) add(e *promptEntry) bool {
 			}
 		}
 		if lru < 0 {
-			freePromptData(e.data) // only pinned entries left: e does not fit
+			c.release(e.data) // only pinned entries left: e does not fit
 			return false
 		}
 		c.size -= int64(len(c.entries[lru].data))
-		freePromptData(c.entries[lru].data)
+		c.release(c.entries[lru].data)
 		c.entries = append(c.entries[:lru], c.entries[lru+1:]...)
 	}
 	c.entries = append(c.entries, e)
@@ -119,7 +141,8 @@ func (c *promptCache) free() {
 	for _, e := range c.entries {
 		freePromptData(e.data)
 	}
-	c.entries, c.size = nil, 0
+	freePromptData(c.spare)
+	c.entries, c.size, c.spare = nil, 0, nil
 }
 
 // newPromptData maps n bytes of anonymous memory: states are large (tens of
@@ -137,8 +160,8 @@ func newPromptData(n int) ([]byte, error) {
 }
 
 func freePromptData(b []byte) {
-	if len(b) > 0 {
-		unix.Munmap(b)
+	if cap(b) > 0 {
+		unix.Munmap(b[:cap(b)])
 	}
 }
 
@@ -154,13 +177,13 @@ func (s *sched) saveSlot(sl *slot) {
 	if size == 0 || int64(size) > c.budget {
 		return
 	}
-	data, err := newPromptData(int(size))
+	data, err := c.alloc(int(size))
 	if err != nil {
 		s.e.log.Debug("llama.cpp prompt cache: save skipped", "model", s.e.info.Name, "err", err)
 		return
 	}
 	if n := llama.StateSeqGetData(s.lctx, data, sl.id); n == 0 || n > size {
-		freePromptData(data)
+		c.release(data)
 		return
 	} else {
 		data = data[:n]

@@ -413,7 +413,10 @@ func (s *sched) assign(r *genRequest) {
 			target, n = best, bestN
 		}
 	default:
-		if len(target.cached)-n >= cacheMinGain {
+		// Saving copies the whole sequence state (milliseconds for tens of
+		// megabytes), so only when a good part of it would be lost: not
+		// for the last question and answer after a domain's system prompt.
+		if drop := len(target.cached) - n; drop >= cacheMinGain && 4*drop >= len(target.cached) {
 			s.saveSlot(target)
 		}
 	}
