@@ -43,8 +43,8 @@
 // prefix again). Result.TokensCached says how many prompt tokens were
 // reused.
 //
-// A sequence about to drop a sizeable part of what it holds (16 tokens or
-// more) first saves its state (keys and values, as llama.cpp serialises a
+// A sequence about to drop a good part of what it holds (a quarter or more,
+// at least 16 tokens; a save copies the whole state) first saves its state (keys and values, as llama.cpp serialises a
 // sequence) to the prompt cache: memory outside the Go heap, at most
 // Options.PromptCacheBytes, least recently used out first, an entry
 // replacing those it extends. When the cache holds a longer prefix of a new
