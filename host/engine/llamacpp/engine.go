@@ -332,6 +332,8 @@ func (e *Engine) newSched(parallel int) (*sched, error) {
 		nCtx:     nCtx,
 		unified:  false,
 		threads:  int(cp.NThreads),
+		cur:      int(cp.NThreads),
+		load:     newLoadWatch(),
 		nVocab:   llama.VocabNTokens(e.vocab),
 		cores:    e.cores,
 		wake:     make(chan struct{}, 1),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
 
@@ -120,6 +121,8 @@ type sched struct {
 	cores   *Cores
 	tp      llama.Threadpool
 	cache   *promptCache // nil: off
+	load    *loadWatch
+	cur     int // threads the context computes with now (<= threads)
 
 	mu      sync.Mutex
 	queue   []*genRequest
@@ -523,7 +526,11 @@ func (s *sched) step() {
 		return
 	}
 
-	k := s.cores.acquire(s.threads)
+	if n := s.load.threads(time.Now(), s.threads); n != s.cur {
+		llama.SetNThreads(s.lctx, int32(n), int32(n))
+		s.cur = n
+	}
+	k := s.cores.acquire(s.cur)
 	ret, err := llama.Decode(s.lctx, s.batch)
 	s.cores.release(k)
 	switch {

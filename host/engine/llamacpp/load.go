@@ -1,0 +1,186 @@
+package llamacpp
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"strconv"
+	"time"
+)
+
+// loadWatch keeps the engine's compute threads within the CPUs that other
+// tasks leave free. ggml's threads wait for each other between the
+// operations of a graph by spinning, so when another task takes the core of
+// one of them the others spin for a whole scheduler time slice at every
+// operation: with two busy processes on two cores, a reply that takes 12 ms
+// on one thread took 3 s on two. Between steps, at most every loadSample,
+// the scheduler reads how much CPU the host spent (/proc/stat) and how much
+// of it was this process's (/proc/self/stat); the difference over the
+// interval is the CPUs other tasks used. Smoothed, it is subtracted from the
+// host's CPUs, and the engine computes with at most that many threads,
+// never fewer than one. (Counting runnable tasks instead would count the
+// engine's own threads on their way to sleep.)
+type loadWatch struct {
+	stat, self string // "/proc/stat", "/proc/self/stat"; "" disables the watch
+	hostCPUs   int    // online CPUs of the host (not only this process's)
+	next       time.Time
+	last       cpuSample
+	others     float64 // smoothed CPUs used by other tasks
+	ok         bool    // others holds a measurement
+}
+
+// cpuSample is one reading of the CPU counters, in clock ticks.
+type cpuSample struct {
+	total, busy, self uint64
+	valid             bool
+}
+
+// loadSample is how often the watch reads the counters; loadMinWindow is
+// the first interval, from Open.
+const (
+	loadSample    = 100 * time.Millisecond
+	loadMinWindow = 20 * time.Millisecond
+)
+
+// newLoadWatch returns a watch of the host's CPUs, or a disabled one where
+// /proc does not tell.
+func newLoadWatch() *loadWatch {
+	w := &loadWatch{stat: "/proc/stat", self: "/proc/self/stat"}
+	if w.hostCPUs = hostCPUs(w.stat); w.hostCPUs == 0 {
+		return &loadWatch{}
+	}
+	if w.last = w.sample(); !w.last.valid {
+		return &loadWatch{}
+	}
+	w.next = time.Now().Add(loadMinWindow)
+	return w
+}
+
+// threads returns how many of want threads to compute with now.
+func (w *loadWatch) threads(now time.Time, want int) int {
+	if w == nil || w.stat == "" || want <= 1 {
+		return max(want, 1)
+	}
+	if !now.Before(w.next) {
+		w.next = now.Add(loadSample)
+		cur := w.sample()
+		switch {
+		case !cur.valid || !w.last.valid || cur.total < w.last.total:
+			w.last = cur
+		case float64(cur.total-w.last.total) < 2*float64(w.hostCPUs):
+			// Under two ticks a CPU: too short to tell; keep counting.
+		default:
+			perCPU := float64(cur.total-w.last.total) / float64(w.hostCPUs)
+			other := float64(cur.busy-w.last.busy) - float64(cur.self-w.last.self)
+			w.observe(max(other, 0) / perCPU)
+			w.last = cur
+		}
+	}
+	return w.limit(want)
+}
+
+// sample reads the host's and this process's CPU ticks.
+func (w *loadWatch) sample() cpuSample {
+	st, err := os.ReadFile(w.stat)
+	if err != nil {
+		return cpuSample{}
+	}
+	total, busy, ok := parseProcStat(st)
+	if !ok {
+		return cpuSample{}
+	}
+	self, err := os.ReadFile(w.self)
+	if err != nil {
+		return cpuSample{}
+	}
+	ticks, ok := parseSelfTicks(self)
+	if !ok {
+		return cpuSample{}
+	}
+	return cpuSample{total: total, busy: busy, self: ticks, valid: true}
+}
+
+// observe adds one measurement of the CPUs other tasks used.
+func (w *loadWatch) observe(others float64) {
+	if !w.ok {
+		w.others, w.ok = others, true
+		return
+	}
+	// Quick to back off, slower to come back: a burst of other work costs
+	// far more when we spin through it than a few steps on fewer threads.
+	alpha := 0.3
+	if others > w.others {
+		alpha = 0.7
+	}
+	w.others += alpha * (others - w.others)
+}
+
+// limit is want capped by the CPUs the other tasks leave.
+func (w *loadWatch) limit(want int) int {
+	if !w.ok {
+		return want
+	}
+	free := w.hostCPUs - int(math.Round(w.others))
+	return max(1, min(want, free))
+}
+
+// parseProcStat reads the first line of /proc/stat ("cpu  user nice system
+// idle iowait irq softirq steal guest guest_nice"): all ticks, and the busy
+// ones (all but idle and iowait; guest time is already in user).
+func parseProcStat(b []byte) (total, busy uint64, ok bool) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := bytes.Fields(line)
+	if len(f) < 5 || string(f[0]) != "cpu" {
+		return 0, 0, false
+	}
+	for i, v := range f[1:] {
+		if i >= 8 { // guest and guest_nice are counted in user and nice
+			break
+		}
+		n, err := strconv.ParseUint(string(v), 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return total, busy, true
+}
+
+// parseSelfTicks reads utime + stime (fields 14 and 15) of /proc/self/stat,
+// after the command name, which may hold spaces and parentheses.
+func parseSelfTicks(b []byte) (uint64, bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := bytes.Fields(b[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseUint(string(f[11]), 10, 64)
+	s, err2 := strconv.ParseUint(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return u + s, true
+}
+
+// hostCPUs counts the "cpuN" lines of /proc/stat: the host's online CPUs,
+// which its counters cover. 0 when unknown.
+func hostCPUs(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if len(line) > 3 && bytes.HasPrefix(line, []byte("cpu")) && line[3] >= '0' && line[3] <= '9' {
+			n++
+		}
+	}
+	return n
+}
