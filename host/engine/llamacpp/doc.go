@@ -76,10 +76,10 @@
 // costs no CPU. Within a computation ggml's threads wait for each other by
 // spinning, which collapses when other tasks take their cores (two busy
 // processes on two cores made a 12 ms reply take 3 s on two threads), so
-// every 100 ms the scheduler measures the CPUs that other tasks used
-// (/proc/stat less /proc/self/stat) and computes with at most the host's
-// CPUs less those, never fewer than one thread: a busy machine degrades
-// smoothly. Options.Cores, shared
+// every 100 ms of activity the scheduler measures the CPUs that other tasks
+// used (/proc/stat less /proc/self/stat; a window that starts afresh after
+// the engine idled) and computes with at most the host's CPUs less those,
+// never fewer than one thread: a busy machine degrades smoothly. Options.Cores, shared
 // by every engine of a process, bounds the threads that compute at once:
 // each decode takes its thread count from it for as long as it runs, so two
 // models never oversubscribe the cores between them. Embed takes its turn

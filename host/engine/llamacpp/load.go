@@ -25,6 +25,7 @@ type loadWatch struct {
 	hostCPUs   int    // online CPUs of the host (not only this process's)
 	next       time.Time
 	last       cpuSample
+	paused     bool // the engine went idle since the last sample
 	others     float64 // smoothed CPUs used by other tasks
 	ok         bool    // others holds a measurement
 }
@@ -35,12 +36,19 @@ type cpuSample struct {
 	valid             bool
 }
 
-// loadSample is how often the watch reads the counters; loadMinWindow is
-// the first interval, from Open.
-const (
-	loadSample    = 100 * time.Millisecond
-	loadMinWindow = 20 * time.Millisecond
-)
+// loadSample is how often the watch reads the counters: a window long
+// enough that another process's few milliseconds of work (say, a server
+// finishing an answer) do not count as contention.
+const loadSample = 100 * time.Millisecond
+
+// pause tells the watch that the engine is going idle; the next sample
+// starts a new window instead of measuring across the idle spell.
+func (w *loadWatch) pause() {
+	if w != nil && w.stat != "" && !w.paused {
+		w.paused = true
+		w.next = time.Time{}
+	}
+}
 
 // newLoadWatch returns a watch of the host's CPUs, or a disabled one where
 // /proc does not tell.
@@ -52,7 +60,7 @@ func newLoadWatch() *loadWatch {
 	if w.last = w.sample(); !w.last.valid {
 		return &loadWatch{}
 	}
-	w.next = time.Now().Add(loadMinWindow)
+	w.next = time.Now().Add(loadSample)
 	return w
 }
 
@@ -65,8 +73,10 @@ func (w *loadWatch) threads(now time.Time, want int) int {
 		w.next = now.Add(loadSample)
 		cur := w.sample()
 		switch {
-		case !cur.valid || !w.last.valid || cur.total < w.last.total:
-			w.last = cur
+		case !cur.valid || !w.last.valid || cur.total < w.last.total || w.paused:
+			// After an idle spell, what others did meanwhile did not
+			// compete with the engine: measure afresh from now.
+			w.last, w.paused = cur, false
 		case float64(cur.total-w.last.total) < 2*float64(w.hostCPUs):
 			// Under two ticks a CPU: too short to tell; keep counting.
 		default:
@@ -108,7 +118,7 @@ func (w *loadWatch) observe(others float64) {
 	}
 	// Quick to back off, slower to come back: a burst of other work costs
 	// far more when we spin through it than a few steps on fewer threads.
-	alpha := 0.3
+	alpha := 0.5
 	if others > w.others {
 		alpha = 0.7
 	}

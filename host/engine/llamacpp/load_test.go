@@ -82,6 +82,19 @@ func TestLoadWatchFollowsOtherTasks(t *testing.T) {
 	if n != 4 {
 		t.Fatalf("idle again: %d threads, want 4", n)
 	}
+	// Others busy while the engine idles for a second do not count: the
+	// first sample after the pause starts a new window.
+	w.pause()
+	total += 400
+	busy += 300
+	write()
+	now = now.Add(time.Second)
+	if n := w.threads(now, 4); n != 4 {
+		t.Fatalf("after an idle second with others busy: %d threads, want 4", n)
+	}
+	if n := step(0); n != 4 {
+		t.Fatalf("the first window after the pause: %d threads, want 4", n)
+	}
 	// Between samples the answer stays; with want 1 there is nothing to do.
 	if w.threads(now, 4) != 4 || w.threads(now, 1) != 1 {
 		t.Fatal("threads between samples")

@@ -232,6 +232,7 @@ func (s *sched) loop(done <-chan struct{}) {
 		}
 		s.admit()
 		if !s.busy() {
+			s.load.pause()
 			select {
 			case <-s.wake:
 			case <-done:
