@@ -25,7 +25,7 @@ type loadWatch struct {
 	hostCPUs   int    // online CPUs of the host (not only this process's)
 	next       time.Time
 	last       cpuSample
-	paused     bool // the engine went idle since the last sample
+	paused     bool    // the engine went idle since the last sample
 	others     float64 // smoothed CPUs used by other tasks
 	ok         bool    // others holds a measurement
 }
