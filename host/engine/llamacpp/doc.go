@@ -43,8 +43,8 @@
 // prefix again). Result.TokensCached says how many prompt tokens were
 // reused.
 //
-// A sequence about to drop a good part of what it holds (a quarter or more,
-// at least 16 tokens; a save copies the whole state) first saves its state (keys and values, as llama.cpp serialises a
+// A sequence about to drop 32 tokens or more of what it holds first saves
+// its state (keys and values, as llama.cpp serialises a
 // sequence) to the prompt cache: memory outside the Go heap, at most
 // Options.PromptCacheBytes, least recently used out first, an entry
 // replacing those it extends. When the cache holds a longer prefix of a new

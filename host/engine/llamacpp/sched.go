@@ -417,10 +417,11 @@ func (s *sched) assign(r *genRequest) {
 			target, n = best, bestN
 		}
 	default:
-		// Saving copies the whole sequence state (milliseconds for tens of
-		// megabytes), so only when a good part of it would be lost: not
-		// for the last question and answer after a domain's system prompt.
-		if drop := len(target.cached) - n; drop >= cacheMinGain && 4*drop >= len(target.cached) {
+		// Saving copies the whole sequence state (about a millisecond for
+		// 10 MB into a reused mapping), so only when what would be lost is
+		// worth more: a conversation's last turns, another domain's prompt,
+		// a question that may come again.
+		if drop := len(target.cached) - n; drop >= cacheMinDrop {
 			s.saveSlot(target)
 		}
 	}
