@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	istats "github.com/mdsa-go/mdsa/internal/stats"
 	"io"
 	"math"
 	"slices"
@@ -436,7 +437,7 @@ func (r *runner) latency(ctx context.Context) (LatencyPhase, error) {
 		}
 		stats[ti] = LatencyStats{
 			Counts: counts(tl),
-			P50MS:  ms(Percentile(tl.lat, 0.50)), P99MS: ms(Percentile(tl.lat, 0.99)),
+			P50MS:  ms(istats.Percentile(tl.lat, 0.50)), P99MS: ms(istats.Percentile(tl.lat, 0.99)),
 			MeanMS:       div(ms(sum), float64(tl.ok)),
 			PromptTokens: tl.mean(tl.prompt), CachedTokens: tl.mean(tl.cached),
 			EvaluatedTokens: tl.evaluated(), CompletionTokens: tl.mean(tl.completion),
@@ -526,7 +527,7 @@ func (r *runner) throughput(ctx context.Context, c int) (ThroughputLevel, error)
 			Counts:   counts(tl),
 			ElapsedS: elapsed[ti].Seconds(),
 			RPS:      div(float64(tl.ok), elapsed[ti].Seconds()),
-			P50MS:    ms(Percentile(tl.lat, 0.50)), P99MS: ms(Percentile(tl.lat, 0.99)),
+			P50MS:    ms(istats.Percentile(tl.lat, 0.50)), P99MS: ms(istats.Percentile(tl.lat, 0.99)),
 			PromptTokens: tl.mean(tl.prompt), CachedTokens: tl.mean(tl.cached),
 			EvaluatedTokens: tl.evaluated(), CompletionTokens: tl.mean(tl.completion),
 		}

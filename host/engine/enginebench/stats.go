@@ -2,21 +2,8 @@ package enginebench
 
 import (
 	"math"
-	"slices"
 	"time"
 )
-
-// Percentile is the nearest-rank p-quantile (0 < p <= 1) of samples, which
-// need not be sorted; 0 when there are none.
-func Percentile(samples []time.Duration, p float64) time.Duration {
-	if len(samples) == 0 {
-		return 0
-	}
-	s := slices.Clone(samples)
-	slices.Sort(s)
-	i := int(math.Ceil(p*float64(len(s)))) - 1
-	return s[min(max(i, 0), len(s)-1)]
-}
 
 // ms is d in milliseconds.
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }

@@ -2,9 +2,9 @@ package conformance
 
 import (
 	"fmt"
+	"github.com/mdsa-go/mdsa/internal/stats"
 	"math"
 	"reflect"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -449,7 +449,7 @@ func (c *checker) checkLatency() []string {
 	c.rep.CallUS[abi.ExportValidate] = us(mv)
 	c.rep.CallUS["prompt+validate"] = us(mb)
 	fig := fmt.Sprintf("p50 prompt+validate %s (prompt %s, validate %s; p90 %s; %d pairs)",
-		round(mb), round(mp), round(mv), round(percentile(both, 0.9)), n)
+		round(mb), round(mp), round(mv), round(stats.Percentile(both, 0.9)), n)
 	if mb > c.opts.MaxCallLatency {
 		return []string{fmt.Sprintf("%s is over the %s budget", fig, c.opts.MaxCallLatency)}
 	}
@@ -457,15 +457,4 @@ func (c *checker) checkLatency() []string {
 	return nil
 }
 
-func median(ds []time.Duration) time.Duration { return percentile(ds, 0.5) }
-
-// percentile returns the nearest-rank percentile q (0 < q <= 1) of ds.
-func percentile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(math.Ceil(q*float64(len(s)))) - 1
-	return s[min(max(i, 0), len(s)-1)]
-}
+func median(ds []time.Duration) time.Duration { return stats.Percentile(ds, 0.5) }

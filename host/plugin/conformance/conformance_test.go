@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"github.com/mdsa-go/mdsa/internal/stats"
 	"strings"
 	"testing"
 	"time"
@@ -250,7 +251,7 @@ func TestSamples(t *testing.T) {
 		t.Fatalf("longText cut: %q", got)
 	}
 	d := []time.Duration{5, 1, 4, 2, 3}
-	if median(d) != 3 || percentile(d, 0.9) != 5 || percentile(nil, 0.5) != 0 {
+	if median(d) != 3 || stats.Percentile(d, 0.9) != 5 || stats.Percentile(nil, 0.5) != 0 {
 		t.Fatal("percentile")
 	}
 }
