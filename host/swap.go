@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/mdsa-go/mdsa/internal/atomicfile"
 	"maps"
 	"os"
 	"path/filepath"
@@ -382,7 +383,7 @@ func (h *Host) InstallPlugin(ctx context.Context, name string, wasm []byte) (Cha
 		c.closeAll(ctx)
 		return Change{}, fmt.Errorf("%w: the module describes itself as %q, not %q", ErrRefused, c.base.Name(), name)
 	}
-	if err := writeAtomic(path, wasm); err != nil {
+	if err := atomicfile.WriteBytes(path, wasm); err != nil {
 		c.closeAll(ctx)
 		return Change{}, fmt.Errorf("host: install %s: %w", name, err)
 	}
@@ -426,26 +427,4 @@ func (h *Host) RemovePlugin(ctx context.Context, name string) (Change, error) {
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-// writeAtomic writes data to path through a temporary file in the same
-// directory, synced and renamed over path.
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"github.com/mdsa-go/mdsa/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,7 +29,7 @@ func copyFile(t *testing.T, from, to string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeAtomic(to, b); err != nil {
+	if err := atomicfile.WriteBytes(to, b); err != nil {
 		t.Fatal(err)
 	}
 }

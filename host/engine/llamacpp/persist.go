@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/mdsa-go/mdsa/internal/atomicfile"
 	"hash/crc32"
 	"io"
 	"os"
@@ -227,45 +228,26 @@ func entryName(e *promptEntry) string {
 	return hex.EncodeToString(h.Sum(nil)[:12]) + cacheSuffix
 }
 
-// writeCacheFile writes one entry atomically (temporary file, fsync,
-// rename).
+// writeCacheFile writes one entry atomically (see atomicfile).
 func writeCacheFile(path string, fp [32]byte, e *promptEntry) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*"+cacheSuffix+".part")
-	if err != nil {
+	return atomicfile.Write(path, func(out io.Writer) error {
+		crc := crc32.New(crcTable)
+		w := io.MultiWriter(out, crc)
+		var b4 [4]byte
+		var b8 [8]byte
+		w.Write([]byte(cacheMagic)) // write errors show at the end
+		w.Write(fp[:])
+		binary.LittleEndian.PutUint32(b4[:], uint32(len(e.tokens)))
+		w.Write(b4[:])
+		for _, t := range e.tokens {
+			binary.LittleEndian.PutUint32(b4[:], uint32(t))
+			w.Write(b4[:])
+		}
+		binary.LittleEndian.PutUint64(b8[:], uint64(len(e.data)))
+		w.Write(b8[:])
+		w.Write(e.data)
+		binary.LittleEndian.PutUint32(b4[:], crc.Sum32())
+		_, err := out.Write(b4[:])
 		return err
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
-	crc := crc32.New(crcTable)
-	w := bufio.NewWriterSize(io.MultiWriter(tmp, crc), 1<<20)
-	put := func(b []byte) { w.Write(b) } // a write error shows at Flush
-	put([]byte(cacheMagic))
-	put(fp[:])
-	var b4 [4]byte
-	var b8 [8]byte
-	binary.LittleEndian.PutUint32(b4[:], uint32(len(e.tokens)))
-	put(b4[:])
-	for _, t := range e.tokens {
-		binary.LittleEndian.PutUint32(b4[:], uint32(t))
-		put(b4[:])
-	}
-	binary.LittleEndian.PutUint64(b8[:], uint64(len(e.data)))
-	put(b8[:])
-	put(e.data)
-	if err := w.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	binary.LittleEndian.PutUint32(b4[:], crc.Sum32())
-	if _, err := tmp.Write(b4[:]); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	})
 }
