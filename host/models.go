@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mdsa-go/mdsa/host/config"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,18 +29,7 @@ func (h *Host) openRegistry(ctx context.Context, o options) error {
 		return err
 	}
 	rec := hardware.Recommend(info, nil, hardware.RecommendOptions{})
-	lopts := llamacpp.Options{
-		LibDir:      cfg.Resolve(cfg.Engine.LibDir),
-		Threads:     cfg.EffectiveThreads(rec.Threads),
-		ContextSize: cfg.Engine.ContextSize,
-		Parallel:    cfg.Engine.Parallel,
-		GPULayers:   cfg.Engine.GPULayers.Count,
-		Logger:      h.log,
-	}
-	lopts.PromptCacheBytes = int64(cfg.Engine.PromptCacheMB) << 20
-	if lopts.PromptCacheBytes == 0 {
-		lopts.PromptCacheBytes = -1 // off
-	}
+	lopts := LlamaOptions(cfg, info, h.log)
 	promptDir := ""
 	if cfg.Engine.PersistPromptCache && cfg.Host.CacheDir != "" && lopts.PromptCacheBytes > 0 {
 		promptDir = filepath.Join(cfg.Resolve(cfg.Host.CacheDir), "prompts")
@@ -54,11 +45,7 @@ func (h *Host) openRegistry(ctx context.Context, o options) error {
 	h.log.Info("host: engine settings", "threads", lopts.Threads, "threads_from", from, "gpu_layers", cfg.Engine.GPULayers.String())
 	optsFor := func(models.Spec) llamacpp.Options { return lopts }
 	if cfg.Engine.GPULayers.Auto {
-		libDir := lopts.LibDir
-		if libDir == "" {
-			libDir = os.Getenv(llamacpp.EnvLibDir)
-		}
-		h.gpuAuto = newGPUAuto(info, libDir, h.log)
+		h.gpuAuto = newGPUAuto(info, libDirOf(lopts), h.log)
 		optsFor = func(s models.Spec) llamacpp.Options {
 			o := lopts
 			o.GPULayers = h.gpuAuto.layers(s, lopts)
@@ -235,6 +222,47 @@ func (h *Host) Embed(ctx context.Context, tenant, model string, inputs []string)
 // ErrModelNotAllowed is returned when a tenant asks for a model outside its
 // allow-list.
 var ErrModelNotAllowed = errors.New("host: model not allowed")
+
+// LlamaOptions builds the llama.cpp engine options of cfg's [engine]
+// section as the host uses them: the library directory, threads
+// (engine.threads, or info's recommendation when 0), context size,
+// parallel sequences, the prompt cache size (off when 0) and the GPU
+// layers when engine.gpu_layers is a count. An "auto" gpu_layers is left at
+// 0 here: it depends on the model file (see AutoGPULayers). Cores,
+// PromptCacheDir and Name are the caller's.
+func LlamaOptions(cfg config.Config, info hardware.Info, log *slog.Logger) llamacpp.Options {
+	rec := hardware.Recommend(info, nil, hardware.RecommendOptions{})
+	o := llamacpp.Options{
+		LibDir:           cfg.Resolve(cfg.Engine.LibDir),
+		Threads:          cfg.EffectiveThreads(rec.Threads),
+		ContextSize:      cfg.Engine.ContextSize,
+		Parallel:         cfg.Engine.Parallel,
+		GPULayers:        cfg.Engine.GPULayers.Count,
+		PromptCacheBytes: int64(cfg.Engine.PromptCacheMB) << 20,
+		Logger:           log,
+	}
+	if o.PromptCacheBytes == 0 {
+		o.PromptCacheBytes = -1 // off
+	}
+	return o
+}
+
+// AutoGPULayers resolves engine.gpu_layers = "auto" for the model file at
+// path run with o's context and parallelism, on the hardware info describes
+// and the llama.cpp build in o's library directory: 0 without a usable GPU.
+func AutoGPULayers(info hardware.Info, o llamacpp.Options, name, path string) int {
+	n, _ := models.AutoGPULayers(info, libDirOf(o), name, path,
+		hardware.RecommendOptions{ContextSize: o.ContextSize, Parallel: o.Parallel})
+	return n
+}
+
+// libDirOf is o's library directory, else $MDSA_LLAMA_LIB.
+func libDirOf(o llamacpp.Options) string {
+	if o.LibDir != "" {
+		return o.LibDir
+	}
+	return os.Getenv(llamacpp.EnvLibDir)
+}
 
 // fileSafe turns a model name into a file name: every byte outside
 // [A-Za-z0-9._-] becomes '_', and a name that could be special ("", ".",

@@ -13,11 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/engine/enginebench"
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
 	"github.com/mdsa-go/mdsa/host/hardware"
-	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/models/gguf"
 )
 
@@ -219,41 +219,20 @@ func referenceCommand(modelFile string, o llamacpp.Options) string {
 // when 0), context size, parallel sequences and GPU layers (resolved for
 // this file when engine.gpu_layers is "auto"). Nothing is tuned.
 func benchEngineOptions(ctx context.Context, cfg config.Config, modelFile string, log *slog.Logger) (llamacpp.Options, error) {
-	o := llamacpp.Options{
-		LibDir:      benchEngineLibDir(cfg),
-		ContextSize: cfg.Engine.ContextSize,
-		Parallel:    cfg.Engine.Parallel,
-		GPULayers:   cfg.Engine.GPULayers.Count,
-		Logger:      log,
-		// The prompt cache as configured, never persisted: every run
-		// starts cold.
-		PromptCacheBytes: int64(cfg.Engine.PromptCacheMB) << 20,
-	}
-	if o.PromptCacheBytes == 0 {
-		o.PromptCacheBytes = -1
-	}
 	var info hardware.Info
 	if cfg.Engine.Threads == 0 || cfg.Engine.GPULayers.Auto {
 		var err error
 		if info, err = hardware.Detect(ctx, hardware.Options{Logger: log}); err != nil {
-			return o, fmt.Errorf("bench engine: detecting the hardware for engine.threads = 0 or engine.gpu_layers = \"auto\" in %s (set them to skip): %w", cfg.File, err)
+			return llamacpp.Options{}, fmt.Errorf("bench engine: detecting the hardware for engine.threads = 0 or engine.gpu_layers = \"auto\" in %s (set them to skip): %w", cfg.File, err)
 		}
 	}
-	o.Threads = cfg.EffectiveThreads(hardware.Recommend(info, nil, hardware.RecommendOptions{}).Threads)
+	o := host.LlamaOptions(cfg, info, log)
+	o.LibDir = benchEngineLibDir(cfg)
+	// The prompt cache as configured, never persisted: every run starts
+	// cold.
+	o.PromptCacheDir = ""
 	if cfg.Engine.GPULayers.Auto {
-		libDir := o.LibDir
-		if libDir == "" {
-			libDir = os.Getenv(llamacpp.EnvLibDir)
-		}
-		info.GPUs, _ = hardware.OffloadGPUs(info.GPUs, models.LlamaGPUBackends(libDir))
-		o.GPULayers = 0
-		if len(info.GPUs) > 0 {
-			m, err := models.HardwareModel(filepath.Base(modelFile), modelFile)
-			if err != nil {
-				return o, fmt.Errorf("bench engine: sizing %s for engine.gpu_layers = \"auto\": %w", modelFile, err)
-			}
-			o.GPULayers, _ = hardware.AutoGPULayers(info, m, hardware.RecommendOptions{ContextSize: o.ContextSize, Parallel: o.Parallel})
-		}
+		o.GPULayers = host.AutoGPULayers(info, o, filepath.Base(modelFile), modelFile)
 	}
 	return o, nil
 }
