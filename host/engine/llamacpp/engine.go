@@ -330,7 +330,6 @@ func (e *Engine) newSched(parallel int) (*sched, error) {
 		batch:    llama.BatchInit(int32(nBatch), 0, 1),
 		nBatch:   nBatch,
 		nCtx:     nCtx,
-		unified:  false,
 		threads:  int(cp.NThreads),
 		cur:      int(cp.NThreads),
 		load:     newLoadWatch(),

@@ -1,6 +1,7 @@
 package llamacpp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -113,9 +114,8 @@ type sched struct {
 	lctx    llama.Context
 	mem     llama.Memory
 	batch   llama.Batch
-	nBatch  int  // batch capacity: tokens per step
-	nCtx    int  // positions one sequence may use (Info.ContextSize)
-	unified bool // one KV buffer for all sequences (copies share cells); else one per sequence
+	nBatch  int // batch capacity: tokens per step
+	nCtx    int // positions one sequence may use (Info.ContextSize)
 	threads int
 	nVocab  int32
 	cores   *Cores
@@ -400,14 +400,9 @@ func (s *sched) assign(r *genRequest) {
 		s.saveSlot(target)
 		if _, err := llama.MemorySeqRm(s.mem, target.id, -1, -1); err == nil {
 			// Per-sequence buffers copy whole (llama.cpp copies the data at
-			// the next decode); the tail is dropped below. A unified buffer
-			// copies the prefix's cells by reference.
-			p0, p1, keep := llama.Pos(-1), llama.Pos(-1), len(donor.cached)
-			if s.unified {
-				p0, p1, keep = 0, llama.Pos(donorN), donorN
-			}
-			if err := llama.MemorySeqCp(s.mem, donor.id, target.id, p0, p1); err == nil {
-				target.cached = append(target.cached[:0], donor.cached[:keep]...)
+			// the next decode); the tail is dropped below.
+			if err := llama.MemorySeqCp(s.mem, donor.id, target.id, -1, -1); err == nil {
+				target.cached = append(target.cached[:0], donor.cached...)
 				n = donorN
 			} else {
 				target.cached = target.cached[:0]
@@ -587,7 +582,7 @@ func (s *sched) prefilling() []*slot {
 			p = append(p, sl)
 		}
 	}
-	slices.SortFunc(p, func(a, b *slot) int { return int(a.order) - int(b.order) })
+	slices.SortFunc(p, func(a, b *slot) int { return cmp.Compare(a.order, b.order) })
 	return p
 }
 
