@@ -34,7 +34,7 @@ func (a *app) benchEngineCmd() *cobra.Command {
 		modelFile, against, againstModel string
 		againstPID                       int
 		clients                          []int
-		duration                         time.Duration
+		duration, settle                 time.Duration
 		requests, maxTokens, decodeToks  int
 		js, skipDecode                   bool
 	)
@@ -55,8 +55,10 @@ OpenAI-compatible server such as llama.cpp's llama-server running the same model
 Every request carries the same chat for both targets: a finance assistant's system prompt and one
 of 20 user questions in turn (shared prefix, different tail); greedy. The reference gets
 POST /v1/chat/completions with "cache_prompt": true, and "ignore_eos": true in phases 3-4.
-The targets run alternately, never together; each figure has the ratio mdsa / reference and says
-whether higher or lower is better.
+The targets run alternately, never together: before each turn the other target's process is given
+up to --settle to go quiet (llama-server's threads keep a core busy for about 90 ms after each
+answer, which would otherwise slow the next target's first request). Each figure has the ratio
+mdsa / reference and says whether higher or lower is better.
 
 Without --model-file a synthetic model of about 100M parameters (Q4_0) is written to the temporary
 directory and kept, with the llama-server command line to start the reference on it.`,
@@ -65,10 +67,16 @@ directory and kept, with the llama-server command line to start the reference on
 			opts := enginebench.Options{
 				Requests: requests, Clients: clients, Duration: duration, MaxTokens: maxTokens,
 				DecodeTokens: decodeToks, SkipDecode: skipDecode, Progress: a.errw,
+				Settle: settle,
+			}
+			if settle == 0 {
+				opts.Settle = -1 // the flag's 0 means no wait, not the default
 			}
 			switch {
 			case duration <= 0:
 				return fmt.Errorf("bench engine: --duration %s: want > 0", duration)
+			case settle < 0:
+				return fmt.Errorf("bench engine: --settle %s: want >= 0", settle)
 			case requests < 1:
 				return fmt.Errorf("bench engine: --requests %d: want >= 1", requests)
 			case maxTokens < 1 || decodeToks < 1:
@@ -176,6 +184,7 @@ directory and kept, with the llama-server command line to start the reference on
 	f.IntVar(&maxTokens, "max-tokens", enginebench.DefaultMaxTokens, "max_tokens of the latency and throughput phases")
 	f.IntVar(&decodeToks, "decode-tokens", enginebench.DefaultDecodeTokens, "max_tokens of the decode and aggregate phases")
 	f.BoolVar(&skipDecode, "skip-decode", false, "leave out the decode and aggregate phases")
+	f.DurationVar(&settle, "settle", enginebench.DefaultSettle, "longest wait before a target's turn for the other target's process to go quiet (0: no wait)")
 	f.BoolVar(&js, "json", false, "print JSON")
 	return cmd
 }

@@ -41,6 +41,7 @@ const (
 	DefaultMaxTokens      = 16
 	DefaultDecodeTokens   = 256
 	DefaultStreams        = 8
+	DefaultSettle         = time.Second
 )
 
 // DefaultClients returns the closed-loop client counts of the throughput
@@ -76,6 +77,12 @@ type Options struct {
 	Streams int
 	// SkipDecode leaves out the decode and aggregate phases.
 	SkipDecode bool
+	// Settle bounds the wait, before each turn of a target, for the other
+	// target's process to go quiet (0: DefaultSettle; negative: no wait).
+	// llama-server's threads keep a core busy for about 90 ms after each
+	// answer; without the wait that spin would compete with the next
+	// target's first request.
+	Settle time.Duration
 	// Progress, when not nil, receives one line per step.
 	Progress io.Writer
 }
@@ -100,6 +107,9 @@ func (o *Options) defaults() error {
 	}
 	if len(o.Clients) == 0 {
 		o.Clients = DefaultClients()
+	}
+	if o.Settle == 0 {
+		o.Settle = DefaultSettle
 	}
 	switch {
 	case o.Requests < 1, o.Rounds < 1, o.MaxTokens < 1, o.DecodeTokens < 1, o.Streams < 1:
@@ -371,6 +381,36 @@ func describe(t Target, role string) TargetInfo {
 	return info
 }
 
+// settleTick is the window over which settle measures a process's CPU;
+// a process that used under a fifth of it is quiet. /proc counts CPU time
+// in ticks of 10 ms, so a shorter window could read 0 for a process busy
+// half the time.
+const settleTick = 25 * time.Millisecond
+
+// settle waits until every target but ti whose CPU time is known has gone
+// quiet, for at most Options.Settle each, so that what one target left
+// running (spinning threads, work after its answer) does not compete with
+// ti's turn.
+func (r *runner) settle(ctx context.Context, ti int) {
+	if r.opts.Settle < 0 {
+		return
+	}
+	for oi, t := range r.targets {
+		if oi == ti || !r.cpuOK[oi] {
+			continue
+		}
+		prev, err := t.CPUTime()
+		for deadline := time.Now().Add(r.opts.Settle); err == nil && ctx.Err() == nil && time.Now().Before(deadline); {
+			time.Sleep(settleTick)
+			var cur time.Duration
+			if cur, err = t.CPUTime(); err == nil && cur-prev < settleTick/5 {
+				break
+			}
+			prev = cur
+		}
+	}
+}
+
 func (r *runner) progress(format string, args ...any) {
 	if r.opts.Progress != nil {
 		fmt.Fprintf(r.opts.Progress, "bench engine: "+format+"\n", args...)
@@ -406,6 +446,7 @@ func (r *runner) latency(ctx context.Context) (LatencyPhase, error) {
 	for i := range o.WarmupRequests + o.Requests {
 		measured := i >= o.WarmupRequests
 		for _, ti := range r.order(i) {
+			r.settle(ctx, ti)
 			out, err := r.targets[ti].Do(ctx, Call{Messages: Messages(i), MaxTokens: o.MaxTokens})
 			if cerr := ctx.Err(); cerr != nil {
 				return LatencyPhase{}, fmt.Errorf("enginebench: latency phase: %w", cerr)
@@ -488,6 +529,7 @@ func (r *runner) throughput(ctx context.Context, c int) (ThroughputLevel, error)
 	call := func(i int) Call { return Call{Messages: Messages(i), MaxTokens: o.MaxTokens} }
 	for _, ti := range r.order(0) {
 		r.progress("throughput, %d clients: warming up %s for %s", c, r.targets[ti].Name(), o.Warmup)
+		r.settle(ctx, ti)
 		if _, _, err := closedLoop(ctx, r.targets[ti], c, o.Warmup, call); err != nil {
 			return ThroughputLevel{}, err
 		}
@@ -502,6 +544,7 @@ func (r *runner) throughput(ctx context.Context, c int) (ThroughputLevel, error)
 		for _, ti := range r.order(k) {
 			t := r.targets[ti]
 			r.progress("throughput, %d clients: %s, round %d/%d (%s)", c, t.Name(), k+1, o.Rounds, round)
+			r.settle(ctx, ti)
 			c0, err0 := t.CPUTime()
 			tl, el, err := closedLoop(ctx, t, c, round, call)
 			if err != nil {
@@ -600,6 +643,7 @@ func (r *runner) decode(ctx context.Context) (DecodePhase, error) {
 		for _, ti := range r.order(k) {
 			t := r.targets[ti]
 			r.progress("decode: %s, answer %d/%d (max_tokens %d)", t.Name(), k+1, o.Rounds, o.DecodeTokens)
+			r.settle(ctx, ti)
 			out, err := t.Do(ctx, r.decodeCall(k))
 			if cerr := ctx.Err(); cerr != nil {
 				return DecodePhase{}, fmt.Errorf("enginebench: decode phase: %w", cerr)
@@ -646,6 +690,7 @@ func (r *runner) aggregate(ctx context.Context) (AggregatePhase, error) {
 			for _, ti := range r.order(k) {
 				t := r.targets[ti]
 				r.progress("aggregate: %s, %d stream(s), round %d/%d", t.Name(), streams, k+1, o.Rounds)
+				r.settle(ctx, ti)
 				tl, el, err := r.batch(ctx, t, streams, k*streams)
 				if err != nil {
 					return AggregatePhase{}, err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -15,7 +16,75 @@ import (
 // consistency, never against wall-clock expectations.
 func quick() Options {
 	return Options{Requests: 4, WarmupRequests: 1, Clients: []int{1, 3}, Duration: 60 * time.Millisecond,
-		Warmup: 10 * time.Millisecond, MaxTokens: 8, DecodeTokens: 20, Streams: 3}
+		Warmup: 10 * time.Millisecond, MaxTokens: 8, DecodeTokens: 20, Streams: 3, Settle: -1}
+}
+
+// spinTarget answers at once, then "spins" (its CPU time rises at every
+// read) for spin reads; busyAtStart records, for each of its calls, how
+// many spinning reads the other target still had left.
+type spinTarget struct {
+	mu          sync.Mutex
+	spin, left  int
+	cpu         time.Duration
+	other       *spinTarget
+	busyAtStart []int
+}
+
+func (s *spinTarget) Name() string { return "spin" }
+
+func (s *spinTarget) Do(context.Context, Call) (Outcome, error) {
+	o := s.other
+	o.mu.Lock()
+	left := o.left
+	o.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.busyAtStart = append(s.busyAtStart, left)
+	s.left = s.spin
+	return Outcome{PromptTokens: 10, CompletionTokens: 2, Latency: time.Millisecond}, nil
+}
+
+func (s *spinTarget) CPUTime() (time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.left > 0 {
+		s.left--
+		s.cpu += settleTick // a whole core
+	}
+	return s.cpu, nil
+}
+
+// A target's turn starts once the other target's process has gone quiet,
+// and the wait is bounded by Options.Settle.
+func TestSettleBetweenTargets(t *testing.T) {
+	a, b := &spinTarget{}, &spinTarget{spin: 5}
+	a.other, b.other = b, a
+	o := quick()
+	o.Settle = time.Second
+	o.SkipDecode = true
+	o.Clients = []int{1}
+	if _, err := Run(context.Background(), a, b, o); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.busyAtStart) == 0 {
+		t.Fatal("no calls")
+	}
+	for i, left := range a.busyAtStart {
+		if left != 0 {
+			t.Fatalf("call %d of a started while b still spun (%d reads left)", i, left)
+		}
+	}
+	// A target that never goes quiet delays each turn by Settle at most.
+	b.spin = 1 << 30
+	o.Settle = 30 * time.Millisecond
+	o.Requests, o.WarmupRequests = 2, -1
+	start := time.Now()
+	if _, err := Run(context.Background(), a, b, o); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Minute {
+		t.Fatalf("a run against a target that never goes quiet took %s", d)
+	}
 }
 
 func TestRunAgainstReference(t *testing.T) {

@@ -33,13 +33,18 @@ func (c *Cores) N() int {
 }
 
 // acquire waits until k cores (at most N) are free and takes them; it
-// returns how many it took, to give to release.
-func (c *Cores) acquire(k int) int {
+// returns how many it took, to give to release. When it has to wait it
+// first calls beforeWait (if not nil), for the caller to stop its idle
+// threads from spinning on the cores others compute on.
+func (c *Cores) acquire(k int, beforeWait func()) int {
 	if c == nil {
 		return 0
 	}
 	k = min(max(k, 1), c.n)
 	c.mu.Lock()
+	if c.free < k && beforeWait != nil {
+		beforeWait()
+	}
 	for c.free < k {
 		c.cond.Wait()
 	}

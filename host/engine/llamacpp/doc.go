@@ -47,7 +47,9 @@
 // its state (keys and values, as llama.cpp serialises a
 // sequence) to the prompt cache: memory outside the Go heap, at most
 // Options.PromptCacheBytes, least recently used out first, an entry
-// replacing those it extends. When the cache holds a longer prefix of a new
+// replacing those it extends; while entries keep leaving unused (prompts
+// that come back later than the cache can hold them) only one save in four
+// is kept, so that some stay long enough to be hit. When the cache holds a longer prefix of a new
 // prompt than any sequence (by 16 tokens or more), that state is copied back
 // instead: a conversation's next turn after its sequence served other
 // domains, or a repeated question, evaluates only what is new. With
@@ -71,15 +73,20 @@
 //
 // # Threads
 //
-// The engine's thread pool is created once and its threads sleep between
-// computations rather than spin (polling level 0), so an engine that waits
-// costs no CPU. Within a computation ggml's threads wait for each other by
+// The engine's thread pools are created once. While it decodes with all
+// its threads, the idle workers spin between steps (polling level 50, as
+// llama-server's do), since waking them from sleep at every step cost
+// 5-10% of decode speed; the moment the scheduler has nothing to compute,
+// or waits for cores another engine holds, the pool is paused and its
+// workers sleep, so an engine that waits costs no CPU (llama-server's spin
+// on for about 90 ms after each answer). Within a computation ggml's threads wait for each other by
 // spinning, which collapses when other tasks take their cores (two busy
 // processes on two cores made a 12 ms reply take 3 s on two threads), so
 // every 100 ms of activity the scheduler measures the CPUs that other tasks
 // used (/proc/stat less /proc/self/stat; a window that starts afresh after
 // the engine idled) and computes with at most the host's CPUs less those,
-// never fewer than one thread: a busy machine degrades smoothly. Options.Cores, shared
+// never fewer than one thread, on a second pool whose workers sleep at
+// once instead of spinning: a busy machine degrades smoothly. Options.Cores, shared
 // by every engine of a process, bounds the threads that compute at once:
 // each decode takes its thread count from it for as long as it runs, so two
 // models never oversubscribe the cores between them. Embed takes its turn

@@ -75,7 +75,7 @@ func (e *Engine) Embed(ctx context.Context, inputs []string) ([][]float32, error
 		}
 		batch := llama.BatchGetOne(t)
 		var ret int32
-		k := e.cores.acquire(int(e.cparam.NThreads))
+		k := e.cores.acquire(int(e.cparam.NThreads), nil)
 		if e.hasEncoder && !e.hasDecoder {
 			ret, err = llama.Encode(lctx, batch)
 		} else {

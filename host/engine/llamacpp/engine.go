@@ -24,12 +24,6 @@ const (
 	DefaultParallel = 4
 )
 
-// threadPoll is the polling level (0-100) of the engine's compute threads
-// between graph computations: 0 sleeps at once, so that idle or waiting
-// threads never spin on a busy machine. Waking them costs microseconds per
-// decode step, which is milliseconds long.
-const threadPoll = 0
-
 // maxUBatch bounds the physical batch llama.cpp computes at once, which
 // bounds the compute buffer of each context.
 const maxUBatch = 512
@@ -345,16 +339,18 @@ func (e *Engine) newSched(parallel int) (*sched, error) {
 		id := llama.SeqId(i)
 		s.slots = append(s.slots, &slot{id: id, ids: []llama.SeqId{id}})
 	}
-	// One pool of threads for every decode of this context. Without one,
-	// ggml starts and joins its threads for each computation.
-	tpp := llama.ThreadpoolParamsDefault(cp.NThreads)
-	tpp.Poll = threadPoll
-	if tp, err := llama.ThreadpoolNew(&tpp); err == nil {
-		s.tp = tp
-		llama.AttachThreadpool(lctx, uintptr(tp), 0)
-	} else {
-		e.log.Debug("llama.cpp thread pool unavailable; threads start per decode", "model", e.info.Name, "err", err)
+	// Thread pools for every decode of this context (without one, ggml
+	// starts and joins its threads for each computation): one whose idle
+	// workers spin between steps, used while the engine has the CPUs it
+	// wants and paused whenever it stops computing, and one whose workers
+	// sleep at once, used while other tasks take CPUs. Without the pause
+	// call only the sleeping pool is made.
+	s.pause = poolPause()
+	if s.pause != 0 {
+		s.tpSpin = newPool(e, cp.NThreads, spinPoll)
 	}
+	s.tpSleep = newPool(e, cp.NThreads, sleepPoll)
+	s.attachPool(s.tpSpin)
 	return s, nil
 }
 
@@ -369,7 +365,8 @@ func (s *sched) free() {
 	}
 	s.cache.free()
 	llama.Free(s.lctx)
-	llama.ThreadpoolFree(s.tp)
+	llama.ThreadpoolFree(s.tpSpin)
+	llama.ThreadpoolFree(s.tpSleep)
 }
 
 // Model names the model this engine runs.

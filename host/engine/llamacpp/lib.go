@@ -45,6 +45,16 @@ type libState struct {
 	mu   sync.Mutex
 	dir  string   // directory the libraries were loaded from; "" until loaded
 	sink *logSink // receives llama.cpp's log output once loaded
+	// pause is the address of ggml_threadpool_pause in the loaded CPU
+	// back-end; 0 when not found (see findPoolPause).
+	pause uintptr
+}
+
+// poolPause returns runtimeLib.pause.
+func poolPause() uintptr {
+	runtimeLib.mu.Lock()
+	defer runtimeLib.mu.Unlock()
+	return runtimeLib.pause
 }
 
 // resolveLibDir picks the library directory: the option, else $MDSA_LLAMA_LIB.
@@ -116,6 +126,7 @@ func loadLibrary(dir string, logger *slog.Logger) error {
 	runtimeLib.sink = sink
 	llama.LogSet(purego.NewCallback(sink.callback))
 	llama.Init()
+	runtimeLib.pause = findPoolPause(dir)
 	runtimeLib.dir = dir
 	return nil
 }

@@ -30,6 +30,7 @@ type promptEntry struct {
 	tokens []llama.Token
 	data   []byte // mapped outside the Go heap; see newPromptData
 	used   uint64 // scheduler clock at the last save or restore
+	hits   int    // restores since it was saved
 	// pinned entries are about to be restored: add neither replaces nor
 	// evicts them.
 	pinned bool
@@ -50,6 +51,33 @@ type promptCache struct {
 	// saves: a new 10 MB mapping costs 1-3 ms to populate on top of the
 	// copy (0.6-1.1 ms), a reused one nothing.
 	spare [][]byte
+	// unused counts the entries evicted in a row that were never restored;
+	// from thrashAfter on the cache is thrashing (see admit).
+	unused int
+	ticks  int // saves considered while thrashing
+}
+
+// While thrashing, one save in thrashAdmit is kept, once thrashAfter
+// entries in a row left without a hit.
+const (
+	thrashAfter = 8
+	thrashAdmit = 4
+)
+
+// admit reports whether a new entry of n bytes is worth saving. With room
+// to spare it always is. When it would evict, and the last thrashAfter
+// evicted entries were never restored, the prompts come back later than
+// the cache can hold them (say 20 questions in turn and room for 15):
+// plain LRU would evict each before its turn, copying megabytes per
+// request for nothing. Then only one save in thrashAdmit is kept, so
+// entries stay long enough to be hit; an evicted entry that had hits ends
+// the spell.
+func (c *promptCache) admit(n int64) bool {
+	if c.size+n <= c.budget || c.unused < thrashAfter {
+		return true
+	}
+	c.ticks++
+	return c.ticks%thrashAdmit == 0
 }
 
 // maxSpare bounds the mappings kept for reuse.
@@ -133,6 +161,11 @@ func (c *promptCache) add(e *promptEntry) bool {
 			c.release(e.data) // only pinned entries left: e does not fit
 			return false
 		}
+		if c.entries[lru].hits > 0 {
+			c.unused = 0
+		} else {
+			c.unused++
+		}
 		c.size -= int64(len(c.entries[lru].data))
 		c.release(c.entries[lru].data)
 		c.entries = append(c.entries[:lru], c.entries[lru+1:]...)
@@ -186,7 +219,7 @@ func (s *sched) saveSlot(sl *slot) {
 		return
 	}
 	size := llama.StateSeqGetSize(s.lctx, sl.id)
-	if size == 0 || int64(size) > c.budget {
+	if size == 0 || int64(size) > c.budget || !c.admit(int64(size)) {
 		return
 	}
 	data, err := c.alloc(int(size))
@@ -215,6 +248,7 @@ func (s *sched) restore(sl *slot, e *promptEntry) bool {
 	}
 	s.clock++
 	e.used = s.clock
+	e.hits++
 	sl.cached = append(sl.cached[:0], e.tokens...)
 	return true
 }

@@ -119,10 +119,13 @@ type sched struct {
 	threads int
 	nVocab  int32
 	cores   *Cores
-	tp      llama.Threadpool
-	cache   *promptCache // nil: off
-	load    *loadWatch
-	cur     int // threads the context computes with now (<= threads)
+	// tp is the attached pool: tpSpin (0 without the pause call) while
+	// the engine computes with all its threads, tpSleep while fewer.
+	tp, tpSpin, tpSleep llama.Threadpool
+	pause               uintptr      // ggml_threadpool_pause; 0: unknown
+	cache               *promptCache // nil: off
+	load                *loadWatch
+	cur                 int // threads the context computes with now (<= threads)
 
 	mu      sync.Mutex
 	queue   []*genRequest
@@ -233,6 +236,7 @@ func (s *sched) loop(done <-chan struct{}) {
 		s.admit()
 		if !s.busy() {
 			s.load.pause()
+			s.idlePool()
 			select {
 			case <-s.wake:
 			case <-done:
@@ -525,9 +529,15 @@ func (s *sched) step() {
 
 	if n := s.load.threads(time.Now(), s.threads); n != s.cur {
 		llama.SetNThreads(s.lctx, int32(n), int32(n))
+		s.e.log.Debug("compute threads changed with the machine's load", "model", s.e.info.Name, "from", s.cur, "to", n)
 		s.cur = n
+		if n < s.threads {
+			s.attachPool(s.tpSleep)
+		} else {
+			s.attachPool(s.tpSpin)
+		}
 	}
-	k := s.cores.acquire(s.cur)
+	k := s.cores.acquire(s.cur, s.idlePool)
 	ret, err := llama.Decode(s.lctx, s.batch)
 	s.cores.release(k)
 	switch {

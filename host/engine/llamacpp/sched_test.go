@@ -282,7 +282,7 @@ func TestCoresBound(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			want := 1 + i%5 // up to 5, capped at 3
-			k := c.acquire(want)
+			k := c.acquire(want, nil)
 			if k != min(want, 3) {
 				t.Errorf("acquire(%d) took %d", want, k)
 			}
@@ -303,7 +303,7 @@ func TestCoresBound(t *testing.T) {
 		t.Fatalf("%d cores in use at once, have 3", p)
 	}
 	var nilCores *Cores
-	if nilCores.acquire(4) != 0 || nilCores.N() != 0 {
+	if nilCores.acquire(4, nil) != 0 || nilCores.N() != 0 {
 		t.Fatal("a nil Cores bounds nothing")
 	}
 	nilCores.release(0)
@@ -498,4 +498,65 @@ func TestPromptCacheRestoreUnderEviction(t *testing.T) {
 		}
 	}
 	checkSlots(t, e)
+}
+
+// Prompts that come back later than the cache holds them (a cycle longer
+// than the cache) make it keep one save in thrashAdmit instead of copying
+// every state only to evict it unused; a hit on an evicted entry ends that.
+func TestPromptCacheAdmissionWhenThrashing(t *testing.T) {
+	const size = 1 << 12
+	c := &promptCache{budget: 3 * size}
+	defer c.free()
+	var clock uint64
+	save := func(tok llama.Token) bool {
+		if !c.admit(size) {
+			return false
+		}
+		d, err := newPromptData(size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock++
+		return c.add(&promptEntry{tokens: []llama.Token{tok}, data: d, used: clock})
+	}
+	// A cycle of 5 prompts over room for 3: LRU evicts each before it
+	// comes back, so every save is kept until thrashAfter evictions in a
+	// row went unused.
+	tok := llama.Token(0)
+	for range 3 + thrashAfter {
+		if !save(tok%5 + 100) {
+			t.Fatalf("save %d refused before the cache was seen thrashing", tok)
+		}
+		tok++
+	}
+	if c.unused != thrashAfter {
+		t.Fatalf("%d unused evictions counted, want %d", c.unused, thrashAfter)
+	}
+	kept := 0
+	for range 4 * thrashAdmit {
+		if save(tok%5 + 100) {
+			kept++
+		}
+		tok++
+	}
+	if kept != 4 {
+		t.Fatalf("thrashing: %d of %d saves kept, want 4", kept, 4*thrashAdmit)
+	}
+	// Room to spare: always saved.
+	if c2 := (&promptCache{budget: 3 * size, unused: thrashAfter}); !c2.admit(size) {
+		t.Fatal("a save that needs no eviction was refused")
+	}
+	// An entry evicted after a hit ends the spell.
+	for _, e := range c.entries {
+		e.hits = 1
+	}
+	for range 3 {
+		for !save(tok%5 + 100) {
+			tok++
+		}
+		tok++
+	}
+	if c.unused != 0 || !c.admit(size) {
+		t.Fatalf("after evicting entries that had hits: unused %d, admit false", c.unused)
+	}
 }
