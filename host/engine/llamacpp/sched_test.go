@@ -1,6 +1,7 @@
 package llamacpp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
 
@@ -558,5 +560,49 @@ func TestPromptCacheAdmissionWhenThrashing(t *testing.T) {
 	}
 	if c.unused != 0 || !c.admit(size) {
 		t.Fatalf("after evicting entries that had hits: unused %d, admit false", c.unused)
+	}
+}
+
+// With the libraries make setup installs, the engine finds the pool pause
+// call and decodes on the spinning pool, which it pauses when idle; the
+// load watch's fewer threads run on the sleeping pool.
+func TestThreadPools(t *testing.T) {
+	e := openSmall(t, Options{Threads: 2})
+	s := e.sched
+	var pause uintptr
+	var tp, spin, sleep llama.Threadpool
+	s.do(func() { pause, tp, spin, sleep = s.pause, s.tp, s.tpSpin, s.tpSleep })
+	if runtime.GOOS == "linux" && pause == 0 {
+		t.Fatal("ggml_threadpool_pause not found in the loaded CPU back-end")
+	}
+	if pause != 0 && (spin == 0 || tp != spin) {
+		t.Fatalf("attached pool %x, spinning pool %x", tp, spin)
+	}
+	if sleep == 0 {
+		t.Fatal("no sleeping pool")
+	}
+	ctx := context.Background()
+	// Another task takes one of the two CPUs: the engine computes with one
+	// thread, on the sleeping pool; then with both again, on the spinning one.
+	s.do(func() {
+		w := s.load
+		w.stat, w.next = "injected", time.Now().Add(time.Hour) // no sampling: keep the figure
+		w.hostCPUs, w.ok, w.others = 2, true, 1
+	})
+	if _, err := e.Generate(ctx, domainReq("finance", "How do bonds work?", 4), nil); err != nil {
+		t.Fatal(err)
+	}
+	var onBusy, onFree llama.Threadpool
+	var busyThreads int
+	s.do(func() { onBusy, busyThreads = s.tp, s.cur; s.load.others = 0 })
+	if _, err := e.Generate(ctx, domainReq("finance", "What is a bond fund?", 4), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.do(func() { onFree = s.tp })
+	if busyThreads != 1 || onBusy != sleep {
+		t.Fatalf("with one CPU free: %d threads on pool %x, want 1 on the sleeping pool %x", busyThreads, onBusy, sleep)
+	}
+	if want := cmp.Or(spin, sleep); onFree != want {
+		t.Fatalf("with both CPUs free again the pool is %x, want %x", onFree, want)
 	}
 }
