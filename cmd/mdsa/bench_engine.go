@@ -36,6 +36,7 @@ func (a *app) benchEngineCmd() *cobra.Command {
 		clients                          []int
 		duration, settle                 time.Duration
 		requests, maxTokens, decodeToks  int
+		decodeAnswers                    int
 		js, skipDecode                   bool
 	)
 	cmd := &cobra.Command{
@@ -49,7 +50,8 @@ OpenAI-compatible server such as llama.cpp's llama-server running the same model
   2. throughput: for each --clients count, closed-loop clients for --duration after a warm-up:
      requests/s, p50/p99, prompt tokens evaluated per request (prompt - cached), CPU-seconds per
      request of the serving process (this process for mdsa; the reference's from /proc);
-  3. decode tokens/s of one streamed --decode-tokens answer (tokens after the first / time after it);
+  3. decode tokens/s of one streamed --decode-tokens answer at a time, --decode-answers per target
+     (tokens after the first / time after it);
   4. aggregate completion tokens/s with 1 and with 8 concurrent streams, and the gain.
 
 Every request carries the same chat for both targets: a finance assistant's system prompt and one
@@ -66,7 +68,7 @@ directory and kept, with the llama-server command line to start the reference on
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts := enginebench.Options{
 				Requests: requests, Clients: clients, Duration: duration, MaxTokens: maxTokens,
-				DecodeTokens: decodeToks, SkipDecode: skipDecode, Progress: a.errw,
+				DecodeTokens: decodeToks, DecodeAnswers: decodeAnswers, SkipDecode: skipDecode, Progress: a.errw,
 				Settle: settle,
 			}
 			if settle == 0 {
@@ -79,8 +81,8 @@ directory and kept, with the llama-server command line to start the reference on
 				return fmt.Errorf("bench engine: --settle %s: want >= 0", settle)
 			case requests < 1:
 				return fmt.Errorf("bench engine: --requests %d: want >= 1", requests)
-			case maxTokens < 1 || decodeToks < 1:
-				return fmt.Errorf("bench engine: --max-tokens %d, --decode-tokens %d: want >= 1", maxTokens, decodeToks)
+			case maxTokens < 1 || decodeToks < 1 || decodeAnswers < 1:
+				return fmt.Errorf("bench engine: --max-tokens %d, --decode-tokens %d, --decode-answers %d: want >= 1", maxTokens, decodeToks, decodeAnswers)
 			case len(clients) == 0:
 				return fmt.Errorf("bench engine: --clients: want at least one count")
 			case againstPID < 0:
@@ -183,6 +185,7 @@ directory and kept, with the llama-server command line to start the reference on
 	f.IntVar(&requests, "requests", enginebench.DefaultRequests, "sequential requests per target in the latency phase")
 	f.IntVar(&maxTokens, "max-tokens", enginebench.DefaultMaxTokens, "max_tokens of the latency and throughput phases")
 	f.IntVar(&decodeToks, "decode-tokens", enginebench.DefaultDecodeTokens, "max_tokens of the decode and aggregate phases")
+	f.IntVar(&decodeAnswers, "decode-answers", enginebench.DefaultDecodeAnswers, "answers per target in the decode phase")
 	f.BoolVar(&skipDecode, "skip-decode", false, "leave out the decode and aggregate phases")
 	f.DurationVar(&settle, "settle", enginebench.DefaultSettle, "longest wait before a target's turn for the other target's process to go quiet (0: no wait)")
 	f.BoolVar(&js, "json", false, "print JSON")

@@ -38,6 +38,7 @@ const (
 	DefaultWarmupRequests = 3
 	DefaultDuration       = 10 * time.Second
 	DefaultRounds         = 2
+	DefaultDecodeAnswers  = 6
 	DefaultMaxTokens      = 16
 	DefaultDecodeTokens   = 256
 	DefaultStreams        = 8
@@ -72,6 +73,9 @@ type Options struct {
 	MaxTokens int
 	// DecodeTokens is max_tokens of the decode and aggregate phases.
 	DecodeTokens int
+	// DecodeAnswers is the number of answers per target in the decode
+	// phase, alternating; their tokens and times are summed.
+	DecodeAnswers int
 	// Streams is the number of concurrent streams in the aggregate phase,
 	// compared with one stream.
 	Streams int
@@ -92,6 +96,7 @@ func (o *Options) defaults() error {
 	setDefault(&o.Rounds, DefaultRounds)
 	setDefault(&o.MaxTokens, DefaultMaxTokens)
 	setDefault(&o.DecodeTokens, DefaultDecodeTokens)
+	setDefault(&o.DecodeAnswers, DefaultDecodeAnswers)
 	setDefault(&o.Streams, DefaultStreams)
 	switch {
 	case o.WarmupRequests == 0:
@@ -112,9 +117,9 @@ func (o *Options) defaults() error {
 		o.Settle = DefaultSettle
 	}
 	switch {
-	case o.Requests < 1, o.Rounds < 1, o.MaxTokens < 1, o.DecodeTokens < 1, o.Streams < 1:
-		return fmt.Errorf("enginebench: requests %d, rounds %d, max tokens %d, decode tokens %d, streams %d: want each >= 1",
-			o.Requests, o.Rounds, o.MaxTokens, o.DecodeTokens, o.Streams)
+	case o.Requests < 1, o.Rounds < 1, o.MaxTokens < 1, o.DecodeTokens < 1, o.DecodeAnswers < 1, o.Streams < 1:
+		return fmt.Errorf("enginebench: requests %d, rounds %d, max tokens %d, decode tokens %d, decode answers %d, streams %d: want each >= 1",
+			o.Requests, o.Rounds, o.MaxTokens, o.DecodeTokens, o.DecodeAnswers, o.Streams)
 	case o.Duration < 0 || o.Warmup < 0:
 		return fmt.Errorf("enginebench: duration %s, warm-up %s: want > 0", o.Duration, o.Warmup)
 	}
@@ -290,6 +295,7 @@ type Settings struct {
 	Rounds            int     `json:"rounds"`
 	MaxTokens         int     `json:"max_tokens"`
 	DecodeTokens      int     `json:"decode_tokens"`
+	DecodeAnswers     int     `json:"decode_answers"`
 	Streams           int     `json:"streams"`
 	SystemPromptBytes int     `json:"system_prompt_bytes"`
 	Questions         int     `json:"questions"`
@@ -333,7 +339,7 @@ func Run(ctx context.Context, mdsa, ref Target, opts Options) (Report, error) {
 	rep := Report{Settings: Settings{
 		Requests: opts.Requests, WarmupRequests: opts.WarmupRequests, Clients: slices.Clone(opts.Clients),
 		DurationS: opts.Duration.Seconds(), WarmupS: opts.Warmup.Seconds(), Rounds: opts.Rounds,
-		MaxTokens: opts.MaxTokens, DecodeTokens: opts.DecodeTokens, Streams: opts.Streams,
+		MaxTokens: opts.MaxTokens, DecodeTokens: opts.DecodeTokens, DecodeAnswers: opts.DecodeAnswers, Streams: opts.Streams,
 		SystemPromptBytes: len(SystemPrompt), Questions: NumQuestions,
 	}}
 	for i, t := range r.targets {
@@ -634,15 +640,16 @@ func (r *runner) decodeCall(i int) Call {
 	return Call{Messages: Messages(i), MaxTokens: r.opts.DecodeTokens, Stream: true, IgnoreEOS: true}
 }
 
-// decode measures the decode speed of one stream, Rounds answers per target.
+// decode measures the decode speed of one stream, DecodeAnswers answers
+// per target.
 func (r *runner) decode(ctx context.Context) (DecodePhase, error) {
 	o := r.opts
 	n := len(r.targets)
 	tallies := make([]tally, n)
-	for k := range o.Rounds {
+	for k := range o.DecodeAnswers {
 		for _, ti := range r.order(k) {
 			t := r.targets[ti]
-			r.progress("decode: %s, answer %d/%d (max_tokens %d)", t.Name(), k+1, o.Rounds, o.DecodeTokens)
+			r.progress("decode: %s, answer %d/%d (max_tokens %d)", t.Name(), k+1, o.DecodeAnswers, o.DecodeTokens)
 			r.settle(ctx, ti)
 			out, err := t.Do(ctx, r.decodeCall(k))
 			if cerr := ctx.Err(); cerr != nil {

@@ -149,7 +149,7 @@ func TestRunAgainstReference(t *testing.T) {
 	}
 
 	d := rep.Decode
-	if d == nil || d.Reference == nil || d.MDSA.Requests != 2 || d.MDSA.CompletionTokens != 6 || d.Reference.CompletionTokens != 20 {
+	if d == nil || d.Reference == nil || d.MDSA.Requests != DefaultDecodeAnswers || d.MDSA.CompletionTokens != 6 || d.Reference.CompletionTokens != 20 {
 		t.Fatalf("decode: %+v", d)
 	}
 	if d.MDSA.TokensPerSecond <= 0 || d.Reference.TokensPerSecond <= 0 || d.MDSA.FirstTokenMS <= 0 {

@@ -58,7 +58,7 @@ func WriteText(w io.Writer, rep Report) error {
 	}
 	if d := rep.Decode; d != nil {
 		table(&b, fmt.Sprintf("decode: 1 stream, max_tokens %d, %d answers per target; tokens after the first / time after the first",
-			d.MaxTokens, st.Rounds), d.Compare, hasRef)
+			d.MaxTokens, st.DecodeAnswers), d.Compare, hasRef)
 	}
 	if a := rep.Aggregate; a != nil {
 		table(&b, fmt.Sprintf("aggregate: all completion tokens / wall time, 1 and %d concurrent streams, max_tokens %d, %d rounds",
