@@ -117,6 +117,10 @@ func (h *Host) prepare(ctx context.Context, path string, wasm []byte) (*candidat
 	}
 	c.base = p
 	c.compiled = p.Stats().CompileTime
+	if err := plugin.CheckFileName(path, p.Name()); err != nil {
+		c.closeAll(ctx)
+		return nil, err
+	}
 	if err := h.check(ctx, p, wasm); err != nil {
 		c.closeAll(ctx)
 		return nil, fmt.Errorf("plugin %s %s failed its check: %w", p.Name(), p.Version(), err)

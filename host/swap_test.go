@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -141,6 +142,45 @@ func TestBadVersionIsRefused(t *testing.T) {
 	}
 	if disk, _ := os.ReadFile(filepath.Join(dir, "support.wasm")); sha256Hex(disk) != ch.SHA256 {
 		t.Fatal("installed version not written to the plugins directory")
+	}
+}
+
+// A file may not take another plugin's name: not at start-up by sorting
+// first, not on reload, not through the admin API.
+func TestNameHijackRefused(t *testing.T) {
+	ctx := context.Background()
+	dir := swapDir(t)
+	// support v2 dropped in as a file that sorts before support.wasm.
+	copyFile(t, fixture.supportV2, filepath.Join(dir, "aaa.wasm"))
+	h := newHostIn(t, dir, WithEngine(&fakeEngine{}))
+	if got := versionOf(t, h, "", "support"); got != "1.0.0" {
+		t.Fatalf("start-up: support is version %q, want 1.0.0 from support.wasm", got)
+	}
+	if err := h.LoadErrors(); err == nil || !strings.Contains(err.Error(), `aaa.wasm: the manifest names the plugin "support" but its file is aaa.wasm`) {
+		t.Fatalf("start-up errors: %v", err)
+	}
+	// On reload a new file with a taken name is refused; so is a file
+	// whose name is free but not its manifest's.
+	copyFile(t, fixture.supportV2, filepath.Join(dir, "zzz.wasm"))
+	rep, err := h.Reload(ctx)
+	if err != nil || len(rep.Changes) != 0 || len(rep.Refused) != 2 {
+		t.Fatalf("reload with two misnamed files: %+v %v", rep, err)
+	}
+	for _, r := range rep.Refused {
+		if !strings.Contains(r.Reason, "the manifest names the plugin \"support\"") {
+			t.Errorf("refusal of %s: %s", r.Path, r.Reason)
+		}
+	}
+	if got := versionOf(t, h, "", "support"); got != "1.0.0" {
+		t.Fatalf("after reload support is version %q, want 1.0.0", got)
+	}
+	// The admin API installs NAME only as NAME.
+	v2, _ := os.ReadFile(fixture.supportV2)
+	if _, err := h.InstallPlugin(ctx, "billing", v2); !errors.Is(err, ErrRefused) {
+		t.Fatalf("support installed as billing: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "billing.wasm")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused install left a file: %v", err)
 	}
 }
 

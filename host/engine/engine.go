@@ -6,6 +6,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Message is one chat turn given to a model.
@@ -81,3 +82,24 @@ var ErrClosed = errors.New("engine: closed")
 // ErrNotSupported is returned by an Engine asked for something its model
 // cannot do (for example Embed on a model without embeddings).
 var ErrNotSupported = errors.New("engine: not supported")
+
+// ErrInvalidInput is wrapped by errors about input the model cannot take
+// (a NUL byte in a text, an empty prompt): the caller's mistake, which no
+// retry fixes.
+var ErrInvalidInput = errors.New("engine: invalid input")
+
+// ContextLengthError says a prompt (or an input to embed) has more tokens
+// than the model's context holds. It matches ErrInvalidInput.
+type ContextLengthError struct {
+	What    string // "prompt", "embedding input 3"
+	Tokens  int    // tokens of the input
+	Context int    // tokens the context holds
+}
+
+// Error implements error.
+func (e *ContextLengthError) Error() string {
+	return fmt.Sprintf("engine: %s has %d tokens, the context holds %d", e.What, e.Tokens, e.Context)
+}
+
+// Is makes a ContextLengthError match ErrInvalidInput.
+func (e *ContextLengthError) Is(target error) bool { return target == ErrInvalidInput }

@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/mdsa-go/mdsa/internal/textcap"
 )
 
 // ErrNVMLNotFound is returned (wrapped) by an NVMLLoader when the library is
@@ -43,7 +45,7 @@ func ParseNvidiaSMI(out []byte) (gpus []GPU, problems []string, err error) {
 		lines++
 		g, perr := parseNvidiaSMILine(line)
 		if perr != nil {
-			problems = append(problems, fmt.Sprintf("line %d %q: %v", n+1, truncate(line, 120), perr))
+			problems = append(problems, fmt.Sprintf("line %d %q: %v", n+1, textcap.Truncate(line, 120), perr))
 			continue
 		}
 		gpus = append(gpus, g)
@@ -100,13 +102,6 @@ func mibField(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not an amount of MiB", s)
 	}
 	return v << 20, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // notInstalled reports whether err means the tool or library is absent.
@@ -209,7 +204,7 @@ func execNvidiaSMI(opts Options) NvidiaSMIRunner {
 			}
 			// nvidia-smi prints its own failures on stdout.
 			if msg := strings.TrimSpace(string(out)); msg != "" {
-				return out, fmt.Errorf("%s: %w: %s", p, err, truncate(msg, 300))
+				return out, fmt.Errorf("%s: %w: %s", p, err, textcap.Truncate(msg, 300))
 			}
 			return out, fmt.Errorf("%s: %w", p, err)
 		}

@@ -286,8 +286,9 @@ func TestLoadDir(t *testing.T) {
 		}
 	}
 	cp("good", filepath.Join(dir, "good.wasm"))
-	cp("bad", filepath.Join(dir, "bad", "bad.wasm")) // dir/<name>/<name>.wasm layout
-	cp("good", filepath.Join(dir, "zz-copy.wasm"))   // same plugin name as good.wasm
+	cp("bad", filepath.Join(dir, "nocap", "nocap.wasm")) // dir/<name>/<name>.wasm layout; "nocap" by config
+	cp("good", filepath.Join(dir, "good", "good.wasm"))  // the name good.wasm already has
+	cp("good", filepath.Join(dir, "aaa-first.wasm"))     // sorts first and says "good": no hijack
 	rnd := rand.New(rand.NewPCG(1, 2))
 	junk := make([]byte, 4096)
 	for i := range junk {
@@ -305,7 +306,7 @@ func TestLoadDir(t *testing.T) {
 	for _, p := range plugins {
 		names = append(names, p.Name())
 	}
-	if strings.Join(names, ",") != "nocap,good" { // path order: bad/bad.wasm, good.wasm
+	if strings.Join(names, ",") != "good,nocap" { // path order: good.wasm, nocap/nocap.wasm
 		t.Fatalf("loaded %v", names)
 	}
 	if err == nil {
@@ -313,13 +314,14 @@ func TestLoadDir(t *testing.T) {
 	}
 	t.Logf("LoadDir error:\n%v", err)
 	for _, want := range []string{"corrupt.wasm: not a WebAssembly module", "notes.wasm: not a WebAssembly module",
-		`zz-copy.wasm: duplicate plugin name "good"`} {
+		`good/good.wasm: duplicate plugin name "good"`,
+		`aaa-first.wasm: the manifest names the plugin "good" but its file is aaa-first.wasm`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q", want)
 		}
 	}
-	if n := strings.Count(err.Error(), "plugin: load "); n != 3 {
-		t.Errorf("%d errors, want 3 (README.md and empty/ must be ignored)", n)
+	if n := strings.Count(err.Error(), "plugin: load "); n != 4 {
+		t.Errorf("%d errors, want 4 (README.md and empty/ must be ignored)", n)
 	}
 	for _, p := range plugins {
 		if _, err := p.Validate(context.Background(), abi.ValidateRequest{Response: "x"}); err != nil {

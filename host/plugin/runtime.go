@@ -311,8 +311,9 @@ func (r *Runtime) LoadBytes(ctx context.Context, name string, wasm []byte, opts 
 }
 
 // LoadDir loads every plugin in dir: each *.wasm file directly in dir and
-// each dir/<name>/<name>.wasm, in name order. A file that fails to load (not
-// WebAssembly, corrupt, bad manifest, a name already loaded) does not stop
+// each dir/<name>/<name>.wasm, in name order. A plugin's manifest must name
+// it as its file does (see CheckFileName). A file that fails to load (not
+// WebAssembly, corrupt, bad manifest, a name that is not its file's, a name already loaded) does not stop
 // the others: LoadDir returns the plugins that loaded and a joined error that
 // names each file that did not. An unreadable dir is an error with no plugins.
 func (r *Runtime) LoadDir(ctx context.Context, dir string, opts ...LoadOption) ([]*Plugin, error) {
@@ -333,6 +334,11 @@ func (r *Runtime) LoadDir(ctx context.Context, dir string, opts ...LoadOption) (
 		p, err := r.Load(ctx, path, opts...)
 		if err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if err := CheckFileName(path, p.Name()); err != nil {
+			errs = append(errs, fmt.Errorf("plugin: load %s: %w", path, err))
+			_ = p.Close(ctx)
 			continue
 		}
 		if first, dup := seen[p.Name()]; dup {
@@ -425,6 +431,24 @@ func Files(dir string) ([]string, error) {
 	}
 	sort.Strings(paths)
 	return paths, nil
+}
+
+// NameFromPath is the plugin name a file stands for: its base name without
+// ".wasm" (NAME.wasm and NAME/NAME.wasm both stand for NAME).
+func NameFromPath(path string) string {
+	return strings.TrimSuffix(filepath.Base(path), ".wasm")
+}
+
+// CheckFileName returns an error when a plugin loaded from path calls
+// itself name in its manifest while its file says otherwise. Names are
+// bound to files so that no file can take over another plugin's name: a
+// file that sorts first, or that appears during a reload, and says
+// "finance" would otherwise be served as finance.
+func CheckFileName(path, name string) error {
+	if file := NameFromPath(path); file != name {
+		return fmt.Errorf("the manifest names the plugin %q but its file is %s: a plugin's file must be NAME.wasm or NAME/NAME.wasm, NAME being its manifest's name (rename the file to %s.wasm)", name, filepath.Base(path), name)
+	}
+	return nil
 }
 
 // ReadModule reads a module file: a regular file of at most max bytes.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mdsa-go/mdsa/host"
@@ -14,6 +15,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/host/tenant"
+	"github.com/mdsa-go/mdsa/internal/textcap"
 )
 
 // OpenAI error types used in the "type" field.
@@ -149,9 +151,20 @@ func retrySeconds(d time.Duration) int64 {
 func hostError(reqID string, err error) *apiError {
 	var ce *plugin.CallError
 	var le *tenant.LimitError
+	var cle *engine.ContextLengthError
 	switch {
 	case errors.As(err, &le):
 		return limitError(le, "")
+	case errors.As(err, &cle):
+		param := "messages"
+		if strings.HasPrefix(cle.What, "embedding input") {
+			param = "input"
+		}
+		return badRequest(param, "context_length_exceeded",
+			"this model's context holds %d tokens, but the %s has %d: shorten it, or raise engine.context_size in the server's configuration",
+			cle.Context, cle.What, cle.Tokens)
+	case errors.Is(err, engine.ErrInvalidInput):
+		return badRequest("", "invalid_input", "the model cannot take this input: %s", textcap.Truncate(err.Error(), maxErrorDetail))
 	case errors.Is(err, context.Canceled):
 		return &apiError{Status: statusClientClosed, Type: typeInvalidRequest, Code: "client_closed",
 			Message: "the client closed the request", Cause: err}
@@ -186,3 +199,7 @@ func hostError(reqID string, err error) *apiError {
 	}
 	return internalError(reqID, err)
 }
+
+// maxErrorDetail bounds the part of an error message that quotes something
+// a client or a plugin supplied.
+const maxErrorDetail = 512

@@ -31,14 +31,14 @@ func (e *Engine) Embed(ctx context.Context, inputs []string) ([][]float32, error
 	toks := make([][]llama.Token, len(inputs))
 	for i, in := range inputs {
 		if in == "" {
-			return nil, fmt.Errorf("llamacpp: embedding input %d is empty", i)
+			return nil, fmt.Errorf("llamacpp: embedding input %d is empty: %w", i, engine.ErrInvalidInput)
 		}
 		t, err := e.tokenize(fmt.Sprintf("input %d", i), in, true, false)
 		if err != nil {
 			return nil, err
 		}
 		if len(t) == 0 {
-			return nil, fmt.Errorf("llamacpp: embedding input %d is empty", i)
+			return nil, fmt.Errorf("llamacpp: embedding input %d is empty: %w", i, engine.ErrInvalidInput)
 		}
 		toks[i] = t
 	}
@@ -68,7 +68,7 @@ func (e *Engine) Embed(ctx context.Context, inputs []string) ([][]float32, error
 			return nil, fmt.Errorf("llamacpp: embedding stopped at input %d: %w", i, err)
 		}
 		if len(t) > nCtx {
-			return nil, fmt.Errorf("llamacpp: embedding input %d has %d tokens, at most %d fit", i, len(t), nCtx)
+			return nil, fmt.Errorf("llamacpp: %w", &engine.ContextLengthError{What: fmt.Sprintf("embedding input %d", i), Tokens: len(t), Context: nCtx})
 		}
 		if err := llama.MemoryClear(mem, false); err != nil {
 			return nil, fmt.Errorf("llamacpp: clearing the embedding context: %w", err)

@@ -33,10 +33,12 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, onToken engin
 	}
 	res.TokensIn = len(tokens)
 	if len(tokens) == 0 {
-		return res, errors.New("llamacpp: the prompt is empty")
+		return res, fmt.Errorf("llamacpp: the prompt is empty: %w", engine.ErrInvalidInput)
 	}
 	if len(tokens) >= e.info.ContextSize {
-		return res, fmt.Errorf("llamacpp: prompt has %d tokens, the context holds %d (raise ContextSize or shorten the prompt)", len(tokens), e.info.ContextSize)
+		// At least one token must fit after the prompt.
+		return res, fmt.Errorf("llamacpp: %w (raise Options.ContextSize or shorten the prompt)",
+			&engine.ContextLengthError{What: "prompt", Tokens: len(tokens), Context: e.info.ContextSize})
 	}
 	if req.Params.IgnoreEOS {
 		// The sampler needs the end-of-generation tokens.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ebitengine/purego"
 	"github.com/hybridgroup/yzma/pkg/llama"
+	"github.com/mdsa-go/mdsa/host/engine"
 	"golang.org/x/sys/unix"
 )
 
@@ -270,7 +271,7 @@ func lastLlamaError() string {
 // crash the process, so every text input is checked first.
 func cString(what, s string) error {
 	if i := strings.IndexByte(s, 0); i >= 0 {
-		return fmt.Errorf("llamacpp: %s contains a NUL byte at offset %d", what, i)
+		return fmt.Errorf("llamacpp: %s contains a NUL byte at offset %d: %w", what, i, engine.ErrInvalidInput)
 	}
 	return nil
 }

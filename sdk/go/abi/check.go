@@ -4,7 +4,9 @@ package abi
 // from a plugin and therefore cannot be trusted: the outputs of its exports
 // and the inputs it passes to host functions. Every Decode function is
 // strict: the input must be valid UTF-8, exactly one JSON object and nothing
-// after it (whitespace aside); unknown fields are ignored so that newer
+// after it (whitespace aside), with no key twice in an object (compared as
+// encoding/json matches fields: unescaped, without regard to case); unknown
+// fields are ignored so that newer
 // plugins keep working. Every error says which document and which field is
 // wrong.
 
@@ -347,6 +349,9 @@ func decodeStrict(doc string, data []byte, v any) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return &FieldError{Doc: doc, Msg: fmt.Sprintf("trailing data after the JSON object at byte %d", dec.InputOffset())}
+	}
+	if path, dup := duplicateKey(data); dup {
+		return &FieldError{Doc: doc, Field: path, Msg: "duplicate key (keys may appear once per object, compared without regard to case)"}
 	}
 	return nil
 }
