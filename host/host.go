@@ -166,6 +166,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 			MaxOutputBytes: cfg.Plugins.MaxOutputBytes,
 			MaxHostCalls:   cfg.Plugins.MaxHostCalls,
 			MaxTokens:      cfg.Plugins.MaxTokens,
+			MaxWorkTokens:  cfg.Plugins.MaxWorkTokens,
 			ThrottleAfter:  cfg.Plugins.ThrottleAfter.Duration,
 			ThrottleShare:  cfg.Plugins.ThrottleShare,
 		},

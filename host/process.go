@@ -50,7 +50,14 @@ type Tokens struct {
 	// cache of earlier prompts (a shared prefix, such as the domain's system
 	// prompt) instead of evaluating them; Prompt - Cached were evaluated.
 	Cached int `json:"cached"`
+	// Embedded is how many input tokens the plugin's mdsa_embed calls
+	// embedded while serving the request.
+	Embedded int `json:"embedded,omitempty"`
 }
+
+// Charged is the tokens a request counts against its tenant's tokens per
+// minute: prompt, completion and embedded.
+func (t Tokens) Charged() int { return t.Prompt + t.Completion + t.Embedded }
 
 // Timings are per-stage wall times in milliseconds.
 type Timings struct {
@@ -157,7 +164,9 @@ func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc
 	res.TimingsMS.Route = ms(time.Since(t))
 	p := st.plugins[res.Domain]
 	preq := abi.PromptRequest{Query: req.Query, History: req.History, Context: req.Context}
-	ctx = plugin.WithRequestInfo(ctx, plugin.RequestInfo{ID: req.RequestID, Tenant: req.Tenant})
+	// The request's max_tokens (already resolved against its tenant's
+	// limit) bounds what the plugin's own generations may produce too.
+	ctx = plugin.WithRequestInfo(ctx, plugin.RequestInfo{ID: req.RequestID, Tenant: req.Tenant, MaxTokens: req.Generation.MaxTokens})
 
 	if p.HasHandle() {
 		u := &usage{}
@@ -165,13 +174,14 @@ func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		hctx, end := h.stage(ctx, "mdsa.handle")
 		hr, err := p.Handle(withUsage(hctx, u), preq)
 		end(err)
+		// What the plugin's host calls spent is charged even when it fails.
+		res.Tokens = Tokens{Prompt: u.in, Completion: u.out, Cached: u.cached, Embedded: u.embedded}
 		if err != nil {
 			return res, fmt.Errorf("host: request %s: plugin %s: handle: %w", req.RequestID, p.Name(), err)
 		}
 		res.TimingsMS.Generate = ms(time.Since(t))
 		res.Response, res.Validation = hr.Response, hr.Validation
 		res.Model, res.FinishReason = u.model, u.finish
-		res.Tokens = Tokens{Prompt: u.in, Completion: u.out, Cached: u.cached}
 	} else {
 		t = time.Now()
 		pctx, end := h.stage(ctx, "mdsa.prompt")
@@ -288,6 +298,7 @@ const usageKey ctxKey = 0
 // usage collects what a plugin's own host calls consumed (the handle path).
 type usage struct {
 	in, out, cached int
+	embedded        int // input tokens of mdsa_embed calls
 	model, finish   string
 }
 

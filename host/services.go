@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/mdsa-go/mdsa/host/engine"
@@ -43,9 +44,10 @@ func (s services) Generate(ctx context.Context, call plugin.Call, req abi.Genera
 	// clamped max_tokens to the call's token budget.
 	ereq := engine.Request{Messages: toEngineMessages(req.Messages), Prompt: req.Prompt,
 		Params: s.h.params(req.Generation)}
+	ereq.Params.MaxPromptTokens = call.WorkLeft
 	res, err := e.Generate(ctx, ereq, nil)
 	if err != nil {
-		return abi.GenerateResponse{}, &plugin.CodedError{Code: abi.ErrEngine, Err: err}
+		return abi.GenerateResponse{}, engineError(err)
 	}
 	if u, ok := ctx.Value(usageKey).(*usage); ok {
 		u.in += res.TokensIn
@@ -64,11 +66,27 @@ func (s services) Embed(ctx context.Context, call plugin.Call, req abi.EmbedRequ
 	}
 	defer l.Release()
 	e := l.Engine()
+	// The inputs are counted first, so that a call over the request's
+	// budget of host work is refused before the engine embeds anything.
+	tokens := 0
+	for i, in := range req.Input {
+		n, err := e.CountTokens(ctx, in)
+		if err != nil {
+			return abi.EmbedResponse{}, engineError(fmt.Errorf("counting the tokens of input %d: %w", i, err))
+		}
+		if tokens += n; call.WorkLeft > 0 && tokens > call.WorkLeft {
+			return abi.EmbedResponse{}, &plugin.CodedError{Code: abi.ErrBudget,
+				Err: fmt.Errorf("the inputs have more than %d tokens, what is left of this call's host work (plugins.max_work_tokens)", call.WorkLeft)}
+		}
+	}
 	v, err := e.Embed(ctx, req.Input)
 	if err != nil {
-		return abi.EmbedResponse{}, &plugin.CodedError{Code: abi.ErrEngine, Err: err}
+		return abi.EmbedResponse{}, engineError(err)
 	}
-	return abi.EmbedResponse{Model: e.Model(), Vectors: v}, nil
+	if u, ok := ctx.Value(usageKey).(*usage); ok {
+		u.embedded += tokens
+	}
+	return abi.EmbedResponse{Model: e.Model(), Vectors: v, Tokens: tokens}, nil
 }
 
 func (s services) CountTokens(ctx context.Context, call plugin.Call, req abi.CountTokensRequest) (abi.CountTokensResponse, error) {
@@ -80,7 +98,21 @@ func (s services) CountTokens(ctx context.Context, call plugin.Call, req abi.Cou
 	e := l.Engine()
 	n, err := e.CountTokens(ctx, req.Text)
 	if err != nil {
-		return abi.CountTokensResponse{}, &plugin.CodedError{Code: abi.ErrEngine, Err: err}
+		return abi.CountTokensResponse{}, engineError(err)
 	}
 	return abi.CountTokensResponse{Count: n}, nil
+}
+
+// engineError is the host-call error of an engine error: budget for work
+// over the call's budget, bad_request for input the model cannot take,
+// engine otherwise.
+func engineError(err error) error {
+	code := abi.ErrEngine
+	switch {
+	case errors.Is(err, engine.ErrOverBudget):
+		code = abi.ErrBudget
+	case errors.Is(err, engine.ErrInvalidInput):
+		code = abi.ErrBadRequest
+	}
+	return &plugin.CodedError{Code: code, Err: err}
 }

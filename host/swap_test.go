@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"github.com/mdsa-go/mdsa/internal/atomicfile"
 	"os"
 	"path/filepath"
@@ -12,6 +13,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mdsa-go/mdsa/host/engine"
+	"github.com/mdsa-go/mdsa/host/plugin"
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
 // swapDir copies the shipped plugins into a fresh plugins directory.
@@ -282,5 +287,35 @@ func BenchmarkSwapCached(b *testing.B) {
 	swap()
 	for b.Loop() {
 		swap()
+	}
+}
+
+// The host's services refuse host work over what is left of the call's
+// budget before the engine runs, with the code budget_exceeded.
+func TestServicesWorkBudget(t *testing.T) {
+	fe := &fakeEngine{}
+	h := newHostIn(t, swapDir(t), WithEngine(fe))
+	s := services{h}
+	ctx := context.Background()
+	_, err := s.Embed(ctx, plugin.Call{Plugin: "support", WorkLeft: 3}, abi.EmbedRequest{Input: []string{"one two", "three four"}})
+	var ce *plugin.CodedError
+	if !errors.As(err, &ce) || ce.Code != abi.ErrBudget || !strings.Contains(err.Error(), "plugins.max_work_tokens") {
+		t.Fatalf("embed of 4 tokens with 3 left: %v", err)
+	}
+	// Generate passes what is left to the engine as the prompt's bound.
+	if _, err := s.Generate(ctx, plugin.Call{Plugin: "support", WorkLeft: 7}, abi.GenerateRequest{Prompt: "hi"}); err != nil {
+		t.Fatal(err)
+	}
+	fe.mu.Lock()
+	got := fe.last.Params.MaxPromptTokens
+	fe.mu.Unlock()
+	if got != 7 {
+		t.Fatalf("engine saw MaxPromptTokens %d, want 7", got)
+	}
+	if err := engineError(fmt.Errorf("x: %w", engine.ErrOverBudget)); !errors.As(err, &ce) || ce.Code != abi.ErrBudget {
+		t.Fatalf("an engine budget error maps to %v", err)
+	}
+	if err := engineError(fmt.Errorf("x: %w", engine.ErrInvalidInput)); !errors.As(err, &ce) || ce.Code != abi.ErrBadRequest {
+		t.Fatalf("an engine input error maps to %v", err)
 	}
 }

@@ -122,6 +122,10 @@ type Plugins struct {
 	MaxHostCalls int `toml:"max_host_calls"`
 	// MaxTokens caps tokens generated through host calls within one plugin call.
 	MaxTokens int `toml:"max_tokens"`
+	// MaxWorkTokens caps the tokens of host work (prompt and completion of
+	// mdsa_generate, inputs of mdsa_embed) within one plugin call: what
+	// bounds the engine time one request's plugin can take.
+	MaxWorkTokens int `toml:"max_work_tokens"`
 	// PoolSize is the most instances one plugin may have; 0 = number of CPUs.
 	PoolSize int `toml:"pool_size"`
 	// ThrottleAfter is how much of its own CPU time a plugin call gets at
@@ -287,6 +291,7 @@ func Default() Config {
 			MaxOutputBytes: 1 << 20,
 			MaxHostCalls:   8,
 			MaxTokens:      4096,
+			MaxWorkTokens:  16384,
 		},
 	}
 }

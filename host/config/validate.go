@@ -55,6 +55,7 @@ func (c *Config) validate(data []byte) error {
 		{c.Plugins.MaxOutputBytes, 1024, 64 << 20, []string{"plugins", "max_output_bytes"}},
 		{c.Plugins.MaxHostCalls, 0, 10000, []string{"plugins", "max_host_calls"}},
 		{c.Plugins.MaxTokens, 0, 1 << 24, []string{"plugins", "max_tokens"}},
+		{c.Plugins.MaxWorkTokens, 0, 1 << 26, []string{"plugins", "max_work_tokens"}},
 		{c.Plugins.PoolSize, 0, 1024, []string{"plugins", "pool_size"}},
 	}
 	for _, f := range ints {

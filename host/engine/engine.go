@@ -28,6 +28,10 @@ type Params struct {
 	// never sampled), until MaxTokens, a stop string or a full context;
 	// for benchmarks of long answers.
 	IgnoreEOS bool `json:"ignore_eos,omitempty"`
+	// MaxPromptTokens, when positive, refuses (before evaluating anything)
+	// a prompt of more tokens, with an error wrapping ErrOverBudget: the
+	// caller's budget of work, such as a plugin's host-work tokens.
+	MaxPromptTokens int `json:"-"`
 }
 
 // Request is one generation. Exactly one of Messages (the model's chat
@@ -82,6 +86,10 @@ var ErrClosed = errors.New("engine: closed")
 // ErrNotSupported is returned by an Engine asked for something its model
 // cannot do (for example Embed on a model without embeddings).
 var ErrNotSupported = errors.New("engine: not supported")
+
+// ErrOverBudget is wrapped by errors refusing work over a budget the caller
+// set (Params.MaxPromptTokens).
+var ErrOverBudget = errors.New("engine: over the caller's token budget")
 
 // ErrInvalidInput is wrapped by errors about input the model cannot take
 // (a NUL byte in a text, an empty prompt): the caller's mistake, which no

@@ -37,6 +37,12 @@ type Call struct {
 	Tenant     string        // from RequestInfo
 	HostCall   int           // 1-based index of this host call within the export call
 	TokensLeft int           // generation tokens left for this export call (Generate's max_tokens is already clamped to it)
+	// WorkLeft is the tokens of host work this export call may still
+	// spend (Limits.MaxWorkTokens less what its host calls spent): a
+	// Services implementation refuses, with a *CodedError of code
+	// abi.ErrBudget and before running the engine, a Generate whose prompt
+	// or an Embed whose inputs have more tokens than that.
+	WorkLeft int
 }
 
 // RequestInfo identifies the request an export call serves. Attach it to the
@@ -94,6 +100,7 @@ type callState struct {
 
 	hostCalls  int
 	tokensLeft int
+	workLeft   int // tokens of host work left (Limits.MaxWorkTokens)
 
 	refused       int
 	firstRefusal  string
@@ -172,6 +179,9 @@ func (r *Runtime) serveHost(ctx context.Context, cp *extism.CurrentPlugin, name,
 		case st.hostCalls > p.limits.MaxHostCalls:
 			reply = st.breach(ErrHostCallLimit, abi.ErrBudget,
 				fmt.Sprintf("%s: more than %d host calls in one %s call", name, p.limits.MaxHostCalls, st.export))
+		case st.workLeft <= 0 && capability != abi.CapCountTokens:
+			reply = st.refuse(abi.ErrBudget,
+				fmt.Sprintf("%s: this %s call has spent its %d tokens of host work (plugins.max_work_tokens)", name, st.export, p.limits.MaxWorkTokens))
 		default:
 			in, msg := readInput(ctx, cp, inOff, p.limits.MaxInputBytes)
 			if msg != "" {
@@ -188,6 +198,7 @@ func (r *Runtime) serveHost(ctx context.Context, cp *extism.CurrentPlugin, name,
 				Tenant:     st.info.Tenant,
 				HostCall:   st.hostCalls,
 				TokensLeft: st.tokensLeft,
+				WorkLeft:   st.workLeft,
 			}
 			reply = h(st, call, in)
 		}
@@ -277,6 +288,7 @@ func (r *Runtime) hostGenerate(st *callState, call Call, in []byte) any {
 	if req.MaxTokens <= 0 || req.MaxTokens > st.tokensLeft {
 		req.MaxTokens = st.tokensLeft
 	}
+	req.MaxTokens = min(req.MaxTokens, st.workLeft)
 	resp, refusal := callService(r, st, abi.HostGenerate, func(ctx context.Context) (abi.GenerateResponse, error) {
 		return r.services.Generate(ctx, call, req)
 	})
@@ -284,6 +296,7 @@ func (r *Runtime) hostGenerate(st *callState, call Call, in []byte) any {
 		return *refusal
 	}
 	st.tokensLeft -= max(resp.TokensOut, 0)
+	st.workLeft -= max(resp.TokensIn, 0) + max(resp.TokensOut, 0)
 	return resp
 }
 
@@ -326,6 +339,7 @@ func (r *Runtime) hostEmbed(st *callState, call Call, in []byte) any {
 	if refusal != nil {
 		return *refusal
 	}
+	st.workLeft -= max(resp.Tokens, 0)
 	return resp
 }
 

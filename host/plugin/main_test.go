@@ -114,6 +114,7 @@ type fakeServices struct {
 	inflight atomic.Int32
 	maxSeen  atomic.Int32
 	delay    atomic.Int64 // nanoseconds Generate sleeps
+	embedded int          // tokens Embed reports per input
 	block    chan struct{}
 	entered  chan struct{} // if set, Generate sends on it when it starts
 }
@@ -182,7 +183,7 @@ func (f *fakeServices) Embed(ctx context.Context, c Call, req abi.EmbedRequest) 
 	for i := range v {
 		v[i] = []float32{float32(len(req.Input[i])), 1}
 	}
-	return abi.EmbedResponse{Model: "fake-embed", Vectors: v}, nil
+	return abi.EmbedResponse{Model: "fake-embed", Vectors: v, Tokens: f.embedded * len(req.Input)}, nil
 }
 
 func (f *fakeServices) CountTokens(ctx context.Context, c Call, req abi.CountTokensRequest) (abi.CountTokensResponse, error) {

@@ -335,6 +335,7 @@ func (p *Plugin) invoke(ctx context.Context, inst *instance, export string, inpu
 		callCtx:    callCtx,
 		info:       RequestInfoFrom(ctx),
 		tokensLeft: p.limits.MaxTokens,
+		workLeft:   p.limits.MaxWorkTokens,
 	}
 	if st.info.MaxTokens > 0 && st.info.MaxTokens < st.tokensLeft {
 		st.tokensLeft = st.info.MaxTokens

@@ -750,3 +750,41 @@ func FuzzSanitize(f *testing.F) {
 		_ = panicLine(s)
 	})
 }
+
+// The host work of one export call is bounded: embedding spends the budget
+// that generation then lacks; the request's max_tokens lowers the
+// generation cap; what is left reaches Services in Call.WorkLeft.
+func TestWorkTokenBudget(t *testing.T) {
+	svc := &fakeServices{embedded: 6} // 2 inputs: 12 tokens
+	rt := newRuntime(t, Options{Services: svc, Limits: Limits{MaxWorkTokens: 12}})
+	p, err := rt.Load(context.Background(), wasmPath("good"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := WithRequestInfo(context.Background(), RequestInfo{ID: "work-1"})
+	_, err = p.Handle(ctx, abi.PromptRequest{Query: "all-host-functions"})
+	if err == nil || !strings.Contains(err.Error(), "budget_exceeded") || !strings.Contains(err.Error(), "plugins.max_work_tokens") {
+		t.Fatalf("generate after the budget went to embedding: %v", err)
+	}
+	calls := svc.callsFor("good")
+	if len(calls) != 2 || calls[1].Fn != "embed" || calls[1].Call.WorkLeft != 12 {
+		t.Fatalf("Services saw %+v", calls)
+	}
+
+	// With room for both, generate gets what is left, and the request's
+	// max_tokens.
+	svc2 := &fakeServices{embedded: 6}
+	rt2 := newRuntime(t, Options{Services: svc2, Limits: Limits{MaxWorkTokens: 100}})
+	p2, err := rt2.Load(context.Background(), wasmPath("good"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx = WithRequestInfo(context.Background(), RequestInfo{ID: "work-2", MaxTokens: 2})
+	if _, err := p2.Handle(ctx, abi.PromptRequest{Query: "all-host-functions"}); err != nil {
+		t.Fatal(err)
+	}
+	calls = svc2.callsFor("good")
+	if len(calls) != 3 || calls[2].Fn != "generate" || calls[2].Call.WorkLeft != 88 || calls[2].Gen.MaxTokens != 2 {
+		t.Fatalf("Services saw %+v", calls)
+	}
+}

@@ -36,6 +36,7 @@ const (
 	DefaultMaxOutputBytes = 1 << 20
 	DefaultMaxHostCalls   = 8
 	DefaultMaxTokens      = 4096
+	DefaultMaxWorkTokens  = 16384
 	DefaultMaxModuleBytes = 64 << 20
 )
 
@@ -70,6 +71,13 @@ type Limits struct {
 	// what is left. RequestInfo.MaxTokens can lower it per request.
 	// Default 4096.
 	MaxTokens int
+	// MaxWorkTokens caps the tokens of host work one export call may
+	// spend across its host calls: prompt and completion tokens of every
+	// mdsa_generate and the input tokens of every mdsa_embed. A call whose
+	// input alone is over what is left is refused before the engine runs
+	// (error code budget). It bounds the engine time one request's plugin
+	// can take. Default 16384.
+	MaxWorkTokens int
 	// MaxModuleBytes caps the size of a .wasm file. Default 64 MiB.
 	MaxModuleBytes int64
 	// ThrottleAfter is how much CPU time a call runs at full speed; past
@@ -105,6 +113,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxTokens <= 0 {
 		l.MaxTokens = DefaultMaxTokens
+	}
+	if l.MaxWorkTokens <= 0 {
+		l.MaxWorkTokens = DefaultMaxWorkTokens
 	}
 	if l.MaxModuleBytes <= 0 {
 		l.MaxModuleBytes = DefaultMaxModuleBytes
@@ -145,6 +156,9 @@ func (l Limits) Override(o Limits) Limits {
 	}
 	if o.MaxTokens > 0 {
 		l.MaxTokens = o.MaxTokens
+	}
+	if o.MaxWorkTokens > 0 {
+		l.MaxWorkTokens = o.MaxWorkTokens
 	}
 	if o.MaxModuleBytes > 0 {
 		l.MaxModuleBytes = o.MaxModuleBytes

@@ -187,7 +187,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, endpoint strin
 		}
 		return
 	}
-	defer func() { ticket.Done(c.tokens.Prompt + c.tokens.Completion) }()
+	defer func() { ticket.Done(c.tokens.Charged()) }()
 
 	if aerr := h(c); aerr != nil {
 		c.fail(aerr)
@@ -246,6 +246,7 @@ func (c *call) finish() {
 		Route: msDur(c.timings.Route), Prompt: msDur(c.timings.Prompt), Generate: msDur(c.timings.Generate),
 		Validate: msDur(c.timings.Validate), Total: total,
 		PromptTokens: c.tokens.Prompt, CompletionTokens: c.tokens.Completion, CachedTokens: c.tokens.Cached,
+		EmbeddedTokens: c.tokens.Embedded,
 	})
 	attrs := []any{"request_id", c.id, "tenant", c.label, "endpoint", c.endpoint, "domain", c.domain,
 		"status", status, "code", code, "duration_ms", float64(total.Microseconds()) / 1000}

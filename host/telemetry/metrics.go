@@ -56,6 +56,9 @@ const (
 	// cache; they are also counted as prompt. Evaluated prompt tokens are
 	// prompt - prompt_cached.
 	TokensPromptCached = "prompt_cached"
+	// TokensEmbedded counts the input tokens a plugin's mdsa_embed calls
+	// embedded while serving requests.
+	TokensEmbedded = "embedded"
 )
 
 // DurationBuckets returns the histogram buckets (seconds) of the request and
@@ -114,7 +117,7 @@ func NewMetrics(src Source) *Metrics {
 		}, []string{"stage", "domain"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "tokens_total",
-			Help: "Tokens processed, by tenant, domain and kind (prompt, completion, prompt_cached: the prompt tokens reused from the engine's cache rather than evaluated).",
+			Help: "Tokens processed, by tenant, domain and kind (prompt, completion, prompt_cached: the prompt tokens reused from the engine's cache rather than evaluated; embedded: input tokens of plugins' mdsa_embed calls).",
 		}, []string{"tenant", "domain", "kind"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "refused_total",
@@ -168,6 +171,8 @@ type RequestObs struct {
 	// reused from the engine's cache) are added to mdsa_tokens_total when
 	// positive.
 	PromptTokens, CompletionTokens, CachedTokens int
+	// EmbeddedTokens (a plugin's mdsa_embed inputs) likewise.
+	EmbeddedTokens int
 }
 
 // ObserveRequest records one finished request: mdsa_requests_total, the
@@ -193,6 +198,9 @@ func (m *Metrics) ObserveRequest(o RequestObs) {
 	}
 	if o.CachedTokens > 0 {
 		m.tokens.WithLabelValues(tenant, domain, TokensPromptCached).Add(float64(o.CachedTokens))
+	}
+	if o.EmbeddedTokens > 0 {
+		m.tokens.WithLabelValues(tenant, domain, TokensEmbedded).Add(float64(o.EmbeddedTokens))
 	}
 }
 

@@ -88,7 +88,7 @@ func TestObserveRequestCountersExact(t *testing.T) {
 # TYPE mdsa_requests_total counter
 mdsa_requests_total{code="200",domain="finance",endpoint="chat.completions",status="ok",tenant="acme"} 2
 mdsa_requests_total{code="500",domain="none",endpoint="query",status="error",tenant="default"} 1
-# HELP mdsa_tokens_total Tokens processed, by tenant, domain and kind (prompt, completion, prompt_cached: the prompt tokens reused from the engine's cache rather than evaluated).
+# HELP mdsa_tokens_total Tokens processed, by tenant, domain and kind (prompt, completion, prompt_cached: the prompt tokens reused from the engine's cache rather than evaluated; embedded: input tokens of plugins' mdsa_embed calls).
 # TYPE mdsa_tokens_total counter
 mdsa_tokens_total{domain="finance",kind="completion",tenant="acme"} 60
 mdsa_tokens_total{domain="finance",kind="prompt",tenant="acme"} 24

@@ -35,6 +35,9 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, onToken engin
 	if len(tokens) == 0 {
 		return res, fmt.Errorf("llamacpp: the prompt is empty: %w", engine.ErrInvalidInput)
 	}
+	if n := req.Params.MaxPromptTokens; n > 0 && len(tokens) > n {
+		return res, fmt.Errorf("llamacpp: the prompt has %d tokens, the budget allows %d: %w", len(tokens), n, engine.ErrOverBudget)
+	}
 	if len(tokens) >= e.info.ContextSize {
 		// At least one token must fit after the prompt.
 		return res, fmt.Errorf("llamacpp: %w (raise Options.ContextSize or shorten the prompt)",

@@ -606,3 +606,25 @@ func TestThreadPools(t *testing.T) {
 		t.Fatalf("with both CPUs free again the pool is %x, want %x", onFree, want)
 	}
 }
+
+// A prompt over Params.MaxPromptTokens is refused before anything is
+// evaluated, with an error the caller can tell from others.
+func TestMaxPromptTokens(t *testing.T) {
+	e := openSmall(t, Options{})
+	ctx := context.Background()
+	req := domainReq("finance", "How do bonds work?", 4)
+	req.Params.MaxPromptTokens = 5
+	_, err := e.Generate(ctx, req, nil)
+	if !errors.Is(err, engine.ErrOverBudget) || !strings.Contains(err.Error(), "the budget allows 5") {
+		t.Fatalf("a long prompt over a 5-token budget: %v", err)
+	}
+	req.Params.MaxPromptTokens = 100000
+	if _, err := e.Generate(ctx, req, nil); err != nil {
+		t.Fatal(err)
+	}
+	long := engine.Request{Prompt: strings.Repeat("many words here ", 400), Params: engine.Params{MaxTokens: 2}}
+	var cle *engine.ContextLengthError
+	if _, err := e.Generate(ctx, long, nil); !errors.As(err, &cle) || !errors.Is(err, engine.ErrInvalidInput) || cle.Context != 512 {
+		t.Fatalf("a prompt over the context: %v", err)
+	}
+}

@@ -162,6 +162,9 @@ type EmbedRequest struct {
 type EmbedResponse struct {
 	Model   string      `json:"model"`
 	Vectors [][]float32 `json:"vectors"`
+	// Tokens is the number of input tokens embedded, charged to the
+	// request (0 from hosts that do not say).
+	Tokens int `json:"tokens,omitempty"`
 }
 
 // CountTokensRequest is the input of mdsa_count_tokens.
