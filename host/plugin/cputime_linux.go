@@ -14,3 +14,6 @@ func threadCPUTime() time.Duration {
 	}
 	return time.Duration(ts.Nano())
 }
+
+// threadID is the calling OS thread's id.
+func threadID() int { return unix.Gettid() }

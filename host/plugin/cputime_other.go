@@ -7,3 +7,7 @@ import "time"
 // threadCPUTime stands in for the thread's CPU time where it is not
 // available: the wall clock, so throttling counts elapsed time instead.
 func threadCPUTime() time.Duration { return monotonic() }
+
+// threadID is 0 where the thread's id is not known: every stretch is then
+// counted (at wall time, see threadCPUTime).
+func threadID() int { return 0 }

@@ -37,6 +37,10 @@ var (
 	// ErrHostCallLimit: the plugin made more host calls than
 	// Limits.MaxHostCalls allows in one export call.
 	ErrHostCallLimit = errors.New("host-call cap exceeded")
+	// ErrBackedOff: the plugin failed too many calls in a row and its
+	// calls are refused for a while (a circuit breaker), rather than run on
+	// a fresh instance each.
+	ErrBackedOff = errors.New("backed off after repeated failures")
 )
 
 // CallError is the error of a failed export call. Its message names the

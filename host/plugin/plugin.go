@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,8 @@ type Plugin struct {
 	closeOnce sync.Once
 
 	calls, errs, traps, timeouts, canceled atomic.Uint64
+	backedOff                              atomic.Uint64
+	brk                                    breaker
 	hostCalls, hostRefused                 atomic.Uint64
 	throttled                              atomic.Uint64
 	throttledNanos, guestNanos             atomic.Int64
@@ -57,6 +60,7 @@ type Stats struct {
 	Traps       uint64 // of which: the instance trapped or exited
 	Timeouts    uint64 // of which: CallTimeout ran out
 	Canceled    uint64 // of which: the caller's context ended first
+	BackedOff   uint64 // of which: refused by the circuit breaker, without running
 	HostCalls   uint64 // host-function calls made by the plugin
 	HostRefused uint64 // of which: refused (capability, caps, bad request, no service)
 	// Throttled counts calls and instantiations whose guest code ran past
@@ -221,6 +225,7 @@ func (p *Plugin) Stats() Stats {
 		Traps:            p.traps.Load(),
 		Timeouts:         p.timeouts.Load(),
 		Canceled:         p.canceled.Load(),
+		BackedOff:        p.backedOff.Load(),
 		HostCalls:        p.hostCalls.Load(),
 		HostRefused:      p.hostRefused.Load(),
 		Throttled:        p.throttled.Load(),
@@ -281,6 +286,13 @@ func (p *Plugin) call(ctx context.Context, export string, req any, decode func([
 		return &CallError{Plugin: p.name, Export: export, Kind: ErrInputTooLarge,
 			Err: fmt.Errorf("%d bytes, limit %d", len(input), p.limits.MaxInputBytes)}
 	}
+	if wait, ok := p.brk.allow(time.Now()); !ok {
+		p.calls.Add(1)
+		p.errs.Add(1)
+		p.backedOff.Add(1)
+		return &CallError{Plugin: p.name, Export: export, Kind: ErrBackedOff,
+			Err: fmt.Errorf("%d or more calls failed in a row; calls are refused for %v more", breakerAfter, wait.Round(time.Millisecond))}
+	}
 	inst, err := p.pool.acquire(ctx)
 	if err != nil {
 		p.calls.Add(1)
@@ -297,7 +309,30 @@ func (p *Plugin) call(ctx context.Context, export string, req any, decode func([
 	}
 	reuse, err := p.invoke(ctx, inst, export, input, decode)
 	p.pool.release(inst, reuse)
+	if failed, counts := breakerOutcome(err); counts {
+		if d := p.brk.record(time.Now(), failed); d > 0 {
+			p.log.Warn("plugin backed off after repeated failures", "export", export, "backoff", d, "err", err)
+		}
+	}
 	return err
+}
+
+// breakerOutcome says whether a call's outcome counts for the circuit
+// breaker (the caller's cancellation and Close do not) and whether it
+// failed: the plugin's own failures, which throw the instance away.
+func breakerOutcome(err error) (failed, counts bool) {
+	var ce *CallError
+	if err == nil {
+		return false, true
+	}
+	if !errors.As(err, &ce) {
+		return false, false
+	}
+	switch ce.Kind {
+	case ErrTimeout, ErrTrap, ErrFailed, ErrBadOutput, ErrOutputTooLarge, ErrCapability, ErrHostCallLimit:
+		return true, true
+	}
+	return false, false
 }
 
 // countThrottle adds a finished call's time and throttling to the
@@ -309,6 +344,10 @@ func (p *Plugin) countThrottle(t *throttle) {
 		p.throttledNanos.Add(int64(t.paused))
 	}
 }
+
+// firstCallAllowance is the extra CPU time the first call on an instance
+// runs at full speed, for the guest's one-off initialisation.
+const firstCallAllowance = 50 * time.Millisecond
 
 // errGuestTimeout is the cancel cause set when CallTimeout runs out.
 var errGuestTimeout = errors.New("plugin call timeout")
@@ -340,19 +379,35 @@ func (p *Plugin) invoke(ctx context.Context, inst *instance, export string, inpu
 	if st.info.MaxTokens > 0 && st.info.MaxTokens < st.tokensLeft {
 		st.tokensLeft = st.info.MaxTokens
 	}
-	// describe (once per load) and the first call on an instance (lazy
-	// initialisation inside the guest) are bounded by the timeout alone,
-	// unless the plugin has already run into it.
-	share := p.limits.ThrottleShare
-	if (export == abi.ExportDescribe || !inst.warm) && p.timeouts.Load() == 0 {
-		share = 1
+	// describe (once per load) is bounded by the timeout alone, and the
+	// first call on an instance (lazy initialisation inside the guest)
+	// runs firstCallAllowance longer at full speed before the throttle
+	// holds it, unless the plugin has already run into the timeout. (Left
+	// unthrottled, a plugin that spins and then fails would get a fresh,
+	// unthrottled instance for every request.)
+	share, after := p.limits.ThrottleShare, p.limits.ThrottleAfter
+	if p.timeouts.Load() == 0 {
+		switch {
+		case export == abi.ExportDescribe:
+			share = 1
+		case !inst.warm:
+			after += firstCallAllowance
+		}
 	}
 	inst.warm = true
-	st.throttle = newThrottle(p.limits.ThrottleAfter, share)
+	// The call keeps its OS thread to itself, so that the thread's CPU
+	// clock, which the throttle and the timeout read, counts this guest
+	// alone: otherwise, on a loaded machine, a goroutine descheduled in Go
+	// code (at a yield, say) came back to a thread that had meanwhile run
+	// other requests, and their CPU was charged to this plugin.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	st.throttle = newThrottle(after, share)
 	st.clock.start(p.limits.CallTimeout, st.throttle.charged, func() { cancel(errGuestTimeout) })
 	defer st.clock.stop()
 
 	inst.stderr.reset()
+	began := time.Now()
 	rc, out, callErr := inst.ext.CallWithContext(context.WithValue(callCtx, callStateKey{}, st), export, input)
 	st.clock.stop()
 	p.countThrottle(st.throttle)
@@ -375,7 +430,8 @@ func (p *Plugin) invoke(ctx context.Context, inst *instance, export string, inpu
 			switch cause := context.Cause(callCtx); {
 			case errors.Is(cause, errGuestTimeout):
 				p.timeouts.Add(1)
-				return fail(ErrTimeout, fmt.Errorf("still running after %v; stopped", p.limits.CallTimeout))
+				return fail(ErrTimeout, fmt.Errorf("stopped after %v (%v of its own time charged: CPU and throttle pauses; the limit is %v)",
+					time.Since(began).Round(time.Millisecond), st.throttle.charged().Round(time.Millisecond), p.limits.CallTimeout))
 			case errors.Is(cause, ErrClosed):
 				return fail(ErrClosed, errors.New("call stopped by Close"))
 			case ctx.Err() != nil:

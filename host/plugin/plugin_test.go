@@ -169,7 +169,7 @@ func TestBadPlugins(t *testing.T) {
 		{name: "trap", kind: ErrTrap, want: []string{`plugin "trap": prompt: trapped: wasm error: unreachable: panic: runtime error: index out of range [7] with length 0`},
 			stat: func(s Stats) uint64 { return s.Traps }},
 		{name: "loop", limits: Limits{CallTimeout: 300 * time.Millisecond}, kind: ErrTimeout,
-			want: []string{`plugin "loop": prompt: timed out: still running after 300ms; stopped`},
+			want: []string{`plugin "loop": prompt: timed out: stopped after `, `the limit is 300ms`},
 			stat: func(s Stats) uint64 { return s.Timeouts }},
 		// oom and bigout run long (the race detector slows wazero's exits
 		// to Go); throttling is not what they test.
@@ -787,4 +787,96 @@ func TestWorkTokenBudget(t *testing.T) {
 	if len(calls) != 3 || calls[2].Fn != "generate" || calls[2].Call.WorkLeft != 88 || calls[2].Gen.MaxTokens != 2 {
 		t.Fatalf("Services saw %+v", calls)
 	}
+}
+
+// A plugin that keeps failing is refused for a while instead of getting a
+// fresh instance for every call.
+func TestCircuitBreaker(t *testing.T) {
+	rt, _, _ := sharedRuntime(t)
+	p, err := loadBad(t, rt, "trap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	for i := range breakerAfter {
+		if _, err := p.Prompt(context.Background(), abi.PromptRequest{Query: "hi"}); !errors.Is(err, ErrTrap) {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	_, err = p.Prompt(context.Background(), abi.PromptRequest{Query: "hi"})
+	if !errors.Is(err, ErrBackedOff) || !strings.Contains(err.Error(), "calls are refused for") {
+		t.Fatalf("after %d traps in a row: %v", breakerAfter, err)
+	}
+	if st := p.Stats(); st.InstancesCreated != breakerAfter || st.BackedOff != 1 {
+		t.Fatalf("a backed-off call made an instance, or was not counted: %+v", st)
+	}
+}
+
+func TestBreakerStates(t *testing.T) {
+	var b breaker
+	now := time.Unix(1000, 0)
+	for i := range breakerAfter - 1 {
+		if d := b.record(now, true); d != 0 {
+			t.Fatalf("failure %d opened the breaker", i+1)
+		}
+	}
+	b.record(now, false) // a success in between starts the count again
+	for range breakerAfter - 1 {
+		b.record(now, true)
+	}
+	if _, ok := b.allow(now); !ok {
+		t.Fatal("open before breakerAfter failures in a row")
+	}
+	if d := b.record(now, true); d != breakerMin {
+		t.Fatalf("back-off %v, want %v", d, breakerMin)
+	}
+	if wait, ok := b.allow(now.Add(breakerMin / 2)); ok || wait != breakerMin/2 {
+		t.Fatalf("during the back-off: %v %v", wait, ok)
+	}
+	// The trial call fails: twice as long; again and again, up to the cap.
+	now = now.Add(breakerMin)
+	if _, ok := b.allow(now); !ok {
+		t.Fatal("refused after the back-off")
+	}
+	want := breakerMin
+	for range 10 {
+		want = min(2*want, breakerMax)
+		if d := b.record(now, true); d != want {
+			t.Fatalf("back-off %v, want %v", d, want)
+		}
+		now = now.Add(want)
+	}
+	// A successful trial closes it.
+	b.record(now, false)
+	for i := range breakerAfter - 1 {
+		if d := b.record(now, true); d != 0 {
+			t.Fatalf("closed breaker: failure %d opened it", i+1)
+		}
+	}
+}
+
+// The first call on a fresh instance gets a bounded allowance at full
+// speed, not the whole timeout: a plugin that spins and fails gets a fresh
+// instance each time, and must be throttled all the same.
+func TestFreshInstanceThrottled(t *testing.T) {
+	rt, _, _ := sharedRuntime(t)
+	limit := 400 * time.Millisecond
+	p, err := loadBad(t, rt, "loop", WithLimits(Limits{CallTimeout: limit}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	if _, err := p.Prompt(context.Background(), abi.PromptRequest{Query: "hi"}); !errors.Is(err, ErrTimeout) {
+		t.Fatal(err)
+	}
+	st := p.Stats()
+	if st.InstancesCreated != 1 || st.Throttled != 1 {
+		t.Fatalf("the first call on a fresh instance was not throttled: %+v", st)
+	}
+	// CPU time, which a busy machine does not inflate: about
+	// ThrottleAfter + firstCallAllowance at full speed, then a tenth.
+	if st.GuestTime > limit/2 {
+		t.Fatalf("the spinning call used %v of CPU within a %v timeout", st.GuestTime, limit)
+	}
+	t.Logf("guest CPU %v, throttled %v", st.GuestTime, st.ThrottledTime)
 }

@@ -49,6 +49,7 @@ type throttle struct {
 	running bool          // guest code is running (not paused in a host call)
 	wall    time.Time     // when guest code last started, resumed or was accounted
 	cpu     time.Duration // the thread's CPU time then
+	tid     int           // the thread's id then (0 where unknown)
 	paused  time.Duration // total time slept
 	pauses  int
 	// chargedNs is ran + paused as of the last measurement, for the
@@ -66,22 +67,29 @@ func newThrottle(after time.Duration, share float64) *throttle {
 
 // mark notes that guest code runs from now on.
 func (t *throttle) mark() {
-	t.running, t.wall, t.cpu = true, time.Now(), threadCPUTime()
+	t.running, t.wall, t.cpu, t.tid = true, time.Now(), threadCPUTime(), threadID()
 }
 
 // account adds the guest CPU time since the last mark and marks again. It
 // is the calling thread's CPU time, so that a machine busy with other work
-// does not make a plugin look slow; when the goroutine has moved to
-// another thread meanwhile the difference means nothing, and the wall time
-// bounds it.
+// does not make a plugin look slow. When the goroutine has moved to
+// another thread meanwhile (it can only in Go code: entering the call,
+// a host function), the difference of two threads' clocks means nothing:
+// that stretch counts as nothing rather than its wall time, which on a
+// loaded machine counted the time the goroutine waited to run and got
+// ordinary calls throttled. The guest's own code cannot make it move, and
+// the fast path of yield already bounds what one stretch can hide.
 func (t *throttle) account() time.Duration {
-	now, cpu := time.Now(), threadCPUTime()
+	now, cpu, tid := time.Now(), threadCPUTime(), threadID()
 	wall := now.Sub(t.wall)
 	run := cpu - t.cpu
-	if run < 0 || run > wall {
+	switch {
+	case tid != t.tid:
+		run = 0
+	case run < 0 || run > wall:
 		run = max(wall, 0)
 	}
-	t.wall, t.cpu = now, cpu
+	t.wall, t.cpu, t.tid = now, cpu, tid
 	t.ran += run
 	t.chargedNs.Store(int64(t.ran + t.paused))
 	return run

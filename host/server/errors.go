@@ -180,6 +180,10 @@ func hostError(reqID string, err error) *apiError {
 	case errors.Is(err, models.ErrNoModel), errors.Is(err, models.ErrOverBudget), errors.Is(err, models.ErrOutOfMemory):
 		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "model_unavailable",
 			Message: "no model is available to serve this request now; request id " + reqID, Cause: err}
+	case errors.As(err, &ce) && errors.Is(ce.Kind, plugin.ErrBackedOff):
+		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "plugin_backed_off",
+			Message:    fmt.Sprintf("the domain plugin %q failed repeatedly and is backed off for a moment; retry later (request id %s)", ce.Plugin, reqID),
+			RetryAfter: time.Second, Cause: err}
 	case errors.As(err, &ce):
 		// A domain plugin failed (timed out, trapped, returned garbage):
 		// only that request fails. Its name and the kind of failure are
