@@ -25,6 +25,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/mdsa-go/mdsa/host/plugin/instrument"
+	"github.com/mdsa-go/mdsa/internal/textcap"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -494,9 +495,15 @@ func ReadModule(path string, max int64) ([]byte, error) {
 
 var wasmMagic = []byte("\x00asm")
 
+// maxLoadError bounds the message of a load error, part of which comes
+// from the module.
+const maxLoadError = 4096
+
 func (r *Runtime) load(ctx context.Context, source string, wasm []byte, cfg loadConfig) (*Plugin, error) {
 	fail := func(err error) (*Plugin, error) {
-		return nil, fmt.Errorf("plugin: load %s: %w", source, err)
+		// Bounded: a module with a million exports made a 12 MB error
+		// (and as much in the log and the admin API's reply).
+		return nil, fmt.Errorf("plugin: load %s: %w", source, textcap.Error(err, maxLoadError))
 	}
 	if !bytes.HasPrefix(wasm, wasmMagic) {
 		return fail(errors.New("not a WebAssembly module (no \\0asm header)"))

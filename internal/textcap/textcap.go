@@ -20,3 +20,25 @@ func Truncate(s string, n int) string {
 	}
 	return s[:cut] + "... (" + strconv.Itoa(len(s)-cut) + " more bytes)"
 }
+
+// Error returns err, or when its message is over n bytes an error whose
+// message is cut to n (Truncate) and which still unwraps to err, so that
+// errors.Is and errors.As see through it.
+func Error(err error, n int) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if len(msg) <= n {
+		return err
+	}
+	return &capped{err: err, msg: Truncate(msg, n)}
+}
+
+type capped struct {
+	err error
+	msg string
+}
+
+func (c *capped) Error() string { return c.msg }
+func (c *capped) Unwrap() error { return c.err }

@@ -1,6 +1,8 @@
 package textcap
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -27,5 +29,18 @@ func TestTruncate(t *testing.T) {
 	got := Truncate(long, 100)
 	if !utf8.ValidString(got) || len(got) > 130 {
 		t.Fatalf("%d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+}
+
+func TestError(t *testing.T) {
+	base := errors.New(strings.Repeat("x", 5000))
+	wrapped := fmt.Errorf("load: %w", base)
+	got := Error(wrapped, 100)
+	if len(got.Error()) > 130 || !strings.HasPrefix(got.Error(), "load: xxx") || !errors.Is(got, base) {
+		t.Fatalf("%d bytes: %q; Is base %v", len(got.Error()), got.Error()[:20], errors.Is(got, base))
+	}
+	short := errors.New("short")
+	if Error(short, 100) != short || Error(nil, 1) != nil {
+		t.Fatal("a short error or nil was changed")
 	}
 }

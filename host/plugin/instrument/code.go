@@ -135,14 +135,24 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, error) {
 		case kI32:
 			p, err = skipSLEB(b, p, end, at, 5)
 		case kLoop:
-			depth++
+			if depth++; depth > m.shape.Nesting {
+				m.shape.Nesting = depth
+				if err := over("nesting of blocks in one function", depth, m.budget.Nesting); err != nil {
+					return nil, err
+				}
+			}
 			if p, err = skipS33(b, p, end, at); err == nil {
 				out = append(out, b[last:p]...)
 				out = append(out, m.prologue...)
 				last = p
 			}
 		case kBlock:
-			depth++
+			if depth++; depth > m.shape.Nesting {
+				m.shape.Nesting = depth
+				if err := over("nesting of blocks in one function", depth, m.budget.Nesting); err != nil {
+					return nil, err
+				}
+			}
 			p, err = skipS33(b, p, end, at)
 		case kGlobal:
 			var v uint32
@@ -182,6 +192,10 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, error) {
 			if n, p, err = u32At(b, p, end, at); err == nil {
 				if int64(n) > int64(end-p) {
 					return nil, &Error{Offset: at, Msg: "br_table label count runs past the end of the body"}
+				}
+				m.shape.BrTableTargets += int(n) + 1
+				if err := over("br_table targets", m.shape.BrTableTargets, m.budget.BrTableTargets); err != nil {
+					return nil, err
 				}
 				for i := uint32(0); i <= n && err == nil; i++ { // n labels and the default
 					p, err = skipU32(b, p, end, at)

@@ -143,6 +143,9 @@ type module struct {
 	numFuncsT uint64 // imported and defined functions in the input
 
 	skipBodies bool // checkStructure: check everything but the instructions
+
+	budget Budget
+	shape  Shape
 }
 
 // MaxLocals is the most locals Yields accepts in one function (V8's limit
@@ -178,10 +181,18 @@ const MaxLocals = 50000
 // existing import of the same name with another type. It never modifies
 // wasm.
 func Yields(wasm []byte, interval uint32) ([]byte, error) {
+	out, _, err := Rewrite(wasm, interval, Budget{})
+	return out, err
+}
+
+// Rewrite is Yields within budget (zero fields: DefaultBudget): a module
+// over any of its bounds fails with a *BudgetError, found while reading,
+// before any compiler sees the module. It also returns the module's shape.
+func Rewrite(wasm []byte, interval uint32, budget Budget) ([]byte, Shape, error) {
 	if interval == 0 {
 		interval = DefaultInterval
 	}
-	return rewrite(wasm, interval, false)
+	return rewrite(wasm, interval, false, budget.withDefaults())
 }
 
 // checkStructure checks what Yields checks except the instructions of
@@ -189,29 +200,30 @@ func Yields(wasm []byte, interval uint32) ([]byte, error) {
 // input safely: wazero v1.12's decoder allocates vectors as large as their
 // declared counts before reading them, and this check bounds every count.
 func checkStructure(wasm []byte) error {
-	_, err := rewrite(wasm, 1, true)
+	_, _, err := rewrite(wasm, 1, true, DefaultBudget)
 	return err
 }
 
-func rewrite(wasm []byte, interval uint32, skipBodies bool) ([]byte, error) {
+func rewrite(wasm []byte, interval uint32, skipBodies bool, budget Budget) ([]byte, Shape, error) {
 	if len(wasm) < len(header) || string(wasm[:4]) != header[:4] {
-		return nil, &Error{Offset: 0, Msg: "not a WebAssembly module (bad magic number)"}
+		return nil, Shape{}, &Error{Offset: 0, Msg: "not a WebAssembly module (bad magic number)"}
 	}
 	if string(wasm[4:8]) != header[4:] {
-		return nil, &Error{Offset: 4, Msg: "unsupported WebAssembly binary version"}
+		return nil, Shape{}, &Error{Offset: 4, Msg: "unsupported WebAssembly binary version"}
 	}
 	secs, err := frame(wasm)
 	if err != nil {
-		return nil, err
+		return nil, Shape{}, err
 	}
-	m := &module{b: wasm, standaloneVoid: -1, existing: -1, skipBodies: skipBodies}
+	m := &module{b: wasm, standaloneVoid: -1, existing: -1, skipBodies: skipBodies, budget: budget}
 	if err := m.analyse(secs); err != nil {
-		return nil, err
+		return nil, m.shape, err
 	}
 	if err := m.decide(interval); err != nil {
-		return nil, err
+		return nil, m.shape, err
 	}
-	return m.write(secs, interval)
+	out, err := m.write(secs, interval)
+	return out, m.shape, err
 }
 
 // frame splits the module into sections, checking their sizes and order.
@@ -282,6 +294,10 @@ func (m *module) analyse(secs []section) error {
 				return annotate(err, "global section")
 			}
 			m.numGlobals = n
+			m.shape.Globals = int(n)
+			if err := over("globals", int(n), m.budget.Globals); err != nil {
+				return err
+			}
 		case secFunction:
 			r := m.reader(s)
 			n, err := r.count("function count", 1)
@@ -289,6 +305,10 @@ func (m *module) analyse(secs []section) error {
 				return annotate(err, "function section")
 			}
 			m.numFuncs = n
+			m.shape.Functions = int(n)
+			if err := over("functions", int(n), m.budget.Functions); err != nil {
+				return err
+			}
 		case secStart:
 			r := m.reader(s)
 			v, err := r.u32("start function index")
@@ -849,6 +869,10 @@ func (m *module) exports(w *rewriter) error {
 	if err != nil {
 		return err
 	}
+	m.shape.Exports = int(n)
+	if err := over("exports", int(n), m.budget.Exports); err != nil {
+		return err
+	}
 	for i := uint32(0); i < n; i++ {
 		if _, err := w.name("export name"); err != nil {
 			return err
@@ -878,6 +902,10 @@ func (m *module) exports(w *rewriter) error {
 func (m *module) elements(w *rewriter) error {
 	n, err := w.count("element segment count", 2)
 	if err != nil {
+		return err
+	}
+	m.shape.ElemSegments = int(n)
+	if err := over("element segments", int(n), m.budget.ElemSegments); err != nil {
 		return err
 	}
 	for i := uint32(0); i < n; i++ {
@@ -936,6 +964,10 @@ func (m *module) elements(w *rewriter) error {
 func (m *module) data(w *rewriter) error {
 	n, err := w.count("data segment count", 2)
 	if err != nil {
+		return err
+	}
+	m.shape.DataSegments = int(n)
+	if err := over("data segments", int(n), m.budget.DataSegments); err != nil {
 		return err
 	}
 	for i := uint32(0); i < n; i++ {
@@ -1032,6 +1064,10 @@ func (m *module) code(w *rewriter, interval uint32) error {
 			return w.errf(at, "function body %d of %d bytes runs past the end of the section (%d bytes left)", i, size, w.remaining())
 		}
 		end := w.pos + int(size)
+		m.shape.BodyBytes = max(m.shape.BodyBytes, int(size))
+		if err := over("bytes in one function body", int(size), m.budget.BodyBytes); err != nil {
+			return annotate(err, fmt.Sprintf("function body %d", i))
+		}
 		r := &reader{b: w.b, pos: w.pos, end: end}
 		nl, err := r.count("local declaration count", 2)
 		var locals uint64
@@ -1045,6 +1081,10 @@ func (m *module) code(w *rewriter, interval uint32) error {
 					err = r.valType("local type")
 				}
 			}
+		}
+		if err == nil {
+			m.shape.LocalsTotal += int(locals)
+			err = over("locals in all functions", m.shape.LocalsTotal, m.budget.LocalsTotal)
 		}
 		if err != nil {
 			return annotate(err, fmt.Sprintf("function body %d", i))
