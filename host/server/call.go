@@ -190,6 +190,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, endpoint strin
 	defer func() { ticket.Done(c.tokens.Charged()) }()
 
 	if aerr := h(c); aerr != nil {
+		if aerr.Code == codePluginBackedOff {
+			// Held like a 429: a client retrying in a loop would otherwise
+			// get thousands of these per second.
+			s.pace.hold(r.Context(), t.Name, aerr.RetryAfter)
+		}
 		c.fail(aerr)
 	}
 }

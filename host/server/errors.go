@@ -35,6 +35,10 @@ const (
 	refusedBadRequest   = "bad_request"
 )
 
+// codePluginBackedOff is the error code of a call refused by a plugin's
+// circuit breaker.
+const codePluginBackedOff = "plugin_backed_off"
+
 // statusClientClosed is logged (never sent) for a request whose client went
 // away before the answer was ready, as nginx does.
 const statusClientClosed = 499
@@ -181,7 +185,7 @@ func hostError(reqID string, err error) *apiError {
 		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "model_unavailable",
 			Message: "no model is available to serve this request now; request id " + reqID, Cause: err}
 	case errors.As(err, &ce) && errors.Is(ce.Kind, plugin.ErrBackedOff):
-		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "plugin_backed_off",
+		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: codePluginBackedOff,
 			Message:    fmt.Sprintf("the domain plugin %q failed repeatedly and is backed off for a moment; retry later (request id %s)", ce.Plugin, reqID),
 			RetryAfter: time.Second, Cause: err}
 	case errors.As(err, &ce):

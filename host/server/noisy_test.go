@@ -147,11 +147,13 @@ func TestNoisyNeighbour(t *testing.T) {
 	measure(10, &ignored, &ignored) // warm up: model load, instances, connections
 
 	// Noise: 8 goroutines forcing the spinning plugin as fast as they get
-	// answers. Each answer must be an error: 502 (the plugin timed out)
-	// or 429 (over the noisy tenant's limits).
+	// answers. Each answer must be an error: 502 (the plugin timed out),
+	// 429 (over the noisy tenant's limits) or 503 (the plugin failed too
+	// often in a row and is backed off).
 	noiseBody, _ := json.Marshal(chatBody("mdsa/loop", "spin"))
 	var (
 		timedOut, limited, unexpectd atomic.Int64
+		backedOff                    atomic.Int64
 		slowest                      atomic.Int64
 		firstBad                     atomic.Value
 		noiseTime                    time.Duration
@@ -175,6 +177,8 @@ func TestNoisyNeighbour(t *testing.T) {
 						timedOut.Add(1)
 					case err == nil && code == http.StatusTooManyRequests:
 						limited.Add(1)
+					case err == nil && code == http.StatusServiceUnavailable && strings.Contains(string(b), "plugin_backed_off"):
+						backedOff.Add(1)
 					default:
 						unexpectd.Add(1)
 						firstBad.CompareAndSwap(nil, string(b)+" "+errString(err))
@@ -196,13 +200,13 @@ func TestNoisyNeighbour(t *testing.T) {
 		p99(noisyRoute), slices.Max(noisyRoute), p99(noisyQuery), slices.Max(noisyQuery))
 	t.Logf("ratios: route %.2fx, query %.2fx", float64(p99(noisyRoute))/float64(p99(quietRoute)),
 		float64(p99(noisyQuery))/float64(p99(quietQuery)))
-	t.Logf("noisy tenant over %v of noise: %d plugin timeouts (502), %d refused (429), slowest answer %v",
-		noiseTime.Round(time.Millisecond), timedOut.Load(), limited.Load(), time.Duration(slowest.Load()))
+	t.Logf("noisy tenant over %v of noise: %d plugin timeouts (502), %d refused (429), %d backed off (503), slowest answer %v",
+		noiseTime.Round(time.Millisecond), timedOut.Load(), limited.Load(), backedOff.Load(), time.Duration(slowest.Load()))
 	if ps, err := stats("noisy"); err == nil {
 		t.Logf("spinning plugin: %d calls throttled, made to wait %v in all", ps["loop"].Throttled, ps["loop"].ThrottledTime.Round(time.Millisecond))
 	}
 	if n := unexpectd.Load(); n > 0 {
-		t.Fatalf("%d noisy requests got something other than 502 or 429, e.g. %v", n, firstBad.Load())
+		t.Fatalf("%d noisy requests got something other than 502, 429 or 503, e.g. %v", n, firstBad.Load())
 	}
 	if timedOut.Load() == 0 || limited.Load() == 0 {
 		t.Fatal("the noise did not both run into the plugin timeout and over the rate limit")
