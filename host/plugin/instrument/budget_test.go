@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mdsa-go/mdsa/internal/testutil"
+	"github.com/tetratelabs/wazero/api"
 )
 
 // The shipped and example plugins that are built here fit well inside the
@@ -85,5 +86,43 @@ func TestBudgetRefuses(t *testing.T) {
 	want := Shape{Functions: 2, LocalsTotal: 3, Nesting: 3, BrTableTargets: 7, Globals: 1, Exports: 2, BodyBytes: shape.BodyBytes}
 	if shape != want || shape.BodyBytes == 0 {
 		t.Fatalf("shape %+v, want %+v", shape, want)
+	}
+}
+
+// After a bulk memory operation of 64 KB or more the next loop header
+// yields: a loop of large memory.fill reaches the host once per iteration,
+// not once per interval iterations, so the host measures (and throttles)
+// the time it takes. Small ones (every memmove of Go's wasm code) do not.
+func TestBulkMemoryYields(t *testing.T) {
+	fillLoop := func(size []byte) []byte {
+		f := cat([]byte{0}, // no locals
+			[]byte{0x03, 0x40},             // loop
+			[]byte{0x41, 0x00, 0x41, 0x00}, // i32.const 0 0
+			size,                           // i32.const size
+			[]byte{0xfc, 0x0b, 0x00},       // memory.fill
+			[]byte{0x20, 0x00, 0x41, 0x01, 0x6b, 0x22, 0x00, 0x0d, 0x00}, // local.get 0; i32.const 1; i32.sub; local.tee 0; br_if 0
+			[]byte{0x0b, 0x0b}) // end loop, end body
+		return wasmModule(
+			sec(1, vector([]byte{0x60, 1, 0x7f, 0})),
+			sec(3, vector([]byte{0})),
+			sec(5, vector([]byte{0x00, 0x02})), // 2 pages
+			sec(7, vector(cat(str("fill"), []byte{0, 0}))),
+			sec(10, vector(cat(uleb(uint64(len(f))), f))),
+		)
+	}
+	for _, c := range []struct {
+		name     string
+		size     []byte
+		min, max int64
+	}{
+		{"64 KB", []byte{0x41, 0x80, 0x80, 0x04}, 9, 11},
+		{"4 KB", []byte{0x41, 0x80, 0x20}, 0, 1},
+	} {
+		rt, yields := newRuntime(t, false, api.CoreFeaturesV2)
+		mod := instantiate(t, rt, mustYields(t, fillLoop(c.size), 4096))
+		call(t, mod, "fill", 10)
+		if n := yields.Load(); n < c.min || n > c.max {
+			t.Errorf("%s: %d yields for 10 memory.fill in a loop, want %d to %d", c.name, n, c.min, c.max)
+		}
 	}
 }

@@ -214,7 +214,12 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, error) {
 				p = r.pos
 			}
 		case kMisc:
-			p, err = m.misc(b, p, end, at)
+			var bulk bool
+			if p, bulk, err = m.misc(b, p, end, at); err == nil && bulk {
+				out = append(out, b[last:at]...) // up to the operation
+				out = append(out, m.bulk...)
+				last = at
+			}
 		case kVec:
 			p, err = skipVec(b, p, end, at)
 		case kAtomic:
@@ -340,26 +345,30 @@ func skipN(b []byte, p, end, at, n int) (int, error) {
 }
 
 // misc skips a 0xFC instruction: the sub-opcode is a u32 LEB128 and must
-// fit a byte, as in wazero.
-func (m *module) misc(b []byte, p, end, at int) (int, error) {
+// fit a byte, as in wazero. bulk reports the operations whose cost grows
+// with an operand (memory.init/copy/fill, table.init/copy/fill).
+func (m *module) misc(b []byte, p, end, at int) (next int, bulk bool, err error) {
 	sub, p, err := u32At(b, p, end, at)
 	if err != nil {
-		return p, err
+		return p, false, err
 	}
+	bulk = sub == 0x08 || sub == 0x0a || sub == 0x0b || sub == 0x0c || sub == 0x0e || sub == 0x11
 	switch {
 	case sub <= 0x07: // saturating truncations
-		return p, nil
+		return p, false, nil
 	case sub == 0x09 || sub == 0x0b || sub == 0x0d || (sub >= 0x0f && sub <= 0x11):
 		// data.drop, memory.fill, elem.drop, table.grow/size/fill: one index
-		return skipU32(b, p, end, at)
+		p, err = skipU32(b, p, end, at)
+		return p, bulk, err
 	case sub == 0x08 || sub == 0x0a || sub == 0x0c || sub == 0x0e:
 		// memory.init, memory.copy, table.init, table.copy: two indices
 		if p, err = skipU32(b, p, end, at); err != nil {
-			return p, err
+			return p, false, err
 		}
-		return skipU32(b, p, end, at)
+		p, err = skipU32(b, p, end, at)
+		return p, bulk, err
 	}
-	return p, &Error{Offset: at, Msg: fmt.Sprintf("unsupported opcode 0xfc 0x%02x", sub)}
+	return p, false, &Error{Offset: at, Msg: fmt.Sprintf("unsupported opcode 0xfc 0x%02x", sub)}
 }
 
 // skipVec skips a 0xFD (SIMD) instruction. wazero reads the sub-opcode as one

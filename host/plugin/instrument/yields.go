@@ -135,6 +135,15 @@ type module struct {
 	startFunc uint32 // its function index
 
 	prologue []byte // the countdown sequence
+	// bulk precedes every bulk memory or table operation: when its size
+	// operand is at least bulkYieldSize and the countdown is armed, the
+	// countdown is set to 1, so the next function entry or loop header
+	// yields. One memory.fill of megabytes takes milliseconds, and a loop
+	// of them would otherwise reach a yield once per interval iterations:
+	// seconds of CPU the host never measured. The size goes through an
+	// added scratch global (the global after the countdown).
+	bulk    []byte
+	scratch uint32 // global index of the scratch global
 
 	// Set once the counts are known: references beyond them are refused,
 	// since the added function, global and type would make them valid
@@ -420,10 +429,11 @@ func (m *module) decide(interval uint32) error {
 			m.typeIdx = m.numTypes
 		}
 	}
-	if uint64(m.numGlobalImps)+uint64(m.numGlobals) >= math.MaxUint32 {
-		return &Error{Msg: "too many globals to add one"}
+	if uint64(m.numGlobalImps)+uint64(m.numGlobals) >= math.MaxUint32-1 {
+		return &Error{Msg: "too many globals to add two"}
 	}
 	m.counter = m.numGlobalImps + m.numGlobals
+	m.scratch = m.counter + 1
 	m.initial = interval
 	if m.hasStart {
 		// The start function runs during instantiation, when a host may not
@@ -459,6 +469,23 @@ func (m *module) decide(interval uint32) error {
 	p = appendU32(p, m.yieldIdx)
 	p = append(p, 0x0b) // end
 	m.prologue = p
+
+	f := make([]byte, 0, 48)
+	f = append(f, 0x24) // global.set $s
+	f = appendU32(f, m.scratch)
+	f = append(f, 0x23) // global.get $s
+	f = appendU32(f, m.scratch)
+	f = append(f, 0x41) // i32.const bulkYieldSize
+	f = appendS32(f, bulkYieldSize)
+	f = append(f, 0x4f, 0x04, 0x40, 0x23) // i32.ge_u; if; global.get $c
+	f = appendU32(f, m.counter)
+	f = append(f, 0x41) // i32.const interval
+	f = appendS32(f, int32(interval))
+	f = append(f, 0x4d, 0x04, 0x40, 0x41, 0x01, 0x24) // i32.le_u; if; i32.const 1; global.set $c
+	f = appendU32(f, m.counter)
+	f = append(f, 0x0b, 0x0b, 0x23) // end; end; global.get $s
+	f = appendU32(f, m.scratch)
+	m.bulk = f
 	return nil
 }
 
@@ -491,7 +518,7 @@ func (m *module) write(secs []section, interval uint32) ([]byte, error) {
 		if !seenGlobal && next > order[secGlobal] {
 			var mark int
 			out, mark = open(append(out, secGlobal))
-			out = m.appendGlobal(append(out, 1))
+			out = m.appendGlobal(append(out, 2))
 			out, _ = finish(out, mark, 0, "global section")
 			seenGlobal = true
 		}
@@ -584,10 +611,14 @@ func (m *module) appendImport(out []byte) []byte {
 }
 
 func (m *module) appendGlobal(out []byte) []byte {
-	out = append(out, 0x7f, 0x01, 0x41) // mutable i32 = i32.const initial
+	out = append(out, 0x7f, 0x01, 0x41) // the countdown: mutable i32 = i32.const initial
 	out = appendS32(out, int32(m.initial))
-	return append(out, 0x0b)
+	return append(out, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b) // the scratch: mutable i32 = 0
 }
+
+// bulkYieldSize is the size operand (bytes, or table elements) from which
+// a bulk operation makes the next function entry or loop header yield.
+const bulkYieldSize = 64 << 10
 
 // appendStartBody appends the body of the added start function: call the
 // module's start function, then set the countdown to interval.
@@ -841,7 +872,7 @@ func (m *module) tables(w *rewriter) error {
 }
 
 func (m *module) globals(w *rewriter) error {
-	n, err := w.recount("global count", 3, 1)
+	n, err := w.recount("global count", 3, 2)
 	if err != nil {
 		return err
 	}

@@ -171,7 +171,7 @@ func TestIndicesShifted(t *testing.T) {
 	if a, b := sectionCount(t, orig, secImport), sectionCount(t, out, secImport); b != a+1 {
 		t.Errorf("import count %d -> %d", a, b)
 	}
-	if a, b := sectionCount(t, orig, secGlobal), sectionCount(t, out, secGlobal); b != a+1 {
+	if a, b := sectionCount(t, orig, secGlobal), sectionCount(t, out, secGlobal); b != a+2 { // the countdown and the scratch
 		t.Errorf("global count %d -> %d", a, b)
 	}
 
