@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -145,13 +144,17 @@ func notFoundPlugin(name string) *apiError {
 		Message: fmt.Sprintf("no plugin %q is loaded", clip(name, 100))}
 }
 
+// pluginUploadTimeout bounds reading one uploaded plugin (at most
+// maxPluginBytes): a stalled upload no longer holds its connection open.
+const pluginUploadTimeout = 5 * time.Minute
+
 func (s *Server) adminPut(w http.ResponseWriter, r *http.Request) *apiError {
 	name := r.PathValue("name")
 	if !pluginNameRE.MatchString(name) {
 		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "invalid_name",
 			Message: "plugin names use letters, digits, '.', '_' and '-' (at most 64)", Refused: refusedBadRequest}
 	}
-	wasm, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPluginBytes))
+	wasm, err := readBody(w, r, maxPluginBytes, s.uploadTimeout)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

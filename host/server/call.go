@@ -272,6 +272,26 @@ func (c *call) finish() {
 
 func msDur(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
 
+// readBody reads r's body, at most limit bytes (an *http.MaxBytesError
+// beyond), within timeout: a client that stalls is cut off rather than
+// holding a connection and a goroutine for ever. The deadline covers the
+// body only and is cleared once it is read (a server without the support,
+// such as a test recorder, just has none).
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.Duration) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(timeout)) == nil {
+		defer rc.SetReadDeadline(time.Time{})
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		// A closed body tells net/http not to read the rest of it before
+		// answering (it would, with the deadline gone, for ever): the
+		// connection closes after the answer instead.
+		r.Body.Close()
+	}
+	return data, err
+}
+
 // body reads the request body, at most server.max_body_bytes of it.
 func (c *call) body() ([]byte, *apiError) {
 	limit := c.s.cfg.Server.MaxBodyBytes
@@ -281,13 +301,7 @@ func (c *call) body() ([]byte, *apiError) {
 	if c.r.ContentLength > limit {
 		return nil, tooLarge
 	}
-	// A deadline for the body only, cleared once it is read (a server
-	// without the support, such as a test recorder, just has none).
-	rc := http.NewResponseController(c.w.ResponseWriter)
-	if rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil {
-		defer rc.SetReadDeadline(time.Time{})
-	}
-	data, err := io.ReadAll(http.MaxBytesReader(c.w.ResponseWriter, c.r.Body, limit))
+	data, err := readBody(c.w.ResponseWriter, c.r, limit, c.s.bodyTimeout)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

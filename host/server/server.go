@@ -47,6 +47,10 @@ type Server struct {
 	adminKeys adminKeys
 	// pace holds 429 answers back (server.refusal_delay).
 	pace *pacer
+	// bodyTimeout and uploadTimeout bound reading a request body and an
+	// uploaded plugin (bodyReadTimeout, pluginUploadTimeout; tests shorten
+	// them).
+	bodyTimeout, uploadTimeout time.Duration
 }
 
 // Option changes how New builds a Server.
@@ -126,6 +130,7 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 	s := &Server{
 		h: h, cfg: cfg, log: o.logger, metrics: o.metrics, tenants: o.tenants,
 		drain: o.drain, now: time.Now, created: time.Now(), adminKeys: keys,
+		bodyTimeout: bodyReadTimeout, uploadTimeout: pluginUploadTimeout,
 	}
 	var names []string
 	for _, t := range o.tenants.All() {
