@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,7 +24,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot(os.Stdout, os.Stderr).ExecuteContext(ctx)
+	root, a := newRootApp(os.Stdout, os.Stderr)
+	go exitIfStuck(ctx, a)
+	err := root.ExecuteContext(ctx)
 	stop()
 	if err != nil {
 		var quiet silentError
@@ -33,6 +37,26 @@ func main() {
 	}
 }
 
+// exitGrace is how long a command may take to stop after SIGINT or SIGTERM
+// (mdsa serve: its server.shutdown_grace more) before the process exits
+// anyway: some work cannot be interrupted (a compilation in wazero, a
+// llama.cpp call), and `timeout 60 mdsa plugins test x.wasm` must end.
+const exitGrace = 5 * time.Second
+
+// exitIfStuck waits for the first signal, then exits the process on a
+// second one or once the command has had its grace.
+func exitIfStuck(ctx context.Context, a *app) {
+	<-ctx.Done()
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	select {
+	case <-again:
+	case <-time.After(exitGrace + time.Duration(a.extraGrace.Load())):
+	}
+	fmt.Fprintln(os.Stderr, "mdsa: still running after the signal; exiting")
+	os.Exit(1)
+}
+
 // silentError is an error already reported (for example as JSON on stdout).
 type silentError struct{ error }
 
@@ -41,9 +65,17 @@ type app struct {
 	configPath string
 	logLevel   string
 	out, errw  io.Writer
+	// extraGrace (nanoseconds) lengthens exitGrace for a command that
+	// stops gracefully (mdsa serve: server.shutdown_grace).
+	extraGrace atomic.Int64
 }
 
 func newRoot(out, errw io.Writer) *cobra.Command {
+	root, _ := newRootApp(out, errw)
+	return root
+}
+
+func newRootApp(out, errw io.Writer) (*cobra.Command, *app) {
 	a := &app{out: out, errw: errw}
 	root := &cobra.Command{
 		Use:           "mdsa",
@@ -57,7 +89,7 @@ func newRoot(out, errw io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVarP(&a.configPath, "config", "c", "", "configuration file (default: ./mdsa.toml if present, else built-in defaults)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "", "override host.log_level: debug, info, warn, error")
 	root.AddCommand(a.askCmd(), a.routeCmd(), a.pluginsCmd(), a.modelsCmd(), a.hwCmd(), a.configCmd(), a.versionCmd(), a.benchCmd(), a.serveCmd())
-	return root
+	return root, a
 }
 
 // loadConfig reads --config, or ./mdsa.toml, or the defaults.

@@ -36,6 +36,7 @@ func (a *app) serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			a.extraGrace.Store(int64(cfg.Server.ShutdownGrace.Duration))
 			if listen != "" {
 				cfg.Server.Listen = listen
 			}
