@@ -25,6 +25,19 @@ func (a *app) askCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			var opts []host.Option
+			notice := ""
+			if model == "" {
+				cfg, err := a.loadConfig()
+				if err != nil {
+					return a.askFailed(asJSON, err)
+				}
+				if model, notice, err = modelFallback(cfg); err != nil {
+					return a.askFailed(asJSON, err)
+				}
+				if notice != "" {
+					fmt.Fprintln(a.errw, "note:", notice)
+				}
+			}
 			if model != "" {
 				opts = append(opts, host.WithModelFile(absPath(model)))
 			}
@@ -52,7 +65,7 @@ func (a *app) askCmd() *cobra.Command {
 				return a.askFailed(asJSON, err)
 			}
 			if asJSON {
-				return writeJSON(a.out, res)
+				return writeJSON(a.out, askResult{Result: res, Notice: notice})
 			}
 			if !stream || res.Status == host.StatusOutOfScope {
 				fmt.Fprintln(a.out, res.Response)
@@ -69,6 +82,13 @@ func (a *app) askCmd() *cobra.Command {
 	f.IntVar(&maxTokens, "max-tokens", 0, "cap the answer's length in tokens")
 	f.Float32Var(&temperature, "temperature", 0, "sampling temperature (0 = greedy)")
 	return cmd
+}
+
+// askResult is ask --json's output: the host's result, and the notice of a
+// fallback to the synthetic model when there was one.
+type askResult struct {
+	host.Result
+	Notice string `json:"notice,omitempty"`
 }
 
 // askFailed reports err, as JSON on stdout when asked for JSON.

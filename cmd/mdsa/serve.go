@@ -55,6 +55,15 @@ func (a *app) serveCmd() *cobra.Command {
 			}()
 
 			opts := []host.Option{host.WithTracerProvider(tp)}
+			if model == "" {
+				var notice string
+				if model, notice, err = modelFallback(cfg); err != nil {
+					return err
+				}
+				if notice != "" {
+					log.Warn("SERVING THE SYNTHETIC TEST MODEL: " + notice)
+				}
+			}
 			if model != "" {
 				opts = append(opts, host.WithModelFile(absPath(model)))
 			}

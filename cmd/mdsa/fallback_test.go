@@ -1,0 +1,52 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mdsa-go/mdsa/host/config"
+)
+
+// Right after make setup no model is downloaded: ask and serve fall back to
+// the synthetic model, writing it, and say so; with the configured model on
+// disk they do not.
+func TestModelFallback(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.Load("../../mdsa.toml") // the shipped catalog
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Host.ModelsDir = filepath.Join(dir, "models")
+	file, notice, err := modelFallback(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "models", synthFile); file != want {
+		t.Fatalf("fallback file %q, want %q", file, want)
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("the synthetic model was not written: %v", err)
+	}
+	for _, w := range []string{cfg.Engine.Model, "SYNTHETIC", "models pull " + cfg.Engine.Model, "--model-file"} {
+		if !strings.Contains(notice, w) {
+			t.Errorf("notice %q does not mention %q", notice, w)
+		}
+	}
+	// The configured model present: no fallback.
+	_, v, err := cfg.Models[cfg.Engine.Model].Variant(cfg.Engine.Quant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := v.Path
+	if name == "" {
+		name = v.File
+	}
+	if err := os.WriteFile(filepath.Join(dir, "models", name), []byte("GGUF"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if file, notice, err := modelFallback(cfg); file != "" || notice != "" || err != nil {
+		t.Fatalf("with the model on disk: %q %q %v", file, notice, err)
+	}
+}
