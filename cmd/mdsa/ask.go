@@ -53,10 +53,15 @@ func (a *app) askCmd() *cobra.Command {
 			}
 			var res host.Result
 			if stream && !asJSON {
+				var streamed strings.Builder
 				res, err = h.Stream(ctx, req, func(piece string) error {
+					streamed.WriteString(piece)
 					_, err := fmt.Fprint(a.out, piece)
 					return err
 				})
+				if err == nil {
+					a.printRevision(streamed.String(), res)
+				}
 				fmt.Fprintln(a.out)
 			} else {
 				res, err = h.Process(ctx, req)
@@ -89,6 +94,20 @@ func (a *app) askCmd() *cobra.Command {
 type askResult struct {
 	host.Result
 	Notice string `json:"notice,omitempty"`
+}
+
+// printRevision prints what validation changed in a streamed answer: the
+// text it appended (a disclaimer, say), or the whole final answer when it
+// rewrote it. The streamed tokens are the model's, before validation.
+func (a *app) printRevision(streamed string, res host.Result) {
+	final := res.Response
+	switch {
+	case final == streamed || res.Status == host.StatusOutOfScope:
+	case strings.HasPrefix(final, streamed):
+		fmt.Fprint(a.out, final[len(streamed):])
+	default:
+		fmt.Fprintf(a.out, "\n\n[revised by the %s plugin's validation:]\n%s", res.Domain, final)
+	}
 }
 
 // askFailed reports err, as JSON on stdout when asked for JSON.

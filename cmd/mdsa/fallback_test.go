@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
 )
 
@@ -48,5 +49,24 @@ func TestModelFallback(t *testing.T) {
 	}
 	if file, notice, err := modelFallback(cfg); file != "" || notice != "" || err != nil {
 		t.Fatalf("with the model on disk: %q %q %v", file, notice, err)
+	}
+}
+
+// ask --stream prints the model's tokens as they come, then what
+// validation changed: an appended disclaimer, or the rewritten answer.
+func TestPrintRevision(t *testing.T) {
+	for _, c := range []struct {
+		streamed, final, want string
+	}{
+		{"Hello.", "Hello.", ""},
+		{"Hello.", "Hello.\n\nNot advice.", "\n\nNot advice."},
+		{"Hello.", "Goodbye.", "\n\n[revised by the medical plugin's validation:]\nGoodbye."},
+	} {
+		var out strings.Builder
+		a := &app{out: &out}
+		a.printRevision(c.streamed, host.Result{Response: c.final, Domain: "medical", Status: host.StatusOK})
+		if out.String() != c.want {
+			t.Errorf("streamed %q, final %q: printed %q, want %q", c.streamed, c.final, out.String(), c.want)
+		}
 	}
 }
