@@ -137,7 +137,7 @@ The clients run in this process too: they share the machine's cores with the ser
 			}
 
 			log := a.logger(cfg)
-			h, srv, err := a.openServer(ctx, cfg, log, host.WithModelFile(model))
+			h, srv, err := a.openServer(ctx, cfg, log, nil, host.WithModelFile(model))
 			if err != nil {
 				return err
 			}

@@ -55,6 +55,7 @@ func (a *app) serveCmd() *cobra.Command {
 			}()
 
 			opts := []host.Option{host.WithTracerProvider(tp)}
+			var warnings []string
 			if model == "" {
 				var notice string
 				if model, notice, err = modelFallback(cfg); err != nil {
@@ -62,12 +63,13 @@ func (a *app) serveCmd() *cobra.Command {
 				}
 				if notice != "" {
 					log.Warn("SERVING THE SYNTHETIC TEST MODEL: " + notice)
+					warnings = append(warnings, notice)
 				}
 			}
 			if model != "" {
 				opts = append(opts, host.WithModelFile(absPath(model)))
 			}
-			h, srv, err := a.openServer(ctx, cfg, log, opts...)
+			h, srv, err := a.openServer(ctx, cfg, log, warnings, opts...)
 			if err != nil {
 				return err
 			}
@@ -110,7 +112,7 @@ func (a *app) serveCmd() *cobra.Command {
 
 // openServer builds the host and its HTTP server; the caller closes the
 // host.
-func (a *app) openServer(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...host.Option) (*host.Host, *server.Server, error) {
+func (a *app) openServer(ctx context.Context, cfg config.Config, log *slog.Logger, warnings []string, opts ...host.Option) (*host.Host, *server.Server, error) {
 	h, err := host.New(ctx, cfg, append([]host.Option{host.WithLogger(log)}, opts...)...)
 	if err != nil {
 		return nil, nil, err
@@ -118,7 +120,7 @@ func (a *app) openServer(ctx context.Context, cfg config.Config, log *slog.Logge
 	if lerr := h.LoadErrors(); lerr != nil {
 		fmt.Fprintf(a.errw, "warning: some plugins were not loaded:\n%v\n", lerr)
 	}
-	srv, err := server.New(h, cfg, server.WithLogger(log), server.WithMetrics(telemetry.NewMetrics(h)))
+	srv, err := server.New(h, cfg, server.WithLogger(log), server.WithMetrics(telemetry.NewMetrics(h)), server.WithWarnings(warnings...))
 	if err != nil {
 		h.Close()
 		return nil, nil, err

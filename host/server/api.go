@@ -122,6 +122,15 @@ type modelObject struct {
 type modelList struct {
 	Object string        `json:"object"`
 	Data   []modelObject `json:"data"`
+	// Warnings are the server's (WithWarnings); OpenAI clients ignore
+	// the field.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// readiness is /readyz's answer when ready.
+type readiness struct {
+	Status   string   `json:"status"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // models lists what the tenant may use.
@@ -159,7 +168,7 @@ func (s *Server) listModels(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
-	c.json(http.StatusOK, modelList{Object: "list", Data: ms})
+	c.json(http.StatusOK, modelList{Object: "list", Data: ms, Warnings: s.warnings})
 	return nil
 }
 

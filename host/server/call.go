@@ -62,7 +62,7 @@ func (s *Server) routes() http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting_down"})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		writeJSON(w, http.StatusOK, readiness{Status: "ready", Warnings: s.warnings})
 	})
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	s.adminRoutes(mux)

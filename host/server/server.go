@@ -51,17 +51,27 @@ type Server struct {
 	// uploaded plugin (bodyReadTimeout, pluginUploadTimeout; tests shorten
 	// them).
 	bodyTimeout, uploadTimeout time.Duration
+	// warnings are served on /readyz and /v1/models (WithWarnings).
+	warnings []string
 }
 
 // Option changes how New builds a Server.
 type Option func(*options)
 
 type options struct {
-	logger  *slog.Logger
-	metrics *telemetry.Metrics
-	tenants *tenant.Set
-	drain   time.Duration
-	getenv  func(string) string
+	logger   *slog.Logger
+	metrics  *telemetry.Metrics
+	tenants  *tenant.Set
+	drain    time.Duration
+	getenv   func(string) string
+	warnings []string
+}
+
+// WithWarnings makes /readyz and /v1/models carry warnings an operator
+// must see, such as "serving the synthetic test model" (a "warnings" list
+// next to the usual fields, which OpenAI clients ignore).
+func WithWarnings(w ...string) Option {
+	return func(o *options) { o.warnings = append(o.warnings, w...) }
 }
 
 // WithLogger sets the logger for request and error logs (default:
@@ -130,7 +140,7 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 	s := &Server{
 		h: h, cfg: cfg, log: o.logger, metrics: o.metrics, tenants: o.tenants,
 		drain: o.drain, now: time.Now, created: time.Now(), adminKeys: keys,
-		bodyTimeout: bodyReadTimeout, uploadTimeout: pluginUploadTimeout,
+		bodyTimeout: bodyReadTimeout, uploadTimeout: pluginUploadTimeout, warnings: o.warnings,
 	}
 	var names []string
 	for _, t := range o.tenants.All() {

@@ -50,3 +50,20 @@ func TestStalledBodyTimesOut(t *testing.T) {
 		}
 	}
 }
+
+// Warnings an operator must see (the synthetic model serving, say) are on
+// /readyz and /v1/models; without any, neither has the field.
+func TestWarningsServed(t *testing.T) {
+	h := openHost(t)
+	warned := startServer(t, newServer(t, h, openConfig(t), WithWarnings("serving the synthetic test model")))
+	plain := startServer(t, newServer(t, h, openConfig(t)))
+	for _, path := range []string{"/readyz", "/v1/models"} {
+		r := do(t, http.MethodGet, warned.URL+path, "k", nil)
+		if r.code != http.StatusOK || !strings.Contains(string(r.body), `"warnings":["serving the synthetic test model"]`) {
+			t.Fatalf("%s with a warning: %d %s", path, r.code, r.body)
+		}
+		if r := do(t, http.MethodGet, plain.URL+path, "k", nil); r.code != http.StatusOK || strings.Contains(string(r.body), "warnings") {
+			t.Fatalf("%s without warnings: %d %s", path, r.code, r.body)
+		}
+	}
+}
