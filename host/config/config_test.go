@@ -65,6 +65,7 @@ func TestErrorsNameFileLineKey(t *testing.T) {
 		{"no variants", "[models.m]\ntier = \"domain\"\n", 1, "models.m", "variants"},
 		{"bad sha", "[models.m]\ntier = \"domain\"\n[models.m.variants.Q4_0]\npath = \"m.gguf\"\nsha256 = \"abc\"\n", 5, "models.m.variants.Q4_0.sha256", "hex"},
 		{"unknown model", "[engine]\nmodel = \"nope\"\n", 2, "engine.model", "not in the catalog"},
+		{"unknown quant", "[engine]\nmodel = \"m\"\nquant = \"Q4_K_N\"\n[models.m]\ntier = \"domain\"\n[models.m.variants.Q4_0]\npath = \"m.gguf\"\n", 3, "engine.quant", "no model in the catalog has a variant \"Q4_K_N\""},
 		{"bad level", "[host]\nlog_level = \"loud\"\n", 2, "host.log_level", "log level"},
 		{"quoted name", "[models.\"a.b\"]\ntier = \"x\"\n[models.\"a.b\".variants.Q]\npath = \"p\"\n", 2, "models.a.b.tier", "tier"},
 	}
@@ -186,5 +187,16 @@ api_key_env = "GLOBEX_KEY"
 		if !errors.As(err, &ce) || ce.Key != tc.key || !strings.Contains(ce.Msg, tc.msg) || ce.Line != tc.line {
 			t.Errorf("%s: got %v (%+v), want line %d key %s", tc.name, err, ce, tc.line, tc.key)
 		}
+	}
+}
+
+// engine.quant is a preference: a model that lacks it (the synthetic model
+// chosen with MDSA_MODEL, the file's quant Q4_K_M) uses its first variant.
+func TestQuantIsAPreference(t *testing.T) {
+	toml := "[engine]\nmodel = \"s\"\nquant = \"Q4_K_M\"\n" +
+		"[models.q]\ntier = \"domain\"\n[models.q.variants.Q4_K_M]\npath = \"q.gguf\"\n" +
+		"[models.s]\ntier = \"domain\"\n[models.s.variants.Q4_0]\npath = \"s.gguf\"\n"
+	if _, err := Parse("mdsa.toml", []byte(toml)); err != nil {
+		t.Fatalf("a model without the preferred quant: %v", err)
 	}
 }

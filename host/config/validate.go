@@ -162,14 +162,27 @@ func (c *Config) validate(data []byte) error {
 		if !ok {
 			return fail(fmt.Sprintf("model %q is not in the catalog (have: %s)", c.Engine.Model, strings.Join(names, ", ")), "engine", "model")
 		}
+		// engine.quant is a preference: a model without that variant uses
+		// its first one (MDSA_MODEL=synthetic with the shipped quant
+		// Q4_K_M, say). Only a quant no model has is a mistake.
 		if c.Engine.Quant != "" {
-			if _, ok := m.Variants[c.Engine.Quant]; !ok {
-				return fail(fmt.Sprintf("model %q has no variant %q (have: %s)", c.Engine.Model, c.Engine.Quant,
+			if _, ok := m.Variants[c.Engine.Quant]; !ok && !c.anyVariant(c.Engine.Quant) {
+				return fail(fmt.Sprintf("no model in the catalog has a variant %q (model %q has: %s)", c.Engine.Quant, c.Engine.Model,
 					strings.Join(m.variantNames(), ", ")), "engine", "quant")
 			}
 		}
 	}
 	return nil
+}
+
+// anyVariant reports whether some catalog model has a variant named quant.
+func (c *Config) anyVariant(quant string) bool {
+	for _, m := range c.Models {
+		if _, ok := m.Variants[quant]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // keyLine finds the 1-based line that defines key in TOML text, or 0. It
