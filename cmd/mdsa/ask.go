@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -19,11 +21,30 @@ func (a *app) askCmd() *cobra.Command {
 		temperature    float32
 	)
 	cmd := &cobra.Command{
-		Use:   "ask [flags] QUERY",
+		Use:   "ask [flags] QUERY (or - to read it from stdin)",
 		Short: "Answer a query: route it, run the domain plugin and the model",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			query := strings.Join(args, " ")
+			if len(args) == 1 && args[0] == "-" {
+				b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), maxStdinQuery+1))
+				if err != nil {
+					return a.askFailed(asJSON, fmt.Errorf("ask: reading the query from stdin: %w", err))
+				}
+				if len(b) > maxStdinQuery {
+					return a.askFailed(asJSON, fmt.Errorf("ask: the query on stdin is over %d bytes", maxStdinQuery))
+				}
+				query = string(b)
+			}
+			switch {
+			case strings.TrimSpace(query) == "":
+				return a.askFailed(asJSON, errors.New("ask: the query is empty"))
+			case maxTokens < 0:
+				return a.askFailed(asJSON, fmt.Errorf("ask: --max-tokens %d: want 0 (the configured limit) or more", maxTokens))
+			case temperature < 0:
+				return a.askFailed(asJSON, fmt.Errorf("ask: --temperature %g: want 0 (greedy) or more", temperature))
+			}
 			var opts []host.Option
 			notice := ""
 			if model == "" {
@@ -46,7 +67,7 @@ func (a *app) askCmd() *cobra.Command {
 				return a.askFailed(asJSON, err)
 			}
 			defer h.Close()
-			req := host.Request{Query: strings.Join(args, " "), Domain: domain}
+			req := host.Request{Query: query, Domain: domain}
 			req.Generation.MaxTokens = maxTokens
 			if cmd.Flags().Changed("temperature") {
 				req.Generation.Temperature = &temperature
@@ -88,6 +109,9 @@ func (a *app) askCmd() *cobra.Command {
 	f.Float32Var(&temperature, "temperature", 0, "sampling temperature (0 = greedy)")
 	return cmd
 }
+
+// maxStdinQuery bounds a query read from stdin (ask -).
+const maxStdinQuery = 1 << 20
 
 // askResult is ask --json's output: the host's result, and the notice of a
 // fallback to the synthetic model when there was one.

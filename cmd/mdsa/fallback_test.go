@@ -70,3 +70,35 @@ func TestPrintRevision(t *testing.T) {
 		}
 	}
 }
+
+// Mistakes a new user makes are refused with a message, not accepted.
+func TestCLIRefusesMistakes(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ask", ""}, "the query is empty"},
+		{[]string{"ask", "  "}, "the query is empty"},
+		{[]string{"ask", "--max-tokens", "-1", "hi"}, "--max-tokens -1"},
+		{[]string{"ask", "--temperature", "-0.5", "hi"}, "--temperature -0.5"},
+	} {
+		if _, _, err := run(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+	// models synth does not overwrite a file unless told to.
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if _, _, err := run(t, "models", "synth", path); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := run(t, "models", "synth", path); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("second synth over the same file: %v", err)
+	}
+	if _, _, err := run(t, "models", "synth", "--force", path); err != nil {
+		t.Fatalf("synth --force: %v", err)
+	}
+	// --lang is not case-sensitive.
+	if _, _, ok := scaffoldLang("C"); !ok {
+		t.Fatal("--lang C refused")
+	}
+}

@@ -18,6 +18,7 @@ func (a *app) modelsCmd() *cobra.Command {
 		quant  string
 		ctxLen int
 		asJSON bool
+		force  bool
 	)
 	synth := &cobra.Command{
 		Use:   "synth OUT.gguf",
@@ -27,6 +28,9 @@ func (a *app) modelsCmd() *cobra.Command {
 			"model of the same behaviour (for benchmarks: the zero weights still cost real compute).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := os.Stat(args[0]); err == nil && !force {
+				return fmt.Errorf("models synth: %s exists; pass --force to overwrite it", args[0])
+			}
 			if err := os.MkdirAll(filepath.Dir(args[0]), 0o755); err != nil {
 				return err
 			}
@@ -47,6 +51,7 @@ func (a *app) modelsCmd() *cobra.Command {
 	f.StringVar(&quant, "quant", "Q4_0", "tensor type: F32, Q8_0 or Q4_0")
 	f.IntVar(&ctxLen, "context", 2048, "context length written into the model")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.BoolVar(&force, "force", false, "overwrite OUT.gguf if it exists")
 	cmd.AddCommand(synth, a.modelsPullCmd(), a.modelsListCmd(), a.modelsInfoCmd(), a.modelsRmCmd())
 	return cmd
 }

@@ -32,7 +32,7 @@ const mdsaModule = "github.com/mdsa-go/mdsa"
 // scaffoldLang returns, for a --lang value, its template directory and the
 // SDK file that must exist in the MDSA tree for it.
 func scaffoldLang(lang string) (dir, sdkFile string, ok bool) {
-	switch lang {
+	switch strings.ToLower(lang) {
 	case "go":
 		return "go", "sdk/go/plugin.go", true
 	case "c":
@@ -104,6 +104,7 @@ func validScaffoldName(name string) bool {
 // scaffold writes a plugin project for lang named name into dir (default
 // ./name), which must not exist. sdkDir is the MDSA tree ("" to search).
 func scaffold(lang, name, dir, sdkDir string) (scaffoldResult, error) {
+	lang = strings.ToLower(lang)
 	langDir, sdkFile, ok := scaffoldLang(lang)
 	if !ok {
 		return scaffoldResult{}, fmt.Errorf("plugins new: unknown --lang %q (want go, assemblyscript, c or rust)", lang)
