@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -220,6 +222,12 @@ func (a *app) pull(ctx context.Context, refArg string, asJSON bool) error {
 	}, download.Options{Token: download.TokenFromEnv(os.LookupEnv), Logger: a.logger(cfg)})
 	prog.finish(err == nil)
 	if err != nil {
+		var dns *net.DNSError
+		if errors.As(err, &dns) || errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH) {
+			return fmt.Errorf("pull %s: %w\n(no network to %s? Ways forward: HF_ENDPOINT=URL of a Hugging Face mirror; "+
+				"download the file elsewhere and pass --model-file PATH to ask or serve; or keep the synthetic test model, "+
+				"which ask and serve use until a model is downloaded)", ref, err, ref.URL)
+		}
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
 	recorded := ref.Variant.SHA256 != ""

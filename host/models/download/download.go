@@ -27,12 +27,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -585,7 +587,21 @@ func (f *fetch) transportErr(actx context.Context, err error) error {
 	if errors.As(err, &cv) || strings.Contains(err.Error(), "stopped after") {
 		return err // certificate or redirect-loop problems do not go away
 	}
+	if unreachable(err) {
+		return err
+	}
 	return &retryable{err: err}
+}
+
+// unreachable reports errors that retrying within seconds cannot fix: a
+// host name the resolver says does not exist (no network, as often as a
+// typo), or no route to the network. Retrying them took 17 s before failing.
+func unreachable(err error) bool {
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return true
+	}
+	return errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH)
 }
 
 func (f *fetch) progress(force bool) {
