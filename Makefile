@@ -10,7 +10,7 @@ SYNTH     := models/synthetic.gguf
 # llama.cpp build that `make setup` installs: auto (CUDA, Vulkan or CPU, whichever fits), cpu, cuda, vulkan
 LLAMA_BACKEND ?= auto
 
-.PHONY: all setup setup-examples examples plugins build test run bench clean
+.PHONY: all setup setup-examples examples plugins build test test-short run bench clean
 
 all: build plugins
 
@@ -47,6 +47,10 @@ test:
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'CLINC150|SyntheticScale' -v ./host/router/routerbench
 	$(GO) test -count=1 -run 'NoisyNeighbour' -v ./host/server
+
+## test-short: the edit-test loop (under a minute here): no race detector, slow measurements skipped; make test is the gate
+test-short:
+	$(GO) test -short -count=1 ./...
 
 ## run: answer four demo queries, one per domain plugin
 run: build plugins

@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"errors"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +14,12 @@ import (
 // spin runs a guest stand-in for d of CPU time (the throttle's measure; a
 // busy machine stretches the wall time), yielding every 20us of it as
 // instrumented code does, and returns the wall time it took.
+// lockThread keeps the test's goroutine on its OS thread until it ends.
+func lockThread(t *testing.T) {
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+}
+
 func spin(ctx context.Context, th *throttle, d time.Duration) time.Duration {
 	start := time.Now()
 	for busy := time.Duration(0); busy < d; {
@@ -26,6 +33,7 @@ func spin(ctx context.Context, th *throttle, d time.Duration) time.Duration {
 }
 
 func TestThrottleLeavesShortCallsAlone(t *testing.T) {
+	lockThread(t) // as Plugin.invoke does: the thread's CPU clock is the call's
 	th := newThrottle(20*time.Millisecond, 0.1)
 	spin(context.Background(), th, 5*time.Millisecond)
 	if th.pauses != 0 || th.paused != 0 {
@@ -44,6 +52,7 @@ func TestThrottleLeavesShortCallsAlone(t *testing.T) {
 }
 
 func TestThrottleHoldsTheShare(t *testing.T) {
+	lockThread(t) // as Plugin.invoke does: the thread's CPU clock is the call's
 	const after, busy, share = 2 * time.Millisecond, 30 * time.Millisecond, 0.25
 	th := newThrottle(after, share)
 	wall := spin(context.Background(), th, busy)
@@ -60,6 +69,7 @@ func TestThrottleHoldsTheShare(t *testing.T) {
 }
 
 func TestThrottleSkipsHostTimeAndStopsOnCancel(t *testing.T) {
+	lockThread(t) // as Plugin.invoke does: the thread's CPU clock is the call's
 	th := newThrottle(10*time.Millisecond, 0.01)
 	// Time in host functions (inference) is not guest time.
 	resume := th.hostCall()
