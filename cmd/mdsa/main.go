@@ -144,9 +144,7 @@ func (a *app) openHost(ctx context.Context, opts ...host.Option) (*host.Host, er
 	if err != nil {
 		return nil, err
 	}
-	if lerr := h.LoadErrors(); lerr != nil {
-		fmt.Fprintf(a.errw, "warning: some plugins were not loaded:\n%v\n", lerr)
-	}
+	// Plugins that did not load are in the log already (host.New warns).
 	return h, nil
 }
 

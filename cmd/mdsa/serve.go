@@ -117,9 +117,7 @@ func (a *app) openServer(ctx context.Context, cfg config.Config, log *slog.Logge
 	if err != nil {
 		return nil, nil, err
 	}
-	if lerr := h.LoadErrors(); lerr != nil {
-		fmt.Fprintf(a.errw, "warning: some plugins were not loaded:\n%v\n", lerr)
-	}
+	// Plugins that did not load are in the log already (host.New warns).
 	srv, err := server.New(h, cfg, server.WithLogger(log), server.WithMetrics(telemetry.NewMetrics(h)), server.WithWarnings(warnings...))
 	if err != nil {
 		h.Close()
