@@ -45,14 +45,25 @@ func run(ctx context.Context, cfgPath, model string, queries []string) error {
 	}
 	for _, q := range queries {
 		// Stream prints the model's text as it is generated; the returned
-		// result carries the validated (possibly revised) answer.
+		// result carries the validated answer, which the plugin may have
+		// revised (a disclaimer appended, say): print what it changed.
 		fmt.Printf("> %s\n", q)
+		var streamed strings.Builder
 		res, err := h.Stream(ctx, host.Request{Query: q}, func(piece string) error {
+			streamed.WriteString(piece)
 			_, err := os.Stdout.WriteString(piece)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("%q: %w", q, err)
+		}
+		switch final := res.Response; {
+		case res.Status == host.StatusOutOfScope:
+			fmt.Print(final)
+		case strings.HasPrefix(final, streamed.String()):
+			fmt.Print(final[streamed.Len():])
+		default:
+			fmt.Printf("\n[revised by validation:]\n%s", final)
 		}
 		fmt.Printf("\n[%s, domain %s, confidence %.2f, %d tokens, %.1f ms, validation ok=%v %s]\n\n",
 			res.Status, res.Domain, res.Confidence, res.Tokens.Completion, res.TimingsMS.Total,
