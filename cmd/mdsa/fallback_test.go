@@ -102,3 +102,23 @@ func TestCLIRefusesMistakes(t *testing.T) {
 		t.Fatal("--lang C refused")
 	}
 }
+
+// version names the llama.cpp release and build make setup installed,
+// read from the files, without loading them.
+func TestLlamaVersion(t *testing.T) {
+	dir := t.TempDir()
+	if got := llamaVersion(dir); !strings.Contains(got, "not installed") {
+		t.Fatalf("empty dir: %q", got)
+	}
+	for _, f := range []string{"libllama.so", "libllama.v0.5.0.so"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".installed-3.22.1-cpu"), []byte("version=3.22.1\nbackend=cpu\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := llamaVersion(dir), "v0.5.0 (node-llama-cpp 3.22.1, cpu build) in "+dir; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}

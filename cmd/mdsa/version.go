@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -29,10 +32,16 @@ func (a *app) versionCmd() *cobra.Command {
 					}
 				}
 			}
+			llama := "not installed (run make setup)"
+			if cfg, err := a.loadConfig(); err == nil {
+				llama = llamaVersion(benchEngineLibDir(cfg))
+			}
+			v["llama.cpp"] = llama
 			if asJSON {
 				return writeJSON(a.out, v)
 			}
 			fmt.Fprintf(a.out, "mdsa %s (plugin ABI v%d, %s, %s)\n", host.Version, abi.Version, v["go"], v["os_arch"])
+			fmt.Fprintf(a.out, "  llama.cpp %s\n", llama)
 			for _, k := range []string{"github.com/extism/go-sdk", "github.com/tetratelabs/wazero", "github.com/hybridgroup/yzma"} {
 				if s, ok := v[k]; ok {
 					fmt.Fprintf(a.out, "  %s %s\n", k, s)
@@ -66,4 +75,41 @@ func (a *app) configCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// llamaVersion describes the llama.cpp libraries in dir without loading
+// them: the release in libllama's file name and what make setup recorded
+// (the npm package version and the build).
+func llamaVersion(dir string) string {
+	if dir == "" {
+		return "not installed (run make setup)"
+	}
+	libs, _ := filepath.Glob(filepath.Join(dir, "libllama.v*.so"))
+	if len(libs) == 0 {
+		if _, err := os.Stat(filepath.Join(dir, "libllama.so")); err != nil {
+			return "not installed in " + dir + " (run make setup)"
+		}
+		return "(release unknown) in " + dir
+	}
+	release := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(libs[0]), "libllama."), ".so")
+	desc := release
+	if stamps, _ := filepath.Glob(filepath.Join(dir, ".installed-*")); len(stamps) > 0 {
+		if b, err := os.ReadFile(stamps[0]); err == nil {
+			var pkg, build string
+			for _, line := range strings.Split(string(b), "\n") {
+				if k, val, ok := strings.Cut(line, "="); ok {
+					switch k {
+					case "version":
+						pkg = val
+					case "backend":
+						build = val
+					}
+				}
+			}
+			if pkg != "" {
+				desc += fmt.Sprintf(" (node-llama-cpp %s, %s build)", pkg, build)
+			}
+		}
+	}
+	return desc + " in " + dir
 }
