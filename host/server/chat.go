@@ -306,13 +306,19 @@ func (c *call) chatStream(req chatRequest, hreq host.Request) *apiError {
 	last := sse.base
 	last.Choices = []chunkChoice{{Delta: chunkDelta{}, FinishReason: &fin}}
 	last.MDSA = &mi
+	if sse.event(last) != nil {
+		return nil
+	}
 	if req.IncludeUsage {
+		// As OpenAI sends it: a chunk of its own, with no choices.
 		u := usageOf(res)
-		last.Usage = &u
+		usage := sse.base
+		usage.Choices, usage.Usage = []chunkChoice{}, &u
+		if sse.event(usage) != nil {
+			return nil
+		}
 	}
-	if sse.event(last) == nil {
-		sse.done()
-	}
+	sse.done()
 	return nil
 }
 

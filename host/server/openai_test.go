@@ -146,7 +146,7 @@ func TestOpenAIChatStream(t *testing.T) {
 		var acc openai.ChatCompletionAccumulator
 		var deltas strings.Builder
 		var chunks int
-		var last openai.ChatCompletionChunk
+		var last, finish openai.ChatCompletionChunk
 		for stream.Next() {
 			ch := stream.Current()
 			acc.AddChunk(ch)
@@ -156,6 +156,9 @@ func TestOpenAIChatStream(t *testing.T) {
 			}
 			if len(ch.Choices) > 0 {
 				deltas.WriteString(ch.Choices[0].Delta.Content)
+				if ch.Choices[0].FinishReason != "" {
+					finish = ch
+				}
 			}
 			last = ch
 		}
@@ -166,9 +169,14 @@ func TestOpenAIChatStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		final := acc.Choices[0].Message.Content
-		mi := mdsaOf(t, last.JSON.ExtraFields["mdsa"].Raw())
+		mi := mdsaOf(t, finish.JSON.ExtraFields["mdsa"].Raw())
 		if mi.Response == nil {
-			t.Fatal("the last chunk's mdsa member has no response")
+			t.Fatal("the finishing chunk's mdsa member has no response")
+		}
+		// include_usage: usage comes in a last chunk of its own with no
+		// choices, as OpenAI sends it.
+		if len(last.Choices) != 0 || finish.Usage.TotalTokens != 0 {
+			t.Fatalf("usage chunk: %d choices; finishing chunk usage %+v", len(last.Choices), finish.Usage)
 		}
 		if deltas.String() != *mi.Response || final != *mi.Response || !strings.HasPrefix(final, gguf.SynthReply) {
 			t.Fatalf("%s: deltas %q, accumulated %q, final mdsa.response %q", tc.domain, deltas.String(), final, *mi.Response)
