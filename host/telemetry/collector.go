@@ -74,13 +74,20 @@ func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect reads the Source. A tenant whose PluginStats fails is skipped
-// (it may have been removed by a reload between Tenants and PluginStats);
-// so is a second tenant that maps to an already reported label (a tenant
-// configured as "default" besides the untenanted set).
+// Collect reads the Source: each configured tenant, or the untenanted set
+// when there are none. A tenant whose PluginStats fails is skipped (it may
+// have been removed by a reload between Tenants and PluginStats); so is a
+// second tenant that maps to an already reported label.
 func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	seen := make(map[string]bool)
-	for _, t := range append([]string{""}, c.src.Tenants()...) {
+	// The untenanted set serves traffic only on an open server (no
+	// tenants); with tenants it holds the plugins' base instances, which
+	// would show as a tenant "default" that no one configured.
+	tenants := c.src.Tenants()
+	if len(tenants) == 0 {
+		tenants = []string{""}
+	}
+	for _, t := range tenants {
 		label := tenantLabel(t)
 		if seen[label] {
 			continue

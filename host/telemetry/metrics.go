@@ -25,8 +25,8 @@ type Source interface {
 	PluginStats(tenant string) (map[string]plugin.Stats, error)
 	// ModelStats reports the model registry's counters and loaded models.
 	ModelStats() models.Stats
-	// Tenants lists the configured tenants' names. The untenanted set ""
-	// is always read as well (and reported as tenant "default").
+	// Tenants lists the configured tenants' names. With none, the
+	// untenanted set "" is read instead (reported as tenant "default").
 	Tenants() []string
 }
 

@@ -362,6 +362,7 @@ func TestSourceCollector(t *testing.T) {
 	src := &fakeSource{
 		tenants: []string{"acme", "broken", "zeta"},
 		plugins: map[string]map[string]plugin.Stats{
+			// The untenanted set: not reported when there are tenants.
 			"": {"finance": {Calls: 10, Errors: 3, Traps: 1, Timeouts: 2, HostCalls: 40, Instances: 2, Canceled: 9,
 				Throttled: 4, ThrottledTime: 1500 * time.Millisecond}},
 			"acme": {
@@ -382,42 +383,34 @@ func TestSourceCollector(t *testing.T) {
 # HELP mdsa_plugin_calls_total Plugin export calls, the describe call at load included.
 # TYPE mdsa_plugin_calls_total counter
 mdsa_plugin_calls_total{plugin="finance",tenant="acme"} 5
-mdsa_plugin_calls_total{plugin="finance",tenant="default"} 10
 mdsa_plugin_calls_total{plugin="medical",tenant="acme"} 1
 # HELP mdsa_plugin_errors_total Plugin calls that failed for any reason.
 # TYPE mdsa_plugin_errors_total counter
 mdsa_plugin_errors_total{plugin="finance",tenant="acme"} 0
-mdsa_plugin_errors_total{plugin="finance",tenant="default"} 3
 mdsa_plugin_errors_total{plugin="medical",tenant="acme"} 1
 # HELP mdsa_plugin_traps_total Plugin calls whose instance trapped or exited.
 # TYPE mdsa_plugin_traps_total counter
 mdsa_plugin_traps_total{plugin="finance",tenant="acme"} 0
-mdsa_plugin_traps_total{plugin="finance",tenant="default"} 1
 mdsa_plugin_traps_total{plugin="medical",tenant="acme"} 1
 # HELP mdsa_plugin_timeouts_total Plugin calls stopped by the call timeout.
 # TYPE mdsa_plugin_timeouts_total counter
 mdsa_plugin_timeouts_total{plugin="finance",tenant="acme"} 0
-mdsa_plugin_timeouts_total{plugin="finance",tenant="default"} 2
 mdsa_plugin_timeouts_total{plugin="medical",tenant="acme"} 0
 # HELP mdsa_plugin_host_calls_total Host-function calls made by the plugin.
 # TYPE mdsa_plugin_host_calls_total counter
 mdsa_plugin_host_calls_total{plugin="finance",tenant="acme"} 7
-mdsa_plugin_host_calls_total{plugin="finance",tenant="default"} 40
 mdsa_plugin_host_calls_total{plugin="medical",tenant="acme"} 0
 # HELP mdsa_plugin_instances Plugin instances alive now (in use or idle).
 # TYPE mdsa_plugin_instances gauge
 mdsa_plugin_instances{plugin="finance",tenant="acme"} 1
-mdsa_plugin_instances{plugin="finance",tenant="default"} 2
 mdsa_plugin_instances{plugin="medical",tenant="acme"} 0
 # HELP mdsa_plugin_throttled_total Plugin calls and instantiations slowed down for running past plugins.throttle_after.
 # TYPE mdsa_plugin_throttled_total counter
 mdsa_plugin_throttled_total{plugin="finance",tenant="acme"} 0
-mdsa_plugin_throttled_total{plugin="finance",tenant="default"} 4
 mdsa_plugin_throttled_total{plugin="medical",tenant="acme"} 0
 # HELP mdsa_plugin_throttled_seconds_total Time throttled plugin calls were made to wait.
 # TYPE mdsa_plugin_throttled_seconds_total counter
 mdsa_plugin_throttled_seconds_total{plugin="finance",tenant="acme"} 0
-mdsa_plugin_throttled_seconds_total{plugin="finance",tenant="default"} 1.5
 mdsa_plugin_throttled_seconds_total{plugin="medical",tenant="acme"} 0
 # HELP mdsa_model_loads_total Successful model loads.
 # TYPE mdsa_model_loads_total counter
@@ -476,8 +469,8 @@ mdsa_models_loaded 2
 }
 
 func TestSourceCollectorDefaultNameClash(t *testing.T) {
-	// A tenant configured as "default" besides the untenanted set would
-	// give duplicate series and fail the scrape; the first one wins.
+	// With tenants, the untenanted set (the plugins' base instances) is
+	// not reported: a tenant configured as "default" is the only one.
 	src := &fakeSource{
 		tenants: []string{"default"},
 		plugins: map[string]map[string]plugin.Stats{
@@ -489,14 +482,14 @@ func TestSourceCollectorDefaultNameClash(t *testing.T) {
 	want := `
 # HELP mdsa_plugin_calls_total Plugin export calls, the describe call at load included.
 # TYPE mdsa_plugin_calls_total counter
-mdsa_plugin_calls_total{plugin="p",tenant="default"} 1
+mdsa_plugin_calls_total{plugin="p",tenant="default"} 2
 `
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "mdsa_plugin_calls_total"); err != nil {
 		t.Fatal(err)
 	}
-	// Without an untenanted set, the configured "default" tenant is read.
-	delete(src.plugins, "")
-	want = strings.Replace(want, "} 1", "} 2", 1)
+	// An open server (no tenants) reports its untenanted set as "default".
+	src.tenants = nil
+	want = strings.Replace(want, "} 2", "} 1", 1)
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "mdsa_plugin_calls_total"); err != nil {
 		t.Fatal(err)
 	}
