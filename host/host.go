@@ -167,6 +167,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 			MaxHostCalls:   cfg.Plugins.MaxHostCalls,
 			MaxTokens:      cfg.Plugins.MaxTokens,
 			MaxWorkTokens:  cfg.Plugins.MaxWorkTokens,
+			MaxHostTime:    cfg.Plugins.MaxHostTime.Duration,
 			ThrottleAfter:  cfg.Plugins.ThrottleAfter.Duration,
 			ThrottleShare:  cfg.Plugins.ThrottleShare,
 		},

@@ -126,6 +126,9 @@ type Plugins struct {
 	// mdsa_generate, inputs of mdsa_embed) within one plugin call: what
 	// bounds the engine time one request's plugin can take.
 	MaxWorkTokens int `toml:"max_work_tokens"`
+	// MaxHostTime bounds the wall time of one plugin call's host functions
+	// together (inference included); past it the work is cancelled.
+	MaxHostTime Duration `toml:"max_host_time"`
 	// PoolSize is the most instances one plugin may have; 0 = number of CPUs.
 	PoolSize int `toml:"pool_size"`
 	// ThrottleAfter is how much of its own CPU time a plugin call gets at
@@ -292,6 +295,7 @@ func Default() Config {
 			MaxHostCalls:   8,
 			MaxTokens:      4096,
 			MaxWorkTokens:  16384,
+			MaxHostTime:    Duration{time.Minute},
 		},
 	}
 }

@@ -66,6 +66,9 @@ func (c *Config) validate(data []byte) error {
 	if err := c.Engine.GPULayers.validate(); err != nil {
 		return fail(err.Error(), "engine", "gpu_layers")
 	}
+	if d := c.Plugins.MaxHostTime.Duration; d < 0 || d > time.Hour {
+		return fail(fmt.Sprintf("%s is out of range [0s, 1h] (0: the default, 1m)", d), "plugins", "max_host_time")
+	}
 	if d := c.Plugins.ThrottleAfter.Duration; d < 0 || d > time.Minute {
 		return fail(fmt.Sprintf("%s is out of range [0s, 1m] (0: the default, 5ms)", d), "plugins", "throttle_after")
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
+	"time"
 
 	extism "github.com/extism/go-sdk"
 
@@ -100,7 +101,8 @@ type callState struct {
 
 	hostCalls  int
 	tokensLeft int
-	workLeft   int // tokens of host work left (Limits.MaxWorkTokens)
+	workLeft   int           // tokens of host work left (Limits.MaxWorkTokens)
+	hostLeft   time.Duration // host-function time left (Limits.MaxHostTime)
 
 	refused       int
 	firstRefusal  string
@@ -246,6 +248,14 @@ func callService[T any](r *Runtime, st *callState, name string, fn func(ctx cont
 	}
 	defer st.clock.resume()
 	defer st.throttle.hostCall()()
+	if st.hostLeft <= 0 {
+		e := st.refuse(abi.ErrBudget, fmt.Sprintf("%s: this %s call has spent its %v of host time (plugins.max_host_time)", name, st.export, st.p.limits.MaxHostTime))
+		return resp, &e
+	}
+	ctx, cancel := context.WithTimeout(st.svcCtx, st.hostLeft)
+	defer cancel()
+	began := time.Now()
+	defer func() { st.hostLeft -= time.Since(began) }()
 	var err error
 	func() {
 		defer func() {
@@ -255,12 +265,17 @@ func callService[T any](r *Runtime, st *callState, name string, fn func(ctx cont
 				err = &CodedError{Code: abi.ErrEngine, Err: errors.New("internal error")}
 			}
 		}()
-		resp, err = fn(st.svcCtx)
+		resp, err = fn(ctx)
 	}()
 	if err != nil {
 		code := abi.ErrEngine
 		var ce *CodedError
-		if errors.As(err, &ce) && ce.Code != "" {
+		switch {
+		case ctx.Err() != nil && st.svcCtx.Err() == nil:
+			// The host-time budget ran out, not the caller's context.
+			code = abi.ErrBudget
+			err = fmt.Errorf("stopped after this %s call's %v of host time (plugins.max_host_time): %w", st.export, st.p.limits.MaxHostTime, err)
+		case errors.As(err, &ce) && ce.Code != "":
 			code = ce.Code
 		}
 		msg := err.Error()

@@ -375,6 +375,7 @@ func (p *Plugin) invoke(ctx context.Context, inst *instance, export string, inpu
 		info:       RequestInfoFrom(ctx),
 		tokensLeft: p.limits.MaxTokens,
 		workLeft:   p.limits.MaxWorkTokens,
+		hostLeft:   p.limits.MaxHostTime,
 	}
 	if st.info.MaxTokens > 0 && st.info.MaxTokens < st.tokensLeft {
 		st.tokensLeft = st.info.MaxTokens

@@ -880,3 +880,19 @@ func TestFreshInstanceThrottled(t *testing.T) {
 	}
 	t.Logf("guest CPU %v, throttled %v", st.GuestTime, st.ThrottledTime)
 }
+
+// Host work has a time budget per export call: a generation that runs past
+// it is cancelled and reported as budget_exceeded, instead of running until
+// the client goes away.
+func TestHostTimeBudget(t *testing.T) {
+	svc := &fakeServices{block: make(chan struct{})} // Generate waits for ctx
+	rt := newRuntime(t, Options{Services: svc, Limits: Limits{MaxHostTime: 200 * time.Millisecond}})
+	p, err := rt.Load(context.Background(), wasmPath("good"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Handle(WithRequestInfo(context.Background(), RequestInfo{ID: "slow"}), abi.PromptRequest{Query: "hi"})
+	if err == nil || !strings.Contains(err.Error(), "budget_exceeded") || !strings.Contains(err.Error(), "plugins.max_host_time") {
+		t.Fatalf("a generation past the host-time budget: %v", err)
+	}
+}

@@ -38,6 +38,7 @@ const (
 	DefaultMaxHostCalls   = 8
 	DefaultMaxTokens      = 4096
 	DefaultMaxWorkTokens  = 16384
+	DefaultMaxHostTime    = time.Minute
 	DefaultMaxModuleBytes = 64 << 20
 )
 
@@ -79,6 +80,12 @@ type Limits struct {
 	// (error code budget). It bounds the engine time one request's plugin
 	// can take. Default 16384.
 	MaxWorkTokens int
+	// MaxHostTime bounds the wall time one export call's host functions
+	// may take together (inference included): past it the work in
+	// progress is cancelled and further calls are refused (error code
+	// budget). Without it only the caller's context ended a plugin's
+	// engine work. Default 1 minute.
+	MaxHostTime time.Duration
 	// MaxModuleBytes caps the size of a .wasm file. Default 64 MiB.
 	MaxModuleBytes int64
 	// ThrottleAfter is how much CPU time a call runs at full speed; past
@@ -117,6 +124,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxWorkTokens <= 0 {
 		l.MaxWorkTokens = DefaultMaxWorkTokens
+	}
+	if l.MaxHostTime <= 0 {
+		l.MaxHostTime = DefaultMaxHostTime
 	}
 	if l.MaxModuleBytes <= 0 {
 		l.MaxModuleBytes = DefaultMaxModuleBytes
@@ -160,6 +170,9 @@ func (l Limits) Override(o Limits) Limits {
 	}
 	if o.MaxWorkTokens > 0 {
 		l.MaxWorkTokens = o.MaxWorkTokens
+	}
+	if o.MaxHostTime > 0 {
+		l.MaxHostTime = o.MaxHostTime
 	}
 	if o.MaxModuleBytes > 0 {
 		l.MaxModuleBytes = o.MaxModuleBytes
