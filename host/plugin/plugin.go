@@ -345,10 +345,6 @@ func (p *Plugin) countThrottle(t *throttle) {
 	}
 }
 
-// firstCallAllowance is the extra CPU time the first call on an instance
-// runs at full speed, for the guest's one-off initialisation.
-const firstCallAllowance = 50 * time.Millisecond
-
 // errGuestTimeout is the cancel cause set when CallTimeout runs out.
 var errGuestTimeout = errors.New("plugin call timeout")
 
@@ -382,17 +378,20 @@ func (p *Plugin) invoke(ctx context.Context, inst *instance, export string, inpu
 	}
 	// describe (once per load) is bounded by the timeout alone, and the
 	// first call on an instance (lazy initialisation inside the guest)
-	// runs firstCallAllowance longer at full speed before the throttle
-	// holds it, unless the plugin has already run into the timeout. (Left
+	// runs up to half the timeout at full speed before the throttle holds
+	// it, unless the plugin has already run into the timeout. (Left
 	// unthrottled, a plugin that spins and then fails would get a fresh,
-	// unthrottled instance for every request.)
+	// unthrottled instance for every request; the circuit breaker bounds
+	// how many. 50 ms was tried: under the race detector on a loaded
+	// machine a Go plugin's first call can take more, and throttled
+	// past it, 1 call in ~4,000 of the hot-swap tests timed out.)
 	share, after := p.limits.ThrottleShare, p.limits.ThrottleAfter
 	if p.timeouts.Load() == 0 {
 		switch {
 		case export == abi.ExportDescribe:
 			share = 1
 		case !inst.warm:
-			after += firstCallAllowance
+			after = max(after, p.limits.CallTimeout/2)
 		}
 	}
 	inst.warm = true
