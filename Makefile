@@ -42,7 +42,12 @@ build:
 	$(GO) build -o $(BIN) ./cmd/mdsa
 
 ## test: vet, race-enabled tests of every package, then the routing-quality tests (too slow under -race)
+# go test shows skipped tests only with -v: say it once when llama.cpp is missing.
+LLAMA_NOTE = @[ -f .deps/llama/libllama.so ] || [ -n "$$MDSA_LLAMA_LIB" ] || \
+	echo "NOTE: the llama.cpp libraries are not installed (run make setup): every test that runs llama.cpp will be skipped"
+
 test:
+	$(LLAMA_NOTE)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'CLINC150|SyntheticScale' -v ./host/router/routerbench
@@ -50,6 +55,7 @@ test:
 
 ## test-short: the edit-test loop (under a minute here): no race detector, slow measurements skipped; make test is the gate
 test-short:
+	$(LLAMA_NOTE)
 	$(GO) test -short -count=1 ./...
 
 ## run: answer four demo queries, one per domain plugin
