@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -53,6 +54,18 @@ type Tokens struct {
 	// Embedded is how many input tokens the plugin's mdsa_embed calls
 	// embedded while serving the request.
 	Embedded int `json:"embedded,omitempty"`
+}
+
+// Revision says what validation changed in an answer whose model text was
+// streamed: the text appended after it (a disclaimer, say), or, when the
+// plugin rewrote the answer, rewritten true (Response is then the whole new
+// answer). Streaming callers (the HTTP server, the CLI) show it after the
+// streamed tokens so that no revision is lost.
+func (r Result) Revision(streamed string) (appended string, rewritten bool) {
+	if rest, ok := strings.CutPrefix(r.Response, streamed); ok {
+		return rest, false
+	}
+	return "", true
 }
 
 // Charged is the tokens a request counts against its tenant's tokens per

@@ -47,11 +47,11 @@ func (a *app) askCmd() *cobra.Command {
 			}
 			var opts []host.Option
 			notice := ""
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return a.askFailed(asJSON, err)
+			}
 			if model == "" {
-				cfg, err := a.loadConfig()
-				if err != nil {
-					return a.askFailed(asJSON, err)
-				}
 				if model, notice, err = modelFallback(cfg); err != nil {
 					return a.askFailed(asJSON, err)
 				}
@@ -62,7 +62,7 @@ func (a *app) askCmd() *cobra.Command {
 			if model != "" {
 				opts = append(opts, host.WithModelFile(absPath(model)))
 			}
-			h, err := a.openHost(ctx, opts...)
+			h, err := a.openHostWith(ctx, cfg, opts...)
 			if err != nil {
 				return a.askFailed(asJSON, err)
 			}
@@ -124,14 +124,15 @@ type askResult struct {
 // text it appended (a disclaimer, say), or the whole final answer when it
 // rewrote it. The streamed tokens are the model's, before validation.
 func (a *app) printRevision(streamed string, res host.Result) {
-	final := res.Response
-	switch {
-	case final == streamed || res.Status == host.StatusOutOfScope:
-	case strings.HasPrefix(final, streamed):
-		fmt.Fprint(a.out, final[len(streamed):])
-	default:
-		fmt.Fprintf(a.out, "\n\n[revised by the %s plugin's validation:]\n%s", res.Domain, final)
+	if res.Status == host.StatusOutOfScope {
+		return
 	}
+	appended, rewritten := res.Revision(streamed)
+	if rewritten {
+		fmt.Fprintf(a.out, "\n\n[revised by the %s plugin's validation:]\n%s", res.Domain, res.Response)
+		return
+	}
+	fmt.Fprint(a.out, appended)
 }
 
 // askFailed reports err, as JSON on stdout when asked for JSON.

@@ -139,6 +139,11 @@ func (a *app) openHost(ctx context.Context, opts ...host.Option) (*host.Host, er
 	if err != nil {
 		return nil, err
 	}
+	return a.openHostWith(ctx, cfg, opts...)
+}
+
+// openHostWith is openHost with the configuration already loaded.
+func (a *app) openHostWith(ctx context.Context, cfg config.Config, opts ...host.Option) (*host.Host, error) {
 	opts = append([]host.Option{host.WithLogger(a.logger(cfg))}, opts...)
 	h, err := host.New(ctx, cfg, opts...)
 	if err != nil {

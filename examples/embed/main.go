@@ -57,13 +57,13 @@ func run(ctx context.Context, cfgPath, model string, queries []string) error {
 		if err != nil {
 			return fmt.Errorf("%q: %w", q, err)
 		}
-		switch final := res.Response; {
+		switch appended, rewritten := res.Revision(streamed.String()); {
 		case res.Status == host.StatusOutOfScope:
-			fmt.Print(final)
-		case strings.HasPrefix(final, streamed.String()):
-			fmt.Print(final[streamed.Len():])
+			fmt.Print(res.Response)
+		case rewritten:
+			fmt.Printf("\n[revised by validation:]\n%s", res.Response)
 		default:
-			fmt.Printf("\n[revised by validation:]\n%s", final)
+			fmt.Print(appended)
 		}
 		fmt.Printf("\n[%s, domain %s, confidence %.2f, %d tokens, %.1f ms, validation ok=%v %s]\n\n",
 			res.Status, res.Domain, res.Confidence, res.Tokens.Completion, res.TimingsMS.Total,

@@ -50,7 +50,7 @@ func (b *breaker) record(now time.Time, failed bool) time.Duration {
 	}
 	b.fails++
 	switch {
-	case b.backoff > 0 && b.fails >= 1 && !now.Before(b.until):
+	case b.backoff > 0 && !now.Before(b.until):
 		// The trial after a back-off failed too: back off again, longer.
 		b.backoff = min(2*b.backoff, breakerMax)
 	case b.fails >= breakerAfter:

@@ -388,8 +388,8 @@ func New(ctx context.Context, domains []Domain, opts Options) (*Hybrid, error) {
 		// Keywords, then examples, while the domain's distinct features
 		// fit the budget.
 		budget := featureBudget{max: maxFeatures, seen: map[uint64]struct{}{}}
-		keys, n1 := budget.take(d.Keywords)
-		examples, n2 := budget.take(d.Examples)
+		keys, keyHashes, n1 := budget.take(d.Keywords)
+		examples, exHashes, n2 := budget.take(d.Examples)
 		if n1+n2 > 0 {
 			if leftOut == nil {
 				leftOut = map[string]int{}
@@ -398,7 +398,7 @@ func New(ctx context.Context, domains []Domain, opts Options) (*Hybrid, error) {
 			opts.Logger.Warn("router: domain over the training budget; the rest of its keywords and examples are left out",
 				"domain", d.Name, "keywords_left_out", n1, "examples_left_out", n2, "max_domain_features", maxFeatures)
 		}
-		for _, key := range keys {
+		for i, key := range keys {
 			st := stems(words(key, nil), nil)
 			switch len(st) {
 			case 0:
@@ -408,11 +408,11 @@ func New(ctx context.Context, domains []Domain, opts Options) (*Hybrid, error) {
 			default:
 				kw[c].phrases = append(kw[c].phrases, st)
 			}
-			exs = append(exs, example{class: c, hashes: featureHashes(words(key, nil), nil)})
+			exs = append(exs, example{class: c, hashes: keyHashes[i]})
 			texts = append(texts, key)
 		}
-		for _, e := range examples {
-			h := featureHashes(words(e, nil), nil)
+		for i, e := range examples {
+			h := exHashes[i]
 			if len(h) == 0 {
 				continue
 			}
@@ -470,32 +470,34 @@ type featureBudget struct {
 	max  int
 	seen map[uint64]struct{}
 	full bool
-	buf  []uint64
 }
 
-// take returns the longest prefix of texts that fits, and how many texts
-// it leaves out.
-func (b *featureBudget) take(texts []string) ([]string, int) {
+// take returns the longest prefix of texts that fits with each text's
+// feature hashes (which training uses, so they are computed once), and
+// how many texts it leaves out.
+func (b *featureBudget) take(texts []string) ([]string, [][]uint64, int) {
 	if b.full {
-		return nil, len(texts)
+		return nil, nil, len(texts)
 	}
+	hashes := make([][]uint64, 0, len(texts))
 	for i, t := range texts {
-		b.buf = featureHashes(words(t, nil), b.buf[:0])
+		h := featureHashes(words(t, nil), nil)
 		fresh := 0
-		for _, h := range b.buf {
-			if _, ok := b.seen[h]; !ok {
+		for _, x := range h {
+			if _, ok := b.seen[x]; !ok {
 				fresh++
 			}
 		}
 		if len(b.seen)+fresh > b.max {
 			b.full = true
-			return texts[:i], len(texts) - i
+			return texts[:i], hashes, len(texts) - i
 		}
-		for _, h := range b.buf {
-			b.seen[h] = struct{}{}
+		for _, x := range h {
+			b.seen[x] = struct{}{}
 		}
+		hashes = append(hashes, h)
 	}
-	return texts, 0
+	return texts, hashes, 0
 }
 
 // bgMargin is how far (in logit units) the background class must beat the

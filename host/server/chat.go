@@ -291,7 +291,7 @@ func (c *call) chatStream(req chatRequest, hreq host.Request) *apiError {
 		}
 		return nil
 	}
-	if rest, ok := strings.CutPrefix(res.Response, streamed.String()); ok && rest != "" {
+	if rest, rewritten := res.Revision(streamed.String()); !rewritten && rest != "" {
 		if err := sse.delta(chunkDelta{Content: rest}); err != nil {
 			c.err = hostError(c.id, fmt.Errorf("%w: %w", errClientGone, err))
 			return nil

@@ -15,7 +15,6 @@ import (
 	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/host/tenant"
-	"github.com/mdsa-go/mdsa/internal/textcap"
 )
 
 // OpenAI error types used in the "type" field.
@@ -168,7 +167,7 @@ func hostError(reqID string, err error) *apiError {
 			"this model's context holds %d tokens, but the %s has %d: shorten it, or raise engine.context_size in the server's configuration",
 			cle.Context, cle.What, cle.Tokens)
 	case errors.Is(err, engine.ErrInvalidInput):
-		return badRequest("", "invalid_input", "the model cannot take this input: %s", textcap.Truncate(err.Error(), maxErrorDetail))
+		return badRequest("", "invalid_input", "the model cannot take this input: %s", clip(err.Error(), maxErrorDetail))
 	case errors.Is(err, context.Canceled):
 		return &apiError{Status: statusClientClosed, Type: typeInvalidRequest, Code: "client_closed",
 			Message: "the client closed the request", Cause: err}
