@@ -108,6 +108,7 @@ type options struct {
 	engine    engine.Engine
 	modelFile string
 	hardware  *hardware.Info
+	compile   []string
 }
 
 // WithLogger sets the logger (default: slog.Default()).
@@ -131,6 +132,16 @@ func WithModelFile(path string) Option { return func(o *options) { o.modelFile =
 // (engine.memory_budget_mb = 0), the decode threads (engine.threads = 0)
 // and the layers offloaded to a GPU (engine.gpu_layers = "auto").
 func WithHardware(info hardware.Info) Option { return func(o *options) { o.hardware = &info } }
+
+// WithCompileCommand makes the host compile each new plugin module in a
+// child process running argv plus plugin.CompileChildArg, watched for
+// plugins.compile_memory_mb and plugins.compile_timeout (see
+// plugin.Options.CompileCommand), unless plugins.compile_in_child is false.
+// The program must call plugin.ServeCompileChild when it sees that
+// argument; without this option modules compile in the host's process.
+func WithCompileCommand(argv ...string) Option {
+	return func(o *options) { o.compile = slices.Clone(argv) }
+}
 
 // ErrUnknownDomain is returned when a request forces a domain no plugin serves.
 var ErrUnknownDomain = errors.New("host: unknown domain")
@@ -171,9 +182,12 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 			ThrottleAfter:  cfg.Plugins.ThrottleAfter.Duration,
 			ThrottleShare:  cfg.Plugins.ThrottleShare,
 		},
-		PoolSize: cfg.Plugins.PoolSize,
-		Services: services{h},
-		Logger:   o.logger,
+		PoolSize:           cfg.Plugins.PoolSize,
+		Services:           services{h},
+		Logger:             o.logger,
+		CompileCommand:     compileCommand(cfg, o.compile),
+		CompileTimeout:     cfg.Plugins.CompileTimeout.Duration,
+		CompileMemoryBytes: uint64(cfg.Plugins.CompileMemoryMB) << 20,
 	})
 	if err != nil {
 		h.models.Close()
@@ -224,6 +238,15 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 		return nil, err
 	}
 	return h, nil
+}
+
+// compileCommand is the child compile command the runtime uses: argv
+// unless the configuration turns child compiles off.
+func compileCommand(cfg config.Config, argv []string) []string {
+	if !cfg.Plugins.CompileInChild {
+		return nil
+	}
+	return argv
 }
 
 // loadTenant loads the tenant's own instances of the plugins it may use,

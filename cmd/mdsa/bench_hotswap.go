@@ -77,7 +77,7 @@ every version new, so every swap compiles.`,
 			cfg.Host.PluginsDir = scratch
 			cfg.Engine.MaxTokens = 8
 			cfg.Engine.Threads = 1 // spinning decode threads would starve the swaps on small machines
-			h, err := host.New(ctx, cfg, host.WithLogger(a.logger(cfg)), host.WithModelFile(model))
+			h, err := host.New(ctx, cfg, host.WithLogger(a.logger(cfg)), compileOption(), host.WithModelFile(model))
 			if err != nil {
 				return err
 			}

@@ -20,9 +20,15 @@ import (
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
+	"github.com/mdsa-go/mdsa/host/plugin"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == plugin.CompileChildArg {
+		// A child process that compiles one plugin module (see
+		// compileCommand); the parent watches its memory and time.
+		os.Exit(plugin.ServeCompileChild(context.Background(), os.Stdin, os.Stdout))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	root, a := newRootApp(os.Stdout, os.Stderr)
 	go exitIfStuck(ctx, a)
@@ -144,7 +150,7 @@ func (a *app) openHost(ctx context.Context, opts ...host.Option) (*host.Host, er
 
 // openHostWith is openHost with the configuration already loaded.
 func (a *app) openHostWith(ctx context.Context, cfg config.Config, opts ...host.Option) (*host.Host, error) {
-	opts = append([]host.Option{host.WithLogger(a.logger(cfg))}, opts...)
+	opts = append([]host.Option{host.WithLogger(a.logger(cfg)), compileOption()}, opts...)
 	h, err := host.New(ctx, cfg, opts...)
 	if err != nil {
 		return nil, err
@@ -152,6 +158,20 @@ func (a *app) openHostWith(ctx context.Context, cfg config.Config, opts ...host.
 	// Plugins that did not load are in the log already (host.New warns).
 	return h, nil
 }
+
+// compileCommand is how the CLI compiles plugin modules in a child
+// process: this program, which serves plugin.CompileChildArg in main. Nil
+// when the program's path is unknown (modules then compile in process).
+func compileCommand() []string {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	return []string{exe}
+}
+
+// compileOption gives a host the CLI's compile command.
+func compileOption() host.Option { return host.WithCompileCommand(compileCommand()...) }
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 
@@ -21,6 +22,10 @@ var fix struct {
 }
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == plugin.CompileChildArg {
+		// This test binary is the CLI's compile child (compileCommand).
+		os.Exit(plugin.ServeCompileChild(context.Background(), os.Stdin, os.Stdout))
+	}
 	dir, err := os.MkdirTemp("", "mdsa-cli-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

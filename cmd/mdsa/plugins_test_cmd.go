@@ -103,13 +103,19 @@ func (a *app) runConformance(ctx context.Context, cfg config.Config, path string
 	if a.logLevel != "" {
 		logger = a.logger(cfg)
 	}
-	rt, err := plugin.NewRuntime(ctx, plugin.Options{
+	ropts := plugin.Options{
 		CacheDir: cacheDir,
 		Limits:   limits,
 		PoolSize: cfg.Plugins.PoolSize,
 		Services: conformance.FakeServices{},
 		Logger:   logger,
-	})
+	}
+	if cfg.Plugins.CompileInChild {
+		ropts.CompileCommand = compileCommand()
+		ropts.CompileTimeout = cfg.Plugins.CompileTimeout.Duration
+		ropts.CompileMemoryBytes = uint64(cfg.Plugins.CompileMemoryMB) << 20
+	}
+	rt, err := plugin.NewRuntime(ctx, ropts)
 	if err != nil {
 		return conformance.Report{}, fmt.Errorf("plugins test: %w", err)
 	}

@@ -113,7 +113,7 @@ func (a *app) serveCmd() *cobra.Command {
 // openServer builds the host and its HTTP server; the caller closes the
 // host.
 func (a *app) openServer(ctx context.Context, cfg config.Config, log *slog.Logger, warnings []string, opts ...host.Option) (*host.Host, *server.Server, error) {
-	h, err := host.New(ctx, cfg, append([]host.Option{host.WithLogger(log)}, opts...)...)
+	h, err := host.New(ctx, cfg, append([]host.Option{host.WithLogger(log), compileOption()}, opts...)...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -138,6 +138,16 @@ type Plugins struct {
 	// ThrottleShare is the share of a CPU a throttled call may use, in
 	// (0, 1]; 1 turns throttling off.
 	ThrottleShare float64 `toml:"throttle_share"`
+	// CompileInChild compiles each new plugin module in a child process
+	// (the mdsa program itself) watched for CompileMemoryMB and
+	// CompileTimeout, so that a module built to make the compiler spend
+	// memory or time cannot hurt the host. Programs that embed the host
+	// opt in with host.WithCompileCommand.
+	CompileInChild bool `toml:"compile_in_child"`
+	// CompileTimeout bounds the compile of one module in the child.
+	CompileTimeout Duration `toml:"compile_timeout"`
+	// CompileMemoryMB bounds the child's resident memory while it compiles.
+	CompileMemoryMB int `toml:"compile_memory_mb"`
 	// Config is the default Extism config of each plugin, by plugin name
 	// ([plugins.config.faq] source = "builtin"). A plugin file is matched
 	// by its name without ".wasm" before its manifest is known, so a
@@ -287,15 +297,18 @@ func Default() Config {
 			RefusalDelay:  Duration{250 * time.Millisecond},
 		},
 		Plugins: Plugins{
-			Timeout:        Duration{time.Second},
-			ThrottleAfter:  Duration{5 * time.Millisecond},
-			ThrottleShare:  0.1,
-			MemoryMB:       64,
-			MaxOutputBytes: 1 << 20,
-			MaxHostCalls:   8,
-			MaxTokens:      4096,
-			MaxWorkTokens:  16384,
-			MaxHostTime:    Duration{time.Minute},
+			Timeout:         Duration{time.Second},
+			ThrottleAfter:   Duration{5 * time.Millisecond},
+			ThrottleShare:   0.1,
+			MemoryMB:        64,
+			MaxOutputBytes:  1 << 20,
+			MaxHostCalls:    8,
+			MaxTokens:       4096,
+			MaxWorkTokens:   16384,
+			MaxHostTime:     Duration{time.Minute},
+			CompileInChild:  true,
+			CompileTimeout:  Duration{20 * time.Second},
+			CompileMemoryMB: 1024,
 		},
 	}
 }

@@ -57,6 +57,7 @@ func (c *Config) validate(data []byte) error {
 		{c.Plugins.MaxTokens, 0, 1 << 24, []string{"plugins", "max_tokens"}},
 		{c.Plugins.MaxWorkTokens, 0, 1 << 26, []string{"plugins", "max_work_tokens"}},
 		{c.Plugins.PoolSize, 0, 1024, []string{"plugins", "pool_size"}},
+		{c.Plugins.CompileMemoryMB, 0, 1 << 20, []string{"plugins", "compile_memory_mb"}},
 	}
 	for _, f := range ints {
 		if f.v < f.min || f.v > f.max {
@@ -68,6 +69,9 @@ func (c *Config) validate(data []byte) error {
 	}
 	if d := c.Plugins.MaxHostTime.Duration; d < 0 || d > time.Hour {
 		return fail(fmt.Sprintf("%s is out of range [0s, 1h] (0: the default, 1m)", d), "plugins", "max_host_time")
+	}
+	if d := c.Plugins.CompileTimeout.Duration; d < 0 || d > time.Hour {
+		return fail(fmt.Sprintf("%s is out of range [0s, 1h] (0: the default, 20s)", d), "plugins", "compile_timeout")
 	}
 	if d := c.Plugins.ThrottleAfter.Duration; d < 0 || d > time.Minute {
 		return fail(fmt.Sprintf("%s is out of range [0s, 1m] (0: the default, 5ms)", d), "plugins", "throttle_after")

@@ -2,7 +2,10 @@
 
 package plugin
 
-import "time"
+import (
+	"os/exec"
+	"time"
+)
 
 // threadCPUTime stands in for the thread's CPU time where it is not
 // available: the wall clock, so throttling counts elapsed time instead.
@@ -11,3 +14,9 @@ func threadCPUTime() time.Duration { return monotonic() }
 // threadID is 0 where the thread's id is not known: every stretch is then
 // counted (at wall time, see threadCPUTime).
 func threadID() int { return 0 }
+
+// processRSS is not known here: the compile child is bounded by time only.
+func processRSS(pid int) (uint64, bool) { return 0, false }
+
+// setChildAttrs has nothing to set here.
+func setChildAttrs(cmd *exec.Cmd) {}

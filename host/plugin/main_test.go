@@ -28,6 +28,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == CompileChildArg {
+		// The compile child of TestCompileChild*: this test binary is its
+		// CompileCommand.
+		os.Exit(ServeCompileChild(context.Background(), os.Stdin, os.Stdout))
+	}
 	os.Exit(runTests(m))
 }
 

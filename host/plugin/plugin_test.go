@@ -172,13 +172,14 @@ func TestBadPlugins(t *testing.T) {
 			want: []string{`plugin "loop": prompt: timed out: stopped after `, `the limit is 300ms`},
 			stat: func(s Stats) uint64 { return s.Timeouts }},
 		// oom and bigout run long (the race detector slows wazero's exits
-		// to Go); throttling is not what they test.
-		{name: "oom", limits: Limits{MaxMemoryBytes: 32 << 20, ThrottleShare: 1}, kind: ErrTrap,
+		// to Go, and a busy machine more: oom once took 1.35 s of charged
+		// time); throttling and the timeout are not what they test.
+		{name: "oom", limits: Limits{MaxMemoryBytes: 32 << 20, ThrottleShare: 1, CallTimeout: time.Minute}, kind: ErrTrap,
 			want: []string{`plugin "oom": prompt: trapped`, "out of memory"},
 			stat: func(s Stats) uint64 { return s.Traps }},
 		{name: "badjson", kind: ErrBadOutput, want: []string{`plugin "badjson": prompt: invalid output: prompt response: invalid JSON`}},
 		{name: "badutf8", kind: ErrBadOutput, want: []string{`plugin "badutf8": prompt: invalid output: prompt response: invalid UTF-8 at byte 42`}},
-		{name: "bigout", limits: Limits{ThrottleShare: 1}, kind: ErrOutputTooLarge, want: []string{`plugin "bigout": prompt: output too large: 3145771 bytes, limit 1048576`}},
+		{name: "bigout", limits: Limits{ThrottleShare: 1, CallTimeout: time.Minute}, kind: ErrOutputTooLarge, want: []string{`plugin "bigout": prompt: output too large: 3145771 bytes, limit 1048576`}},
 		{name: "nocap", kind: ErrCapability, want: []string{`plugin "nocap": prompt: capability denied: mdsa_generate needs capability "generate", which plugin "nocap" did not declare`}},
 		{name: "flood", kind: ErrHostCallLimit, want: []string{`plugin "flood": prompt: host-call cap exceeded: mdsa_count_tokens: more than 8 host calls in one prompt call`}},
 	}

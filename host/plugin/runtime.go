@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -204,6 +205,23 @@ type Options struct {
 	// them to native code: compiling is several times faster and a timeout
 	// check costs little, while compute-heavy plugins run slower.
 	Interpreter bool
+	// CompileCommand, when set, is the program (and its first arguments)
+	// that compiles each new module in a child process before the host
+	// loads it, so that a module built to make the compiler spend memory or
+	// time costs the child, not the host: the child is killed past
+	// CompileMemoryBytes of resident memory or CompileTimeout and the load
+	// fails. The program must call ServeCompileChild when its next argument
+	// is CompileChildArg (mdsa's CLI does: os.Executable() is a valid
+	// command for a program built from it). Nil: modules compile in this
+	// process, bounded only by their shape (see package instrument). Not
+	// used with Interpreter.
+	CompileCommand []string
+	// CompileTimeout bounds one child compile. Default
+	// DefaultCompileTimeout.
+	CompileTimeout time.Duration
+	// CompileMemoryBytes bounds the child's resident memory. Default
+	// DefaultCompileMemoryBytes.
+	CompileMemoryBytes uint64
 }
 
 // Runtime loads and runs plugins. It is safe for concurrent use.
@@ -217,6 +235,15 @@ type Runtime struct {
 	hostFns  []extism.HostFunction
 
 	interpreter bool
+
+	// Child compiles (see Options.CompileCommand); compileCmd is nil when
+	// modules compile in this process.
+	compileCmd     []string
+	compileTimeout time.Duration
+	compileMemory  uint64
+	cacheDir       string        // the on-disk cache the child fills
+	tempCache      bool          // cacheDir was made for this Runtime and is removed by Close
+	childSem       chan struct{} // one child compile at a time
 
 	mu        sync.Mutex
 	closed    bool
@@ -294,12 +321,27 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 	if r.workers <= 0 {
 		r.workers = runtime.GOMAXPROCS(0)
 	}
-	if opts.CacheDir == "" {
+	dir := opts.CacheDir
+	if len(opts.CompileCommand) > 0 && !opts.Interpreter {
+		r.compileCmd = slices.Clone(opts.CompileCommand)
+		r.compileTimeout = cmp.Or(opts.CompileTimeout, DefaultCompileTimeout)
+		r.compileMemory = cmp.Or(opts.CompileMemoryBytes, DefaultCompileMemoryBytes)
+		r.childSem = make(chan struct{}, 1)
+		if dir == "" {
+			d, err := compileCacheDir()
+			if err != nil {
+				return nil, fmt.Errorf("plugin: compilation cache for child compiles: %w", err)
+			}
+			dir, r.tempCache = d, true
+		}
+		r.cacheDir = dir
+	}
+	if dir == "" {
 		r.cache = wazero.NewCompilationCache()
 	} else {
-		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
+		c, err := wazero.NewCompilationCacheWithDir(dir)
 		if err != nil {
-			return nil, fmt.Errorf("plugin: compilation cache in %s: %w", opts.CacheDir, err)
+			return nil, fmt.Errorf("plugin: compilation cache in %s: %w", dir, err)
 		}
 		r.cache = c
 	}
@@ -419,7 +461,12 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Unlock()
 	r.closeCompiled(idle)
 	var err error
-	r.cacheOnce.Do(func() { err = r.cache.Close(ctx) })
+	r.cacheOnce.Do(func() {
+		err = r.cache.Close(ctx)
+		if r.tempCache {
+			_ = os.RemoveAll(r.cacheDir)
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("plugin: close compilation cache: %w", err)
 	}
@@ -646,6 +693,16 @@ func (r *Runtime) compileModule(ctx context.Context, pages uint32, wasm []byte) 
 	if err != nil {
 		return nil, fmt.Errorf("compile: adding yield points: %w", err)
 	}
+	if r.compileCmd != nil {
+		if err := r.compileInChild(ctx, pages, wasm); err != nil {
+			return nil, err
+		}
+	}
+	return r.compileInstrumented(ctx, pages, wasm)
+}
+
+// compileInstrumented compiles a module that already has its yield points.
+func (r *Runtime) compileInstrumented(ctx context.Context, pages uint32, wasm []byte) (*extism.CompiledPlugin, error) {
 	manifest := extism.Manifest{
 		Wasm: []extism.Wasm{extism.WasmData{Data: wasm, Name: "main"}},
 		Memory: &extism.ManifestMemory{
