@@ -10,6 +10,7 @@ import (
 	"time"
 
 	extism "github.com/extism/go-sdk"
+	"github.com/tetratelabs/wazero/api"
 
 	"github.com/mdsa-go/mdsa/host/plugin/instrument"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
@@ -149,11 +150,82 @@ func (r *Runtime) hostFunctions() []extism.HostFunction {
 		}
 	}, nil, nil)
 	yield.SetNamespace(instrument.ImportModule)
-	return []extism.HostFunction{
+	return append([]extism.HostFunction{
 		yield,
 		def(abi.HostGenerate, abi.CapGenerate, r.hostGenerate),
 		def(abi.HostEmbed, abi.CapEmbed, r.hostEmbed),
 		def(abi.HostCountTokens, abi.CapCountTokens, r.hostCountTokens),
+	}, kernelGuards(true)...)
+}
+
+// maxErrorMessage bounds the error message a plugin may set (error_set):
+// go-sdk copies it whole, and the host only shows its first few hundred
+// bytes.
+const maxErrorMessage = 64 << 10
+
+// KernelForwarders serve the Extism kernel functions that instrument moves
+// to instrument.GuardModule without checking anything, as go-sdk's env
+// module would: for running an instrumented module outside a Runtime (the
+// conformance kit's probe).
+func KernelForwarders() []extism.HostFunction { return kernelGuards(false) }
+
+// kernelGuards serve output_set and error_set under instrument.GuardModule,
+// with the size checks of an export call when checked.
+func kernelGuards(checked bool) []extism.HostFunction {
+	outputSize := func(st *callState, _ api.Module, ctx context.Context, stack []uint64) error {
+		if n, max := stack[1], uint64(st.p.limits.MaxOutputBytes); n > max {
+			return fmt.Errorf("%d bytes, limit %d (refused at output_set, before any copy)", n, max)
+		}
+		return nil
+	}
+	errorSize := func(st *callState, kernel api.Module, ctx context.Context, stack []uint64) error {
+		if stack[0] == 0 {
+			return nil // clears the error
+		}
+		n, err := kernel.ExportedFunction("length").Call(ctx, stack[0])
+		if err != nil {
+			return fmt.Errorf("error_set: %w", err)
+		}
+		if n[0] > maxErrorMessage {
+			return fmt.Errorf("error message of %d bytes, limit %d (refused at error_set, before any copy)", n[0], maxErrorMessage)
+		}
+		return nil
+	}
+	if !checked {
+		outputSize, errorSize = nil, nil
+	}
+	i64 := extism.ValueTypeI64
+	outputSet := extism.NewHostFunctionWithStack("output_set", func(ctx context.Context, _ *extism.CurrentPlugin, stack []uint64) {
+		guardKernel(ctx, "output_set", stack, outputSize)
+	}, []extism.ValueType{i64, i64}, nil)
+	errorSet := extism.NewHostFunctionWithStack("error_set", func(ctx context.Context, _ *extism.CurrentPlugin, stack []uint64) {
+		guardKernel(ctx, "error_set", stack, errorSize)
+	}, []extism.ValueType{i64}, nil)
+	outputSet.SetNamespace(instrument.GuardModule)
+	errorSet.SetNamespace(instrument.GuardModule)
+	return []extism.HostFunction{outputSet, errorSet}
+}
+
+// guardKernel serves an Extism kernel function that instrument moved to
+// GuardModule (the output and the error message of a call): check, run
+// inside an export call, may refuse it, which fails the export call with
+// ErrOutputTooLarge and leaves nothing to copy; otherwise the call goes on
+// to the kernel as go-sdk's own env module would send it.
+func guardKernel(ctx context.Context, name string, stack []uint64, check func(*callState, api.Module, context.Context, []uint64) error) {
+	kernel, ok := ctx.Value(extism.PluginCtxKey("extism")).(api.Module)
+	if !ok {
+		panic(fmt.Errorf("%s: no Extism kernel in the call's context", name))
+	}
+	if st, ok := ctx.Value(callStateKey{}).(*callState); ok && check != nil {
+		if err := check(st, kernel, ctx, stack); err != nil {
+			if st.violation == nil {
+				st.violation, st.violationKind = err, ErrOutputTooLarge
+			}
+			return
+		}
+	}
+	if err := kernel.ExportedFunction(name).CallWithStack(ctx, stack); err != nil {
+		panic(fmt.Errorf("%s: %w", name, err))
 	}
 }
 

@@ -179,7 +179,8 @@ func TestBadPlugins(t *testing.T) {
 			stat: func(s Stats) uint64 { return s.Traps }},
 		{name: "badjson", kind: ErrBadOutput, want: []string{`plugin "badjson": prompt: invalid output: prompt response: invalid JSON`}},
 		{name: "badutf8", kind: ErrBadOutput, want: []string{`plugin "badutf8": prompt: invalid output: prompt response: invalid UTF-8 at byte 42`}},
-		{name: "bigout", limits: Limits{ThrottleShare: 1, CallTimeout: time.Minute}, kind: ErrOutputTooLarge, want: []string{`plugin "bigout": prompt: output too large: 3145771 bytes, limit 1048576`}},
+		{name: "bigout", limits: Limits{ThrottleShare: 1, CallTimeout: time.Minute}, kind: ErrOutputTooLarge, want: []string{`plugin "bigout": prompt: output too large: 3145771 bytes, limit 1048576 (refused at output_set, before any copy)`}},
+		{name: "bigerr", limits: Limits{ThrottleShare: 1, CallTimeout: time.Minute}, kind: ErrOutputTooLarge, want: []string{`plugin "bigerr": prompt: output too large: error message of 4194304 bytes, limit 65536 (refused at error_set, before any copy)`}},
 		{name: "nocap", kind: ErrCapability, want: []string{`plugin "nocap": prompt: capability denied: mdsa_generate needs capability "generate", which plugin "nocap" did not declare`}},
 		{name: "flood", kind: ErrHostCallLimit, want: []string{`plugin "flood": prompt: host-call cap exceeded: mdsa_count_tokens: more than 8 host calls in one prompt call`}},
 	}

@@ -171,7 +171,7 @@ func probeHostFunctions() []extism.HostFunction {
 	}
 	yield := extism.NewHostFunctionWithStack(instrument.ImportName, func(context.Context, *extism.CurrentPlugin, []uint64) {}, nil, nil)
 	yield.SetNamespace(instrument.ImportModule)
-	return []extism.HostFunction{
+	return append(plugin.KernelForwarders(),
 		yield,
 		def(abi.HostGenerate, func(ctx context.Context, in []byte) any {
 			req, err := abi.DecodeGenerateRequest(in)
@@ -197,7 +197,7 @@ func probeHostFunctions() []extism.HostFunction {
 			resp, _ := fake.CountTokens(ctx, plugin.Call{}, req)
 			return resp
 		}),
-	}
+	)
 }
 
 // malformedInputs are fed to every export: a JSON object cut short, text

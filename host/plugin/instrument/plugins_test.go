@@ -83,6 +83,20 @@ func extismCall(t *testing.T, wasm []byte, interp bool, yields *atomic.Int64) []
 	}, nil, nil)
 	y.SetNamespace(ImportModule)
 	fns = append(fns, y)
+	// The guarded kernel functions, forwarded as go-sdk's env module does.
+	for name, params := range map[string][]extism.ValueType{
+		"output_set": {extism.ValueTypeI64, extism.ValueTypeI64},
+		"error_set":  {extism.ValueTypeI64},
+	} {
+		f := extism.NewHostFunctionWithStack(name, func(ctx context.Context, _ *extism.CurrentPlugin, stack []uint64) {
+			kernel := ctx.Value(extism.PluginCtxKey("extism")).(api.Module)
+			if err := kernel.ExportedFunction(name).CallWithStack(ctx, stack); err != nil {
+				panic(err)
+			}
+		}, params, nil)
+		f.SetNamespace(GuardModule)
+		fns = append(fns, f)
+	}
 
 	p, err := extism.NewPlugin(ctx, extism.Manifest{Wasm: []extism.Wasm{extism.WasmData{Data: wasm}}},
 		extism.PluginConfig{EnableWasi: true, RuntimeConfig: cfg.WithCloseOnContextDone(true)}, fns)

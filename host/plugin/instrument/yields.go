@@ -41,6 +41,20 @@ const (
 	ImportName   = "yield"
 )
 
+// GuardModule is where Yields moves the module's imports of the Extism
+// kernel functions that hand the host something to copy: output_set and
+// error_set of ExtismModule. The host serves them under GuardModule with a
+// size check before forwarding to the kernel, so an oversized output or
+// error message is refused before go-sdk copies it out of the plugin's
+// memory.
+const (
+	GuardModule  = "mdsa:guard"
+	ExtismModule = "extism:host/env"
+)
+
+// Guarded are the ExtismModule functions Yields moves to GuardModule.
+func Guarded(name string) bool { return name == "output_set" || name == "error_set" }
+
 // ImportDebugName and StartDebugName are the names Yields gives the added
 // import and the added start function in the module's "name" section (they
 // show in stack traces).
@@ -750,10 +764,12 @@ func (m *module) imports(w *rewriter, first bool) error {
 	}
 	for i := uint32(0); i < n; i++ {
 		at := w.pos
+		modAt := w.pos
 		mod, err := w.name("import module name")
 		if err != nil {
 			return err
 		}
+		fieldAt := w.pos
 		field, err := w.name("import field name")
 		if err != nil {
 			return err
@@ -766,6 +782,13 @@ func (m *module) imports(w *rewriter, first bool) error {
 		}
 		switch kind {
 		case 0x00:
+			if !first && string(mod) == ExtismModule && Guarded(string(field)) {
+				// The same import, from GuardModule.
+				w.replaceFrom(modAt)
+				w.out = appendU32(w.out, uint32(len(GuardModule)))
+				w.out = append(w.out, GuardModule...)
+				w.out = append(w.out, w.b[fieldAt:w.pos]...)
+			}
 			tAt := w.pos
 			t, err := w.u32("import type index")
 			if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -751,5 +752,38 @@ func TestMalformedNameSectionDropped(t *testing.T) {
 		}
 		rt, _ := newRuntime(t, true, api.CoreFeaturesV2)
 		instantiate(t, rt, out)
+	}
+}
+
+// The imports of the kernel functions that hand the host something to copy
+// move to GuardModule, keeping their names and types; other kernel imports
+// stay where they were.
+func TestGuardedImports(t *testing.T) {
+	types := sec(1, vector(
+		[]byte{0x60, 2, 0x7e, 0x7e, 0}, // (i64, i64) -> ()
+		[]byte{0x60, 1, 0x7e, 0},       // (i64) -> ()
+		[]byte{0x60, 1, 0x7e, 1, 0x7e}, // (i64) -> i64
+	))
+	imports := sec(2, vector(
+		cat(str(ExtismModule), str("output_set"), []byte{0, 0}),
+		cat(str(ExtismModule), str("error_set"), []byte{0, 1}),
+		cat(str(ExtismModule), str("alloc"), []byte{0, 2}),
+		cat(str("other"), str("output_set"), []byte{0, 0}),
+	))
+	out := mustYields(t, wasmModule(types, imports), 0)
+	rt := wazero.NewRuntime(context.Background())
+	defer rt.Close(context.Background())
+	cm, err := rt.CompileModule(context.Background(), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range cm.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		got = append(got, mod+"."+name)
+	}
+	want := []string{GuardModule + ".output_set", GuardModule + ".error_set", ExtismModule + ".alloc", "other.output_set", ImportModule + "." + ImportName}
+	if !slices.Equal(got, want) {
+		t.Fatalf("imports %v, want %v", got, want)
 	}
 }
