@@ -182,12 +182,13 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 			ThrottleAfter:  cfg.Plugins.ThrottleAfter.Duration,
 			ThrottleShare:  cfg.Plugins.ThrottleShare,
 		},
-		PoolSize:           cfg.Plugins.PoolSize,
-		Services:           services{h},
-		Logger:             o.logger,
-		CompileCommand:     compileCommand(cfg, o.compile),
-		CompileTimeout:     cfg.Plugins.CompileTimeout.Duration,
-		CompileMemoryBytes: uint64(cfg.Plugins.CompileMemoryMB) << 20,
+		PoolSize:            cfg.Plugins.PoolSize,
+		Services:            services{h},
+		Logger:              o.logger,
+		CompileCommand:      compileCommand(cfg, o.compile),
+		CompileTimeout:      cfg.Plugins.CompileTimeout.Duration,
+		CompileMemoryBytes:  uint64(cfg.Plugins.CompileMemoryMB) << 20,
+		MaxTotalMemoryBytes: uint64(cfg.Plugins.TotalMemoryMB) << 20,
 	})
 	if err != nil {
 		h.models.Close()

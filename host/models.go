@@ -15,6 +15,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
 	"github.com/mdsa-go/mdsa/host/hardware"
 	"github.com/mdsa-go/mdsa/host/models"
+	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -138,6 +139,10 @@ func (h *Host) lease(ctx context.Context, pref abi.ModelPref, allowed []string) 
 
 // ModelStats reports the registry's counters and resident models.
 func (h *Host) ModelStats() models.Stats { return h.models.Stats() }
+
+// PluginMemory reports the linear memory of all plugin instances against
+// plugins.total_memory_mb.
+func (h *Host) PluginMemory() plugin.MemoryStats { return h.rt.MemoryStats() }
 
 // unowned hides Close from the registry for an engine the caller owns.
 type unowned struct{ engine.Engine }

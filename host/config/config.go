@@ -138,6 +138,10 @@ type Plugins struct {
 	// ThrottleShare is the share of a CPU a throttled call may use, in
 	// (0, 1]; 1 turns throttling off.
 	ThrottleShare float64 `toml:"throttle_share"`
+	// TotalMemoryMB bounds the linear memory of all plugin instances
+	// together (every plugin and tenant); past it a plugin's memory grow
+	// fails and no new instance is made (503 plugin_memory_exhausted).
+	TotalMemoryMB int `toml:"total_memory_mb"`
 	// CompileInChild compiles each new plugin module in a child process
 	// (the mdsa program itself) watched for CompileMemoryMB and
 	// CompileTimeout, so that a module built to make the compiler spend
@@ -306,6 +310,7 @@ func Default() Config {
 			MaxTokens:       4096,
 			MaxWorkTokens:   16384,
 			MaxHostTime:     Duration{time.Minute},
+			TotalMemoryMB:   2048,
 			CompileInChild:  true,
 			CompileTimeout:  Duration{20 * time.Second},
 			CompileMemoryMB: 1024,

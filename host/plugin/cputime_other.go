@@ -20,3 +20,14 @@ func processRSS(pid int) (uint64, bool) { return 0, false }
 
 // setChildAttrs has nothing to set here.
 func setChildAttrs(cmd *exec.Cmd) {}
+
+// reserveMemory allocates n zeroed bytes; Go's allocator maps large
+// allocations lazily, and the garbage collector frees them.
+func reserveMemory(n uint64) (buf []byte, free func(), ok bool) {
+	if n > uint64(maxInt) {
+		return nil, nil, false
+	}
+	return make([]byte, n), nil, true
+}
+
+const maxInt = int(^uint(0) >> 1)

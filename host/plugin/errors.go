@@ -41,6 +41,9 @@ var (
 	// calls are refused for a while (a circuit breaker), rather than run on
 	// a fresh instance each.
 	ErrBackedOff = errors.New("backed off after repeated failures")
+	// ErrMemoryBudget: no instance could be made because the plugin
+	// instances of the runtime hold all of Options.MaxTotalMemoryBytes.
+	ErrMemoryBudget = errors.New("plugin memory budget exhausted")
 )
 
 // CallError is the error of a failed export call. Its message names the

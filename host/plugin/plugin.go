@@ -16,6 +16,7 @@ import (
 
 	extism "github.com/extism/go-sdk"
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
@@ -133,6 +134,11 @@ func (p *Plugin) newInstance(ctx context.Context) (*instance, error) {
 	// timeout (it runs once per instance and is not throttled).
 	ictx, cancel := context.WithTimeoutCause(ctx, p.limits.CallTimeout, errGuestTimeout)
 	defer cancel()
+	// Every memory of the instance comes out of the runtime's budget.
+	if p.rt.mem.exhausted() {
+		return nil, fmt.Errorf("instantiate: %w", ErrMemoryBudget)
+	}
+	ictx = experimental.WithMemoryAllocator(ictx, p.rt.mem)
 	ext, err := p.comp.cp.Instance(ictx, extism.PluginInstanceConfig{ModuleConfig: mc})
 	if err != nil {
 		if errors.Is(context.Cause(ictx), errGuestTimeout) && ctx.Err() == nil {
@@ -303,6 +309,9 @@ func (p *Plugin) call(ctx context.Context, export string, req any, decode func([
 		case ctx.Err() != nil:
 			p.canceled.Add(1)
 			return &CallError{Plugin: p.name, Export: export, Kind: ctx.Err(), Err: errors.New("waiting for a free instance")}
+		case errors.Is(err, ErrMemoryBudget):
+			return &CallError{Plugin: p.name, Export: export, Kind: ErrMemoryBudget,
+				Err: fmt.Errorf("no new instance: the plugin instances of this host hold all of plugins.total_memory_mb (%d MB)", p.rt.mem.limit>>20)}
 		default:
 			return &CallError{Plugin: p.name, Export: export, Kind: ErrFailed, Err: err}
 		}

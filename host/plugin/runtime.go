@@ -216,6 +216,11 @@ type Options struct {
 	// process, bounded only by their shape (see package instrument). Not
 	// used with Interpreter.
 	CompileCommand []string
+	// MaxTotalMemoryBytes bounds the linear memory of all plugin instances
+	// of the Runtime together (every plugin, every tenant): past it a
+	// plugin's memory.grow fails as it does past the plugin's own cap.
+	// Default DefaultMaxTotalMemoryBytes.
+	MaxTotalMemoryBytes uint64
 	// CompileTimeout bounds one child compile. Default
 	// DefaultCompileTimeout.
 	CompileTimeout time.Duration
@@ -235,6 +240,7 @@ type Runtime struct {
 	hostFns  []extism.HostFunction
 
 	interpreter bool
+	mem         *memoryBudget
 
 	// Child compiles (see Options.CompileCommand); compileCmd is nil when
 	// modules compile in this process.
@@ -256,6 +262,13 @@ type Runtime struct {
 	idle    []*compiled
 	plugins map[*Plugin]struct{}
 }
+
+// DefaultMaxTotalMemoryBytes is the default of Options.MaxTotalMemoryBytes.
+const DefaultMaxTotalMemoryBytes = 2 << 30
+
+// MemoryStats reports the linear memory of the Runtime's plugin instances
+// against Options.MaxTotalMemoryBytes.
+func (r *Runtime) MemoryStats() MemoryStats { return r.mem.stats() }
 
 // keepIdle is how many unused compiled modules a Runtime keeps.
 const keepIdle = 8
@@ -311,6 +324,7 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		interpreter: opts.Interpreter,
 		compiled:    make(map[string]*compiled),
 		plugins:     make(map[*Plugin]struct{}),
+		mem:         newMemoryBudget(cmp.Or(opts.MaxTotalMemoryBytes, DefaultMaxTotalMemoryBytes)),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)

@@ -187,6 +187,10 @@ func hostError(reqID string, err error) *apiError {
 		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: codePluginBackedOff,
 			Message:    fmt.Sprintf("the domain plugin %q failed repeatedly and is backed off for a moment; retry later (request id %s)", ce.Plugin, reqID),
 			RetryAfter: time.Second, Cause: err}
+	case errors.As(err, &ce) && errors.Is(ce.Kind, plugin.ErrMemoryBudget):
+		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "plugin_memory_exhausted",
+			Message:    fmt.Sprintf("the domain plugins of this server hold all the memory they may use, so %q cannot take this request now; retry later (request id %s)", ce.Plugin, reqID),
+			RetryAfter: time.Second, Cause: err}
 	case errors.As(err, &ce):
 		// A domain plugin failed (timed out, trapped, returned garbage):
 		// only that request fails. Its name and the kind of failure are

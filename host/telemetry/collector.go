@@ -19,6 +19,9 @@ type sourceCollector struct {
 	pluginInstances *prometheus.Desc
 	pluginThrottled *prometheus.Desc
 	pluginThrottleS *prometheus.Desc
+	pluginMemory    *prometheus.Desc
+	pluginMemLimit  *prometheus.Desc
+	pluginMemRefuse *prometheus.Desc
 
 	modelLoads        *prometheus.Desc
 	modelLoadFailures *prometheus.Desc
@@ -49,6 +52,9 @@ func newSourceCollector(src Source) *sourceCollector {
 		pluginInstances: pd("instances", "Plugin instances alive now (in use or idle)."),
 		pluginThrottled: pd("throttled_total", "Plugin calls and instantiations slowed down for running past plugins.throttle_after."),
 		pluginThrottleS: pd("throttled_seconds_total", "Time throttled plugin calls were made to wait."),
+		pluginMemory:    md("plugin_memory_bytes", "Linear memory held by all plugin instances (every plugin and tenant)."),
+		pluginMemLimit:  md("plugin_memory_budget_bytes", "The most all plugin instances may hold together (plugins.total_memory_mb)."),
+		pluginMemRefuse: md("plugin_memory_refused_total", "Plugin memory grows and new instances refused because the budget was full."),
 
 		modelLoads:        md("model_loads_total", "Successful model loads."),
 		modelLoadFailures: md("model_load_failures_total", "Failed model loads (after the out-of-memory retry)."),
@@ -66,7 +72,7 @@ func newSourceCollector(src Source) *sourceCollector {
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.pluginCalls, c.pluginErrors, c.pluginTraps, c.pluginTimeouts, c.pluginHostCalls, c.pluginInstances,
-		c.pluginThrottled, c.pluginThrottleS,
+		c.pluginThrottled, c.pluginThrottleS, c.pluginMemory, c.pluginMemLimit, c.pluginMemRefuse,
 		c.modelLoads, c.modelLoadFailures, c.modelEvictions, c.modelIdleUnloads, c.modelHits, c.modelMisses,
 		c.modelResident, c.modelBudget, c.modelsLoaded,
 	} {
@@ -101,6 +107,11 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			c.collectPlugin(ch, label, labelValue(name), s)
 		}
 	}
+
+	mem := c.src.PluginMemory()
+	emit(ch, c.pluginMemory, prometheus.GaugeValue, float64(mem.Used))
+	emit(ch, c.pluginMemLimit, prometheus.GaugeValue, float64(mem.Limit))
+	emit(ch, c.pluginMemRefuse, prometheus.CounterValue, float64(mem.Refused))
 
 	ms := c.src.ModelStats()
 	counter := func(d *prometheus.Desc, v int64) { emit(ch, d, prometheus.CounterValue, float64(v)) }

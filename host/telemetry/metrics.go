@@ -25,6 +25,9 @@ type Source interface {
 	PluginStats(tenant string) (map[string]plugin.Stats, error)
 	// ModelStats reports the model registry's counters and loaded models.
 	ModelStats() models.Stats
+	// PluginMemory reports the linear memory of every plugin instance
+	// against the runtime's total budget.
+	PluginMemory() plugin.MemoryStats
 	// Tenants lists the configured tenants' names. With none, the
 	// untenanted set "" is read instead (reported as tenant "default").
 	Tenants() []string

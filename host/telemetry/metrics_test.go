@@ -342,6 +342,7 @@ type fakeSource struct {
 	tenants []string
 	plugins map[string]map[string]plugin.Stats // by tenant; missing: error
 	models  models.Stats
+	memory  plugin.MemoryStats
 }
 
 func (f *fakeSource) Tenants() []string { return f.tenants }
@@ -355,6 +356,8 @@ func (f *fakeSource) PluginStats(tenant string) (map[string]plugin.Stats, error)
 }
 
 func (f *fakeSource) ModelStats() models.Stats { return f.models }
+
+func (f *fakeSource) PluginMemory() plugin.MemoryStats { return f.memory }
 
 var errUnknownTenant = errors.New("unknown tenant")
 
@@ -377,6 +380,7 @@ func TestSourceCollector(t *testing.T) {
 			LoadTime: time.Second, ResidentBytes: 1 << 30, BudgetBytes: 4 << 30,
 			Loaded: []models.ModelStat{{Name: "a", State: "ready"}, {Name: "b", State: "loading"}},
 		},
+		memory: plugin.MemoryStats{Limit: 2 << 30, Used: 96 << 20, Peak: 128 << 20, Refused: 3},
 	}
 	m := NewMetrics(src)
 	want := `
@@ -412,6 +416,15 @@ mdsa_plugin_throttled_total{plugin="medical",tenant="acme"} 0
 # TYPE mdsa_plugin_throttled_seconds_total counter
 mdsa_plugin_throttled_seconds_total{plugin="finance",tenant="acme"} 0
 mdsa_plugin_throttled_seconds_total{plugin="medical",tenant="acme"} 0
+# HELP mdsa_plugin_memory_bytes Linear memory held by all plugin instances (every plugin and tenant).
+# TYPE mdsa_plugin_memory_bytes gauge
+mdsa_plugin_memory_bytes 1.00663296e+08
+# HELP mdsa_plugin_memory_budget_bytes The most all plugin instances may hold together (plugins.total_memory_mb).
+# TYPE mdsa_plugin_memory_budget_bytes gauge
+mdsa_plugin_memory_budget_bytes 2.147483648e+09
+# HELP mdsa_plugin_memory_refused_total Plugin memory grows and new instances refused because the budget was full.
+# TYPE mdsa_plugin_memory_refused_total counter
+mdsa_plugin_memory_refused_total 3
 # HELP mdsa_model_loads_total Successful model loads.
 # TYPE mdsa_model_loads_total counter
 mdsa_model_loads_total 5
@@ -444,6 +457,7 @@ mdsa_models_loaded 2
 		"mdsa_plugin_calls_total", "mdsa_plugin_errors_total", "mdsa_plugin_traps_total",
 		"mdsa_plugin_timeouts_total", "mdsa_plugin_host_calls_total", "mdsa_plugin_instances",
 		"mdsa_plugin_throttled_total", "mdsa_plugin_throttled_seconds_total",
+		"mdsa_plugin_memory_bytes", "mdsa_plugin_memory_budget_bytes", "mdsa_plugin_memory_refused_total",
 		"mdsa_model_loads_total", "mdsa_model_load_failures_total", "mdsa_model_evictions_total",
 		"mdsa_model_idle_unloads_total", "mdsa_model_hits_total", "mdsa_model_misses_total",
 		"mdsa_model_resident_bytes", "mdsa_model_budget_bytes", "mdsa_models_loaded",
