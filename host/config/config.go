@@ -312,8 +312,8 @@ func Default() Config {
 			MaxHostTime:     Duration{time.Minute},
 			TotalMemoryMB:   2048,
 			CompileInChild:  true,
-			CompileTimeout:  Duration{20 * time.Second},
-			CompileMemoryMB: 1024,
+			CompileTimeout:  Duration{10 * time.Second},
+			CompileMemoryMB: 512,
 		},
 	}
 }

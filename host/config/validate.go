@@ -72,7 +72,7 @@ func (c *Config) validate(data []byte) error {
 		return fail(fmt.Sprintf("%s is out of range [0s, 1h] (0: the default, 1m)", d), "plugins", "max_host_time")
 	}
 	if d := c.Plugins.CompileTimeout.Duration; d < 0 || d > time.Hour {
-		return fail(fmt.Sprintf("%s is out of range [0s, 1h] (0: the default, 20s)", d), "plugins", "compile_timeout")
+		return fail(fmt.Sprintf("%s is out of range [0s, 1h] (0: the default, 10s)", d), "plugins", "compile_timeout")
 	}
 	if d := c.Plugins.ThrottleAfter.Duration; d < 0 || d > time.Minute {
 		return fail(fmt.Sprintf("%s is out of range [0s, 1m] (0: the default, 5ms)", d), "plugins", "throttle_after")

@@ -45,8 +45,8 @@ const (
 
 // Defaults of the child compile limits.
 const (
-	DefaultCompileTimeout     = 20 * time.Second
-	DefaultCompileMemoryBytes = 1 << 30
+	DefaultCompileTimeout     = 10 * time.Second
+	DefaultCompileMemoryBytes = 512 << 20
 )
 
 // childRequest is the first line the parent writes to the child's stdin;

@@ -2,29 +2,17 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/mdsa-go/mdsa/internal/hostile"
 )
 
-// uleb appends v as unsigned LEB128.
-func uleb(b []byte, v uint32) []byte {
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v != 0 {
-			b = append(b, c|0x80)
-			continue
-		}
-		return append(b, c)
-	}
-}
-
-// section appends a section of id with body.
-func section(b []byte, id byte, body []byte) []byte {
-	b = append(b, id)
-	b = uleb(b, uint32(len(body)))
-	return append(b, body...)
-}
+var (
+	uleb    = hostile.Uleb
+	section = hostile.Section
+)
 
 // A load error quotes the module (here a 200 KB import name) only up to a
 // bound: the admin API returns it and the log records it.
@@ -54,54 +42,28 @@ func TestLoadErrorBounded(t *testing.T) {
 	t.Logf("%.300s", err)
 }
 
-// Compile bombs are refused by their shape before any compiler sees them:
-// thousands of locals in many functions, deeply nested blocks, a huge
-// br_table. Each module is a few KB.
+// Compile bombs are refused by their shape before any compiler sees them
+// (thousands of locals in many functions, deeply nested blocks, a huge
+// br_table, ...); the one inside every shape budget is stopped by the
+// compile child's limits, and the host never compiles it itself.
 func TestCompileBombsRefused(t *testing.T) {
 	rt, _, _ := sharedRuntime(t)
-	module := func(nFuncs int, body []byte) []byte {
-		funcs := uleb(nil, uint32(nFuncs))
-		code := uleb(nil, uint32(nFuncs))
-		for range nFuncs {
-			funcs = append(funcs, 0)
-			code = uleb(code, uint32(len(body)))
-			code = append(code, body...)
-		}
-		mod := []byte("\x00asm\x01\x00\x00\x00")
-		mod = section(mod, 1, []byte{1, 0x60, 0, 0})
-		mod = section(mod, 3, funcs)
-		return section(mod, 10, code)
-	}
-	// 40 functions of 20,000 locals each: 800,000 locals.
-	locals := append(uleb([]byte{1}, 20_000), 0x7f, 0x0b)
-	// 5,000 nested blocks.
-	var nested []byte
-	nested = append(nested, 0)
-	for range 5000 {
-		nested = append(nested, 0x02, 0x40)
-	}
-	for range 5001 {
-		nested = append(nested, 0x0b)
-	}
-	// One br_table of 600,000 targets.
-	table := []byte{0, 0x02, 0x40, 0x41, 0x00, 0x0e}
-	table = uleb(table, 600_000)
-	for range 600_001 {
-		table = append(table, 0)
-	}
-	table = append(table, 0x0b, 0x0b)
-	for _, c := range []struct {
-		name string
-		mod  []byte
-		want string
-	}{
-		{"locals", module(40, locals), "locals in all functions"},
-		{"nesting", module(1, nested), "nesting of blocks in one function"},
-		{"br_table", module(1, table), "br_table targets"},
-	} {
-		_, err := rt.LoadBytes(context.Background(), c.name+".wasm", c.mod)
-		if err == nil || !strings.Contains(err.Error(), "module over budget: "+c.want) {
-			t.Errorf("%s bomb (%d bytes): %v", c.name, len(c.mod), err)
-		}
+	child := childRuntime(t, DefaultCompileTimeout, 256<<20)
+	for _, b := range hostile.Bombs() {
+		t.Run(b.Name, func(t *testing.T) {
+			if b.Shape == "" {
+				_, err := child.LoadBytes(context.Background(), b.Name+".wasm", b.Wasm)
+				var le *CompileLimitError
+				if !errors.As(err, &le) {
+					t.Fatalf("%s (%d bytes) in a compile child: %v, want a CompileLimitError", b.Name, len(b.Wasm), err)
+				}
+				t.Log(err)
+				return
+			}
+			_, err := rt.LoadBytes(context.Background(), b.Name+".wasm", b.Wasm)
+			if err == nil || !strings.Contains(err.Error(), "module over budget: "+b.Shape) {
+				t.Fatalf("%s (%d bytes): %v", b.Name, len(b.Wasm), err)
+			}
+		})
 	}
 }

@@ -15,6 +15,9 @@ type behaviour struct {
 	abi    string       // ABI version describe reports; "" means 1
 	caps   string       // capabilities as a JSON list; "" means []
 	prompt func() int32 // the prompt export
+	// extra, when set, gives the manifest's keywords and examples (JSON
+	// fields) instead of the defaults.
+	extra func() string
 }
 
 var behaviours = map[string]behaviour{}
@@ -47,8 +50,11 @@ func describe() int32 {
 	if caps == "" {
 		caps = "[]"
 	}
-	kernel.Output([]byte(`{"abi":` + abi + `,"name":"` + mode + `","version":"0.1.0","keywords":["` + mode +
-		`"],"examples":["make ` + mode + ` misbehave"],"capabilities":` + caps + `}`))
+	fields := `"keywords":["` + mode + `"],"examples":["make ` + mode + ` misbehave"]`
+	if b.extra != nil {
+		fields = b.extra()
+	}
+	kernel.Output([]byte(`{"abi":` + abi + `,"name":"` + mode + `","version":"0.1.0",` + fields + `,"capabilities":` + caps + `}`))
 	return 0
 }
 
