@@ -10,7 +10,7 @@ SYNTH     := models/synthetic.gguf
 # llama.cpp build that `make setup` installs: auto (CUDA, Vulkan or CPU, whichever fits), cpu, cuda, vulkan
 LLAMA_BACKEND ?= auto
 
-.PHONY: all setup setup-examples examples plugins build test test-short run bench clean
+.PHONY: all setup setup-examples examples plugins hostile build test test-short run bench clean
 
 all: build plugins
 
@@ -37,11 +37,15 @@ plugins: $(WASMS)
 plugins/%.wasm: $(shell find plugins sdk -name '*.go' 2>/dev/null) go.mod
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags=-s -o $@ ./$(dir $@)
 
+## hostile: the misbehaving test plugin mdsa bench hostile attacks with (bin/hostile.wasm)
+hostile:
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags=-s -o bin/hostile.wasm ./host/plugin/testdata/bad
+
 ## build: the mdsa CLI
 build:
 	$(GO) build -o $(BIN) ./cmd/mdsa
 
-## test: vet, race-enabled tests of every package, then the routing-quality tests (too slow under -race)
+## test: vet, race-enabled tests of every package, then the routing-quality, noisy-neighbour and hostile-suite tests (too slow under -race)
 # go test shows skipped tests only with -v: say it once when llama.cpp is missing.
 LLAMA_NOTE = @[ -f .deps/llama/libllama.so ] || [ -n "$$MDSA_LLAMA_LIB" ] || \
 	echo "NOTE: the llama.cpp libraries are not installed (run make setup): every test that runs llama.cpp will be skipped"
@@ -52,6 +56,7 @@ test:
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run 'CLINC150|SyntheticScale' -v ./host/router/routerbench
 	$(GO) test -count=1 -run 'NoisyNeighbour' -v ./host/server
+	$(GO) test -count=1 -run 'HostileSuite' -v ./cmd/mdsa
 
 ## test-short: the edit-test loop (under a minute here): no race detector, slow measurements skipped; make test is the gate
 test-short:

@@ -17,6 +17,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/host/plugin/conformance"
 	"github.com/mdsa-go/mdsa/host/router"
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
 // Hot swap. A new plugin version is loaded (compiled once, from the cache
@@ -232,9 +233,7 @@ func (h *Host) routerFor(ctx context.Context, sp, prev *space, all map[string]*p
 	if h.cfg.Router.Background {
 		for _, n := range slices.Sorted(maps.Keys(all)) {
 			if _, mine := sp.plugins[n]; !mine {
-				m := all[n].Manifest()
-				others = append(others, m.Examples...)
-				others = append(others, m.Keywords...)
+				others = appendBackground(others, all[n].Manifest())
 			}
 		}
 	}
@@ -252,6 +251,32 @@ func (h *Host) routerFor(ctx context.Context, sp, prev *space, all map[string]*p
 		return nil, fmt.Errorf("host: building the router of tenant %q: %w", sp.tenant, err)
 	}
 	return r, nil
+}
+
+// Another tenant's plugin lends a router a sample of its utterances as
+// background, no more: a manifest at every cap (880 long examples) made
+// each other tenant's router train on 170,000 features for 2.4 s at every
+// reload (mdsa bench hostile, router-bigmanifest), although none of them
+// can use it.
+const (
+	backgroundPerPlugin = 32  // examples, then keywords, at most, of each plugin
+	backgroundTextBytes = 256 // of each, at most
+)
+
+// appendBackground appends the sample of m that another tenant's router
+// learns as out of its scope.
+func appendBackground(out []string, m abi.Manifest) []string {
+	take := func(texts []string) {
+		for _, t := range texts[:min(len(texts), backgroundPerPlugin)] {
+			if len(t) > backgroundTextBytes {
+				t = strings.ToValidUTF8(t[:backgroundTextBytes], "")
+			}
+			out = append(out, t)
+		}
+	}
+	take(m.Examples)
+	take(m.Keywords)
+	return out
 }
 
 // fingerprint identifies what a router learns from.

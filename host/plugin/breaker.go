@@ -39,6 +39,14 @@ func (b *breaker) allow(now time.Time) (time.Duration, bool) {
 	return 0, true
 }
 
+// failing reports whether the plugin's last call failed (or a back-off
+// has not been closed by a success since).
+func (b *breaker) failing() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.fails > 0 || b.backoff > 0
+}
+
 // record notes the outcome of a call that ran; it returns the back-off it
 // just started (0 when none).
 func (b *breaker) record(now time.Time, failed bool) time.Duration {

@@ -68,6 +68,8 @@ const maxChildReport = 4 << 10
 // the process exit code. It is meant to run in a process of its own (see
 // CompileChildArg); the parent enforces the limits.
 func ServeCompileChild(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
+	// Serving comes first: a compile competes for the CPU at nice 10.
+	lowerPriority()
 	in := bufio.NewReader(stdin)
 	line, err := in.ReadBytes('\n')
 	if err != nil {

@@ -62,3 +62,7 @@ func reserveMemory(n uint64) (buf []byte, free func(), ok bool) {
 	}
 	return b, func() { _ = unix.Munmap(b) }, true
 }
+
+// lowerPriority makes the calling process yield the CPU to the host that
+// started it: a compile child runs at nice 10.
+func lowerPriority() { _ = unix.Setpriority(unix.PRIO_PROCESS, 0, 10) }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -63,13 +64,23 @@ func init() {
 	}}
 	// bigmanifest describes itself with the most the manifest caps allow:
 	// 1,024 keywords and examples of ~900 bytes up to the size cap.
-	behaviours["bigmanifest"] = behaviour{extra: bigManifest, prompt: func() int32 { return kernel.OK("prompt") }}
+	// It behaves otherwise (its prompt carries the query), so that it
+	// passes the admin API's conformance check and is trained.
+	behaviours["bigmanifest"] = behaviour{extra: bigManifest, prompt: func() int32 {
+		var req struct {
+			Query string `json:"query"`
+		}
+		_ = json.Unmarshal(kernel.Input(), &req)
+		out, _ := json.Marshal(map[string]any{"messages": []map[string]string{{"role": "user", "content": req.Query}}})
+		kernel.Output(out)
+		return 0
+	}}
 }
 
 // bigManifest is the keywords and examples of bigmanifest, as JSON fields.
 func bigManifest() string {
 	var b strings.Builder
-	b.WriteString(`"keywords":[`)
+	b.WriteString(`"description":"a manifest at every cap","keywords":[`)
 	for i := range 1024 {
 		if i > 0 {
 			b.WriteByte(',')
