@@ -258,7 +258,7 @@ func (h *Host) loadTenant(ctx context.Context, t config.Tenant, base []*plugin.P
 	var out []*plugin.Plugin
 	for _, b := range base {
 		have[b.Name()] = true
-		if len(t.Plugins) > 0 && !slices.Contains(t.Plugins, b.Name()) {
+		if !t.Allows(b.Name()) {
 			continue
 		}
 		p, err := h.rt.Load(ctx, b.Path(), plugin.WithConfig(h.pluginConfig(&t, b.Name(), b.Path())))
@@ -268,7 +268,7 @@ func (h *Host) loadTenant(ctx context.Context, t config.Tenant, base []*plugin.P
 		out = append(out, p)
 	}
 	for _, name := range t.Plugins {
-		if !have[name] {
+		if !have[name] && !config.IsPattern(name) {
 			h.log.Warn("a tenant names a plugin that is not loaded", "tenant", t.Name, "plugin", name, "file", h.cfg.File)
 		}
 	}

@@ -49,6 +49,41 @@ type Change struct {
 	// CompileMS is the part of Milliseconds spent compiling (near zero when
 	// the module was compiled before).
 	CompileMS float64 `json:"compile_ms"`
+	// Tenants are the configured tenants that may use the plugin (added or
+	// swapped), by name or by pattern.
+	Tenants []string `json:"tenants,omitempty"`
+	// Note says what an operator may not expect, e.g. that no tenant may
+	// use a plugin just added.
+	Note string `json:"note,omitempty"`
+}
+
+// withTenants fills c.Tenants and c.Note for a plugin added or swapped.
+func (h *Host) withTenants(c Change) Change {
+	if c.Action == "removed" || len(h.cfg.Tenants) == 0 {
+		return c
+	}
+	for _, t := range h.cfg.Tenants {
+		if t.Allows(c.Name) {
+			c.Tenants = append(c.Tenants, t.Name)
+		}
+	}
+	if len(c.Tenants) == 0 {
+		c.Note = fmt.Sprintf("no tenant may use plugin %q: add its name, or a pattern such as \"*\", to a tenant's plugins in %s", c.Name, h.cfg.File)
+	}
+	return c
+}
+
+// logChange logs one change, with the tenants that may use the plugin.
+func (h *Host) logChange(c Change) {
+	args := []any{"plugin", c.Name, "version", c.Version, "old_version", c.OldVersion, "path", c.Path, "ms", c.Milliseconds}
+	if len(h.cfg.Tenants) > 0 && c.Action != "removed" {
+		args = append(args, "tenants", c.Tenants)
+	}
+	if c.Note != "" {
+		h.log.Warn("plugin "+c.Action+": "+c.Note, args...)
+		return
+	}
+	h.log.Info("plugin "+c.Action, args...)
 }
 
 // Refusal is a plugin version that was not swapped in, and why.
@@ -127,7 +162,7 @@ func (h *Host) prepare(ctx context.Context, path string, wasm []byte) (*candidat
 		return nil, fmt.Errorf("plugin %s %s failed its check: %w", p.Name(), p.Version(), err)
 	}
 	for _, t := range h.cfg.Tenants {
-		if len(t.Plugins) > 0 && !slices.Contains(t.Plugins, p.Name()) {
+		if !t.Allows(p.Name()) {
 			continue
 		}
 		tp, err := h.rt.LoadBytes(ctx, path, wasm, plugin.WithConfig(h.pluginConfig(&t, p.Name(), path)))
@@ -378,11 +413,12 @@ func (h *Host) Reload(ctx context.Context) (ReloadReport, error) {
 		}
 		return rep, err
 	}
+	for i, c := range changes {
+		changes[i] = h.withTenants(c)
+		h.logChange(changes[i])
+	}
 	rep.Changes = changes
 	rep.TookMS = ms(time.Since(start))
-	for _, c := range changes {
-		h.log.Info("plugin "+c.Action, "plugin", c.Name, "version", c.Version, "old_version", c.OldVersion, "path", c.Path)
-	}
 	return rep, nil
 }
 
@@ -428,7 +464,8 @@ func (h *Host) InstallPlugin(ctx context.Context, name string, wasm []byte) (Cha
 	if cur != nil {
 		ch.Action, ch.OldVersion = "swapped", cur.Version()
 	}
-	h.log.Info("plugin "+ch.Action, "plugin", name, "version", ch.Version, "old_version", ch.OldVersion, "ms", ch.Milliseconds)
+	ch = h.withTenants(ch)
+	h.logChange(ch)
 	return ch, nil
 }
 

@@ -3,6 +3,8 @@ package host
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -111,5 +113,82 @@ func TestTenantsHaveTheirOwnInstances(t *testing.T) {
 	}
 	if _, err := h.PluginStats("nobody"); !errors.Is(err, ErrUnknownTenant) {
 		t.Fatalf("unknown tenant stats: %v", err)
+	}
+}
+
+// A plugin hot-added to a multi-tenant host is usable by the tenants whose
+// plugins list names it or has a matching pattern, and the change says
+// which; when none may use it, the change says so and what to do.
+func TestHotAddedPluginTenants(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	copyFile(t, filepath.Join(fixture.pluginsDir, "support.wasm"), filepath.Join(dir, "support.wasm"))
+	cfg := testConfig(t, dir)
+	hash := "sha256:" + strings.Repeat("0", 64)
+	cfg.Tenants = []config.Tenant{
+		{Name: "all", APIKeys: []string{hash}, Plugins: []string{"*"}},
+		{Name: "fin", APIKeys: []string{hash}, Plugins: []string{"fin*", "support"}},
+		{Name: "sup", APIKeys: []string{hash}, Plugins: []string{"support"}},
+	}
+	h, err := New(ctx, cfg, WithLogger(quietLogger()), WithEngine(&fakeEngine{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	fin, err := os.ReadFile(filepath.Join(fixture.pluginsDir, "finance.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := h.InstallPlugin(ctx, "finance", fin)
+	if err != nil || ch.Action != "added" {
+		t.Fatalf("install finance: %+v %v", ch, err)
+	}
+	if !slices.Equal(ch.Tenants, []string{"all", "fin"}) || ch.Note != "" {
+		t.Fatalf("change %+v: want tenants [all fin] and no note", ch)
+	}
+	for tenant, want := range map[string]bool{"all": true, "fin": true, "sup": false} {
+		ps, err := h.TenantPlugins(tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		has := slices.ContainsFunc(ps, func(p PluginInfo) bool { return p.Name == "finance" })
+		if has != want {
+			t.Errorf("tenant %s has finance: %v, want %v", tenant, has, want)
+		}
+	}
+	if d, err := h.RouteTenant(ctx, "fin", "how should I diversify my retirement portfolio"); err != nil || d.Domain != "finance" {
+		t.Errorf("fin routes a finance query to %+v (%v)", d, err)
+	}
+
+	// No tenant may use medical: added, and the change says so.
+	med, err := os.ReadFile(filepath.Join(fixture.pluginsDir, "medical.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.Tenants = h.cfg.Tenants[1:]
+	ch, err = h.InstallPlugin(ctx, "medical", med)
+	if err != nil || len(ch.Tenants) != 0 || !strings.Contains(ch.Note, `no tenant may use plugin "medical"`) {
+		t.Fatalf("install medical with no tenant allowed: %+v %v", ch, err)
+	}
+}
+
+func TestTenantAllows(t *testing.T) {
+	for _, c := range []struct {
+		plugins []string
+		name    string
+		want    bool
+	}{
+		{nil, "finance", true},
+		{[]string{"*"}, "finance", true},
+		{[]string{"fin*"}, "finance", true},
+		{[]string{"fin*"}, "medical", false},
+		{[]string{"team-?"}, "team-a", true},
+		{[]string{"support"}, "support", true},
+		{[]string{"support"}, "supportx", false},
+		{[]string{"[a-c]*"}, "billing", true},
+	} {
+		if got := (config.Tenant{Plugins: c.plugins}).Allows(c.name); got != c.want {
+			t.Errorf("plugins %v allows %q: %v, want %v", c.plugins, c.name, got, c.want)
+		}
 	}
 }

@@ -29,7 +29,7 @@ func TestHostileSuite(t *testing.T) {
 	if err := testutil.BuildPlugin("host/plugin/testdata/bad", bad); err != nil {
 		t.Fatal(err)
 	}
-	out, stderr, err := run(t, "--config", fix.config, "bench", "hostile", "--json", "--duration", "150ms", "--clients", "2",
+	out, stderr, err := run(t, "--config", fix.shippedLimits, "bench", "hostile", "--json", "--duration", "150ms", "--clients", "2",
 		"--quiet-plugin", filepath.Join(fix.dir, "plugins", "support.wasm"), "--hostile-plugin", bad)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)

@@ -116,7 +116,7 @@ func TestMultiTenantExample(t *testing.T) {
 		plugins []string
 	}{
 		"acme-demo-key":   {"acme", []string{"finance", "support"}},
-		"globex-demo-key": {"globex", []string{"medical", "technical"}},
+		"globex-demo-key": {"globex", []string{"medical", "technical", "travel*"}},
 	} {
 		ten, err := set.Authenticate(key)
 		if err != nil || ten.Name != want.name {

@@ -19,6 +19,9 @@ import (
 // synthetic model: compiling a Go plugin under -race takes seconds.
 var fix struct {
 	dir, config, model string
+	// shippedLimits is config with the shipped compile limits, for the
+	// tests that measure them (built without the race detector).
+	shippedLimits string
 }
 
 func TestMain(m *testing.M) {
@@ -52,9 +55,16 @@ func TestMain(m *testing.M) {
 		fix.config = filepath.Join(dir, "mdsa.toml")
 		conf := fmt.Sprintf("[host]\nplugins_dir = %q\ncache_dir = %q\nlog_level = \"error\"\n\n[engine]\nthreads = 1\ncontext_size = 1024\n",
 			plugins, cache)
-		if err := os.WriteFile(fix.config, []byte(conf), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
+		// The CLI compiles plugins in a child process that is this test
+		// binary: under the race detector a Go plugin's compile takes 10 s
+		// or more and several times the memory, past the shipped limits.
+		limits := "\n[plugins]\ncompile_timeout = \"10m\"\ncompile_memory_mb = 8192\n"
+		fix.shippedLimits = filepath.Join(dir, "shipped-limits.toml")
+		for file, text := range map[string]string{fix.config: conf + limits, fix.shippedLimits: conf} {
+			if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
 		}
 		return m.Run()
 	}()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -198,7 +199,9 @@ type Tenant struct {
 	// APIKeyEnv names an environment variable holding one more key in
 	// clear text.
 	APIKeyEnv string `toml:"api_key_env"`
-	// Plugins are the domains the tenant may use; empty means all.
+	// Plugins are the domains the tenant may use: names, or patterns in
+	// path.Match syntax ("*" for all, "fin*", "team-?"), which also match
+	// plugins hot-added later; empty means all.
 	Plugins []string `toml:"plugins"`
 	// Models are the catalog models the tenant may use; empty means all.
 	Models []string `toml:"models"`
@@ -208,6 +211,29 @@ type Tenant struct {
 	// config: [tenants.plugin_config.finance] currency = "EUR".
 	PluginConfig map[string]map[string]string `toml:"plugin_config"`
 }
+
+// Allows reports whether the tenant may use plugin name: its plugins list
+// is empty, names it, or has a pattern that matches it.
+func (t Tenant) Allows(name string) bool {
+	if len(t.Plugins) == 0 {
+		return true
+	}
+	for _, p := range t.Plugins {
+		if p == name {
+			return true
+		}
+		if IsPattern(p) {
+			if ok, _ := path.Match(p, name); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// IsPattern reports whether a tenant's plugins entry is a pattern rather
+// than a name.
+func IsPattern(entry string) bool { return strings.ContainsAny(entry, "*?[") }
 
 // TenantLimits bound one tenant; 0 means unlimited.
 type TenantLimits struct {

@@ -170,6 +170,10 @@ api_key_env = "GLOBEX_KEY"
 	if len(cfg.Tenants) != 2 || cfg.Tenants[0].Limits.Concurrent != 2 || cfg.Tenants[0].PluginConfig["finance"]["currency"] != "EUR" {
 		t.Fatalf("tenants %+v", cfg.Tenants)
 	}
+	// A pattern allows config for the plugins it matches.
+	if _, err := Parse("t.toml", []byte(strings.Replace(good, `plugins = ["finance", "support"]`, `plugins = ["fin*", "support"]`, 1))); err != nil {
+		t.Errorf("a pattern that matches the configured plugin: %v", err)
+	}
 	for _, tc := range []struct {
 		name, replace, with string
 		line                int
@@ -181,6 +185,8 @@ api_key_env = "GLOBEX_KEY"
 		{"negative limit", "concurrent = 2", "concurrent = -1", 14, "tenants[0] (acme).limits.concurrent", "negative"},
 		{"no key", `api_key_env = "GLOBEX_KEY"`, ``, 18, "tenants[1] (globex).api_keys", "needs api_keys"},
 		{"config for a plugin not allowed", "[tenants.plugin_config.finance]", "[tenants.plugin_config.medical]", 15, "tenants[0] (acme).plugin_config.medical", "may not use"},
+		{"bad pattern", `plugins = ["finance", "support"]`, `plugins = ["fin[", "support"]`, 10, "tenants[0] (acme).plugins", "pattern"},
+		{"config for a plugin no pattern allows", `plugins = ["finance", "support"]`, `plugins = ["med*"]`, 15, "tenants[0] (acme).plugin_config.finance", "may not use"},
 	} {
 		_, err := Parse("t.toml", []byte(strings.Replace(good, tc.replace, tc.with, 1)))
 		var ce *Error

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -293,8 +294,14 @@ func (c *Config) validateTenants(data []byte, models []string) error {
 			}
 		}
 		for _, p := range t.Plugins {
+			if IsPattern(p) {
+				if _, err := path.Match(p, ""); err != nil || len(p) > 64 {
+					return fail(fmt.Sprintf("plugin pattern %q is not valid (path.Match syntax: *, ?, [a-z])", p), "plugins")
+				}
+				continue
+			}
 			if !modelNameRE.MatchString(p) {
-				return fail(fmt.Sprintf("plugin name %q is not valid", p), "plugins")
+				return fail(fmt.Sprintf("plugin name %q is not valid (or a pattern: *, ?, [a-z])", p), "plugins")
 			}
 		}
 		for _, m := range t.Models {
@@ -303,7 +310,7 @@ func (c *Config) validateTenants(data []byte, models []string) error {
 			}
 		}
 		for p := range t.PluginConfig {
-			if len(t.Plugins) > 0 && !slices.Contains(t.Plugins, p) {
+			if !t.Allows(p) {
 				return fail(fmt.Sprintf("config for plugin %q, which the tenant may not use (plugins = %v)", p, t.Plugins), "plugin_config."+p)
 			}
 		}

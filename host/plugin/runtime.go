@@ -600,7 +600,7 @@ func (r *Runtime) load(ctx context.Context, source string, wasm []byte, cfg load
 		pages = 65536
 	}
 	start := time.Now()
-	comp, err := r.compile(ctx, hash, uint32(pages), wasm)
+	comp, fresh, err := r.compile(ctx, hash, uint32(pages), wasm)
 	if err != nil {
 		return fail(err)
 	}
@@ -645,20 +645,27 @@ func (r *Runtime) load(ctx context.Context, source string, wasm []byte, cfg load
 	}
 	r.plugins[p] = struct{}{}
 	r.mu.Unlock()
-	r.log.Info("plugin loaded", "plugin", m.Name, "version", m.Version, "path", source,
+	// Said once per module at Info: more instances of a module already
+	// loaded (each tenant's, say) are Debug.
+	lvl := slog.LevelInfo
+	if !fresh {
+		lvl = slog.LevelDebug
+	}
+	r.log.Log(ctx, lvl, "plugin loaded", "plugin", m.Name, "version", m.Version, "path", source,
 		"sha256", hash[:12], "compile_ms", float64(p.compileTime.Microseconds())/1000,
 		"capabilities", m.Capabilities, "handle", p.hasHandle)
 	return p, nil
 }
 
 // compile returns the compiled module for (hash, pages), compiling it at most
-// once even under concurrent loads. The caller owns one reference.
-func (r *Runtime) compile(ctx context.Context, hash string, pages uint32, wasm []byte) (*compiled, error) {
+// once even under concurrent loads, and whether this call compiled it. The
+// caller owns one reference.
+func (r *Runtime) compile(ctx context.Context, hash string, pages uint32, wasm []byte) (*compiled, bool, error) {
 	key := hash + "/" + strconv.FormatUint(uint64(pages), 10)
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
 	if c, ok := r.compiled[key]; ok {
 		if c.refs == 0 {
@@ -670,13 +677,13 @@ func (r *Runtime) compile(ctx context.Context, hash string, pages uint32, wasm [
 		case <-c.ready:
 		case <-ctx.Done():
 			r.release(c)
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 		if c.err != nil {
 			r.release(c)
-			return nil, c.err
+			return nil, false, c.err
 		}
-		return c, nil
+		return c, false, nil
 	}
 	c := &compiled{key: key, ready: make(chan struct{}), refs: 1}
 	r.compiled[key] = c
@@ -693,9 +700,9 @@ func (r *Runtime) compile(ctx context.Context, hash string, pages uint32, wasm [
 	}
 	close(c.ready)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return c, nil
+	return c, true, nil
 }
 
 // compileModule adds yield points to wasm and compiles it with the host

@@ -278,17 +278,18 @@ func nilIfEmpty(s []string) []string {
 	return s
 }
 
-// AllowsPlugin reports whether the tenant may use the named plugin (domain).
-func (t *Tenant) AllowsPlugin(name string) bool {
-	return t.cfg.Plugins == nil || slices.Contains(t.cfg.Plugins, name)
-}
+// AllowsPlugin reports whether the tenant may use the named plugin
+// (domain): its plugins list names it or has a pattern matching it
+// (config.Tenant.Allows), or is empty.
+func (t *Tenant) AllowsPlugin(name string) bool { return t.cfg.Allows(name) }
 
 // AllowsModel reports whether the tenant may use the named catalog model.
 func (t *Tenant) AllowsModel(name string) bool {
 	return t.cfg.Models == nil || slices.Contains(t.cfg.Models, name)
 }
 
-// Plugins returns the plugins the tenant may use, or nil when it may use all.
+// Plugins returns the tenant's plugins list (names and patterns), or nil
+// when it may use all.
 // The slice is the caller's.
 func (t *Tenant) Plugins() []string { return slices.Clone(t.cfg.Plugins) }
 

@@ -642,3 +642,18 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	}
 }
+
+// A pattern in a tenant's plugins admits the plugins it matches, also those
+// added after the tenant was made.
+func TestAllowsPluginPattern(t *testing.T) {
+	set, err := New([]config.Tenant{{Name: "acme", APIKeys: []string{"sha256:" + strings.Repeat("0", 64)}, Plugins: []string{"support", "fin*"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ten := set.All()[0]
+	for name, want := range map[string]bool{"support": true, "finance": true, "fintech": true, "medical": false, "supportx": false} {
+		if got := ten.AllowsPlugin(name); got != want {
+			t.Errorf("AllowsPlugin(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
