@@ -140,9 +140,7 @@ func (a *app) askFailed(asJSON bool, err error) error {
 	if !asJSON {
 		return err
 	}
-	writeJSON(a.out, map[string]string{"status": "error", "error": err.Error()})
-	fmt.Fprintln(a.errw, "mdsa:", err)
-	return silentError{err}
+	return a.jsonFailed(err)
 }
 
 func (a *app) printSummary(res host.Result) {

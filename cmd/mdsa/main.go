@@ -32,7 +32,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	root, a := newRootApp(os.Stdout, os.Stderr)
 	go exitIfStuck(ctx, a)
-	err := root.ExecuteContext(ctx)
+	err := a.execute(ctx, root)
 	stop()
 	if err != nil {
 		var quiet silentError
@@ -61,6 +61,31 @@ func exitIfStuck(ctx context.Context, a *app) {
 	}
 	fmt.Fprintln(os.Stderr, "mdsa: still running after the signal; exiting")
 	os.Exit(1)
+}
+
+// execute runs the command line. A command run with --json that fails
+// writes its error to stdout as JSON too, in one shape for every command:
+// {"status": "error", "error": "..."}; the message also goes to stderr.
+func (a *app) execute(ctx context.Context, root *cobra.Command) error {
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil || cmd == nil {
+		return err
+	}
+	var quiet silentError
+	if errors.As(err, &quiet) {
+		return err
+	}
+	if f := cmd.Flags().Lookup("json"); f != nil && f.Value.String() == "true" {
+		return a.jsonFailed(err)
+	}
+	return err
+}
+
+// jsonFailed reports err as JSON on stdout and as text on stderr.
+func (a *app) jsonFailed(err error) error {
+	_ = writeJSON(a.out, map[string]string{"status": "error", "error": err.Error()})
+	fmt.Fprintln(a.errw, "mdsa:", err)
+	return silentError{err}
 }
 
 // silentError is an error already reported (for example as JSON on stdout).
@@ -108,7 +133,7 @@ func (a *app) loadConfig() (config.Config, error) {
 	}
 	var cfg config.Config
 	if path == "" {
-		cfg = config.Default()
+		cfg = config.Builtin()
 		wd, err := os.Getwd()
 		if err != nil {
 			return cfg, err

@@ -75,10 +75,33 @@ func TestMain(m *testing.M) {
 func run(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
 	var out, errw bytes.Buffer
-	root := newRoot(&out, &errw)
+	root, a := newRootApp(&out, &errw)
 	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
+	err := a.execute(context.Background(), root)
 	return out.String(), errw.String(), err
+}
+
+// Every command with --json reports a failure in one JSON shape on stdout.
+func TestJSONErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"models", "info", "--json", "no-such-model"},
+		{"plugins", "test", "--json", "/no/such/plugin.wasm"},
+		{"hw", "--json", "--bogus-never"},
+		{"ask", "--json", ""},
+	} {
+		out, _, err := run(t, append([]string{"--config", fix.config}, args...)...)
+		if err == nil {
+			t.Errorf("%v: no error", args)
+			continue
+		}
+		if strings.Contains(strings.Join(args, " "), "--bogus-never") {
+			continue // a flag error happens before the command runs: no JSON
+		}
+		var e struct{ Status, Error string }
+		if json.Unmarshal([]byte(out), &e) != nil || e.Status != "error" || e.Error == "" {
+			t.Errorf("%v: stdout %q is not {\"status\":\"error\",\"error\":...}", args, out)
+		}
+	}
 }
 
 func TestAskJSON(t *testing.T) {

@@ -41,9 +41,13 @@ func (a *app) modelsInfoCmd() *cobra.Command {
 				return err
 			}
 			est := models.Estimate(meta, models.EstimateOptions{ContextSize: cfg.Engine.ContextSize, Parallel: cfg.Engine.Parallel})
+			// The registry (and mdsa hw) also count the engine's prompt
+			// cache, which fills up to its budget as prompts come and go.
+			cache := int64(max(cfg.Engine.PromptCacheMB, 0)) << 20
 			if asJSON {
 				return writeJSON(a.out, map[string]any{"path": path, "metadata": meta, "estimate": est,
-					"context_size": cfg.Engine.ContextSize, "parallel": cfg.Engine.Parallel})
+					"context_size": cfg.Engine.ContextSize, "parallel": cfg.Engine.Parallel,
+					"prompt_cache_bytes": cache, "reserved_bytes": est.Total + cache})
 			}
 			w := a.out
 			fmt.Fprintf(w, "file:          %s (%s)\n", path, models.FormatBytes(meta.FileSize))
@@ -54,6 +58,8 @@ func (a *app) modelsInfoCmd() *cobra.Command {
 				models.FormatBytes(est.Total), cfg.Engine.ContextSize, cfg.Engine.Parallel, models.FormatBytes(est.Weights),
 				models.FormatBytes(est.Repack), models.FormatBytes(est.KVCache), models.FormatBytes(est.Compute),
 				models.FormatBytes(est.Overhead))
+			fmt.Fprintf(w, "reserved:      %s with the prompt cache (engine.prompt_cache_mb = %d): what the model registry counts against its budget, as mdsa hw does\n",
+				models.FormatBytes(est.Total+cache), cfg.Engine.PromptCacheMB)
 			return nil
 		},
 	}

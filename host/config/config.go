@@ -4,6 +4,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -294,7 +295,30 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText implements encoding.TextMarshaler.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// Default returns the configuration used when no file is given.
+// Builtin is the configuration of a program run with no configuration file:
+// the defaults plus the model catalog and domain model of the shipped
+// mdsa.toml (TestBuiltinMatchesShipped keeps the two the same), so that
+// `mdsa models pull qwen2.5-0.5b-instruct` and the synthetic fallback work
+// in any directory.
+func Builtin() Config {
+	c := Default()
+	c.Engine.Model, c.Engine.Quant = "qwen2.5-0.5b-instruct", "Q4_K_M"
+	c.Models = map[string]Model{
+		"qwen2.5-0.5b-instruct": {Tier: "domain", ContextLength: 32768,
+			Description: "Qwen2.5 0.5B Instruct: small multilingual chat model, Apache-2.0",
+			Variants: map[string]Variant{
+				"Q4_K_M": {Repo: "Qwen/Qwen2.5-0.5B-Instruct-GGUF", File: "qwen2.5-0.5b-instruct-q4_k_m.gguf"},
+				"Q8_0":   {Repo: "Qwen/Qwen2.5-0.5B-Instruct-GGUF", File: "qwen2.5-0.5b-instruct-q8_0.gguf"},
+			}},
+		"synthetic": {Tier: "domain", ContextLength: 2048,
+			Description: "Tiny synthetic llama model written by `mdsa models synth`: predictable, meaningless answers",
+			Variants:    map[string]Variant{"Q4_0": {Path: "synthetic.gguf"}}},
+	}
+	return c
+}
+
+// Default returns the defaults every configuration file starts from: no
+// model catalog (see Builtin for a program run without a file).
 func Default() Config {
 	return Config{
 		Host: Host{
@@ -401,7 +425,7 @@ func Parse(file string, data []byte) (Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return Config{}, &Error{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message, Err: err}
+			return Config{}, &Error{File: file, Line: errorLine(data, pe.Position), Key: pe.LastKey, Msg: pe.Message, Err: err}
 		}
 		e := &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "toml: "), Err: err}
 		// Type mismatches arrive as plain errors: `toml: line N (last key "k"): msg`.
@@ -420,6 +444,17 @@ func Parse(file string, data []byte) (Config, error) {
 		return Config{}, err
 	}
 	return cfg, nil
+}
+
+// errorLine is the line of a TOML parse error: the decoder counts a line
+// as begun once it has read the newline that ends the previous one, so an
+// error found at that newline ("[host" with no "]") would name the next
+// line.
+func errorLine(data []byte, pos toml.Position) int {
+	if pos.Start > 0 && pos.Start <= len(data) {
+		return 1 + bytes.Count(data[:min(pos.Start, len(data)-1)], []byte{'\n'})
+	}
+	return pos.Line
 }
 
 // ApplyEnv overrides settings from environment variables:

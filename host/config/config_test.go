@@ -4,10 +4,27 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 )
+
+// The configuration of a program run without a file has the shipped
+// mdsa.toml's model catalog and domain model.
+func TestBuiltinMatchesShipped(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "mdsa.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := Builtin()
+	if b.Engine.Model != cfg.Engine.Model || b.Engine.Quant != cfg.Engine.Quant {
+		t.Errorf("builtin engine model %q %q, shipped %q %q", b.Engine.Model, b.Engine.Quant, cfg.Engine.Model, cfg.Engine.Quant)
+	}
+	if !reflect.DeepEqual(b.Models, cfg.Models) {
+		t.Errorf("builtin catalog\n%+v\nshipped\n%+v", b.Models, cfg.Models)
+	}
+}
 
 func TestShippedConfigLoads(t *testing.T) {
 	cfg, err := Load(filepath.Join("..", "..", "mdsa.toml"))
@@ -204,5 +221,26 @@ func TestQuantIsAPreference(t *testing.T) {
 		"[models.s]\ntier = \"domain\"\n[models.s.variants.Q4_0]\npath = \"s.gguf\"\n"
 	if _, err := Parse("mdsa.toml", []byte(toml)); err != nil {
 		t.Fatalf("a model without the preferred quant: %v", err)
+	}
+}
+
+// A TOML syntax error is reported on the line it is on, also when the
+// decoder finds it at the newline that ends the line.
+func TestParseErrorLine(t *testing.T) {
+	for _, c := range []struct {
+		text string
+		line int
+	}{
+		{"[host\n", 1},
+		{"x = \n", 1},
+		{"[host]\nlog_level = \"info\"\n[engine\n", 3},
+		{"[host]\nlog_level = \"info\"\nplugins_dir = \n\n", 3},
+		{"[host]\nlog_level = \"info\"\nplugins_dir = [1,\n", 3}, // unterminated: where it began
+	} {
+		_, err := Parse("t.toml", []byte(c.text))
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Line != c.line {
+			t.Errorf("%q: %v, want line %d", c.text, err, c.line)
+		}
 	}
 }
