@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
 var (
@@ -79,8 +81,8 @@ func (c *Config) validate(data []byte) error {
 		return fail(fmt.Sprintf("%s is out of range [0s, 1m] (0: the default, 5ms)", d), "plugins", "throttle_after")
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Plugins.Config)) {
-		if !modelNameRE.MatchString(name) {
-			return fail(fmt.Sprintf("plugin name %q is not valid", name), "plugins", "config", name)
+		if !abi.ValidName(name) {
+			return fail(fmt.Sprintf("plugin name %q is not valid: lower-case letters, digits, '_' and '-' (at most %d)", name, abi.MaxNameLen), "plugins", "config", name)
 		}
 	}
 	if s := c.Plugins.ThrottleShare; !(s >= 0 && s <= 1) {
@@ -300,8 +302,8 @@ func (c *Config) validateTenants(data []byte, models []string) error {
 				}
 				continue
 			}
-			if !modelNameRE.MatchString(p) {
-				return fail(fmt.Sprintf("plugin name %q is not valid (or a pattern: *, ?, [a-z])", p), "plugins")
+			if !abi.ValidName(p) {
+				return fail(fmt.Sprintf("plugin name %q is not valid: lower-case letters, digits, '_' and '-' (or a pattern: *, ?, [a-z])", p), "plugins")
 			}
 		}
 		for _, m := range t.Models {

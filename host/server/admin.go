@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
 // The admin API manages plugins under live traffic:
@@ -27,8 +27,6 @@ import (
 
 // maxPluginBytes caps an uploaded module.
 const maxPluginBytes = 64 << 20
-
-var pluginNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // adminKeys are the sha256 sums of the accepted admin keys.
 type adminKeys [][32]byte
@@ -150,9 +148,10 @@ const pluginUploadTimeout = 5 * time.Minute
 
 func (s *Server) adminPut(w http.ResponseWriter, r *http.Request) *apiError {
 	name := r.PathValue("name")
-	if !pluginNameRE.MatchString(name) {
+	if !abi.ValidName(name) {
 		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "invalid_name",
-			Message: "plugin names use letters, digits, '.', '_' and '-' (at most 64)", Refused: refusedBadRequest}
+			Message: fmt.Sprintf("plugin names use lower-case letters, digits, '_' and '-' (at most %d), as a manifest's name does", abi.MaxNameLen),
+			Refused: refusedBadRequest}
 	}
 	wasm, err := readBody(w, r, maxPluginBytes, s.uploadTimeout)
 	if err != nil {
