@@ -25,9 +25,15 @@ func childRuntime(t *testing.T, timeout time.Duration, memory uint64) *Runtime {
 }
 
 // A module compiled in a child loads and serves, and the child left its
-// machine code in the cache for the host.
+// machine code in the cache for the host. Under the race detector the
+// child shares the tests' warm cache: compiling a Go plugin in a
+// race-built child takes over a minute on a loaded machine.
 func TestCompileChild(t *testing.T) {
-	rt := childRuntime(t, time.Minute, 4<<30)
+	rt := childRuntime(t, 10*time.Minute, 8<<30)
+	if raceOn {
+		sharedRuntime(t) // the good plugin is then in the shared cache
+		rt = newRuntime(t, Options{CompileCommand: []string{os.Args[0]}, CompileTimeout: 10 * time.Minute, CompileMemoryBytes: 8 << 30})
+	}
 	p, err := rt.Load(context.Background(), wasmPath("good"))
 	if err != nil {
 		t.Fatal(err)
