@@ -1,5 +1,7 @@
-// Command finance is the MDSA personal-finance domain plugin: budgeting,
-// saving, debt, credit, investing basics, retirement accounts and taxes.
+// Command finance is the MDSA finance domain plugin: everyday banking
+// (cards, PINs, cash machines, top-ups, transfers, exchange rates, identity
+// checks, fees, direct debits, statements) and personal finance (budgeting,
+// saving, debt, credit, investing basics, retirement accounts and taxes).
 // It never promises returns and always carries a not-financial-advice note.
 //
 // Build: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags=-s -o finance.wasm .
@@ -21,6 +23,11 @@ var keywords = []string{
 	"tax return", "capital gains", "net worth", "annuity", "refinance", "brokerage", "crypto", "bitcoin",
 	"insurance", "down payment", "bank account", "financial", "overdraft", "paycheck", "financial advisor",
 	"bankruptcy", "fund", "irs", "credit union", "tax bracket",
+	// everyday banking
+	"debit card", "pin", "atm", "cash machine", "top-up", "top up", "transfer", "bank transfer", "iban",
+	"swift code", "sort code", "payee", "direct debit", "standing order", "exchange rate", "foreign currency",
+	"contactless", "chargeback", "cheque", "current account", "identity verification", "card",
+	"euros", "passport",
 }
 
 var examples = []string{
@@ -171,6 +178,97 @@ var examples = []string{
 	"This investment promises 10 percent a month, is it a Ponzi scheme?",
 	"Someone stole my identity and took out a loan in my name, what do I do?",
 	"my paycheck barely covers rent and bills, where can i cut back",
+
+	// Everyday banking: cards, PINs, cash machines, top-ups, transfers,
+	// currencies, identity checks, fees, direct debits and statements.
+	"has my new card been dispatched yet?",
+	"how many days until a new debit card is delivered",
+	"my new card went to my previous address",
+	"I think my debit card was stolen at the gym, please block it",
+	"lost my debit card somewhere in town, how do I stop anyone using it",
+	"I found the card I reported missing, can I unfreeze it?",
+	"How do I order a replacement for a damaged card?",
+	"my card keeps getting refused when I pay online",
+	"do I need to tell you before using my card abroad",
+	"can I get a virtual card number straight away while my plastic one is in the post",
+	"is it possible to have more than one physical card on the same bank account",
+	"how do I get my new surname printed on my debit card",
+	"can my 14 year old have her own debit card",
+	"I've forgotten the PIN for my debit card",
+	"the terminal said PIN tries exceeded, is my card dead now?",
+	"mistyped my PIN a few times at the shop, now my card is blocked",
+	"can I set a new PIN at a cash machine",
+	"are there charges for using another bank's ATM",
+	"how many free cash withdrawals do I get each month",
+	"I withdrew money abroad and the amount taken from my current account was higher than expected",
+	"top-up failed, the error says try a different card",
+	"my top-up is showing as pending, when will the money arrive?",
+	"the app reversed my top-up an hour after it went through",
+	"which top-up methods are free",
+	"top up by bank transfer, is that possible?",
+	"the app topped up my e-money account on its own, how do I stop that",
+	"some payments I send take days to clear, is that normal",
+	"the app says my payment to a new recipient was blocked for security",
+	"the payment left my current account yesterday, when will it land in theirs",
+	"do payments to the US go through the same day",
+	"I mixed up two digits of the account number when paying someone, can I get it back",
+	"how do I save a recipient's details for repeat payments",
+	"a client says they paid me on Friday but nothing has landed in my current account",
+	"what details do I need to receive an international transfer",
+	"what's my IBAN? a client needs it to pay me",
+	"my pay day was yesterday but my wages still aren't in",
+	"how long does a cheque take to clear",
+	"is there a limit on how much money I can transfer in a day",
+	"balance not updated after a transfer went through",
+	"do you use the interbank rate for card purchases abroad",
+	"the rate applied to my cash withdrawal in Turkey looks wrong",
+	"can I move money from my euro wallet to my sterling one",
+	"the foreign transaction fee on my holiday spending seems too high",
+	"the amount charged in my currency doesn't match the price I paid abroad",
+	"do I have to verify my identity before I can use the bank account",
+	"I was told my documents couldn't be verified, can I try again?",
+	"can I use a utility bill as proof of address",
+	"will you accept a residence permit as ID for verification",
+	"you asked where my deposits come from, do I have to answer",
+	"I've been charged a current account maintenance fee, what is it for",
+	"my sister received less than I sent abroad, where did the difference go",
+	"how much is the monthly charge for the premium current account",
+	"how long does a refund to my debit card take to appear",
+	"I think my card details were used by a fraudster online",
+	"when can I ask for a chargeback on a card payment",
+	"a hotel deposit still shows on my card days after checkout",
+	"a card payment was reverted back to my balance, why",
+	"I was charged extra for a card payment, what's this fee",
+	"direct debit vs standing order, what's the difference",
+	"a direct debit I cancelled was still taken from my current account",
+	"a company took money by direct debit without my permission",
+	"can I change the date my standing order is paid",
+	"Can I get a printed statement for my current account?",
+	"where can I see all my transactions from last year",
+	"How do I open a current account with you?",
+	"Can I open a bank account with you as a non-resident?",
+	"I'm switching banks, how do I move my direct debits over",
+	"my current account has been restricted and none of my payments go through",
+	"how do I check my balance",
+	"someone rang pretending to be from my bank and asked for a code, was it a scam",
+	"I was tricked into sending money to a scammer, can you get it back?",
+	"Does my current account pay any interest?",
+	"how do I arrange an overdraft on my current account",
+	"can I block gambling payments on my card",
+	"how do I pay cash into my current account at a branch",
+	"I need a letter confirming my bank details for my new employer",
+	"what happens to my teen account when I turn 18",
+	"can I have a business bank account and a personal one with you",
+	"money I sent abroad was returned to my balance, why",
+	"is there a fee to exchange money to Japanese yen",
+	"my current account shows a negative balance and I don't know why",
+	"a payment I made last week still isn't on my statement",
+	"can I follow the delivery of my replacement debit card online",
+	"a merchant reversed a charge but my card balance still shows it",
+	"is it possible to recall a payment that has already left my current account",
+	"my verification was declined even though my documents are valid",
+	"how do I update my personal details on my current account",
+	"my debit card won't add to the wallet on my phone",
 }
 
 func init() {
@@ -178,7 +276,7 @@ func init() {
 		Manifest: abi.Manifest{
 			Name:        "finance",
 			Version:     version,
-			Description: "Personal finance: budgeting, saving, debt, credit, investing basics, retirement and taxes.",
+			Description: "Banking and personal finance: cards, payments, transfers, fees, budgeting, saving, debt, credit, investing, retirement and taxes.",
 			Keywords:    keywords,
 			Examples:    examples,
 			Model: abi.ModelPref{
@@ -195,8 +293,10 @@ func init() {
 			},
 			Capabilities: []string{abi.CapGenerate},
 		},
-		System: "You are a careful personal-finance educator. Explain budgeting, saving, debt, credit, " +
-			"investing, retirement accounts and taxes in plain language with concrete numbers where they help. " +
+		System: "You are a careful banking and personal-finance assistant. Help with cards, PINs, transfers, " +
+			"fees and exchange rates, and explain budgeting, saving, debt, credit, investing, retirement accounts " +
+			"and taxes in plain language with concrete numbers where they help. You cannot see anyone's account: " +
+			"for a lost card or an unknown payment, say to freeze the card and call their bank; never ask for a PIN. " +
 			"Describe trade-offs and risks honestly: never promise or guarantee returns, never recommend a " +
 			"specific security as a sure thing, and say when rules differ by country or depend on the person's " +
 			"situation. Keep answers under 300 words unless asked for more. " +
