@@ -102,11 +102,22 @@ type ContextLengthError struct {
 	What    string // "prompt", "embedding input 3"
 	Tokens  int    // tokens of the input
 	Context int    // tokens the context holds
+	// AtLeast: Tokens is a lower bound, found without tokenizing a text
+	// far too long for the context.
+	AtLeast bool
 }
 
 // Error implements error.
 func (e *ContextLengthError) Error() string {
-	return fmt.Sprintf("engine: %s has %d tokens, the context holds %d", e.What, e.Tokens, e.Context)
+	return fmt.Sprintf("engine: %s has %s tokens, the context holds %d", e.What, e.Count(), e.Context)
+}
+
+// Count is Tokens as text: "at least N" when it is a lower bound.
+func (e *ContextLengthError) Count() string {
+	if e.AtLeast {
+		return fmt.Sprintf("at least %d", e.Tokens)
+	}
+	return fmt.Sprint(e.Tokens)
 }
 
 // Is makes a ContextLengthError match ErrInvalidInput.

@@ -164,8 +164,8 @@ func hostError(reqID string, err error) *apiError {
 			param = "input"
 		}
 		return badRequest(param, "context_length_exceeded",
-			"this model's context holds %d tokens, but the %s has %d: shorten it, or raise engine.context_size in the server's configuration",
-			cle.Context, cle.What, cle.Tokens)
+			"this model's context holds %d tokens, but the %s has %s: shorten it, or raise engine.context_size in the server's configuration",
+			cle.Context, cle.What, cle.Count())
 	case errors.Is(err, engine.ErrInvalidInput):
 		return badRequest("", "invalid_input", "the model cannot take this input: %s", clip(err.Error(), maxErrorDetail))
 	case errors.Is(err, context.Canceled):

@@ -486,6 +486,9 @@ func (e *Engine) templateText(text string) *templateText {
 // the chat template (special tokens from the template only), or Prompt as
 // is, with special-token parsing (a raw prompt is trusted).
 func (e *Engine) promptTokens(req engine.Request) ([]llama.Token, error) {
+	if err := e.checkLength(req); err != nil {
+		return nil, err
+	}
 	var tokens []llama.Token
 	var err error
 	switch {
@@ -507,6 +510,60 @@ func (e *Engine) promptTokens(req engine.Request) ([]llama.Token, error) {
 		tokens = tokens[1:]
 	}
 	return tokens, nil
+}
+
+// A text of n bytes has at least n / (the longest token's bytes) tokens
+// under the SentencePiece and byte-level BPE tokenizers, which do not
+// normalise text (no token covers more of it than its own piece); the
+// bound is taken with a slack of lengthSlack all the same. checkLength
+// uses it to refuse a prompt far past the context without tokenizing it:
+// a 660 KB message took 0.48 CPU-s to tokenize only to be refused (mdsa
+// bench hostile, http-longprompt). Other tokenizers (WordPiece, Unigram)
+// normalise, and are left to tokenize.
+const lengthSlack = 2
+
+// checkLength returns a ContextLengthError, without tokenizing, for a
+// request whose text alone must exceed the context. The vocabulary is
+// scanned for its longest piece once, the first time a request's text is
+// long enough for the bound to matter.
+func (e *Engine) checkLength(req engine.Request) error {
+	n := len(req.Prompt)
+	for _, m := range req.Messages {
+		n += len(m.Content)
+	}
+	ctx := e.info.ContextSize
+	if ctx <= 0 || n <= ctx*8*lengthSlack {
+		return nil
+	}
+	e.pieceOnce.Do(func() {
+		if vt := llama.GetVocabType(e.vocab); vt == llama.VocabTypeSPM || vt == llama.VocabTypeBPE {
+			e.maxPiece = longestPiece(e.vocab)
+		}
+	})
+	if e.maxPiece <= 0 {
+		return nil
+	}
+	if least := n / (lengthSlack * e.maxPiece); least >= ctx {
+		return fmt.Errorf("llamacpp: %w (raise Options.ContextSize or shorten the prompt)",
+			&engine.ContextLengthError{What: "prompt", Tokens: least, Context: ctx, AtLeast: true})
+	}
+	return nil
+}
+
+// longestPiece is the length in bytes of the vocabulary's longest token
+// text, special tokens included.
+func longestPiece(vocab llama.Vocab) int {
+	buf := make([]byte, 256)
+	longest := 0
+	for t := range llama.VocabNTokens(vocab) {
+		n := llama.TokenToPiece(vocab, llama.Token(t), buf, 0, true)
+		if n < 0 { // the buffer is too small: -n is the length
+			buf = make([]byte, -n)
+			n = llama.TokenToPiece(vocab, llama.Token(t), buf, 0, true)
+		}
+		longest = max(longest, int(n))
+	}
+	return longest
 }
 
 // specialAffixes returns the tokens llama.cpp puts before and after a text

@@ -96,11 +96,14 @@ type Info struct {
 // and is safe for concurrent use; see the package documentation for the
 // design.
 type Engine struct {
-	info   Info
-	log    *slog.Logger
-	model  llama.Model
-	vocab  llama.Vocab
-	cparam llama.ContextParams // of the generation context
+	info  Info
+	log   *slog.Logger
+	model llama.Model
+	vocab llama.Vocab
+
+	pieceOnce sync.Once           // maxPiece, computed on the first long prompt
+	maxPiece  int                 // bytes of the longest token text
+	cparam    llama.ContextParams // of the generation context
 
 	hasDecoder bool
 	hasEncoder bool

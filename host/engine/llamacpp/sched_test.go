@@ -628,3 +628,28 @@ func TestMaxPromptTokens(t *testing.T) {
 		t.Fatalf("a prompt over the context: %v", err)
 	}
 }
+
+// A prompt far past the context is refused without being tokenized, with
+// a lower bound on its tokens; one just past it is tokenized and refused
+// with its exact count. Both are context-length errors.
+func TestContextLengthBound(t *testing.T) {
+	e := openSmall(t, Options{})
+	ctx := context.Background()
+	piece := longestPiece(e.vocab)
+	if piece <= 0 {
+		t.Fatalf("longest piece %d", piece)
+	}
+	huge := engine.Request{Messages: []engine.Message{{Role: "user", Content: strings.Repeat("x", 512*lengthSlack*piece+1)}},
+		Params: engine.Params{MaxTokens: 2}}
+	var cle *engine.ContextLengthError
+	_, err := e.Generate(ctx, huge, nil)
+	if !errors.As(err, &cle) || !cle.AtLeast || cle.Tokens < 512 || !strings.Contains(err.Error(), "at least") {
+		t.Fatalf("a prompt far past the context: %v (%+v)", err, cle)
+	}
+	long := engine.Request{Prompt: strings.Repeat("many words here ", 400), Params: engine.Params{MaxTokens: 2}}
+	cle = nil
+	if _, err := e.Generate(ctx, long, nil); !errors.As(err, &cle) || cle.AtLeast {
+		t.Fatalf("a prompt just past the context: %v (%+v)", err, cle)
+	}
+	t.Logf("longest piece %d bytes; %v", piece, err)
+}
