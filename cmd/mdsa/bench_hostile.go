@@ -30,6 +30,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/models/gguf"
 	"github.com/mdsa-go/mdsa/internal/hostile"
+	"github.com/mdsa-go/mdsa/internal/procfs"
 	"github.com/mdsa-go/mdsa/internal/stats"
 )
 
@@ -537,16 +538,8 @@ func processCPU() time.Duration {
 // processRSSBytes is this process's resident memory (0 where /proc is
 // missing).
 func processRSSBytes() uint64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseUint(f[1], 10, 64)
-	return pages * uint64(os.Getpagesize())
+	n, _ := procfs.RSS(os.Getpid())
+	return n
 }
 
 func mb(b uint64) float64        { return float64(b) / (1 << 20) }

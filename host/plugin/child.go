@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mdsa-go/mdsa/internal/procfs"
 	"github.com/mdsa-go/mdsa/internal/textcap"
 )
 
@@ -175,7 +176,7 @@ func (r *Runtime) compileInChild(ctx context.Context, pages uint32, wasm []byte)
 		case err := <-done:
 			return r.childResult(err, &out, peak, time.Since(start))
 		case <-tick.C:
-			rss, ok := processRSS(cmd.Process.Pid)
+			rss, ok := procfs.RSS(cmd.Process.Pid) // not known off Linux: bounded by time only
 			if ok && rss > peak {
 				peak = rss
 			}

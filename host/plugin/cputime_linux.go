@@ -2,10 +2,7 @@ package plugin
 
 import (
 	"math"
-	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -23,23 +20,6 @@ func threadCPUTime() time.Duration {
 
 // threadID is the calling OS thread's id.
 func threadID() int { return unix.Gettid() }
-
-// processRSS is the resident memory of process pid, read from /proc.
-func processRSS(pid int) (uint64, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
-	if err != nil {
-		return 0, false
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0, false
-	}
-	pages, err := strconv.ParseUint(f[1], 10, 64)
-	if err != nil {
-		return 0, false
-	}
-	return pages * uint64(os.Getpagesize()), true
-}
 
 // setChildAttrs makes a compile child die with the host: a host that
 // crashes or is killed must not leave a compile running.

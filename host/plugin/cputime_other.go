@@ -15,9 +15,6 @@ func threadCPUTime() time.Duration { return monotonic() }
 // counted (at wall time, see threadCPUTime).
 func threadID() int { return 0 }
 
-// processRSS is not known here: the compile child is bounded by time only.
-func processRSS(pid int) (uint64, bool) { return 0, false }
-
 // setChildAttrs has nothing to set here.
 func setChildAttrs(cmd *exec.Cmd) {}
 
