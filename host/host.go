@@ -189,6 +189,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 		CompileTimeout:      cfg.Plugins.CompileTimeout.Duration,
 		CompileMemoryBytes:  uint64(cfg.Plugins.CompileMemoryMB) << 20,
 		MaxTotalMemoryBytes: uint64(cfg.Plugins.TotalMemoryMB) << 20,
+		MaxStackBytes:       cfg.Plugins.StackKB << 10,
 	})
 	if err != nil {
 		h.models.Close()

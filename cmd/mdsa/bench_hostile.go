@@ -59,6 +59,7 @@ var hostileModes = []struct{ mode, what string }{
 	{"fill", "clears 32 MiB with memory.fill again and again"},
 	{"trap", "panics"},
 	{"oom", "allocates until its memory cap"},
+	{"recurse", "recurses without end (the wasm call stack)"},
 	{"bigout", "returns 3 MiB"},
 	{"bigerr", "fails with a 4 MiB error message"},
 	{"badjson", "returns invalid JSON"},

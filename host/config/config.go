@@ -144,6 +144,10 @@ type Plugins struct {
 	// together (every plugin and tenant); past it a plugin's memory grow
 	// fails and no new instance is made (503 plugin_memory_exhausted).
 	TotalMemoryMB int `toml:"total_memory_mb"`
+	// StackKB bounds the wasm call stack of one plugin call, as estimated
+	// from its functions' frames (parameters, locals, operand stack): a
+	// call that would hold more traps.
+	StackKB int `toml:"stack_kb"`
 	// CompileInChild compiles each new plugin module in a child process
 	// (the mdsa program itself) watched for CompileMemoryMB and
 	// CompileTimeout, so that a module built to make the compiler spend
@@ -361,6 +365,7 @@ func Default() Config {
 			MaxWorkTokens:   16384,
 			MaxHostTime:     Duration{time.Minute},
 			TotalMemoryMB:   2048,
+			StackKB:         1024,
 			CompileInChild:  true,
 			CompileTimeout:  Duration{10 * time.Second},
 			CompileMemoryMB: 512,

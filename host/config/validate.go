@@ -62,6 +62,7 @@ func (c *Config) validate(data []byte) error {
 		{c.Plugins.PoolSize, 0, 1024, []string{"plugins", "pool_size"}},
 		{c.Plugins.CompileMemoryMB, 0, 1 << 20, []string{"plugins", "compile_memory_mb"}},
 		{c.Plugins.TotalMemoryMB, 0, 1 << 24, []string{"plugins", "total_memory_mb"}},
+		{c.Plugins.StackKB, 0, 1 << 16, []string{"plugins", "stack_kb"}},
 	}
 	for _, f := range ints {
 		if f.v < f.min || f.v > f.max {

@@ -109,6 +109,8 @@ type callState struct {
 	firstRefusal  string
 	violation     error // a contract breach that fails the export call
 	violationKind error
+	// stackExhausted is set when the call trapped at the stack bound.
+	stackExhausted error
 	// throttle paces the call's guest code once it has run long.
 	throttle *throttle
 }
@@ -150,8 +152,19 @@ func (r *Runtime) hostFunctions() []extism.HostFunction {
 		}
 	}, nil, nil)
 	yield.SetNamespace(instrument.ImportModule)
+	// The function the guest calls when its call stack would pass
+	// Options.MaxStackBytes: the call traps.
+	stack := extism.NewHostFunctionWithStack(instrument.StackImportName, func(ctx context.Context, _ *extism.CurrentPlugin, _ []uint64) {
+		err := fmt.Errorf("call stack exhausted: its frames passed %d KiB (plugins.stack_kb)", r.stackBytes>>10)
+		if st, ok := ctx.Value(callStateKey{}).(*callState); ok {
+			st.stackExhausted = err
+		}
+		panic(err)
+	}, nil, nil)
+	stack.SetNamespace(instrument.ImportModule)
 	return append([]extism.HostFunction{
 		yield,
+		stack,
 		def(abi.HostGenerate, abi.CapGenerate, r.hostGenerate),
 		def(abi.HostEmbed, abi.CapEmbed, r.hostEmbed),
 		def(abi.HostCountTokens, abi.CapCountTokens, r.hostCountTokens),
@@ -165,9 +178,15 @@ const maxErrorMessage = 64 << 10
 
 // KernelForwarders serve the Extism kernel functions that instrument moves
 // to instrument.GuardModule without checking anything, as go-sdk's env
-// module would: for running an instrumented module outside a Runtime (the
-// conformance kit's probe).
-func KernelForwarders() []extism.HostFunction { return kernelGuards(false) }
+// module would, and instrument's stack import (a trap): for running an
+// instrumented module outside a Runtime (the conformance kit's probe).
+func KernelForwarders() []extism.HostFunction {
+	stack := extism.NewHostFunctionWithStack(instrument.StackImportName, func(context.Context, *extism.CurrentPlugin, []uint64) {
+		panic(errors.New("call stack exhausted"))
+	}, nil, nil)
+	stack.SetNamespace(instrument.ImportModule)
+	return append(kernelGuards(false), stack)
+}
 
 // kernelGuards serve output_set and error_set under instrument.GuardModule,
 // with the size checks of an export call when checked.

@@ -451,6 +451,10 @@ func (p *Plugin) invoke(ctx context.Context, inst *instance, export string, inpu
 				return fail(ctx.Err(), errors.New("call stopped"))
 			}
 		}
+		if st.stackExhausted != nil {
+			p.traps.Add(1)
+			return fail(ErrTrap, st.stackExhausted)
+		}
 		if callErr != nil && isTrap(callErr) {
 			p.traps.Add(1)
 			return fail(ErrTrap, errors.New(trapDetail(callErr, inst.stderr.String())))

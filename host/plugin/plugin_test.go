@@ -177,6 +177,8 @@ func TestBadPlugins(t *testing.T) {
 		{name: "oom", limits: Limits{MaxMemoryBytes: 32 << 20, ThrottleShare: 1, CallTimeout: time.Minute}, kind: ErrTrap,
 			want: []string{`plugin "oom": prompt: trapped`, "out of memory"},
 			stat: func(s Stats) uint64 { return s.Traps }},
+		{name: "recurse", limits: Limits{ThrottleShare: 1, CallTimeout: time.Minute}, kind: ErrTrap, want: []string{`plugin "recurse": prompt: trapped: call stack exhausted: its frames passed 1024 KiB (plugins.stack_kb)`},
+			stat: func(s Stats) uint64 { return s.Traps }},
 		{name: "badjson", kind: ErrBadOutput, want: []string{`plugin "badjson": prompt: invalid output: prompt response: invalid JSON`}},
 		{name: "badutf8", kind: ErrBadOutput, want: []string{`plugin "badutf8": prompt: invalid output: prompt response: invalid UTF-8 at byte 42`}},
 		{name: "bigout", limits: Limits{ThrottleShare: 1, CallTimeout: time.Minute}, kind: ErrOutputTooLarge, want: []string{`plugin "bigout": prompt: output too large: 3145771 bytes, limit 1048576 (refused at output_set, before any copy)`}},

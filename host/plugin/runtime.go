@@ -227,6 +227,14 @@ type Options struct {
 	// CompileMemoryBytes bounds the child's resident memory. Default
 	// DefaultCompileMemoryBytes.
 	CompileMemoryBytes uint64
+	// MaxStackBytes bounds the wasm call stack of one plugin call, as
+	// package instrument estimates it from each function's parameters,
+	// locals and operand stack: a call that would hold more traps
+	// (ErrTrap, "call stack exhausted"). Without it wazero grows a call's
+	// stack to about 50 MB, allocating up to 100 MB more at the last
+	// doubling, outside every memory budget. Default
+	// instrument.DefaultStackBytes (1 MiB).
+	MaxStackBytes int
 }
 
 // Runtime loads and runs plugins. It is safe for concurrent use.
@@ -241,6 +249,7 @@ type Runtime struct {
 
 	interpreter bool
 	mem         *memoryBudget
+	stackBytes  int // Options.MaxStackBytes
 
 	// Child compiles (see Options.CompileCommand); compileCmd is nil when
 	// modules compile in this process.
@@ -325,6 +334,7 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		compiled:    make(map[string]*compiled),
 		plugins:     make(map[*Plugin]struct{}),
 		mem:         newMemoryBudget(cmp.Or(opts.MaxTotalMemoryBytes, DefaultMaxTotalMemoryBytes)),
+		stackBytes:  cmp.Or(opts.MaxStackBytes, instrument.DefaultStackBytes),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -710,7 +720,8 @@ func (r *Runtime) compile(ctx context.Context, hash string, pages uint32, wasm [
 func (r *Runtime) compileModule(ctx context.Context, pages uint32, wasm []byte) (*extism.CompiledPlugin, error) {
 	// Every module gets yield points (see throttle): compiled WebAssembly
 	// cannot be preempted, and they are how a long-running call is paced.
-	wasm, err := instrument.Yields(wasm, 0)
+	// It also gets the stack bound.
+	wasm, _, err := instrument.Rewrite(wasm, 0, instrument.Budget{StackBytes: r.stackBytes})
 	if err != nil {
 		return nil, fmt.Errorf("compile: adding yield points: %w", err)
 	}

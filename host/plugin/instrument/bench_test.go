@@ -62,13 +62,12 @@ func BenchmarkLoopOverhead(b *testing.B) {
 				defer rt.Close(ctx)
 				deadline := time.Now().Add(time.Hour)
 				yields := 0
-				_, err := rt.NewHostModuleBuilder(ImportModule).NewFunctionBuilder().
-					WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) {
-						yields++
-						if time.Now().After(deadline) {
-							panic("deadline")
-						}
-					}), nil, nil).Export(ImportName).Instantiate(ctx)
+				err := schedModule(ctx, rt, func() {
+					yields++
+					if time.Now().After(deadline) {
+						panic("deadline")
+					}
+				})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -104,12 +103,11 @@ func BenchmarkYieldCost(b *testing.B) {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
 	defer rt.Close(ctx)
 	deadline := time.Now().Add(time.Hour)
-	_, err := rt.NewHostModuleBuilder(ImportModule).NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) {
-			if time.Now().After(deadline) {
-				panic("deadline")
-			}
-		}), nil, nil).Export(ImportName).Instantiate(ctx)
+	err := schedModule(ctx, rt, func() {
+		if time.Now().After(deadline) {
+			panic("deadline")
+		}
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -131,4 +129,33 @@ func BenchmarkYieldCost(b *testing.B) {
 		tNever += mid.Sub(start)
 	}
 	b.ReportMetric(float64((tEvery-tNever).Nanoseconds())/float64(b.N*iters), "ns/yield")
+}
+
+// BenchmarkCallOverhead measures what the rewrite adds to a function call
+// (the countdown and the stack bound's entry and exit): rec(1000), 1,001
+// nested calls, plain and rewritten, per call.
+func BenchmarkCallOverhead(b *testing.B) {
+	i32 := []byte{0x7f}
+	orig := stackModule(i32, i32, 0, recBody...)
+	out, _, err := Rewrite(orig, 0, Budget{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		wasm []byte
+	}{{"plain", orig}, {"rewritten", out}} {
+		b.Run(c.name, func(b *testing.B) {
+			rt, _ := newRuntime(b, false, api.CoreFeaturesV2)
+			f := instantiate(b, rt, c.wasm).ExportedFunction("f")
+			ctx := context.Background()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := f.Call(ctx, 1000); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1001, "ns/call")
+		})
+	}
 }

@@ -18,6 +18,12 @@ type Budget struct {
 	DataSegments   int
 	ElemSegments   int
 	Exports        int
+
+	// StackBytes bounds the wasm call stack of one call into the module,
+	// as Yields estimates it (see stack.go): a call that would hold more
+	// calls ImportModule.StackImportName and then traps. It is not a
+	// shape budget: Rewrite builds it into the module.
+	StackBytes int
 }
 
 // DefaultBudget is the Budget used for zero fields, at least four times
@@ -35,7 +41,16 @@ var DefaultBudget = Budget{
 	DataSegments:   200_000,
 	ElemSegments:   10_000,
 	Exports:        10_000,
+	StackBytes:     DefaultStackBytes,
 }
+
+// DefaultStackBytes is the default Budget.StackBytes: 1 MiB of estimated
+// frames, at least 2,400 nested calls of the shipped Go plugins' largest
+// frame (432 bytes) and 7,000 of their median one (144 bytes);
+// TestShippedPluginShapes logs the estimates. (Go's own stack lives in
+// linear memory and Go unwinds the wasm stack when it grows it, so Go
+// code rarely nests wasm calls that deep.)
+const DefaultStackBytes = 1 << 20
 
 // withDefaults fills zero fields from DefaultBudget.
 func (b Budget) withDefaults() Budget {
@@ -44,6 +59,7 @@ func (b Budget) withDefaults() Budget {
 		{&b.Functions, &d.Functions}, {&b.LocalsTotal, &d.LocalsTotal}, {&b.BodyBytes, &d.BodyBytes},
 		{&b.Nesting, &d.Nesting}, {&b.BrTableTargets, &d.BrTableTargets}, {&b.Globals, &d.Globals},
 		{&b.DataSegments, &d.DataSegments}, {&b.ElemSegments, &d.ElemSegments}, {&b.Exports, &d.Exports},
+		{&b.StackBytes, &d.StackBytes},
 	} {
 		if *f.v <= 0 {
 			*f.v = *f.def
@@ -56,6 +72,9 @@ func (b Budget) withDefaults() Budget {
 type Shape struct {
 	Functions, LocalsTotal, BodyBytes, Nesting, BrTableTargets int
 	Globals, DataSegments, ElemSegments, Exports               int
+	// FrameBytes is the largest frame estimate of the stack bound and
+	// MedianFrameBytes the median over all functions (see stack.go).
+	FrameBytes, MedianFrameBytes int
 }
 
 // BudgetError says which budget a module went over.

@@ -83,7 +83,9 @@ func TestBudgetRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Shape{Functions: 2, LocalsTotal: 3, Nesting: 3, BrTableTargets: 7, Globals: 1, Exports: 2, BodyBytes: shape.BodyBytes}
+	// Frames: 2 + 3 locals + 1 operand, and 2 for the empty body.
+	want := Shape{Functions: 2, LocalsTotal: 3, Nesting: 3, BrTableTargets: 7, Globals: 1, Exports: 2, BodyBytes: shape.BodyBytes,
+		FrameBytes: 6 * stackUnit, MedianFrameBytes: 6 * stackUnit}
 	if shape != want || shape.BodyBytes == 0 {
 		t.Fatalf("shape %+v, want %+v", shape, want)
 	}

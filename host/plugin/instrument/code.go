@@ -101,23 +101,52 @@ var vecKinds = func() (t [256]uint8) {
 // indices. It decodes every instruction's immediates the way wazero does, so
 // it finds the same instruction boundaries wazero's validator and compiler
 // find. Runs of unchanged input are copied in one append.
-func (m *module) body(b []byte, p, end int, out []byte) ([]byte, error) {
+//
+// The caller has opened the block that wraps the body (see stack.go): body
+// turns return into a branch to it, puts the stack decrement before tail
+// calls and after the wrapper's end, and follows the operand stack height
+// in m.h. It returns where the decrements' frame estimates are, to be
+// patched.
+func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
 	last := p
 	depth := 0 // open blocks, loops and ifs
 	closed := false
+	var leaves []int
 	var err error
+	h := &m.h
 	for p < end {
 		at := p
 		op := b[p]
 		p++
 		switch opKinds[op] {
 		case kNone:
+			switch op {
+			case 0x00: // unreachable
+				h.unreachable()
+			case 0x05: // else
+				h.elseBranch()
+			case 0x0f: // return: a branch to the wrapper block
+				out = append(out, b[last:at]...)
+				out = appendU32(append(out, 0x0c), uint32(depth))
+				last = p
+				h.unreachable()
+			default:
+				h.op(opEffects[op])
+			}
 		case kEnd:
+			h.end()
 			if depth == 0 {
 				if p != end {
-					return nil, &Error{Offset: p, Msg: "bytes after the end of the function body"}
+					return nil, nil, &Error{Offset: p, Msg: "bytes after the end of the function body"}
 				}
 				closed = true
+				// End the wrapper, leave, end the function.
+				out = append(out, b[last:p]...)
+				var at5 int
+				out, at5 = m.stackLeave(out)
+				leaves = append(leaves, at5)
+				out = append(out, 0x0b)
+				last = p
 			}
 			depth--
 		case kIndex:
@@ -126,86 +155,130 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, error) {
 			} else {
 				p, err = skipU32(b, p, end, at)
 			}
+			if op == 0x0c { // br
+				h.unreachable()
+			} else {
+				h.op(opEffects[op])
+			}
 		case kMemarg:
 			if p+1 < end && b[p] < 0x80 && b[p+1] < 0x80 {
 				p += 2
 			} else {
 				p, err = memarg(b, p, end, at)
 			}
+			h.op(opEffects[op])
 		case kI32:
 			p, err = skipSLEB(b, p, end, at, 5)
-		case kLoop:
+			h.op(opEffects[op])
+		case kLoop, kBlock:
 			if depth++; depth > m.shape.Nesting {
 				m.shape.Nesting = depth
 				if err := over("nesting of blocks in one function", depth, m.budget.Nesting); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 			}
-			if p, err = skipS33(b, p, end, at); err == nil {
-				out = append(out, b[last:p]...)
-				out = append(out, m.prologue...)
-				last = p
-			}
-		case kBlock:
-			if depth++; depth > m.shape.Nesting {
-				m.shape.Nesting = depth
-				if err := over("nesting of blocks in one function", depth, m.budget.Nesting); err != nil {
-					return nil, err
+			var params, results int
+			if params, results, p, err = m.blockSig(b, p, end, at); err == nil {
+				h.enter(params, results, op == 0x04)
+				if op == 0x03 {
+					out = append(out, b[last:p]...)
+					out = append(out, m.prologue...)
+					last = p
 				}
 			}
-			p, err = skipS33(b, p, end, at)
 		case kGlobal:
 			var v uint32
 			if v, p, err = u32At(b, p, end, at); err == nil && v >= m.counter {
 				// The countdown global would make the reference valid.
-				return nil, &Error{Offset: at, Msg: fmt.Sprintf("global index %d out of range", v)}
+				return nil, nil, &Error{Offset: at, Msg: fmt.Sprintf("global index %d out of range", v)}
 			}
+			h.op(opEffects[op])
 		case kFunc:
 			var v uint32
 			var q int
 			if v, q, err = u32At(b, p, end, at); err == nil {
 				if uint64(v) >= m.numFuncsT {
-					return nil, &Error{Offset: at, Msg: fmt.Sprintf("function index %d out of range", v)}
+					return nil, nil, &Error{Offset: at, Msg: fmt.Sprintf("function index %d out of range", v)}
 				}
-				if m.addImport && v >= m.shiftFrom {
-					if v == math.MaxUint32 {
-						return nil, &Error{Offset: at, Msg: "function index 4294967295 cannot be shifted"}
+				if op == 0x12 { // return_call: leave first
+					out = append(out, b[last:at]...)
+					var at5 int
+					out, at5 = m.stackLeave(out)
+					leaves = append(leaves, at5)
+					last = at
+				}
+				if m.nAdd > 0 && v >= m.shiftFrom {
+					if v > math.MaxUint32-m.nAdd {
+						return nil, nil, &Error{Offset: at, Msg: fmt.Sprintf("function index %d cannot be shifted", v)}
 					}
 					out = append(out, b[last:p]...)
-					out = appendU32(out, v+1)
+					out = appendU32(out, v+m.nAdd)
 					last = q
 				}
 				p = q
+				switch op {
+				case 0x10: // call
+					s := m.sigs[m.funcTypes[v]]
+					h.op(effect{})
+					h.h = max(h.frames[len(h.frames)-1].base, h.h-int(s.params)) + int(s.results)
+					h.max = max(h.max, h.h)
+				case 0x12:
+					h.unreachable()
+				default: // ref.func
+					h.op(opEffects[op])
+				}
 			}
 		case kIndex2:
-			if p, err = skipU32(b, p, end, at); err == nil {
+			var t uint32
+			if t, p, err = u32At(b, p, end, at); err == nil {
 				p, err = skipU32(b, p, end, at)
+			}
+			if err == nil && t >= m.numTypes {
+				return nil, nil, &Error{Offset: at, Msg: fmt.Sprintf("type index %d out of range", t)}
+			}
+			if err == nil {
+				if op == 0x13 { // return_call_indirect: leave first
+					out = append(out, b[last:at]...)
+					var at5 int
+					out, at5 = m.stackLeave(out)
+					leaves = append(leaves, at5)
+					last = at
+					h.unreachable()
+				} else {
+					s := m.sigs[t]
+					h.h = max(h.frames[len(h.frames)-1].base, h.h-1-int(s.params)) + int(s.results)
+					h.max = max(h.max, h.h)
+				}
 			}
 		case kI64:
 			p, err = skipSLEB(b, p, end, at, 10)
+			h.op(opEffects[op])
 		case kF32:
 			p, err = skipN(b, p, end, at, 4)
+			h.op(opEffects[op])
 		case kF64:
 			p, err = skipN(b, p, end, at, 8)
+			h.op(opEffects[op])
 		case kBrTable:
 			var n uint32
 			if n, p, err = u32At(b, p, end, at); err == nil {
 				if int64(n) > int64(end-p) {
-					return nil, &Error{Offset: at, Msg: "br_table label count runs past the end of the body"}
+					return nil, nil, &Error{Offset: at, Msg: "br_table label count runs past the end of the body"}
 				}
 				m.shape.BrTableTargets += int(n) + 1
 				if err := over("br_table targets", m.shape.BrTableTargets, m.budget.BrTableTargets); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				for i := uint32(0); i <= n && err == nil; i++ { // n labels and the default
 					p, err = skipU32(b, p, end, at)
 				}
 			}
+			h.unreachable()
 		case kSelectT:
 			var n uint32
 			if n, p, err = u32At(b, p, end, at); err == nil {
 				if int64(n) > int64(end-p) {
-					return nil, &Error{Offset: at, Msg: "select type count runs past the end of the body"}
+					return nil, nil, &Error{Offset: at, Msg: "select type count runs past the end of the body"}
 				}
 				r := reader{b: b, pos: p, end: end}
 				for i := uint32(0); i < n && err == nil; i++ {
@@ -213,28 +286,74 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, error) {
 				}
 				p = r.pos
 			}
+			h.op(opEffects[op])
 		case kMisc:
-			var bulk bool
-			if p, bulk, err = m.misc(b, p, end, at); err == nil && bulk {
-				out = append(out, b[last:at]...) // up to the operation
-				out = append(out, m.bulk...)
-				last = at
+			var sub uint32
+			if p, sub, err = m.misc(b, p, end, at); err == nil {
+				if isBulk(sub) {
+					out = append(out, b[last:at]...) // up to the operation
+					out = append(out, m.bulk...)
+					last = at
+				}
+				h.op(miscEffect(sub))
 			}
 		case kVec:
 			p, err = skipVec(b, p, end, at)
+			if err == nil {
+				h.op(vecEffects[b[at+1]])
+			}
 		case kAtomic:
 			p, err = skipAtomic(b, p, end, at)
+			if err == nil {
+				h.op(atomicEffect(b[at+1]))
+			}
 		default:
-			return nil, &Error{Offset: at, Msg: fmt.Sprintf("unsupported opcode 0x%02x%s", op, opName(op))}
+			return nil, nil, &Error{Offset: at, Msg: fmt.Sprintf("unsupported opcode 0x%02x%s", op, opName(op))}
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if !closed {
-		return nil, &Error{Offset: end, Msg: "function body ends inside a block (missing end)"}
+		return nil, nil, &Error{Offset: end, Msg: "function body ends inside a block (missing end)"}
 	}
-	return append(out, b[last:end]...), nil
+	return append(out, b[last:end]...), leaves, nil
+}
+
+// blockSig reads a block type at b[p:end] and returns the block's parameter
+// and result counts.
+func (m *module) blockSig(b []byte, p, end, at int) (params, results, next int, err error) {
+	if p < end && b[p] < 0x80 && b[p] != 0x63 && b[p] != 0x64 { // one byte
+		switch c := b[p]; {
+		case c == 0x40:
+			return 0, 0, p + 1, nil
+		case c >= 0x40: // a value type (negative)
+			return 0, 1, p + 1, nil
+		default: // a type index below 64
+			if uint32(c) >= m.numTypes {
+				return 0, 0, p, &Error{Offset: at, Msg: fmt.Sprintf("block type index %d out of range", c)}
+			}
+			s := m.sigs[c]
+			return int(s.params), int(s.results), p + 1, nil
+		}
+	}
+	v, q, err := s33(b, p, end, at)
+	if err != nil {
+		return 0, 0, q, err
+	}
+	switch {
+	case v == -29 || v == -28: // (ref null ht), (ref ht): a heap type follows
+		_, q, err = s33(b, q, end, at)
+		return 0, 1, q, err
+	case v == -64:
+		return 0, 0, q, nil
+	case v < 0:
+		return 0, 1, q, nil
+	case v >= int64(m.numTypes):
+		return 0, 0, q, &Error{Offset: at, Msg: fmt.Sprintf("block type index %d out of range", v)}
+	}
+	s := m.sigs[v]
+	return int(s.params), int(s.results), q, nil
 }
 
 // opName names the unsupported opcodes that come from known proposals.
@@ -344,31 +463,35 @@ func skipN(b []byte, p, end, at, n int) (int, error) {
 	return p + n, nil
 }
 
+// isBulk reports the 0xFC operations whose cost grows with an operand
+// (memory.init/copy/fill, table.init/copy/fill).
+func isBulk(sub uint32) bool {
+	return sub == 0x08 || sub == 0x0a || sub == 0x0b || sub == 0x0c || sub == 0x0e || sub == 0x11
+}
+
 // misc skips a 0xFC instruction: the sub-opcode is a u32 LEB128 and must
-// fit a byte, as in wazero. bulk reports the operations whose cost grows
-// with an operand (memory.init/copy/fill, table.init/copy/fill).
-func (m *module) misc(b []byte, p, end, at int) (next int, bulk bool, err error) {
-	sub, p, err := u32At(b, p, end, at)
+// fit a byte, as in wazero. It returns the sub-opcode.
+func (m *module) misc(b []byte, p, end, at int) (next int, sub uint32, err error) {
+	sub, p, err = u32At(b, p, end, at)
 	if err != nil {
-		return p, false, err
+		return p, sub, err
 	}
-	bulk = sub == 0x08 || sub == 0x0a || sub == 0x0b || sub == 0x0c || sub == 0x0e || sub == 0x11
 	switch {
 	case sub <= 0x07: // saturating truncations
-		return p, false, nil
+		return p, sub, nil
 	case sub == 0x09 || sub == 0x0b || sub == 0x0d || (sub >= 0x0f && sub <= 0x11):
 		// data.drop, memory.fill, elem.drop, table.grow/size/fill: one index
 		p, err = skipU32(b, p, end, at)
-		return p, bulk, err
+		return p, sub, err
 	case sub == 0x08 || sub == 0x0a || sub == 0x0c || sub == 0x0e:
 		// memory.init, memory.copy, table.init, table.copy: two indices
 		if p, err = skipU32(b, p, end, at); err != nil {
-			return p, false, err
+			return p, sub, err
 		}
 		p, err = skipU32(b, p, end, at)
-		return p, bulk, err
+		return p, sub, err
 	}
-	return p, false, &Error{Offset: at, Msg: fmt.Sprintf("unsupported opcode 0xfc 0x%02x", sub)}
+	return p, sub, &Error{Offset: at, Msg: fmt.Sprintf("unsupported opcode 0xfc 0x%02x", sub)}
 }
 
 // skipVec skips a 0xFD (SIMD) instruction. wazero reads the sub-opcode as one

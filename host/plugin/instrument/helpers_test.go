@@ -46,15 +46,27 @@ func newRuntime(t testing.TB, interp bool, features api.CoreFeatures) (wazero.Ru
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg.WithCoreFeatures(features).WithCloseOnContextDone(true))
 	t.Cleanup(func() { rt.Close(ctx) })
 	calls := new(atomic.Int64)
-	_, err := rt.NewHostModuleBuilder(ImportModule).
-		NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) { calls.Add(1) }), nil, nil).
-		Export(ImportName).
-		Instantiate(ctx)
-	if err != nil {
+	if err := schedModule(ctx, rt, func() { calls.Add(1) }); err != nil {
 		t.Fatal(err)
 	}
 	return rt, calls
+}
+
+// errStackExhausted is what the test hosts' stack import panics with.
+var errStackExhausted = errors.New("stack exhausted")
+
+// schedModule instantiates the ImportModule host module in rt: yield runs
+// yield, the stack import panics with errStackExhausted.
+func schedModule(ctx context.Context, rt wazero.Runtime, yield func()) error {
+	_, err := rt.NewHostModuleBuilder(ImportModule).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) { yield() }), nil, nil).
+		Export(ImportName).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) { panic(errStackExhausted) }), nil, nil).
+		Export(StackImportName).
+		Instantiate(ctx)
+	return err
 }
 
 var instanceSeq atomic.Int64

@@ -4,7 +4,8 @@ import "unicode/utf8"
 
 // names appends the rewritten "name" custom section s to out: the module name
 // (subsection 0) is kept, function names (1) and local names (2) get shifted
-// function indices, and the added import is named ImportDebugName. Other
+// function indices, and the added imports are named ImportDebugName and
+// StackImportDebugName. Other
 // subsections are dropped. The name section is only debug information, so a
 // malformed one (including names that are not UTF-8, which wazero rejects)
 // is dropped rather than failing the whole module.
@@ -66,11 +67,11 @@ func (m *module) appendNames(s section, out []byte) ([]byte, bool) {
 
 // shift maps an input function index to its output index.
 func (m *module) shift(v uint32) (uint32, bool) {
-	if m.addImport && v >= m.shiftFrom {
-		if v == ^uint32(0) {
+	if m.nAdd > 0 && v >= m.shiftFrom {
+		if v > ^uint32(0)-m.nAdd {
 			return 0, false
 		}
-		return v + 1, true
+		return v + m.nAdd, true
 	}
 	return v, true
 }
@@ -80,11 +81,27 @@ func (m *module) functionNames(r *reader, out []byte) ([]byte, bool) {
 	if err != nil {
 		return out, false
 	}
-	pending := m.addImport
-	total := n
-	if pending {
-		total++
+	// The added imports' names, in index order, go before the first
+	// function the imports pushed up.
+	var pending []uint32
+	if m.addYield {
+		pending = append(pending, m.yieldIdx)
 	}
+	if m.addStack {
+		pending = append(pending, m.stackIdx)
+	}
+	flush := func(out []byte) []byte {
+		for _, idx := range pending {
+			name := ImportDebugName
+			if m.addStack && idx == m.stackIdx {
+				name = StackImportDebugName
+			}
+			out = appendName(out, idx, name)
+		}
+		pending = nil
+		return out
+	}
+	total := n + uint32(len(pending))
 	if m.wrapStart {
 		total++
 	}
@@ -98,9 +115,8 @@ func (m *module) functionNames(r *reader, out []byte) ([]byte, bool) {
 		if name, err := r.name("function name"); err != nil || !utf8.Valid(name) {
 			return out, false
 		}
-		if pending && idx >= m.yieldIdx {
-			out = appendName(out, m.yieldIdx, ImportDebugName)
-			pending = false
+		if len(pending) > 0 && idx >= m.shiftFrom {
+			out = flush(out)
 		}
 		idx, ok := m.shift(idx)
 		if !ok {
@@ -109,9 +125,7 @@ func (m *module) functionNames(r *reader, out []byte) ([]byte, bool) {
 		out = appendU32(out, idx)
 		out = append(out, m.b[nameAt:r.pos]...)
 	}
-	if pending {
-		out = appendName(out, m.yieldIdx, ImportDebugName)
-	}
+	out = flush(out)
 	if m.wrapStart { // the added function has the highest index
 		out = appendName(out, m.startFunc, StartDebugName)
 	}

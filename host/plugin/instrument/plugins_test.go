@@ -82,7 +82,11 @@ func extismCall(t *testing.T, wasm []byte, interp bool, yields *atomic.Int64) []
 		yields.Add(1)
 	}, nil, nil)
 	y.SetNamespace(ImportModule)
-	fns = append(fns, y)
+	st := extism.NewHostFunctionWithStack(StackImportName, func(context.Context, *extism.CurrentPlugin, []uint64) {
+		panic(errStackExhausted)
+	}, nil, nil)
+	st.SetNamespace(ImportModule)
+	fns = append(fns, y, st)
 	// The guarded kernel functions, forwarded as go-sdk's env module does.
 	for name, params := range map[string][]extism.ValueType{
 		"output_set": {extism.ValueTypeI64, extism.ValueTypeI64},
@@ -190,9 +194,7 @@ func goRuntime(t testing.TB) (wazero.Runtime, *atomic.Int64) {
 	t.Cleanup(func() { rt.Close(ctx) })
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
 	calls := new(atomic.Int64)
-	_, err := rt.NewHostModuleBuilder(ImportModule).NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(func(context.Context, api.Module, []uint64) { calls.Add(1) }), nil, nil).
-		Export(ImportName).Instantiate(ctx)
+	err := schedModule(ctx, rt, func() { calls.Add(1) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,10 @@
 // section makes it allocate about 14 GB; a custom section header claiming
 // 4 GB, 4 GB).
 //
+// Yields also bounds each call's wasm stack (see stack.go and
+// Budget.StackBytes): a call that would nest deeper calls the import
+// ImportModule.StackImportName and traps.
+//
 // The countdown counts function entries and loop iterations, not
 // instructions: between two yields a guest runs at most interval times the
 // longest loop-free stretch of one function body, which a large straight-line
@@ -32,13 +36,18 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // ImportModule and ImportName name the function import Yields adds; its
-// type is () -> ().
+// type is () -> (). StackImportName is the second import it adds to
+// ImportModule, also () -> (): the guest calls it when a call's stack would
+// pass its bound (see Budget.StackBytes), and the host is expected to trap
+// the call (the guest executes unreachable should it return).
 const (
-	ImportModule = "mdsa:sched"
-	ImportName   = "yield"
+	ImportModule    = "mdsa:sched"
+	ImportName      = "yield"
+	StackImportName = "stack_exhausted"
 )
 
 // GuardModule is where Yields moves the module's imports of the Extism
@@ -59,8 +68,9 @@ func Guarded(name string) bool { return name == "output_set" || name == "error_s
 // import and the added start function in the module's "name" section (they
 // show in stack traces).
 const (
-	ImportDebugName = "mdsa_yield"
-	StartDebugName  = "mdsa_start"
+	ImportDebugName      = "mdsa_yield"
+	StackImportDebugName = "mdsa_stack_exhausted"
+	StartDebugName       = "mdsa_start"
 )
 
 // DefaultInterval is the countdown Yields uses when given 0: the guest calls
@@ -125,7 +135,9 @@ type section struct {
 type module struct {
 	b []byte
 
-	numTypes       uint32 // types defined, counting each member of a rec group
+	numTypes       uint32   // types defined, counting each member of a rec group
+	sigs           []sig    // each type's parameter and result counts, by type index
+	funcTypes      []uint32 // each input function's type index, imports first
 	voidTypes      []uint32
 	standaloneVoid int64 // a ()->() type outside any rec group, or -1
 	numFuncImps    uint32
@@ -134,16 +146,24 @@ type module struct {
 	numFuncs       uint32 // defined functions
 	existing       int64  // function index of an existing ImportModule.ImportName import, or -1
 	existingType   uint32 // its type
+	existingStack  int64  // function index of an existing ImportModule.StackImportName import, or -1
 	hasStart       bool
 	start          uint32 // the start function, as an input index
 
 	// Decisions.
-	addType   bool   // append a ()->() type
-	addImport bool   // append the import (and shift function indices)
-	typeIdx   uint32 // the import's type when it is added
-	yieldIdx  uint32 // function index of the yield import in the output
-	shiftFrom uint32 // function indices >= shiftFrom move up by one (when addImport)
+	newTypes  []byte            // encoded function types appended to the type section
+	numNew    uint32            // how many
+	blockType map[uint32][]byte // the wrapper block type of functions of each type index
+	addYield  bool              // append the yield import
+	addStack  bool              // append the stack import
+	nAdd      uint32            // imports appended: function indices >= shiftFrom move up by nAdd
+	typeIdx   uint32            // the imports' type, () -> ()
+	yieldIdx  uint32            // function index of the yield import in the output
+	stackIdx  uint32            // function index of the stack import in the output
+	shiftFrom uint32
 	counter   uint32 // global index of the countdown
+	depth     uint32 // global index of the stack depth (the global after the scratch)
+	stackMax  int32  // the most stack units a call may hold
 	initial   uint32 // the countdown's initial value
 	wrapStart bool   // add a start function that runs the module's and then arms the countdown
 	startFunc uint32 // its function index
@@ -167,6 +187,9 @@ type module struct {
 
 	skipBodies bool // checkStructure: check everything but the instructions
 
+	h      heights // the operand stack of the body being rewritten
+	frames []int32 // each body's frame estimate, in stack units
+
 	budget Budget
 	shape  Shape
 }
@@ -184,8 +207,9 @@ const MaxLocals = 50000
 // DefaultInterval.
 //
 // The import is appended after the module's imports (or an existing import of
-// that name and type is reused), so every defined function's index moves up
-// by one; Yields fixes every reference (calls, ref.func, exports, the start
+// that name and type is reused), and so is the stack import (see stack.go),
+// so every defined function's index moves up by one or two; Yields fixes
+// every reference (calls, ref.func, exports, the start
 // function, element segments, constant expressions and the "name" section).
 //
 // Other custom sections are dropped, since offsets such as DWARF's would no
@@ -238,7 +262,7 @@ func rewrite(wasm []byte, interval uint32, skipBodies bool, budget Budget) ([]by
 	if err != nil {
 		return nil, Shape{}, err
 	}
-	m := &module{b: wasm, standaloneVoid: -1, existing: -1, skipBodies: skipBodies, budget: budget}
+	m := &module{b: wasm, standaloneVoid: -1, existing: -1, existingStack: -1, skipBodies: skipBodies, budget: budget}
 	if err := m.analyse(secs); err != nil {
 		return nil, m.shape, err
 	}
@@ -332,6 +356,17 @@ func (m *module) analyse(secs []section) error {
 			if err := over("functions", int(n), m.budget.Functions); err != nil {
 				return err
 			}
+			for i := uint32(0); i < n; i++ {
+				at := r.pos
+				t, err := r.u32("function type index")
+				if err != nil {
+					return annotate(err, "function section")
+				}
+				if t >= m.numTypes {
+					return annotate(r.errf(at, "function type index %d out of range (%d types)", t, m.numTypes), "function section")
+				}
+				m.funcTypes = append(m.funcTypes, t)
+			}
 		case secStart:
 			r := m.reader(s)
 			v, err := r.u32("start function index")
@@ -396,11 +431,13 @@ func (m *module) funcType(r *reader, standalone bool) error {
 	if err != nil {
 		return err
 	}
+	resAt := r.pos
 	for k := uint32(0); k < nr; k++ {
 		if err := r.valType("result type"); err != nil {
 			return err
 		}
 	}
+	m.sigs = append(m.sigs, sig{params: np, results: nr, resAt: resAt, resEnd: r.pos})
 	if m.numTypes == math.MaxUint32 {
 		return r.errf(at, "too many types")
 	}
@@ -423,31 +460,45 @@ func (m *module) isVoid(t uint32) bool {
 	return false
 }
 
-// decide picks the indices of the type, import and global to add and builds
-// the countdown sequence.
+// decide picks the indices of the types, imports and globals to add and
+// builds the countdown sequence.
 func (m *module) decide(interval uint32) error {
-	if m.existing >= 0 {
-		m.yieldIdx = uint32(m.existing)
-		m.typeIdx = m.existingType
+	m.addYield, m.addStack = m.existing < 0, m.existingStack < 0
+	m.shiftFrom = m.numFuncImps
+	next := m.numFuncImps
+	if m.addYield {
+		m.yieldIdx, next = next, next+1
 	} else {
-		m.addImport = true
-		m.yieldIdx = m.numFuncImps
-		m.shiftFrom = m.numFuncImps
-		if m.standaloneVoid >= 0 {
-			m.typeIdx = uint32(m.standaloneVoid)
-		} else {
-			if m.numTypes == math.MaxUint32 {
-				return &Error{Msg: "too many types to add one"}
-			}
-			m.addType = true
-			m.typeIdx = m.numTypes
-		}
+		m.yieldIdx = uint32(m.existing)
 	}
-	if uint64(m.numGlobalImps)+uint64(m.numGlobals) >= math.MaxUint32-1 {
-		return &Error{Msg: "too many globals to add two"}
+	if m.addStack {
+		m.stackIdx, next = next, next+1
+	} else {
+		m.stackIdx = uint32(m.existingStack)
+	}
+	m.nAdd = next - m.numFuncImps
+	switch {
+	case m.existing >= 0:
+		m.typeIdx = m.existingType
+	case m.standaloneVoid >= 0:
+		m.typeIdx = uint32(m.standaloneVoid)
+	default:
+		t, err := m.addType(nil)
+		if err != nil {
+			return err
+		}
+		m.typeIdx = t
+	}
+	if err := m.blockTypes(); err != nil {
+		return err
+	}
+	if uint64(m.numGlobalImps)+uint64(m.numGlobals) >= math.MaxUint32-2 {
+		return &Error{Msg: "too many globals to add three"}
 	}
 	m.counter = m.numGlobalImps + m.numGlobals
 	m.scratch = m.counter + 1
+	m.depth = m.counter + 2
+	m.stackMax = int32(min(m.budget.StackBytes/stackUnit, maxStackUnits))
 	m.initial = interval
 	if m.hasStart {
 		// The start function runs during instantiation, when a host may not
@@ -455,10 +506,7 @@ func (m *module) decide(interval uint32) error {
 		// the plugin in the context). The countdown starts at 0, which
 		// wraps to 2^32-1 on the first decrement, and an added start
 		// function arms it once the module's own has returned.
-		n := uint64(m.numFuncImps) + uint64(m.numFuncs)
-		if m.addImport {
-			n++
-		}
+		n := uint64(m.numFuncImps) + uint64(m.numFuncs) + uint64(m.nAdd)
 		if n >= math.MaxUint32 {
 			return &Error{Msg: "too many functions to add one"}
 		}
@@ -467,6 +515,9 @@ func (m *module) decide(interval uint32) error {
 
 	m.decided = true
 	m.numFuncsT = uint64(m.numFuncImps) + uint64(m.numFuncs)
+	if m.numFuncsT > math.MaxUint32-uint64(m.nAdd)-1 {
+		return &Error{Msg: "too many functions to add the imports"}
+	}
 
 	p := make([]byte, 0, 40)
 	p = append(p, 0x23) // global.get $c
@@ -511,14 +562,17 @@ func (m *module) write(secs []section, interval uint32) ([]byte, error) {
 	// missing adds the sections the module lacks, before the first section
 	// that must follow them.
 	missing := func(out []byte, next int) []byte {
-		if !seenType && m.addType && next > order[secType] {
-			out = append(out, secType, 4, 1, 0x60, 0, 0)
+		if !seenType && m.numNew > 0 && next > order[secType] {
+			var mark int
+			out, mark = open(append(out, secType))
+			out = append(appendU32(out, m.numNew), m.newTypes...)
+			out, _ = finish(out, mark, 0, "type section")
 			seenType = true
 		}
-		if !seenImport && m.addImport && next > order[secImport] {
+		if !seenImport && m.nAdd > 0 && next > order[secImport] {
 			var mark int
 			out, mark = open(append(out, secImport))
-			out = m.appendImport(append(out, 1))
+			out = m.appendImport(appendU32(out, m.nAdd))
 			out, _ = finish(out, mark, 0, "import section")
 			seenImport = true
 		}
@@ -532,7 +586,7 @@ func (m *module) write(secs []section, interval uint32) ([]byte, error) {
 		if !seenGlobal && next > order[secGlobal] {
 			var mark int
 			out, mark = open(append(out, secGlobal))
-			out = m.appendGlobal(append(out, 2))
+			out = m.appendGlobal(append(out, 3))
 			out, _ = finish(out, mark, 0, "global section")
 			seenGlobal = true
 		}
@@ -615,19 +669,31 @@ func (m *module) section(s section, out []byte, fn func(w *rewriter) error) ([]b
 	return finish(w.out, mark, s.at, sectionNames[s.id]+" section")
 }
 
+// appendImport appends the imports Yields adds (m.nAdd of them).
 func (m *module) appendImport(out []byte) []byte {
-	out = appendU32(out, uint32(len(ImportModule)))
-	out = append(out, ImportModule...)
-	out = appendU32(out, uint32(len(ImportName)))
-	out = append(out, ImportName...)
-	out = append(out, 0x00)
-	return appendU32(out, m.typeIdx)
+	one := func(out []byte, name string) []byte {
+		out = appendU32(out, uint32(len(ImportModule)))
+		out = append(out, ImportModule...)
+		out = appendU32(out, uint32(len(name)))
+		out = append(out, name...)
+		out = append(out, 0x00)
+		return appendU32(out, m.typeIdx)
+	}
+	if m.addYield {
+		out = one(out, ImportName)
+	}
+	if m.addStack {
+		out = one(out, StackImportName)
+	}
+	return out
 }
 
+// appendGlobal appends the three globals Yields adds.
 func (m *module) appendGlobal(out []byte) []byte {
 	out = append(out, 0x7f, 0x01, 0x41) // the countdown: mutable i32 = i32.const initial
 	out = appendS32(out, int32(m.initial))
-	return append(out, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b) // the scratch: mutable i32 = 0
+	out = append(out, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b) // the scratch: mutable i32 = 0
+	return append(out, 0x7f, 0x01, 0x41, 0x00, 0x0b)      // the stack depth: mutable i32 = 0
 }
 
 // bulkYieldSize is the size operand (bytes, or table elements) from which
@@ -682,12 +748,12 @@ func (w *rewriter) funcIndex(what string) error {
 	if w.m.decided && uint64(v) >= w.m.numFuncsT {
 		return w.errf(at, "%s %d out of range (%d functions)", what, v, w.m.numFuncsT)
 	}
-	if w.m.addImport && v >= w.m.shiftFrom {
-		if v == math.MaxUint32 {
+	if w.m.nAdd > 0 && v >= w.m.shiftFrom {
+		if v > math.MaxUint32-w.m.nAdd {
 			return w.errf(at, "%s %d cannot be shifted", what, v)
 		}
 		w.replaceFrom(at)
-		w.out = appendU32(w.out, v+1)
+		w.out = appendU32(w.out, v+w.m.nAdd)
 	}
 	return nil
 }
@@ -736,17 +802,13 @@ func (r *reader) done(what string) error {
 }
 
 func (m *module) typeSection(w *rewriter) error {
-	extra := uint32(0)
-	if m.addType {
-		extra = 1
-	}
-	if _, err := w.recount("type count", 3, extra); err != nil {
+	if _, err := w.recount("type count", 3, m.numNew); err != nil {
 		return err
 	}
 	w.pos = w.end // the types themselves were checked by analyse
-	if m.addType {
+	if m.numNew > 0 {
 		w.flush()
-		w.out = append(w.out, 0x60, 0, 0)
+		w.out = append(w.out, m.newTypes...)
 	}
 	return nil
 }
@@ -755,8 +817,8 @@ func (m *module) typeSection(w *rewriter) error {
 // looks for an existing yield import; on the second it appends the new one.
 func (m *module) imports(w *rewriter, first bool) error {
 	extra := uint32(0)
-	if !first && m.addImport {
-		extra = 1
+	if !first {
+		extra = m.nAdd
 	}
 	n, err := w.recount("import count", 4, extra)
 	if err != nil {
@@ -774,7 +836,7 @@ func (m *module) imports(w *rewriter, first bool) error {
 		if err != nil {
 			return err
 		}
-		ours := string(mod) == ImportModule && string(field) == ImportName
+		ours := string(mod) == ImportModule && (string(field) == ImportName || string(field) == StackImportName)
 		kindAt := w.pos
 		kind, err := w.byte("import kind")
 		if err != nil {
@@ -795,38 +857,44 @@ func (m *module) imports(w *rewriter, first bool) error {
 				return err
 			}
 			if first {
-				if ours && m.existing < 0 {
-					if t >= m.numTypes {
-						return w.errf(tAt, "import %s.%s has type index %d out of range", ImportModule, ImportName, t)
-					}
+				if t >= m.numTypes {
+					return w.errf(tAt, "import %s.%s has type index %d out of range", mod, field, t)
+				}
+				if ours {
 					if !m.isVoid(t) {
-						return w.errf(at, "module already imports %s.%s with a type other than () -> ()", ImportModule, ImportName)
+						return w.errf(at, "module already imports %s.%s with a type other than () -> ()", ImportModule, field)
 					}
-					m.existing = int64(m.numFuncImps)
-					m.existingType = t
+					switch {
+					case string(field) == ImportName && m.existing < 0:
+						m.existing = int64(m.numFuncImps)
+						m.existingType = t
+					case string(field) == StackImportName && m.existingStack < 0:
+						m.existingStack = int64(m.numFuncImps)
+					}
 				}
 				if m.numFuncImps == math.MaxUint32 {
 					return w.errf(at, "too many function imports")
 				}
 				m.numFuncImps++
+				m.funcTypes = append(m.funcTypes, t)
 			}
 		case 0x01:
 			if ours {
-				return w.errf(at, "module already imports %s.%s as a table", ImportModule, ImportName)
+				return w.errf(at, "module already imports %s.%s as a table", ImportModule, field)
 			}
 			if err := w.table(); err != nil {
 				return err
 			}
 		case 0x02:
 			if ours {
-				return w.errf(at, "module already imports %s.%s as a memory", ImportModule, ImportName)
+				return w.errf(at, "module already imports %s.%s as a memory", ImportModule, field)
 			}
 			if err := w.limits("memory limits"); err != nil {
 				return err
 			}
 		case 0x03:
 			if ours {
-				return w.errf(at, "module already imports %s.%s as a global", ImportModule, ImportName)
+				return w.errf(at, "module already imports %s.%s as a global", ImportModule, field)
 			}
 			if err := w.valType("global type"); err != nil {
 				return err
@@ -895,7 +963,7 @@ func (m *module) tables(w *rewriter) error {
 }
 
 func (m *module) globals(w *rewriter) error {
-	n, err := w.recount("global count", 3, 2)
+	n, err := w.recount("global count", 3, 3)
 	if err != nil {
 		return err
 	}
@@ -1147,12 +1215,30 @@ func (m *module) code(w *rewriter, interval uint32) error {
 			w.pos = end
 			continue
 		}
+		fn := uint64(m.numFuncImps) + uint64(i)
+		if fn >= uint64(len(m.funcTypes)) {
+			return w.errf(at, "function body %d has no function (%d functions)", i, m.numFuncs)
+		}
+		t := m.funcTypes[fn]
 		out, mark := open(w.out)
 		out = append(out, w.b[w.pos:r.pos]...)
+		out, enter := m.stackEnter(out)
 		out = append(out, m.prologue...)
-		out, err = m.body(w.b, r.pos, end, out)
+		out = append(append(out, 0x02), m.blockType[t]...) // the wrapper block
+		m.h.reset(int(m.sigs[t].results))
+		var leaves []int
+		out, leaves, err = m.body(w.b, r.pos, end, out)
 		if err != nil {
 			return annotate(err, fmt.Sprintf("function body %d", i))
+		}
+		// The frame's estimate (see stack.go), at most maxStackUnits: the
+		// parameters, the locals, the operand stack at its highest, and
+		// the return address and frame pointer.
+		frame := int32(min(2+uint64(m.sigs[t].params)+locals+uint64(m.h.max), maxStackUnits))
+		putConst5(out[enter:], frame)
+		m.frames = append(m.frames, frame)
+		for _, at := range leaves {
+			putConst5(out[at:], frame)
 		}
 		if w.out, err = finish(out, mark, at, "function body"); err != nil {
 			return err
@@ -1161,6 +1247,11 @@ func (m *module) code(w *rewriter, interval uint32) error {
 	}
 	if err := w.done("code section"); err != nil {
 		return err
+	}
+	if len(m.frames) > 0 {
+		slices.Sort(m.frames)
+		m.shape.FrameBytes = int(m.frames[len(m.frames)-1]) * stackUnit
+		m.shape.MedianFrameBytes = int(m.frames[len(m.frames)/2]) * stackUnit
 	}
 	if m.wrapStart {
 		w.out = m.appendStartBody(w.out, interval)

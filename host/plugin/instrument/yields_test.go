@@ -141,13 +141,12 @@ func TestYieldCanStopTheGuest(t *testing.T) {
 	deadline := time.Now().Add(50 * time.Millisecond)
 	errDeadline := errors.New("deadline passed")
 	n := 0
-	_, err := rt.NewHostModuleBuilder(ImportModule).NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, _ []uint64) {
-			n++
-			if time.Now().After(deadline) {
-				panic(errDeadline)
-			}
-		}), nil, nil).Export(ImportName).Instantiate(ctx)
+	err := schedModule(ctx, rt, func() {
+		n++
+		if time.Now().After(deadline) {
+			panic(errDeadline)
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,10 +168,10 @@ func TestIndicesShifted(t *testing.T) {
 	if a, b := sectionCount(t, orig, secType), sectionCount(t, out, secType); a != b {
 		t.Errorf("type count %d -> %d, want the existing () -> () type reused", a, b)
 	}
-	if a, b := sectionCount(t, orig, secImport), sectionCount(t, out, secImport); b != a+1 {
+	if a, b := sectionCount(t, orig, secImport), sectionCount(t, out, secImport); b != a+2 {
 		t.Errorf("import count %d -> %d", a, b)
 	}
-	if a, b := sectionCount(t, orig, secGlobal), sectionCount(t, out, secGlobal); b != a+2 { // the countdown and the scratch
+	if a, b := sectionCount(t, orig, secGlobal), sectionCount(t, out, secGlobal); b != a+3 { // the countdown, the scratch, the depth
 		t.Errorf("global count %d -> %d", a, b)
 	}
 
@@ -225,7 +224,7 @@ func TestIndicesShifted(t *testing.T) {
 	}
 
 	// The name section maps the shifted indices to the original names.
-	const imports = 3 // function imports before the added one
+	const imports = 3 // function imports before the added ones
 	before, after := functionNames(t, orig), functionNames(t, out)
 	if len(before) == 0 {
 		t.Fatal("indices.wasm has no function names")
@@ -233,25 +232,26 @@ func TestIndicesShifted(t *testing.T) {
 	for idx, name := range before {
 		want := idx
 		if idx >= imports {
-			want++
+			want += 2
 		}
 		if after[want] != name {
 			t.Errorf("function %d (%q) is named %q at %d", idx, name, after[want], want)
 		}
 	}
-	if after[imports] != ImportDebugName {
-		t.Errorf("import %d is named %q, want %q", imports, after[imports], ImportDebugName)
+	if after[imports] != ImportDebugName || after[imports+1] != StackImportDebugName {
+		t.Errorf("imports %d and %d are named %q and %q, want %q and %q", imports, imports+1,
+			after[imports], after[imports+1], ImportDebugName, StackImportDebugName)
 	}
 	// indices.wasm has a start function, so Yields adds one after the others.
 	funcs := sectionCount(t, orig, secFunction)
 	if got := sectionCount(t, out, secFunction); got != funcs+1 {
 		t.Errorf("%d functions, want %d", got, funcs+1)
 	}
-	if name := after[uint32(imports+1+funcs)]; name != StartDebugName {
+	if name := after[uint32(imports+2+funcs)]; name != StartDebugName {
 		t.Errorf("the added start function is named %q", name)
 	}
-	if len(after) != len(before)+2 {
-		t.Errorf("%d function names, want %d", len(after), len(before)+2)
+	if len(after) != len(before)+3 {
+		t.Errorf("%d function names, want %d", len(after), len(before)+3)
 	}
 	lb, la := localNames(t, orig), localNames(t, out)
 	if len(lb) == 0 || len(lb) != len(la) {
@@ -259,7 +259,7 @@ func TestIndicesShifted(t *testing.T) {
 	}
 	for idx, locals := range lb {
 		for li, name := range locals {
-			if got := la[idx+1][li]; got != name {
+			if got := la[idx+2][li]; got != name {
 				t.Errorf("local %d of function %d is %q after, want %q", li, idx, got, name)
 			}
 		}
@@ -328,8 +328,8 @@ func TestStartFunctionDoesNotYield(t *testing.T) {
 func TestReusesExistingImport(t *testing.T) {
 	orig := testdata(t, "reuse.wasm")
 	out := mustYields(t, orig, 1)
-	if n := sectionCount(t, out, secImport); n != 1 {
-		t.Errorf("%d imports, want the existing one reused", n)
+	if n := sectionCount(t, out, secImport); n != 2 {
+		t.Errorf("%d imports, want the existing one reused and the stack import added", n)
 	}
 	if a, b := sectionCount(t, orig, secType), sectionCount(t, out, secType); a != b {
 		t.Errorf("type count %d -> %d", a, b)
@@ -782,7 +782,7 @@ func TestGuardedImports(t *testing.T) {
 		mod, name, _ := f.Import()
 		got = append(got, mod+"."+name)
 	}
-	want := []string{GuardModule + ".output_set", GuardModule + ".error_set", ExtismModule + ".alloc", "other.output_set", ImportModule + "." + ImportName}
+	want := []string{GuardModule + ".output_set", GuardModule + ".error_set", ExtismModule + ".alloc", "other.output_set", ImportModule + "." + ImportName, ImportModule + "." + StackImportName}
 	if !slices.Equal(got, want) {
 		t.Fatalf("imports %v, want %v", got, want)
 	}

@@ -62,6 +62,12 @@ func init() {
 		}
 		return kernel.OK("prompt")
 	}}
+	// recurse calls itself without end: Go's goroutine stack lives in
+	// linear memory, but each Go call is also a wasm call, so the wasm
+	// call stack grows with it.
+	behaviours["recurse"] = behaviour{prompt: func() int32 {
+		return int32(recurse(1 << 30))
+	}}
 	// bigmanifest describes itself with the most the manifest caps allow:
 	// 1,024 keywords and examples of ~900 bytes up to the size cap.
 	// It behaves otherwise (its prompt carries the query), so that it
@@ -75,6 +81,14 @@ func init() {
 		kernel.Output(out)
 		return 0
 	}}
+}
+
+//go:noinline
+func recurse(n uint64) uint64 {
+	if n == 0 {
+		return 0
+	}
+	return recurse(n-1) + n&1
 }
 
 // bigManifest is the keywords and examples of bigmanifest, as JSON fields.
