@@ -54,7 +54,7 @@ test:
 	$(LLAMA_NOTE)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
-	$(GO) test -count=1 -run 'CLINC150|SyntheticScale' -v ./host/router/routerbench
+	$(GO) test -count=1 -run 'CLINC150|SyntheticScale' -v ./internal/routerbench
 	$(GO) test -count=1 -run 'NoisyNeighbour' -v ./host/server
 	$(GO) test -count=1 -run 'HostileSuite' -v ./cmd/mdsa
 

@@ -11,7 +11,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
 	"github.com/mdsa-go/mdsa/host/hardware"
 	"github.com/mdsa-go/mdsa/host/models"
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
 const gib = int64(1) << 30

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/mdsa-go/mdsa/host/engine"
-	"github.com/mdsa-go/mdsa/host/models/gguf"
 	"github.com/mdsa-go/mdsa/host/plugin"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 	"github.com/mdsa-go/mdsa/internal/testutil"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )

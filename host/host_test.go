@@ -14,7 +14,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/engine"
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 	"github.com/mdsa-go/mdsa/internal/testutil"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mdsa-go/mdsa/host/router"
-	"github.com/mdsa-go/mdsa/host/router/routerbench"
+	"github.com/mdsa-go/mdsa/internal/routerbench"
 )
 
 func (a *app) benchCmd() *cobra.Command {

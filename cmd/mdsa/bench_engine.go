@@ -15,10 +15,10 @@ import (
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
-	"github.com/mdsa-go/mdsa/host/engine/enginebench"
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
 	"github.com/mdsa-go/mdsa/host/hardware"
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/enginebench"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
 // benchEngineParams is the size of the synthetic model bench engine writes

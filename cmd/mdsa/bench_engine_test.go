@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mdsa-go/mdsa/host/engine/enginebench"
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
+	"github.com/mdsa-go/mdsa/internal/enginebench"
 	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 

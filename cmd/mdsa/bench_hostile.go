@@ -28,7 +28,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 	"github.com/mdsa-go/mdsa/internal/hostile"
 	"github.com/mdsa-go/mdsa/internal/procfs"
 	"github.com/mdsa-go/mdsa/internal/stats"

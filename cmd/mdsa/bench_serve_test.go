@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mdsa-go/mdsa/host/config"
-	"github.com/mdsa-go/mdsa/host/tenant"
+	"github.com/mdsa-go/mdsa/internal/tenant"
 	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 

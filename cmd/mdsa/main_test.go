@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mdsa-go/mdsa/host/models/gguf"
 	"github.com/mdsa-go/mdsa/host/plugin"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 

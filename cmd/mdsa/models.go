@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
 func (a *app) modelsCmd() *cobra.Command {

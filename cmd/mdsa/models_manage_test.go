@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mdsa-go/mdsa/host/config"
-	"github.com/mdsa-go/mdsa/host/models/download"
+	"github.com/mdsa-go/mdsa/internal/download"
 )
 
 const catalogTOML = `

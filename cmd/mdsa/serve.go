@@ -12,7 +12,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/server"
-	"github.com/mdsa-go/mdsa/host/telemetry"
+	"github.com/mdsa-go/mdsa/internal/telemetry"
 )
 
 // tracerFlushTimeout bounds flushing the spans left at exit.
@@ -118,7 +118,7 @@ func (a *app) openServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		return nil, nil, err
 	}
 	// Plugins that did not load are in the log already (host.New warns).
-	srv, err := server.New(h, cfg, server.WithLogger(log), server.WithMetrics(telemetry.NewMetrics(h)), server.WithWarnings(warnings...))
+	srv, err := server.New(h, cfg, server.WithLogger(log), server.WithWarnings(warnings...))
 	if err != nil {
 		h.Close()
 		return nil, nil, err

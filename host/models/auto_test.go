@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/mdsa-go/mdsa/host/hardware"
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
 func TestHardwareModel(t *testing.T) {

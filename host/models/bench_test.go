@@ -30,7 +30,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
 // percentile returns the p-th percentile (0..100) of sorted durations.

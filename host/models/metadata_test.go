@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
 // synthFiles caches synthetic models per test process, keyed by size and

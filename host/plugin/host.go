@@ -12,7 +12,7 @@ import (
 	extism "github.com/extism/go-sdk"
 	"github.com/tetratelabs/wazero/api"
 
-	"github.com/mdsa-go/mdsa/host/plugin/instrument"
+	"github.com/mdsa-go/mdsa/internal/instrument"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 

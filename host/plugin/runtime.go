@@ -25,7 +25,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
 
-	"github.com/mdsa-go/mdsa/host/plugin/instrument"
+	"github.com/mdsa-go/mdsa/internal/instrument"
 	"github.com/mdsa-go/mdsa/internal/textcap"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/mdsa-go/mdsa/host"
-	"github.com/mdsa-go/mdsa/host/telemetry"
-	"github.com/mdsa-go/mdsa/host/tenant"
+	"github.com/mdsa-go/mdsa/internal/telemetry"
+	"github.com/mdsa-go/mdsa/internal/tenant"
 )
 
 // Endpoint names, as metrics and logs label them.

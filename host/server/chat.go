@@ -12,7 +12,7 @@ import (
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/router"
-	"github.com/mdsa-go/mdsa/host/tenant"
+	"github.com/mdsa-go/mdsa/internal/tenant"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/plugin"
-	"github.com/mdsa-go/mdsa/host/tenant"
+	"github.com/mdsa-go/mdsa/internal/tenant"
 )
 
 // OpenAI error types used in the "type" field.

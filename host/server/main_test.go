@@ -20,7 +20,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 

@@ -27,8 +27,8 @@ import (
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
-	"github.com/mdsa-go/mdsa/host/telemetry"
-	"github.com/mdsa-go/mdsa/host/tenant"
+	"github.com/mdsa-go/mdsa/internal/telemetry"
+	"github.com/mdsa-go/mdsa/internal/tenant"
 )
 
 // Server serves the HTTP API of one host. It is safe for concurrent use.
@@ -60,7 +60,6 @@ type Option func(*options)
 
 type options struct {
 	logger   *slog.Logger
-	metrics  *telemetry.Metrics
 	tenants  *tenant.Set
 	drain    time.Duration
 	getenv   func(string) string
@@ -78,14 +77,10 @@ func WithWarnings(w ...string) Option {
 // slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithMetrics makes the server record into m and serve it on /metrics
-// (default: telemetry.NewMetrics(h), a registry of its own).
-func WithMetrics(m *telemetry.Metrics) Option { return func(o *options) { o.metrics = m } }
-
-// WithTenants replaces the tenant set New would build from cfg.Tenants,
-// for example to give tests a fake clock. Its tenant names must be the
-// host's (cfg.Tenants), or none for an open server.
-func WithTenants(s *tenant.Set) Option { return func(o *options) { o.tenants = s } }
+// withTenants replaces the tenant set New would build from cfg.Tenants,
+// for tests (a fake clock). Its tenant names must be the host's
+// (cfg.Tenants), or none for an open server.
+func withTenants(s *tenant.Set) Option { return func(o *options) { o.tenants = s } }
 
 // WithDrainDelay makes Serve, once its ctx is done, keep accepting requests
 // for d with /readyz answering 503 before it stops listening, so that load
@@ -98,7 +93,7 @@ func WithGetenv(getenv func(string) string) Option { return func(o *options) { o
 
 // New builds the server for h, which must have been made from the same
 // cfg. It builds the tenant set from cfg.Tenants (none: the server is open,
-// any or no key is accepted) unless WithTenants gives one.
+// any or no key is accepted) unless a test gives one.
 func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 	if h == nil {
 		return nil, errors.New("server: nil host")
@@ -127,9 +122,6 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 			}
 		}
 	}
-	if o.metrics == nil {
-		o.metrics = telemetry.NewMetrics(h)
-	}
 	if cfg.Server.MaxBodyBytes <= 0 {
 		cfg.Server.MaxBodyBytes = config.Default().Server.MaxBodyBytes
 	}
@@ -138,7 +130,7 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("server: %s: %w", cfg.File, err)
 	}
 	s := &Server{
-		h: h, cfg: cfg, log: o.logger, metrics: o.metrics, tenants: o.tenants,
+		h: h, cfg: cfg, log: o.logger, metrics: telemetry.NewMetrics(h), tenants: o.tenants,
 		drain: o.drain, now: time.Now, created: time.Now(), adminKeys: keys,
 		bodyTimeout: bodyReadTimeout, uploadTimeout: pluginUploadTimeout, warnings: o.warnings,
 	}

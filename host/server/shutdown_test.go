@@ -17,7 +17,7 @@ import (
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/engine"
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
 // gateEngine streams the synthetic reply's first word, then waits for the

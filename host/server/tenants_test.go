@@ -14,7 +14,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/router"
-	"github.com/mdsa-go/mdsa/host/tenant"
+	"github.com/mdsa-go/mdsa/internal/tenant"
 )
 
 // frozenClock is a tenant clock that moves only when told.
@@ -41,7 +41,7 @@ func tenantServer(t *testing.T) (string, *tenant.Set, config.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := startServer(t, newServer(t, h, cfg, WithTenants(set)))
+	ts := startServer(t, newServer(t, h, cfg, withTenants(set)))
 	return ts.URL, set, cfg
 }
 

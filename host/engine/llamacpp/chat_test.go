@@ -11,7 +11,7 @@ import (
 	"github.com/hybridgroup/yzma/pkg/llama"
 
 	"github.com/mdsa-go/mdsa/host/engine"
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
 // injection tries to close the user turn and open a system turn, and spells

@@ -17,7 +17,7 @@ import (
 	"github.com/hybridgroup/yzma/pkg/llama"
 
 	"github.com/mdsa-go/mdsa/host/engine"
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
 // testDir holds the synthetic models shared by the tests and benchmarks of

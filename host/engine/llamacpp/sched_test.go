@@ -18,7 +18,7 @@ import (
 	"github.com/hybridgroup/yzma/pkg/llama"
 
 	"github.com/mdsa-go/mdsa/host/engine"
-	"github.com/mdsa-go/mdsa/host/models/gguf"
+	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
 // domainReq is a chat request of one "domain": a long system prompt shared

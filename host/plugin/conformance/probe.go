@@ -16,7 +16,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/mdsa-go/mdsa/host/plugin"
-	"github.com/mdsa-go/mdsa/host/plugin/instrument"
+	"github.com/mdsa-go/mdsa/internal/instrument"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 

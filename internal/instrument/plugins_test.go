@@ -168,7 +168,7 @@ func buildGoPlugin(t testing.TB) []byte {
 		}
 		defer os.RemoveAll(dir)
 		out := filepath.Join(dir, "goplugin.wasm")
-		if goPlugin.err = testutil.BuildPlugin("host/plugin/instrument/testdata/goplugin", out); goPlugin.err == nil {
+		if goPlugin.err = testutil.BuildPlugin("internal/instrument/testdata/goplugin", out); goPlugin.err == nil {
 			goPlugin.wasm, goPlugin.err = os.ReadFile(out)
 		}
 	})

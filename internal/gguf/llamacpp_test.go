@@ -5,7 +5,7 @@ package gguf
 // `make setup`. BenchmarkSynthLlamaCpp measures decode speed of a ~100M
 // parameter model:
 //
-//	go test -run '^$' -bench SynthLlamaCpp -benchtime 1x ./host/models/gguf
+//	go test -run '^$' -bench SynthLlamaCpp -benchtime 1x ./internal/gguf
 
 import (
 	"os"

@@ -2,7 +2,7 @@ package telemetry_test
 
 import (
 	"github.com/mdsa-go/mdsa/host"
-	"github.com/mdsa-go/mdsa/host/telemetry"
+	"github.com/mdsa-go/mdsa/internal/telemetry"
 )
 
 // *host.Host is the Source that `mdsa serve` passes to NewMetrics.
