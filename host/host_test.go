@@ -165,7 +165,7 @@ func TestEndToEndWithLlamaCpp(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", d.query, err)
 		}
-		t.Logf("%s: %+v", d.domain, res.TimingsMS)
+		t.Logf("%s: %+v", d.domain, res.Timings)
 		if res.Domain != d.domain || res.Status == StatusOutOfScope {
 			t.Fatalf("%q routed to %q (%s), want %s", d.query, res.Domain, res.Status, d.domain)
 		}
@@ -177,7 +177,7 @@ func TestEndToEndWithLlamaCpp(t *testing.T) {
 		if res.FinishReason != engine.FinishStop || res.Tokens.Completion == 0 || res.Tokens.Prompt == 0 {
 			t.Fatalf("%s: finish %q tokens %+v", d.domain, res.FinishReason, res.Tokens)
 		}
-		tm := res.TimingsMS
+		tm := res.Timings
 		if tm.Total <= 0 || tm.Generate <= 0 || tm.Total < tm.Generate {
 			t.Fatalf("%s: timings %+v", d.domain, tm)
 		}

@@ -36,11 +36,14 @@ type Request struct {
 	Tenant string `json:"tenant,omitempty"`
 }
 
+// Status says how a request was answered.
+type Status string
+
 // Result statuses.
 const (
-	StatusOK         = "ok"           // answered, validation passed
-	StatusFlagged    = "flagged"      // answered, but validation found errors
-	StatusOutOfScope = "out_of_scope" // no domain fits; Response is the refusal
+	StatusOK         Status = "ok"           // answered, validation passed
+	StatusFlagged    Status = "flagged"      // answered, but validation found errors
+	StatusOutOfScope Status = "out_of_scope" // no domain fits; Response is the refusal
 )
 
 // Tokens counts prompt and completion tokens.
@@ -72,28 +75,33 @@ func (r Result) Revision(streamed string) (appended string, rewritten bool) {
 // minute: prompt, completion and embedded.
 func (t Tokens) Charged() int { return t.Prompt + t.Completion + t.Embedded }
 
-// Timings are per-stage wall times in milliseconds.
+// Timings are per-stage wall times. Prompt and Generate are zero for a
+// plugin that drives its own host calls (handle); Total covers the whole
+// request.
 type Timings struct {
-	Route    float64 `json:"route"`
-	Prompt   float64 `json:"prompt"`
-	Generate float64 `json:"generate"`
-	Validate float64 `json:"validate"`
-	Total    float64 `json:"total"`
+	Route, Prompt, Generate, Validate, Total time.Duration
 }
 
-// Result is the answer to a Request.
+// Result is the answer to a Request. (The HTTP API and the CLI's --json
+// write it with timings in milliseconds, "timings_ms".)
 type Result struct {
-	RequestID    string          `json:"request_id"`
-	Status       string          `json:"status"`
-	Domain       string          `json:"domain"`
-	Confidence   float64         `json:"confidence"`
-	Alternatives []router.Scored `json:"alternatives,omitempty"`
-	Response     string          `json:"response"`
-	Validation   abi.Validation  `json:"validation"`
-	Model        string          `json:"model"`
-	FinishReason string          `json:"finish_reason,omitempty"`
-	Tokens       Tokens          `json:"tokens"`
-	TimingsMS    Timings         `json:"timings_ms"`
+	RequestID string
+	Status    Status
+	// Domain is the plugin that answered ("" when out of scope) and
+	// Confidence the router's confidence in it; Alternatives are the
+	// runners-up.
+	Domain       string
+	Confidence   float64
+	Alternatives []router.Scored
+	// Response is the final answer, after validation.
+	Response   string
+	Validation abi.Validation
+	// Model is the catalog model that generated the answer, and
+	// FinishReason why generation stopped ("stop", "length").
+	Model        string
+	FinishReason string
+	Tokens       Tokens
+	Timings      Timings
 }
 
 // Process answers req.
@@ -116,7 +124,7 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 	ctx, span := h.tracer.Start(ctx, "mdsa.request", trace.WithAttributes(
 		attribute.String("mdsa.request_id", req.RequestID), attribute.String("mdsa.tenant", req.Tenant)))
 	res, err := h.stream(ctx, req, onToken)
-	span.SetAttributes(attribute.String("mdsa.domain", res.Domain), attribute.String("mdsa.status", res.Status),
+	span.SetAttributes(attribute.String("mdsa.domain", res.Domain), attribute.String("mdsa.status", string(res.Status)),
 		attribute.Int("mdsa.tokens.prompt", res.Tokens.Prompt), attribute.Int("mdsa.tokens.completion", res.Tokens.Completion))
 	if err != nil {
 		span.RecordError(err)
@@ -165,16 +173,16 @@ func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		end(nil)
 		res.Domain, res.Confidence, res.Alternatives = d.Domain, d.Confidence, d.Alternatives
 		if d.OutOfScope {
-			res.TimingsMS.Route = ms(time.Since(t))
+			res.Timings.Route = time.Since(t)
 			res.Status = StatusOutOfScope
 			res.Response = h.cfg.Router.OutOfScopeMessage
 			res.Validation = abi.Validation{OK: true, Score: 1, Issues: []abi.Issue{}}
-			res.TimingsMS.Total = ms(time.Since(start))
+			res.Timings.Total = time.Since(start)
 			log.Info("out of scope", "confidence", d.Confidence)
 			return res, nil
 		}
 	}
-	res.TimingsMS.Route = ms(time.Since(t))
+	res.Timings.Route = time.Since(t)
 	p := st.plugins[res.Domain]
 	preq := abi.PromptRequest{Query: req.Query, History: req.History, Context: req.Context}
 	// The request's max_tokens (already resolved against its tenant's
@@ -192,7 +200,7 @@ func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		if err != nil {
 			return res, fmt.Errorf("host: request %s: plugin %s: handle: %w", req.RequestID, p.Name(), err)
 		}
-		res.TimingsMS.Generate = ms(time.Since(t))
+		res.Timings.Generate = time.Since(t)
 		res.Response, res.Validation = hr.Response, hr.Validation
 		res.Model, res.FinishReason = u.model, u.finish
 	} else {
@@ -203,7 +211,7 @@ func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		if err != nil {
 			return res, fmt.Errorf("host: request %s: plugin %s: prompt: %w", req.RequestID, p.Name(), err)
 		}
-		res.TimingsMS.Prompt = ms(time.Since(t))
+		res.Timings.Prompt = time.Since(t)
 
 		man := p.Manifest()
 		lease, err := h.lease(ctx, man.Model, st.models)
@@ -219,7 +227,7 @@ func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		if err != nil {
 			return res, fmt.Errorf("host: request %s: generate: %w", req.RequestID, err)
 		}
-		res.TimingsMS.Generate = ms(time.Since(t))
+		res.Timings.Generate = time.Since(t)
 		res.Model, res.FinishReason = gen.Model, gen.FinishReason
 		res.Tokens = Tokens{Prompt: gen.TokensIn, Completion: gen.TokensOut, Cached: gen.TokensCached}
 
@@ -230,7 +238,7 @@ func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		if err != nil {
 			return res, fmt.Errorf("host: request %s: plugin %s: validate: %w", req.RequestID, p.Name(), err)
 		}
-		res.TimingsMS.Validate = ms(time.Since(t))
+		res.Timings.Validate = time.Since(t)
 		res.Response = gen.Text
 		if v.Response != nil {
 			res.Response = *v.Response
@@ -245,9 +253,9 @@ func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc
 	if !res.Validation.OK {
 		res.Status = StatusFlagged
 	}
-	res.TimingsMS.Total = ms(time.Since(start))
+	res.Timings.Total = time.Since(start)
 	log.Info("answered", "domain", res.Domain, "status", res.Status, "tokens", res.Tokens.Completion,
-		"total_ms", res.TimingsMS.Total)
+		"total_ms", res.Timings.Total)
 	return res, nil
 }
 
@@ -302,7 +310,6 @@ func toEngineMessages(ms []abi.Message) []engine.Message {
 	return out
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 type ctxKey int
 

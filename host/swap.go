@@ -494,3 +494,6 @@ func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+// ms is d in milliseconds, to the microsecond (reload reports).
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -40,7 +40,7 @@ func TestSpansPerStage(t *testing.T) {
 	for _, a := range root.Attributes() {
 		attrs[string(a.Key)] = a.Value.Emit()
 	}
-	if attrs["mdsa.domain"] != res.Domain || attrs["mdsa.request_id"] != res.RequestID || attrs["mdsa.status"] != res.Status {
+	if attrs["mdsa.domain"] != res.Domain || attrs["mdsa.request_id"] != res.RequestID || attrs["mdsa.status"] != string(res.Status) {
 		t.Fatalf("request span attributes %v for %+v", attrs, res)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/router"
+	"github.com/mdsa-go/mdsa/internal/wire"
 )
 
 func (a *app) askCmd() *cobra.Command {
@@ -91,7 +92,7 @@ func (a *app) askCmd() *cobra.Command {
 				return a.askFailed(asJSON, err)
 			}
 			if asJSON {
-				return writeJSON(a.out, askResult{Result: res, Notice: notice})
+				return writeJSON(a.out, askResult{Result: wire.FromResult(res), Notice: notice})
 			}
 			if !stream || res.Status == host.StatusOutOfScope {
 				fmt.Fprintln(a.out, res.Response)
@@ -116,7 +117,7 @@ const maxStdinQuery = 1 << 20
 // askResult is ask --json's output: the host's result, and the notice of a
 // fallback to the synthetic model when there was one.
 type askResult struct {
-	host.Result
+	wire.Result
 	Notice string `json:"notice,omitempty"`
 }
 
@@ -146,12 +147,12 @@ func (a *app) askFailed(asJSON bool, err error) error {
 func (a *app) printSummary(res host.Result) {
 	w := a.errw
 	if res.Status == host.StatusOutOfScope {
-		fmt.Fprintf(w, "  [out of scope: confidence %.2f below threshold; %.2f ms]\n", res.Confidence, res.TimingsMS.Total)
+		fmt.Fprintf(w, "  [out of scope: confidence %.2f below threshold; %.2f ms]\n", res.Confidence, wire.Millis(res.Timings.Total))
 		return
 	}
 	fmt.Fprintf(w, "  [domain %s (confidence %.2f) | model %s | %d+%d tokens, %d of the prompt cached | %s]\n",
 		res.Domain, res.Confidence, res.Model, res.Tokens.Prompt, res.Tokens.Completion, res.Tokens.Cached, res.Status)
-	t := res.TimingsMS
+	t := wire.FromTimings(res.Timings)
 	fmt.Fprintf(w, "  [ms: route %.3f, prompt %.3f, generate %.1f, validate %.3f, total %.1f]\n",
 		t.Route, t.Prompt, t.Generate, t.Validate, t.Total)
 	for _, is := range res.Validation.Issues {

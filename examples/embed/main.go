@@ -11,6 +11,7 @@ import (
 	"log"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
@@ -65,8 +66,8 @@ func run(ctx context.Context, cfgPath, model string, queries []string) error {
 		default:
 			fmt.Print(appended)
 		}
-		fmt.Printf("\n[%s, domain %s, confidence %.2f, %d tokens, %.1f ms, validation ok=%v %s]\n\n",
-			res.Status, res.Domain, res.Confidence, res.Tokens.Completion, res.TimingsMS.Total,
+		fmt.Printf("\n[%s, domain %s, confidence %.2f, %d tokens, %v, validation ok=%v %s]\n\n",
+			res.Status, res.Domain, res.Confidence, res.Tokens.Completion, res.Timings.Total.Round(100*time.Microsecond),
 			res.Validation.OK, strings.Join(issueCodes(res), ","))
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/router"
+	"github.com/mdsa-go/mdsa/internal/wire"
 )
 
 // embeddingsResponse is OpenAI's embeddings list.
@@ -224,7 +225,7 @@ func (s *Server) query(c *call) *apiError {
 	if err != nil {
 		return hostError(c.id, err)
 	}
-	c.json(http.StatusOK, res)
+	c.json(http.StatusOK, wire.FromResult(res))
 	return nil
 }
 
@@ -264,9 +265,9 @@ func (s *Server) route(c *call) *apiError {
 		return hostError(c.id, err)
 	}
 	c.domain = d.Domain
-	c.timings.Route = float64(lat.Microseconds()) / 1000
+	c.timings.Route = lat
 	if d.OutOfScope {
-		c.status = "out_of_scope"
+		c.status = host.StatusOutOfScope
 	}
 	if d.Alternatives == nil {
 		d.Alternatives = []router.Scored{}

@@ -135,7 +135,7 @@ type call struct {
 
 	// What came of it.
 	domain  string
-	status  string // ok, flagged, out_of_scope; "" until known
+	status  host.Status // ok, flagged, out_of_scope; "" until known
 	tokens  host.Tokens
 	timings host.Timings
 	err     *apiError
@@ -223,7 +223,7 @@ func (c *call) fail(e *apiError) {
 
 // record takes the outcome of a host call.
 func (c *call) record(res host.Result) {
-	c.domain, c.status, c.tokens, c.timings = res.Domain, res.Status, res.Tokens, res.TimingsMS
+	c.domain, c.status, c.tokens, c.timings = res.Domain, res.Status, res.Tokens, res.Timings
 }
 
 // finish logs the request and records its metrics.
@@ -233,7 +233,7 @@ func (c *call) finish() {
 	if code == 0 {
 		code = http.StatusOK
 	}
-	status := c.status
+	status := string(c.status)
 	if c.err != nil {
 		status = "error"
 		if c.err.Status == statusClientClosed {
@@ -243,13 +243,13 @@ func (c *call) finish() {
 			s.metrics.ObserveRefused(c.label, c.err.Refused)
 		}
 	} else if status == "" {
-		status = host.StatusOK
+		status = string(host.StatusOK)
 	}
 	total := s.now().Sub(c.start)
 	s.metrics.ObserveRequest(telemetry.RequestObs{
 		Tenant: c.label, Endpoint: c.endpoint, Domain: c.domain, Status: status, Code: code,
-		Route: msDur(c.timings.Route), Prompt: msDur(c.timings.Prompt), Generate: msDur(c.timings.Generate),
-		Validate: msDur(c.timings.Validate), Total: total,
+		Route: c.timings.Route, Prompt: c.timings.Prompt, Generate: c.timings.Generate,
+		Validate: c.timings.Validate, Total: total,
 		PromptTokens: c.tokens.Prompt, CompletionTokens: c.tokens.Completion, CachedTokens: c.tokens.Cached,
 		EmbeddedTokens: c.tokens.Embedded,
 	})
@@ -269,8 +269,6 @@ func (c *call) finish() {
 		s.log.Info("request refused", attrs...)
 	}
 }
-
-func msDur(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
 
 // readBody reads r's body, at most limit bytes (an *http.MaxBytesError
 // beyond), within timeout: a client that stalls is cut off rather than

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/router"
 	"github.com/mdsa-go/mdsa/internal/tenant"
+	"github.com/mdsa-go/mdsa/internal/wire"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -68,7 +68,7 @@ type mdsaInfo struct {
 	Confidence float64        `json:"confidence"`
 	Status     string         `json:"status"`
 	Validation abi.Validation `json:"validation"`
-	TimingsMS  host.Timings   `json:"timings_ms"`
+	TimingsMS  wire.Timings   `json:"timings_ms"`
 	// Response is the final (validated) text; sent in the last chunk of a
 	// stream only, since validation may revise what was streamed.
 	Response *string `json:"response,omitempty"`
@@ -234,8 +234,8 @@ func usageOf(res host.Result) chatUsage {
 }
 
 func info(res host.Result) mdsaInfo {
-	return mdsaInfo{RequestID: res.RequestID, Domain: res.Domain, Confidence: res.Confidence, Status: res.Status,
-		Validation: res.Validation, TimingsMS: res.TimingsMS}
+	return mdsaInfo{RequestID: res.RequestID, Domain: res.Domain, Confidence: res.Confidence, Status: string(res.Status),
+		Validation: res.Validation, TimingsMS: wire.FromTimings(res.Timings)}
 }
 
 // chatStream answers with server-sent events: a chunk per piece of text as
@@ -275,8 +275,8 @@ func (c *call) chatStream(req chatRequest, hreq host.Request) *apiError {
 	if decision != nil {
 		// The host saw a forced domain; report the routing that chose it.
 		res.Confidence, res.Alternatives = decision.Confidence, decision.Alternatives
-		res.TimingsMS.Route = float64(routeTime.Microseconds()) / 1000
-		res.TimingsMS.Total = math.Round((res.TimingsMS.Total+res.TimingsMS.Route)*1000) / 1000
+		res.Timings.Route = routeTime
+		res.Timings.Total += routeTime
 	}
 	c.record(res)
 	if err != nil {

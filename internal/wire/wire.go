@@ -1,0 +1,55 @@
+// Package wire is the JSON shape of a host.Result, as the HTTP API's
+// /v1/query and the CLI's --json write it: timings in milliseconds under
+// "timings_ms", the status as a string. host.Result itself is Go-native
+// (time.Duration timings, a typed status).
+package wire
+
+import (
+	"time"
+
+	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/host/router"
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
+)
+
+// Result is a host.Result on the wire.
+type Result struct {
+	RequestID    string          `json:"request_id"`
+	Status       string          `json:"status"`
+	Domain       string          `json:"domain"`
+	Confidence   float64         `json:"confidence"`
+	Alternatives []router.Scored `json:"alternatives,omitempty"`
+	Response     string          `json:"response"`
+	Validation   abi.Validation  `json:"validation"`
+	Model        string          `json:"model"`
+	FinishReason string          `json:"finish_reason,omitempty"`
+	Tokens       host.Tokens     `json:"tokens"`
+	TimingsMS    Timings         `json:"timings_ms"`
+}
+
+// Timings are host.Timings in milliseconds, to the microsecond.
+type Timings struct {
+	Route    float64 `json:"route"`
+	Prompt   float64 `json:"prompt"`
+	Generate float64 `json:"generate"`
+	Validate float64 `json:"validate"`
+	Total    float64 `json:"total"`
+}
+
+// FromResult converts a host.Result to its wire shape.
+func FromResult(r host.Result) Result {
+	return Result{
+		RequestID: r.RequestID, Status: string(r.Status), Domain: r.Domain, Confidence: r.Confidence,
+		Alternatives: r.Alternatives, Response: r.Response, Validation: r.Validation, Model: r.Model,
+		FinishReason: r.FinishReason, Tokens: r.Tokens, TimingsMS: FromTimings(r.Timings),
+	}
+}
+
+// FromTimings converts host.Timings to milliseconds.
+func FromTimings(t host.Timings) Timings {
+	return Timings{Route: Millis(t.Route), Prompt: Millis(t.Prompt), Generate: Millis(t.Generate),
+		Validate: Millis(t.Validate), Total: Millis(t.Total)}
+}
+
+// Millis is d in milliseconds, to the microsecond.
+func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
