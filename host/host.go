@@ -359,17 +359,13 @@ type PluginInfo struct {
 
 // Plugins lists the plugins loaded from the plugins directory, sorted by
 // name.
-func (h *Host) Plugins() []PluginInfo {
-	out, _ := h.TenantPlugins("")
-	return out
-}
+func (h *Host) Plugins() []PluginInfo { return h.plugins("") }
 
-// TenantPlugins lists the plugins a tenant may use ("" for all of them),
-// sorted by name.
-func (h *Host) TenantPlugins(tenant string) ([]PluginInfo, error) {
+// plugins lists the plugins of a tenant's space, sorted by name.
+func (h *Host) plugins(tenant string) []PluginInfo {
 	sp, err := h.state.Load().space(tenant)
 	if err != nil {
-		return nil, err
+		return nil
 	}
 	out := make([]PluginInfo, 0, len(sp.plugins))
 	for _, p := range sp.plugins {
@@ -381,21 +377,7 @@ func (h *Host) TenantPlugins(tenant string) ([]PluginInfo, error) {
 		})
 	}
 	slices.SortFunc(out, func(a, b PluginInfo) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
-}
-
-// PluginStats reports each plugin's call counters for a tenant ("" for the
-// untenanted set), keyed by plugin name.
-func (h *Host) PluginStats(tenant string) (map[string]plugin.Stats, error) {
-	sp, err := h.state.Load().space(tenant)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]plugin.Stats, len(sp.plugins))
-	for n, p := range sp.plugins {
-		out[n] = p.Stats()
-	}
-	return out, nil
+	return out
 }
 
 // Tenants lists the configured tenants' names, sorted.
@@ -455,12 +437,11 @@ func (e modelEmbedder) Embed(ctx context.Context, inputs []string) ([][]float32,
 // Route tells which domain query would go to, without running anything
 // else, among all the plugins.
 func (h *Host) Route(ctx context.Context, query string) router.Decision {
-	d, _ := h.RouteTenant(ctx, "", query)
+	d, _ := h.route(ctx, "", query)
 	return d
 }
 
-// RouteTenant routes query among the domains of one tenant.
-func (h *Host) RouteTenant(ctx context.Context, tenant, query string) (router.Decision, error) {
+func (h *Host) route(ctx context.Context, tenant, query string) (router.Decision, error) {
 	sp, err := h.state.Load().space(tenant)
 	if err != nil {
 		return router.Decision{}, err

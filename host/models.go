@@ -156,9 +156,9 @@ type ModelInfo struct {
 	Quant string `json:"quant,omitempty"`
 }
 
-// TenantModels lists the registered models a tenant may use ("" for all),
+// tenantModels lists the registered models a tenant may use ("" for all),
 // in catalog order.
-func (h *Host) TenantModels(tenant string) ([]ModelInfo, error) {
+func (h *Host) tenantModels(tenant string) ([]ModelInfo, error) {
 	sp, err := h.state.Load().space(tenant)
 	if err != nil {
 		return nil, err
@@ -182,9 +182,8 @@ type Embeddings struct {
 	Tokens int
 }
 
-// Embed embeds inputs for a tenant with model (a catalog name; "" picks the
-// best allowed model of the router tier, else the domain tier).
-func (h *Host) Embed(ctx context.Context, tenant, model string, inputs []string) (Embeddings, error) {
+// embed embeds inputs for a tenant with model (see Tenant.Embed).
+func (h *Host) embed(ctx context.Context, tenant, model string, inputs []string) (Embeddings, error) {
 	if h.closed.Load() {
 		return Embeddings{}, ErrClosed
 	}

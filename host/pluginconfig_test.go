@@ -47,7 +47,7 @@ func TestPluginNeedingConfigToDescribe(t *testing.T) {
 		return h
 	}
 	names := func(h *Host, tenant string) []string {
-		ps, err := h.TenantPlugins(tenant)
+		ps, err := tenantPlugins(h, tenant)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -31,9 +31,6 @@ type Request struct {
 	Generation abi.Generation `json:"generation,omitempty"`
 	// RequestID identifies the request in logs; one is made up when empty.
 	RequestID string `json:"request_id,omitempty"`
-	// Tenant names the configured tenant whose plugins, router and models
-	// serve the request; "" uses every plugin with no tenant config.
-	Tenant string `json:"tenant,omitempty"`
 }
 
 // Status says how a request was answered.
@@ -115,6 +112,11 @@ func (h *Host) Process(ctx context.Context, req Request) (Result, error) {
 // Result.Response is the final text, which can differ from the streamed one.
 // For a plugin with its own handle export nothing is streamed.
 func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc) (Result, error) {
+	return h.serve(ctx, "", req, onToken)
+}
+
+// serve answers req for tenant ("" for the default space).
+func (h *Host) serve(ctx context.Context, tenant string, req Request, onToken engine.TokenFunc) (Result, error) {
 	if h.closed.Load() {
 		return Result{}, ErrClosed
 	}
@@ -122,8 +124,8 @@ func (h *Host) Stream(ctx context.Context, req Request, onToken engine.TokenFunc
 		req.RequestID = newRequestID()
 	}
 	ctx, span := h.tracer.Start(ctx, "mdsa.request", trace.WithAttributes(
-		attribute.String("mdsa.request_id", req.RequestID), attribute.String("mdsa.tenant", req.Tenant)))
-	res, err := h.stream(ctx, req, onToken)
+		attribute.String("mdsa.request_id", req.RequestID), attribute.String("mdsa.tenant", tenant)))
+	res, err := h.stream(ctx, tenant, req, onToken)
 	span.SetAttributes(attribute.String("mdsa.domain", res.Domain), attribute.String("mdsa.status", string(res.Status)),
 		attribute.Int("mdsa.tokens.prompt", res.Tokens.Prompt), attribute.Int("mdsa.tokens.completion", res.Tokens.Completion))
 	if err != nil {
@@ -146,16 +148,16 @@ func (h *Host) stage(ctx context.Context, name string) (context.Context, func(er
 	}
 }
 
-func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc) (Result, error) {
+func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken engine.TokenFunc) (Result, error) {
 	start := time.Now()
 	res := Result{RequestID: req.RequestID}
 	log := h.log.With("request_id", req.RequestID)
-	if req.Tenant != "" {
-		log = log.With("tenant", req.Tenant)
+	if tenant != "" {
+		log = log.With("tenant", tenant)
 	}
 	pinned, release := h.acquire()
 	defer release()
-	st, err := pinned.space(req.Tenant)
+	st, err := pinned.space(tenant)
 	if err != nil {
 		return res, err
 	}
@@ -187,7 +189,7 @@ func (h *Host) stream(ctx context.Context, req Request, onToken engine.TokenFunc
 	preq := abi.PromptRequest{Query: req.Query, History: req.History, Context: req.Context}
 	// The request's max_tokens (already resolved against its tenant's
 	// limit) bounds what the plugin's own generations may produce too.
-	ctx = plugin.WithRequestInfo(ctx, plugin.RequestInfo{ID: req.RequestID, Tenant: req.Tenant, MaxTokens: req.Generation.MaxTokens})
+	ctx = plugin.WithRequestInfo(ctx, plugin.RequestInfo{ID: req.RequestID, Tenant: tenant, MaxTokens: req.Generation.MaxTokens})
 
 	if p.HasHandle() {
 		u := &usage{}

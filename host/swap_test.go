@@ -42,7 +42,7 @@ func copyFile(t *testing.T, from, to string) {
 
 func versionOf(t *testing.T, h *Host, tenant, name string) string {
 	t.Helper()
-	ps, err := h.TenantPlugins(tenant)
+	ps, err := tenantPlugins(h, tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestSwapReachesTenants(t *testing.T) {
 	if got := versionOf(t, h, "acme", "support"); got != "2.0.0" {
 		t.Fatalf("acme serves support %s after the swap", got)
 	}
-	if ps, _ := h.TenantPlugins("globex"); slices.ContainsFunc(ps, func(p PluginInfo) bool { return p.Name == "support" }) {
+	if ps, _ := tenantPlugins(h, "globex"); slices.ContainsFunc(ps, func(p PluginInfo) bool { return p.Name == "support" }) {
 		t.Fatal("globex got support by the swap")
 	}
 }

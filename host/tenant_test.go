@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mdsa-go/mdsa/host/config"
+	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/host/router"
 )
 
@@ -43,7 +44,7 @@ func TestTenantsSeeOnlyTheirDomains(t *testing.T) {
 		t.Fatalf("tenants %v", got)
 	}
 	names := func(tenant string) []string {
-		ps, err := h.TenantPlugins(tenant)
+		ps, err := tenantPlugins(h, tenant)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,33 +65,33 @@ func TestTenantsSeeOnlyTheirDomains(t *testing.T) {
 	}
 	// A medical query never routes to medical for acme, by routing...
 	q := "I've had a fever and a sore throat for three days"
-	if d, _ := h.RouteTenant(ctx, "globex", q); d.Domain != "medical" {
+	if d, _ := routeTenant(ctx, h, "globex", q); d.Domain != "medical" {
 		t.Fatalf("globex: %+v", d)
 	}
-	d, err := h.RouteTenant(ctx, "acme", q)
+	d, err := routeTenant(ctx, h, "acme", q)
 	if err != nil || d.Domain == "medical" || slices.ContainsFunc(d.Alternatives, func(s router.Scored) bool { return s.Domain == "medical" }) {
 		t.Fatalf("acme routed to medical: %+v %v", d, err)
 	}
 	// The plugins acme may not use are out of its scope: its router learnt
 	// them as background, so it refuses rather than answer with finance.
 	for _, q := range []string{q, "is it safe to take ibuprofen with coffee", "my python script throws a segmentation fault"} {
-		if d, _ := h.RouteTenant(ctx, "acme", q); !d.OutOfScope {
+		if d, _ := routeTenant(ctx, h, "acme", q); !d.OutOfScope {
 			t.Errorf("acme did not refuse %q: %+v", q, d)
 		}
 	}
-	res, err := h.Process(ctx, Request{Tenant: "acme", Query: q})
+	res, err := processTenant(ctx, h, "acme", Request{Query: q})
 	if err != nil || res.Domain == "medical" {
 		t.Fatalf("acme process: %+v %v", res, err)
 	}
 	// ...or by forcing it.
-	if _, err := h.Process(ctx, Request{Tenant: "acme", Domain: "medical", Query: q}); !errors.Is(err, ErrUnknownDomain) {
+	if _, err := processTenant(ctx, h, "acme", Request{Domain: "medical", Query: q}); !errors.Is(err, ErrUnknownDomain) {
 		t.Fatalf("acme forcing medical: %v", err)
 	}
-	if _, err := h.Process(ctx, Request{Tenant: "nobody", Query: q}); !errors.Is(err, ErrUnknownTenant) {
+	if _, err := processTenant(ctx, h, "nobody", Request{Query: q}); !errors.Is(err, ErrUnknownTenant) {
 		t.Fatalf("unknown tenant: %v", err)
 	}
 	// A tenant with no plugins refuses everything.
-	if res, err := h.Process(ctx, Request{Tenant: "empty", Query: q}); err != nil || res.Status != StatusOutOfScope {
+	if res, err := processTenant(ctx, h, "empty", Request{Query: q}); err != nil || res.Status != StatusOutOfScope {
 		t.Fatalf("empty tenant: %+v %v", res, err)
 	}
 }
@@ -98,20 +99,20 @@ func TestTenantsSeeOnlyTheirDomains(t *testing.T) {
 func TestTenantsHaveTheirOwnInstances(t *testing.T) {
 	ctx := context.Background()
 	h := tenantHost(t)
-	acme0, _ := h.PluginStats("acme")
-	all0, _ := h.PluginStats("")
-	if _, err := h.Process(ctx, Request{Tenant: "acme", Domain: "support", Query: "where is my order"}); err != nil {
+	acme0, _ := pluginStats(h, "acme")
+	all0, _ := pluginStats(h, "")
+	if _, err := processTenant(ctx, h, "acme", Request{Domain: "support", Query: "where is my order"}); err != nil {
 		t.Fatal(err)
 	}
-	acme, err := h.PluginStats("acme")
+	acme, err := pluginStats(h, "acme")
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, _ := h.PluginStats("")
+	all, _ := pluginStats(h, "")
 	if acme["support"].Calls <= acme0["support"].Calls || all["support"].Calls != all0["support"].Calls {
 		t.Fatalf("acme's call was counted on a shared instance: acme %+v, untenanted %+v", acme["support"], all["support"])
 	}
-	if _, err := h.PluginStats("nobody"); !errors.Is(err, ErrUnknownTenant) {
+	if _, err := pluginStats(h, "nobody"); !errors.Is(err, ErrUnknownTenant) {
 		t.Fatalf("unknown tenant stats: %v", err)
 	}
 }
@@ -147,7 +148,7 @@ func TestHotAddedPluginTenants(t *testing.T) {
 		t.Fatalf("change %+v: want tenants [all fin] and no note", ch)
 	}
 	for tenant, want := range map[string]bool{"all": true, "fin": true, "sup": false} {
-		ps, err := h.TenantPlugins(tenant)
+		ps, err := tenantPlugins(h, tenant)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,7 +157,7 @@ func TestHotAddedPluginTenants(t *testing.T) {
 			t.Errorf("tenant %s has finance: %v, want %v", tenant, has, want)
 		}
 	}
-	if d, err := h.RouteTenant(ctx, "fin", "how should I diversify my retirement portfolio"); err != nil || d.Domain != "finance" {
+	if d, err := routeTenant(ctx, h, "fin", "how should I diversify my retirement portfolio"); err != nil || d.Domain != "finance" {
 		t.Errorf("fin routes a finance query to %+v (%v)", d, err)
 	}
 
@@ -191,4 +192,39 @@ func TestTenantAllows(t *testing.T) {
 			t.Errorf("plugins %v allows %q: %v, want %v", c.plugins, c.name, got, c.want)
 		}
 	}
+}
+
+// The tenant helpers below go through Host.Tenant, so that an unknown
+// tenant's error reaches the tests that check it.
+
+func tenantPlugins(h *Host, name string) ([]PluginInfo, error) {
+	tn, err := h.Tenant(name)
+	if err != nil {
+		return nil, err
+	}
+	return tn.Plugins(), nil
+}
+
+func routeTenant(ctx context.Context, h *Host, name, query string) (router.Decision, error) {
+	tn, err := h.Tenant(name)
+	if err != nil {
+		return router.Decision{}, err
+	}
+	return tn.Route(ctx, query)
+}
+
+func processTenant(ctx context.Context, h *Host, name string, req Request) (Result, error) {
+	tn, err := h.Tenant(name)
+	if err != nil {
+		return Result{}, err
+	}
+	return tn.Process(ctx, req)
+}
+
+func pluginStats(h *Host, name string) (map[string]plugin.Stats, error) {
+	tn, err := h.Tenant(name)
+	if err != nil {
+		return nil, err
+	}
+	return tn.PluginStats(), nil
 }

@@ -55,7 +55,7 @@ func (s *Server) embeddings(c *call) *apiError {
 			return forbidden("model", "this API key may not use the model %q", clip(model, 80))
 		}
 	}
-	emb, err := s.h.Embed(c.r.Context(), c.hostTenant, model, req.Input)
+	emb, err := c.ht.Embed(c.r.Context(), model, req.Input)
 	if err != nil {
 		return hostError(c.id, err)
 	}
@@ -97,11 +97,11 @@ func floatsBase64(v []float32) string {
 
 // catalogHas reports whether model is a registered catalog model.
 func (s *Server) catalogHas(model string) bool {
-	ms, err := s.h.TenantModels("")
+	all, err := s.h.Tenant("")
 	if err != nil {
 		return false
 	}
-	return slices.ContainsFunc(ms, func(m host.ModelInfo) bool { return m.Name == model })
+	return slices.ContainsFunc(all.Models(), func(m host.ModelInfo) bool { return m.Name == model })
 }
 
 // modelObject is an entry of GET /v1/models: OpenAI's fields plus what
@@ -140,21 +140,13 @@ func (c *call) models() ([]modelObject, *apiError) {
 	created := s.created.Unix()
 	out := []modelObject{{ID: modelAuto, Object: "model", Created: created, OwnedBy: "mdsa", Kind: "router",
 		Description: "routes each query to the best domain"}}
-	ps, err := s.h.TenantPlugins(c.hostTenant)
-	if err != nil {
-		return nil, internalError(c.id, err)
-	}
-	for _, p := range ps {
+	for _, p := range c.ht.Plugins() {
 		if c.t.AllowsPlugin(p.Name) {
 			out = append(out, modelObject{ID: modelPrefix + p.Name, Object: "model", Created: created, OwnedBy: "mdsa",
 				Kind: "domain", Version: p.Version, Description: p.Description})
 		}
 	}
-	ms, err := s.h.TenantModels(c.hostTenant)
-	if err != nil {
-		return nil, internalError(c.id, err)
-	}
-	for _, m := range ms {
+	for _, m := range c.ht.Models() {
 		if c.t.AllowsModel(m.Name) {
 			out = append(out, modelObject{ID: m.Name, Object: "model", Created: created, OwnedBy: "mdsa",
 				Kind: "model", Tier: m.Tier, Quant: m.Quant})
@@ -219,8 +211,8 @@ func (s *Server) query(c *call) *apiError {
 	}
 	hreq := req.Request
 	hreq.Generation.MaxTokens = n
-	hreq.RequestID, hreq.Tenant = c.id, c.hostTenant
-	res, err := s.h.Process(c.r.Context(), hreq)
+	hreq.RequestID = c.id
+	res, err := c.ht.Process(c.r.Context(), hreq)
 	c.record(res)
 	if err != nil {
 		return hostError(c.id, err)
@@ -231,8 +223,7 @@ func (s *Server) query(c *call) *apiError {
 
 func (c *call) domains() []string {
 	var out []string
-	ps, _ := c.s.h.TenantPlugins(c.hostTenant)
-	for _, p := range ps {
+	for _, p := range c.ht.Plugins() {
 		if c.t.AllowsPlugin(p.Name) {
 			out = append(out, p.Name)
 		}
@@ -259,7 +250,7 @@ func (s *Server) route(c *call) *apiError {
 		return aerr
 	}
 	t0 := time.Now()
-	d, err := s.h.RouteTenant(c.r.Context(), c.hostTenant, q)
+	d, err := c.ht.Route(c.r.Context(), q)
 	lat := time.Since(t0)
 	if err != nil {
 		return hostError(c.id, err)

@@ -128,8 +128,10 @@ type call struct {
 	start    time.Time
 
 	t *tenant.Tenant
-	// hostTenant is the host's name for the tenant: "" on an open server.
+	// hostTenant is the host's name for the tenant: "" on an open server;
+	// ht is the host's view of it.
 	hostTenant string
+	ht         *host.Tenant
 	// label names the tenant in metrics and logs.
 	label string
 
@@ -172,6 +174,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, endpoint strin
 	c.t, c.label = t, t.Name
 	if !s.tenants.Open() {
 		c.hostTenant = t.Name
+	}
+	if c.ht, err = s.h.Tenant(c.hostTenant); err != nil { // New checked the names
+		c.fail(internalError(c.id, err))
+		return
 	}
 	done := s.metrics.InFlight(c.label, endpoint)
 	defer done()

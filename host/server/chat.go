@@ -116,14 +116,14 @@ func (s *Server) chat(c *call) *apiError {
 		return aerr
 	}
 	hreq := host.Request{Query: req.Query, History: req.History, Domain: domain,
-		Generation: req.generation(maxTokens), RequestID: c.id, Tenant: c.hostTenant}
+		Generation: req.generation(maxTokens), RequestID: c.id}
 	if req.System != "" {
 		hreq.Context = map[string]string{"system": req.System}
 	}
 	if req.Stream {
 		return c.chatStream(req, hreq)
 	}
-	res, err := s.h.Process(c.r.Context(), hreq)
+	res, err := c.ht.Process(c.r.Context(), hreq)
 	c.record(res)
 	if err != nil {
 		return c.hostError(err)
@@ -166,11 +166,7 @@ func (s *Server) pluginExists(d string) bool {
 }
 
 func (c *call) tenantHasPlugin(d string) bool {
-	ps, err := c.s.h.TenantPlugins(c.hostTenant)
-	if err != nil {
-		return false
-	}
-	for _, p := range ps {
+	for _, p := range c.ht.Plugins() {
 		if p.Name == d && c.t.AllowsPlugin(d) {
 			return true
 		}
@@ -181,8 +177,7 @@ func (c *call) tenantHasPlugin(d string) bool {
 // chatModelIDs lists the chat model ids this tenant may use.
 func (c *call) chatModelIDs() []string {
 	ids := []string{modelAuto}
-	ps, _ := c.s.h.TenantPlugins(c.hostTenant)
-	for _, p := range ps {
+	for _, p := range c.ht.Plugins() {
 		if c.t.AllowsPlugin(p.Name) {
 			ids = append(ids, modelPrefix+p.Name)
 		}
@@ -253,7 +248,7 @@ func (c *call) chatStream(req chatRequest, hreq host.Request) *apiError {
 	var routeTime time.Duration
 	if hreq.Domain == "" {
 		t0 := time.Now()
-		d, err := c.s.h.RouteTenant(ctx, hreq.Tenant, hreq.Query)
+		d, err := c.ht.Route(ctx, hreq.Query)
 		routeTime = time.Since(t0)
 		if err != nil {
 			return c.hostError(err)
@@ -265,7 +260,7 @@ func (c *call) chatStream(req chatRequest, hreq host.Request) *apiError {
 	sse := &sseStream{w: c.w, base: chatChunk{ID: "chatcmpl-" + c.id, Object: "chat.completion.chunk",
 		Created: c.start.Unix(), Model: modelID(hreq.Domain)}}
 	var streamed strings.Builder
-	res, err := c.s.h.Stream(ctx, hreq, func(piece string) error {
+	res, err := c.ht.Stream(ctx, hreq, func(piece string) error {
 		if piece == "" {
 			return nil
 		}

@@ -327,8 +327,8 @@ func decodeEmbeddings(data []byte) (embeddingsRequest, *apiError) {
 	return r, nil
 }
 
-// queryRequest is a decoded POST /v1/query body: a host.Request without its
-// tenant (the API key decides that).
+// queryRequest is a decoded POST /v1/query body: a host.Request (the API
+// key decides the tenant).
 type queryRequest struct {
 	host.Request
 }

@@ -193,7 +193,7 @@ func TestNoisyNeighbour(t *testing.T) {
 		noiseTime += time.Since(start)
 	}
 
-	stats := h.PluginStats
+	stats := metricsSource{h}.PluginStats
 	t.Logf("quiet tenant without noise: route p99 %v (max %v), query p99 %v (max %v)",
 		p99(quietRoute), slices.Max(quietRoute), p99(quietQuery), slices.Max(quietQuery))
 	t.Logf("quiet tenant with noise:    route p99 %v (max %v), query p99 %v (max %v)",

@@ -27,6 +27,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
+	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/internal/telemetry"
 	"github.com/mdsa-go/mdsa/internal/tenant"
 )
@@ -130,7 +131,7 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("server: %s: %w", cfg.File, err)
 	}
 	s := &Server{
-		h: h, cfg: cfg, log: o.logger, metrics: telemetry.NewMetrics(h), tenants: o.tenants,
+		h: h, cfg: cfg, log: o.logger, metrics: telemetry.NewMetrics(metricsSource{h}), tenants: o.tenants,
 		drain: o.drain, now: time.Now, created: time.Now(), adminKeys: keys,
 		bodyTimeout: bodyReadTimeout, uploadTimeout: pluginUploadTimeout, warnings: o.warnings,
 	}
@@ -203,4 +204,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = fmt.Errorf("server: serving on %s: %w", ln.Addr(), serr)
 	}
 	return err
+}
+
+// metricsSource is the host as the metrics read it.
+type metricsSource struct{ *host.Host }
+
+// PluginStats reports the plugin counters of a tenant ("" for the default
+// space).
+func (m metricsSource) PluginStats(tenant string) (map[string]plugin.Stats, error) {
+	t, err := m.Tenant(tenant)
+	if err != nil {
+		return nil, err
+	}
+	return t.PluginStats(), nil
 }

@@ -17,8 +17,8 @@ import (
 	"github.com/mdsa-go/mdsa/host/plugin"
 )
 
-// Source is what metrics read from the running host at scrape time.
-// *host.Host satisfies it.
+// Source is what metrics read from the running host at scrape time (the
+// server adapts *host.Host to it).
 type Source interface {
 	// PluginStats reports each plugin's counters for a tenant ("" for the
 	// untenanted set), keyed by plugin name.
