@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mdsa-go/mdsa/host/config"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +13,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/hardware"
 	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/plugin"
+	"github.com/mdsa-go/mdsa/internal/engineconf"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -30,7 +28,7 @@ func (h *Host) openRegistry(ctx context.Context, o options) error {
 		return err
 	}
 	rec := hardware.Recommend(info, nil, hardware.RecommendOptions{})
-	lopts := LlamaOptions(cfg, info, h.log)
+	lopts := engineconf.Llama(cfg, info, h.log)
 	promptDir := ""
 	if cfg.Engine.PersistPromptCache && cfg.Host.CacheDir != "" && lopts.PromptCacheBytes > 0 {
 		promptDir = filepath.Join(cfg.Resolve(cfg.Host.CacheDir), "prompts")
@@ -46,7 +44,7 @@ func (h *Host) openRegistry(ctx context.Context, o options) error {
 	h.log.Info("host: engine settings", "threads", lopts.Threads, "threads_from", from, "gpu_layers", cfg.Engine.GPULayers.String())
 	optsFor := func(models.Spec) llamacpp.Options { return lopts }
 	if cfg.Engine.GPULayers.Auto {
-		h.gpuAuto = newGPUAuto(info, libDirOf(lopts), h.log)
+		h.gpuAuto = newGPUAuto(info, engineconf.LibDir(lopts), h.log)
 		optsFor = func(s models.Spec) llamacpp.Options {
 			o := lopts
 			o.GPULayers = h.gpuAuto.layers(s, lopts)
@@ -226,47 +224,6 @@ func (h *Host) embed(ctx context.Context, tenant, model string, inputs []string)
 // ErrModelNotAllowed is returned when a tenant asks for a model outside its
 // allow-list.
 var ErrModelNotAllowed = errors.New("host: model not allowed")
-
-// LlamaOptions builds the llama.cpp engine options of cfg's [engine]
-// section as the host uses them: the library directory, threads
-// (engine.threads, or info's recommendation when 0), context size,
-// parallel sequences, the prompt cache size (off when 0) and the GPU
-// layers when engine.gpu_layers is a count. An "auto" gpu_layers is left at
-// 0 here: it depends on the model file (see AutoGPULayers). Cores,
-// PromptCacheDir and Name are the caller's.
-func LlamaOptions(cfg config.Config, info hardware.Info, log *slog.Logger) llamacpp.Options {
-	rec := hardware.Recommend(info, nil, hardware.RecommendOptions{})
-	o := llamacpp.Options{
-		LibDir:           cfg.Resolve(cfg.Engine.LibDir),
-		Threads:          cfg.EffectiveThreads(rec.Threads),
-		ContextSize:      cfg.Engine.ContextSize,
-		Parallel:         cfg.Engine.Parallel,
-		GPULayers:        cfg.Engine.GPULayers.Count,
-		PromptCacheBytes: int64(cfg.Engine.PromptCacheMB) << 20,
-		Logger:           log,
-	}
-	if o.PromptCacheBytes == 0 {
-		o.PromptCacheBytes = -1 // off
-	}
-	return o
-}
-
-// AutoGPULayers resolves engine.gpu_layers = "auto" for the model file at
-// path run with o's context and parallelism, on the hardware info describes
-// and the llama.cpp build in o's library directory: 0 without a usable GPU.
-func AutoGPULayers(info hardware.Info, o llamacpp.Options, name, path string) int {
-	n, _ := models.AutoGPULayers(info, libDirOf(o), name, path,
-		hardware.RecommendOptions{ContextSize: o.ContextSize, Parallel: o.Parallel})
-	return n
-}
-
-// libDirOf is o's library directory, else $MDSA_LLAMA_LIB.
-func libDirOf(o llamacpp.Options) string {
-	if o.LibDir != "" {
-		return o.LibDir
-	}
-	return os.Getenv(llamacpp.EnvLibDir)
-}
 
 // fileSafe turns a model name into a file name: every byte outside
 // [A-Za-z0-9._-] becomes '_', and a name that could be special ("", ".",

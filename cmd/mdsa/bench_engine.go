@@ -13,11 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
 	"github.com/mdsa-go/mdsa/host/hardware"
 	"github.com/mdsa-go/mdsa/internal/enginebench"
+	"github.com/mdsa-go/mdsa/internal/engineconf"
 	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
@@ -238,13 +238,13 @@ func benchEngineOptions(ctx context.Context, cfg config.Config, modelFile string
 			return llamacpp.Options{}, fmt.Errorf("bench engine: detecting the hardware for engine.threads = 0 or engine.gpu_layers = \"auto\" in %s (set them to skip): %w", cfg.File, err)
 		}
 	}
-	o := host.LlamaOptions(cfg, info, log)
+	o := engineconf.Llama(cfg, info, log)
 	o.LibDir = benchEngineLibDir(cfg)
 	// The prompt cache as configured, never persisted: every run starts
 	// cold.
 	o.PromptCacheDir = ""
 	if cfg.Engine.GPULayers.Auto {
-		o.GPULayers = host.AutoGPULayers(info, o, filepath.Base(modelFile), modelFile)
+		o.GPULayers = engineconf.AutoGPULayers(info, o, filepath.Base(modelFile), modelFile)
 	}
 	return o, nil
 }
