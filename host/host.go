@@ -70,10 +70,40 @@ type Host struct {
 // plugins and the router built from them. Swapping it is atomic.
 type state struct {
 	spaces map[string]*space
-	// inUse is read-locked by every request running on this state; a
-	// swap write-locks the old state to wait for them before closing the
-	// plugin versions it replaced.
-	inUse sync.RWMutex
+	// refs counts the requests running on this state, plus one while it is
+	// the current state; drained is closed when it falls to zero, after a
+	// swap: the plugin versions it replaced may then close. Unlike a
+	// lock, a new request never waits for the old state's slowest
+	// request: it takes the new state.
+	refs    atomic.Int64
+	drained chan struct{}
+}
+
+// newState makes a state of spaces, holding the current-state reference.
+func newState(spaces map[string]*space) *state {
+	st := &state{spaces: spaces, drained: make(chan struct{})}
+	st.refs.Store(1)
+	return st
+}
+
+// ref takes a reference unless the state has drained.
+func (st *state) ref() bool {
+	for {
+		n := st.refs.Load()
+		if n == 0 {
+			return false
+		}
+		if st.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// unref drops a reference; the last one closes drained.
+func (st *state) unref() {
+	if st.refs.Add(-1) == 0 {
+		close(st.drained)
+	}
 }
 
 // space is one tenant's view: its own plugin instances (with its plugin
@@ -298,7 +328,7 @@ func (h *Host) pluginConfig(t *config.Tenant, name, path string) map[string]stri
 
 // install builds a router per tenant and makes the whole state current.
 func (h *Host) install(ctx context.Context, spaces map[string][]*plugin.Plugin) error {
-	st := &state{spaces: make(map[string]*space, len(spaces))}
+	st := newState(make(map[string]*space, len(spaces)))
 	// The untenanted space first: the others learn from what it has.
 	for _, tenant := range slices.Sorted(maps.Keys(spaces)) {
 		plugins := spaces[tenant]

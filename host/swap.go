@@ -114,11 +114,13 @@ type fileStamp struct {
 func (h *Host) acquire() (*state, func()) {
 	for {
 		st := h.state.Load()
-		st.inUse.RLock()
-		if h.state.Load() == st {
-			return st, st.inUse.RUnlock
+		if st.ref() {
+			if h.state.Load() == st {
+				return st, st.unref
+			}
+			st.unref()
 		}
-		st.inUse.RUnlock() // swapped meanwhile: take the new one
+		// Swapped meanwhile: take the new one.
 	}
 }
 
@@ -196,7 +198,7 @@ func (h *Host) check(ctx context.Context, p *plugin.Plugin, wasm []byte) error {
 // building the new state from the current one. It holds swapMu.
 func (h *Host) apply(ctx context.Context, cands []*candidate, remove []string) error {
 	old := h.state.Load()
-	next := &state{spaces: make(map[string]*space, len(old.spaces))}
+	next := newState(make(map[string]*space, len(old.spaces)))
 	var retired []*plugin.Plugin
 	// The untenanted space first: the others learn from what it has.
 	names := slices.SortedFunc(maps.Keys(old.spaces), strings.Compare)
@@ -237,13 +239,13 @@ func (h *Host) apply(ctx context.Context, cands []*candidate, remove []string) e
 		next.spaces[name] = ns
 	}
 	h.state.Store(next)
+	old.unref() // no longer current
 	// Drain: close the replaced versions once every request that pinned the
 	// old state has finished.
 	h.retiring.Add(1)
 	go func() {
 		defer h.retiring.Done()
-		old.inUse.Lock()
-		old.inUse.Unlock()
+		<-old.drained
 		for _, p := range retired {
 			if err := p.Close(context.Background()); err != nil {
 				h.log.Warn("closing a swapped-out plugin", "plugin", p.Name(), "err", err)

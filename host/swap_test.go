@@ -319,3 +319,42 @@ func TestServicesWorkBudget(t *testing.T) {
 		t.Fatalf("an engine input error maps to %v", err)
 	}
 }
+
+// A request pins the state it started on; a swap makes a new state current
+// at once, and the old one drains when its last request ends. Nothing
+// waits: a request that loaded the old state just before the swap and
+// finds it drained takes the new one.
+func TestStateReferences(t *testing.T) {
+	h := &Host{}
+	old := newState(nil)
+	h.state.Store(old)
+	st, slow := h.acquire() // a long generation on the old state
+	if st != old {
+		t.Fatal("acquire did not pin the current state")
+	}
+	next := newState(nil)
+	h.state.Store(next)
+	old.unref()
+	select {
+	case <-old.drained:
+		t.Fatal("the old state drained while a request still runs on it")
+	default:
+	}
+	st, release := h.acquire()
+	if st != next {
+		t.Fatal("a new request did not take the new state")
+	}
+	release()
+	slow()
+	select {
+	case <-old.drained:
+	default:
+		t.Fatal("the old state did not drain when its last request ended")
+	}
+	if old.ref() {
+		t.Fatal("a drained state was pinned again")
+	}
+	if next.refs.Load() != 1 {
+		t.Fatalf("the current state holds %d references, want 1", next.refs.Load())
+	}
+}
