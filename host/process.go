@@ -31,6 +31,12 @@ type Request struct {
 	Generation abi.Generation `json:"generation,omitempty"`
 	// RequestID identifies the request in logs; one is made up when empty.
 	RequestID string `json:"request_id,omitempty"`
+	// OnRoute, when set, is called once with the routing decision (for a
+	// forced Domain: that domain, confidence 1), before the plugin builds
+	// the prompt or, out of scope, before the refusal is returned. An
+	// error it returns ends the request with that error. A streaming
+	// caller uses it to name the domain before the first token.
+	OnRoute func(router.Decision) error `json:"-"`
 }
 
 // Status says how a request was answered.
@@ -169,11 +175,21 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 			return res, fmt.Errorf("%w %q (have: %v)", ErrUnknownDomain, req.Domain, st.router.Domains())
 		}
 		res.Domain, res.Confidence = req.Domain, 1
+		if req.OnRoute != nil {
+			if err := req.OnRoute(router.Decision{Domain: req.Domain, Confidence: 1}); err != nil {
+				return res, err
+			}
+		}
 	} else {
 		rctx, end := h.stage(ctx, "mdsa.route")
 		d := st.router.Route(rctx, req.Query)
 		end(nil)
 		res.Domain, res.Confidence, res.Alternatives = d.Domain, d.Confidence, d.Alternatives
+		if req.OnRoute != nil {
+			if err := req.OnRoute(d); err != nil {
+				return res, err
+			}
+		}
 		if d.OutOfScope {
 			res.Timings.Route = time.Since(t)
 			res.Status = StatusOutOfScope

@@ -228,3 +228,39 @@ func pluginStats(h *Host, name string) (map[string]plugin.Stats, error) {
 	}
 	return tn.PluginStats(), nil
 }
+
+// OnRoute sees the decision once, before the plugin runs: routed, forced,
+// or out of scope; an error from it ends the request.
+func TestOnRoute(t *testing.T) {
+	ctx := context.Background()
+	h := tenantHost(t)
+	acme, err := h.Tenant("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []router.Decision
+	hook := func(d router.Decision) error { seen = append(seen, d); return nil }
+
+	res, err := acme.Process(ctx, Request{Query: "where is my order, it has not arrived", OnRoute: hook})
+	if err != nil || len(seen) != 1 || seen[0].Domain != res.Domain || seen[0].Confidence != res.Confidence || res.Domain != "support" {
+		t.Fatalf("routed: %+v, seen %+v, %v", res, seen, err)
+	}
+	seen = nil
+	if _, err := acme.Process(ctx, Request{Query: "hello", Domain: "finance", OnRoute: hook}); err != nil ||
+		len(seen) != 1 || seen[0].Domain != "finance" || seen[0].Confidence != 1 {
+		t.Fatalf("forced: seen %+v, %v", seen, err)
+	}
+	seen = nil
+	res, err = acme.Process(ctx, Request{Query: "I've had a fever and a sore throat for three days", OnRoute: hook})
+	if err != nil || res.Status != StatusOutOfScope || len(seen) != 1 || !seen[0].OutOfScope {
+		t.Fatalf("out of scope: %+v, seen %+v, %v", res, seen, err)
+	}
+	stop := errors.New("client gone")
+	before := acme.PluginStats()["support"].Calls
+	if _, err := acme.Process(ctx, Request{Query: "where is my order", OnRoute: func(router.Decision) error { return stop }}); !errors.Is(err, stop) {
+		t.Fatalf("hook error: %v", err)
+	}
+	if after := acme.PluginStats()["support"].Calls; after != before {
+		t.Fatalf("the plugin ran after the hook failed: %d -> %d calls", before, after)
+	}
+}

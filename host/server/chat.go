@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/engine"
@@ -244,21 +243,16 @@ func info(res host.Result) mdsaInfo {
 // away, which stops the generation.
 func (c *call) chatStream(req chatRequest, hreq host.Request) *apiError {
 	ctx := c.r.Context()
-	var decision *router.Decision
-	var routeTime time.Duration
-	if hreq.Domain == "" {
-		t0 := time.Now()
-		d, err := c.ht.Route(ctx, hreq.Query)
-		routeTime = time.Since(t0)
-		if err != nil {
-			return c.hostError(err)
-		}
-		if !d.OutOfScope {
-			hreq.Domain, decision = d.Domain, &d
-		}
-	}
 	sse := &sseStream{w: c.w, base: chatChunk{ID: "chatcmpl-" + c.id, Object: "chat.completion.chunk",
 		Created: c.start.Unix(), Model: modelID(hreq.Domain)}}
+	// Every chunk names the domain: the host says which before the first
+	// token.
+	hreq.OnRoute = func(d router.Decision) error {
+		if !d.OutOfScope {
+			sse.base.Model = modelID(d.Domain)
+		}
+		return nil
+	}
 	var streamed strings.Builder
 	res, err := c.ht.Stream(ctx, hreq, func(piece string) error {
 		if piece == "" {
@@ -267,12 +261,6 @@ func (c *call) chatStream(req chatRequest, hreq host.Request) *apiError {
 		streamed.WriteString(piece)
 		return sse.delta(chunkDelta{Content: piece})
 	})
-	if decision != nil {
-		// The host saw a forced domain; report the routing that chose it.
-		res.Confidence, res.Alternatives = decision.Confidence, decision.Alternatives
-		res.Timings.Route = routeTime
-		res.Timings.Total += routeTime
-	}
 	c.record(res)
 	if err != nil {
 		aerr := c.hostError(err)
