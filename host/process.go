@@ -328,7 +328,6 @@ func toEngineMessages(ms []abi.Message) []engine.Message {
 	return out
 }
 
-
 type ctxKey int
 
 const usageKey ctxKey = 0

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,6 +30,7 @@ import (
 	"github.com/mdsa-go/mdsa/internal/hostile"
 	"github.com/mdsa-go/mdsa/internal/procfs"
 	"github.com/mdsa-go/mdsa/internal/stats"
+	"github.com/mdsa-go/mdsa/internal/tenant"
 )
 
 // hostileClass is one kind of attack mdsa bench hostile runs.
@@ -253,8 +252,7 @@ func (a *app) runHostileBench(ctx context.Context, cfg config.Config, quietWasm,
 		}
 	}
 	hash := func(k string) []string {
-		sum := sha256.Sum256([]byte(k))
-		return []string{"sha256:" + hex.EncodeToString(sum[:])}
+		return []string{tenant.HashKey(k)}
 	}
 	cfg.Host.PluginsDir = plugins
 	cfg.Host.CacheDir = filepath.Join(dir, "cache")

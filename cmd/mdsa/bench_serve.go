@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/internal/gguf"
+	"github.com/mdsa-go/mdsa/internal/tenant"
 )
 
 // benchServeQuery is the query every client sends: a support request of
@@ -126,8 +126,7 @@ The clients run in this process too: they share the machine's cores with the ser
 			if err != nil {
 				return err
 			}
-			sum := sha256.Sum256([]byte(key))
-			cfg.Tenants = []config.Tenant{{Name: benchServeTenant, APIKeys: []string{"sha256:" + hex.EncodeToString(sum[:])}}}
+			cfg.Tenants = []config.Tenant{{Name: benchServeTenant, APIKeys: []string{tenant.HashKey(key)}}}
 			cfg.Engine.Threads = 1 // spinning decode threads would starve the server and clients
 			cfg.Engine.MaxTokens = maxTokens
 			if a.logLevel == "" && (cfg.Host.LogLevel == "debug" || cfg.Host.LogLevel == "info") {

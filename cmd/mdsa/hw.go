@@ -15,6 +15,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
 	"github.com/mdsa-go/mdsa/host/hardware"
 	"github.com/mdsa-go/mdsa/host/models"
+	"github.com/mdsa-go/mdsa/internal/bytesize"
 )
 
 // hwReport is the JSON of `mdsa hw --json`: the detected hardware with the
@@ -224,10 +225,10 @@ func printHW(w io.Writer, report hwReport, engineModel string) error {
 	fmt.Fprintf(tw, "CPU\t%s\n", cpu)
 	fmt.Fprintf(tw, "Flags\t%s\n", orDash(strings.Join(c.Flags, " ")))
 	m := info.Memory
-	mem := fmt.Sprintf("%s total, %s available", hardware.FormatBytes(m.TotalBytes), hardware.FormatBytes(m.AvailableBytes))
+	mem := fmt.Sprintf("%s total, %s available", bytesize.Format(m.TotalBytes), bytesize.Format(m.AvailableBytes))
 	if m.CgroupLimitBytes > 0 {
 		mem += fmt.Sprintf(" (cgroup v%d limit %s, %s used)", m.CgroupVersion,
-			hardware.FormatBytes(m.CgroupLimitBytes), hardware.FormatBytes(m.CgroupUsageBytes))
+			bytesize.Format(m.CgroupLimitBytes), bytesize.Format(m.CgroupUsageBytes))
 	}
 	fmt.Fprintf(tw, "Memory\t%s\n", mem)
 	fmt.Fprintf(tw, "NUMA\t%d node(s)\n", len(info.NUMA))
@@ -247,16 +248,16 @@ func printHW(w io.Writer, report hwReport, engineModel string) error {
 		fmt.Fprintln(tw, "GPU\tVENDOR\tNAME\tVRAM TOTAL\tVRAM FREE\tDRIVER\tSOURCE")
 		for _, g := range info.GPUs {
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", g.Index, g.Vendor, g.Name,
-				hardware.FormatBytes(g.VRAMTotalBytes), hardware.FormatBytes(g.VRAMFreeBytes), orDash(g.Driver), g.Source)
+				bytesize.Format(g.VRAMTotalBytes), bytesize.Format(g.VRAMFreeBytes), orDash(g.Driver), g.Source)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 	}
 
-	fmt.Fprintf(w, "\nBudget: RAM %s", hardware.FormatBytes(rec.MemoryBudgetBytes))
+	fmt.Fprintf(w, "\nBudget: RAM %s", bytesize.Format(rec.MemoryBudgetBytes))
 	if rec.VRAMBudgetBytes > 0 {
-		fmt.Fprintf(w, ", VRAM %s on %s GPU(s) %v", hardware.FormatBytes(rec.VRAMBudgetBytes), rec.GPUVendor, rec.GPUs)
+		fmt.Fprintf(w, ", VRAM %s on %s GPU(s) %v", bytesize.Format(rec.VRAMBudgetBytes), rec.GPUVendor, rec.GPUs)
 	}
 	fmt.Fprintf(w, "; threads %d\n", rec.Threads)
 
@@ -269,7 +270,7 @@ func printHW(w io.Writer, report hwReport, engineModel string) error {
 			if !f.Fits {
 				quant, layers = "-", "-"
 			}
-			needs := hardware.FormatBytes(f.NeededBytes)
+			needs := bytesize.Format(f.NeededBytes)
 			if f.WeightsEstimated {
 				needs = "~" + needs
 			}

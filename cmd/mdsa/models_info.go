@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mdsa-go/mdsa/host/models"
+	"github.com/mdsa-go/mdsa/internal/bytesize"
 )
 
 // modelsInfoCmd is `mdsa models info NAME[:QUANT]|FILE.gguf`: the GGUF
@@ -50,16 +51,16 @@ func (a *app) modelsInfoCmd() *cobra.Command {
 					"prompt_cache_bytes": cache, "reserved_bytes": est.Total + cache})
 			}
 			w := a.out
-			fmt.Fprintf(w, "file:          %s (%s)\n", path, models.FormatBytes(meta.FileSize))
+			fmt.Fprintf(w, "file:          %s (%s)\n", path, bytesize.Format(meta.FileSize))
 			fmt.Fprintf(w, "name:          %s\narchitecture:  %s\nquantization:  %s\n", meta.Name, meta.Architecture, meta.FileType)
 			fmt.Fprintf(w, "parameters:    %d\ncontext:       %d (trained)\nlayers:        %d, n_embd %d, heads %d/%d kv\n",
 				meta.Params, meta.ContextLength, meta.Layers, meta.EmbeddingLength, meta.HeadCount, meta.HeadCountKV)
 			fmt.Fprintf(w, "memory:        %s total at context %d x %d (weights %s, repack %s, KV cache %s, compute %s, overhead %s)\n",
-				models.FormatBytes(est.Total), cfg.Engine.ContextSize, cfg.Engine.Parallel, models.FormatBytes(est.Weights),
-				models.FormatBytes(est.Repack), models.FormatBytes(est.KVCache), models.FormatBytes(est.Compute),
-				models.FormatBytes(est.Overhead))
+				bytesize.Format(est.Total), cfg.Engine.ContextSize, cfg.Engine.Parallel, bytesize.Format(est.Weights),
+				bytesize.Format(est.Repack), bytesize.Format(est.KVCache), bytesize.Format(est.Compute),
+				bytesize.Format(est.Overhead))
 			fmt.Fprintf(w, "reserved:      %s with the prompt cache (engine.prompt_cache_mb = %d): what the model registry counts against its budget, as mdsa hw does\n",
-				models.FormatBytes(est.Total+cache), cfg.Engine.PromptCacheMB)
+				bytesize.Format(est.Total+cache), cfg.Engine.PromptCacheMB)
 			return nil
 		},
 	}

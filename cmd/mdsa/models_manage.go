@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mdsa-go/mdsa/host/config"
+	"github.com/mdsa-go/mdsa/internal/bytesize"
 	"github.com/mdsa-go/mdsa/internal/download"
 )
 
@@ -242,7 +243,7 @@ func (a *app) pull(ctx context.Context, refArg string, asJSON bool) error {
 	case res.Resumed:
 		how = "downloaded (resumed)"
 	}
-	fmt.Fprintf(a.out, "%s: %s, %s (%d bytes) at %s\nsha256 %s", ref, how, humanBytes(res.Bytes), res.Bytes, res.Path, res.SHA256)
+	fmt.Fprintf(a.out, "%s: %s, %s (%d bytes) at %s\nsha256 %s", ref, how, bytesize.Format(res.Bytes), res.Bytes, res.Path, res.SHA256)
 	if recorded {
 		fmt.Fprintln(a.out, " (matches the catalog)")
 		return nil
@@ -281,7 +282,7 @@ func (p *pullProgress) update(pr download.Progress) {
 	if !p.started {
 		p.started, p.start, p.last, p.startBytes = true, now, now, pr.Bytes
 		if pr.Resumed > 0 {
-			fmt.Fprintf(p.w, "resuming at %s\n", humanBytes(pr.Resumed))
+			fmt.Fprintf(p.w, "resuming at %s\n", bytesize.Format(pr.Resumed))
 		}
 	}
 	if p.tty {
@@ -308,12 +309,17 @@ func (p *pullProgress) update(pr download.Progress) {
 		return
 	}
 	p.last = now
-	rate := float64(pr.Bytes-p.startBytes) / now.Sub(p.start).Seconds()
+	// The rate once there is one (the first report may come before any
+	// byte or any time: 0/0).
+	rate := ""
+	if secs := now.Sub(p.start).Seconds(); secs > 0 && pr.Bytes > p.startBytes {
+		rate = ", " + bytesize.Format(int64(float64(pr.Bytes-p.startBytes)/secs)) + "/s"
+	}
 	if pr.Total > 0 {
-		fmt.Fprintf(p.w, "%s: %s of %s (%.0f%%), %s/s\n", p.label, humanBytes(pr.Bytes), humanBytes(pr.Total),
-			100*float64(pr.Bytes)/float64(pr.Total), humanBytes(int64(rate)))
+		fmt.Fprintf(p.w, "%s: %s of %s (%.0f%%)%s\n", p.label, bytesize.Format(pr.Bytes), bytesize.Format(pr.Total),
+			100*float64(pr.Bytes)/float64(pr.Total), rate)
 	} else {
-		fmt.Fprintf(p.w, "%s: %s, %s/s\n", p.label, humanBytes(pr.Bytes), humanBytes(int64(rate)))
+		fmt.Fprintf(p.w, "%s: %s%s\n", p.label, bytesize.Format(pr.Bytes), rate)
 	}
 }
 
@@ -334,20 +340,6 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// humanBytes writes n in decimal units (MB = 10^6 bytes).
-func humanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, i := float64(n)/unit, 0
-	for v >= unit && i < 4 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %cB", v, "kMGTP"[i])
 }
 
 // modelListEntry is one row of `models list`.
@@ -412,9 +404,9 @@ func (a *app) modelsListCmd() *cobra.Command {
 				}
 				switch {
 				case e.Present:
-					present, size = "yes", humanBytes(e.Bytes)
+					present, size = "yes", bytesize.Format(e.Bytes)
 				case e.PartialBytes > 0:
-					present, size = "partial", humanBytes(e.PartialBytes)
+					present, size = "partial", bytesize.Format(e.PartialBytes)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mark, e.Name, e.Quant, e.Tier, present, size, e.SHA256Status, e.Path)
 			}

@@ -330,13 +330,13 @@ func TestPullProgress(t *testing.T) {
 	var buf bytes.Buffer
 	p := newPullProgress(&buf, "m:Q4", false)
 	p.every = 0
-	p.update(download.Progress{Bytes: 1000, Total: 4000, Resumed: 1000})
+	p.update(download.Progress{Bytes: 1024, Total: 4096, Resumed: 1024})
 	time.Sleep(time.Millisecond)
-	p.update(download.Progress{Bytes: 2000, Total: 4000, Resumed: 1000})
-	p.update(download.Progress{Bytes: 3000, Total: -1, Resumed: 1000})
+	p.update(download.Progress{Bytes: 2048, Total: 4096, Resumed: 1024})
+	p.update(download.Progress{Bytes: 3072, Total: -1, Resumed: 1024})
 	p.finish(true)
 	out := buf.String()
-	for _, w := range []string{"resuming at 1.0 kB", "m:Q4: 2.0 kB of 4.0 kB (50%)", "m:Q4: 3.0 kB, "} {
+	for _, w := range []string{"resuming at 1.0 KiB", "m:Q4: 1.0 KiB of 4.0 KiB (25%)\n", "m:Q4: 2.0 KiB of 4.0 KiB (50%), ", "m:Q4: 3.0 KiB, "} {
 		if !strings.Contains(out, w) {
 			t.Errorf("lacks %q:\n%s", w, out)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/host/plugin/conformance"
+	"github.com/mdsa-go/mdsa/internal/bytesize"
 )
 
 func (a *app) pluginsTestCmd() *cobra.Command {
@@ -139,7 +140,7 @@ func printConformance(w io.Writer, rep conformance.Report) error {
 	if len(sha) > 12 {
 		sha = sha[:12]
 	}
-	fmt.Fprintf(w, "plugin %s (%s, sha256 %s)\n\n", ident, humanBytes(int64(rep.Size)), sha)
+	fmt.Fprintf(w, "plugin %s (%s, sha256 %s)\n\n", ident, bytesize.Format(int64(rep.Size)), sha)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range rep.Checks {
 		status := "PASS"

@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/mdsa-go/mdsa/internal/bytesize"
 )
 
 // GPU back-ends of a llama.cpp build, as OffloadGPUs takes them: the ggml
@@ -71,5 +73,5 @@ func AutoGPULayers(info Info, m CatalogModel, opts RecommendOptions) (layers int
 	n := int(math.Floor(float64(rec.VRAMBudgetBytes) / float64(f.NeededBytes) * float64(f.Layers)))
 	n = max(min(n, f.Layers-1), 0)
 	return n, fmt.Sprintf("%s; offloading the %d of %d layers that the VRAM budget %s holds",
-		f.Reason, n, f.Layers, FormatBytes(rec.VRAMBudgetBytes))
+		f.Reason, n, f.Layers, bytesize.Format(rec.VRAMBudgetBytes))
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mdsa-go/mdsa/internal/bytesize"
 )
 
 const (
@@ -97,7 +99,7 @@ func TestDetectCgroupV2Limit(t *testing.T) {
 		t.Errorf("usage = %d, want 1.5 GiB", m.CgroupUsageBytes)
 	}
 	if m.AvailableBytes != 8*gib-1536*mib {
-		t.Errorf("available = %s, want 6.5 GiB (limit minus usage, below MemAvailable)", FormatBytes(m.AvailableBytes))
+		t.Errorf("available = %s, want 6.5 GiB (limit minus usage, below MemAvailable)", bytesize.Format(m.AvailableBytes))
 	}
 	if m.HostAvailableBytes != 48*gib || m.TotalBytes != 65843200*kib {
 		t.Errorf("host figures changed: %+v", m)
@@ -117,7 +119,7 @@ func TestDetectCgroupV1Limit(t *testing.T) {
 		t.Fatalf("cgroup = v%d limit %d, want v1 4 GiB", m.CgroupVersion, m.CgroupLimitBytes)
 	}
 	if m.AvailableBytes != 3*gib {
-		t.Errorf("available = %s, want 3 GiB", FormatBytes(m.AvailableBytes))
+		t.Errorf("available = %s, want 3 GiB", bytesize.Format(m.AvailableBytes))
 	}
 	if info.CPU.QuotaCPUs != 1.5 {
 		t.Errorf("cpu quota = %v, want 1.5", info.CPU.QuotaCPUs)

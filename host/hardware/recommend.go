@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/mdsa-go/mdsa/internal/bytesize"
 )
 
 // GPULayersAll is the GPULayers value that offloads every layer (the
@@ -502,13 +504,13 @@ func fitModel(m CatalogModel, ramBudget, vramBudget int64, opts RecommendOptions
 		}
 		c := cands[smallest]
 		describe(c)
-		where := fmt.Sprintf("RAM budget %s", FormatBytes(ramBudget))
+		where := fmt.Sprintf("RAM budget %s", bytesize.Format(ramBudget))
 		if vramBudget > 0 {
-			where += fmt.Sprintf(" + VRAM budget %s", FormatBytes(vramBudget))
+			where += fmt.Sprintf(" + VRAM budget %s", bytesize.Format(vramBudget))
 		}
 		fit.Reason = fmt.Sprintf("nothing fits: the smallest, %s, needs %s (weights %s + KV cache %s for %d×%d tokens + overhead %s) but only %s is available (%s)",
-			c.Quant, FormatBytes(c.NeededBytes), FormatBytes(c.WeightsBytes), FormatBytes(c.kv), fit.Parallel, ctx,
-			FormatBytes(c.overhead), FormatBytes(fit.AvailableBytes), where)
+			c.Quant, bytesize.Format(c.NeededBytes), bytesize.Format(c.WeightsBytes), bytesize.Format(c.kv), fit.Parallel, ctx,
+			bytesize.Format(c.overhead), bytesize.Format(fit.AvailableBytes), where)
 		return fit
 	}
 
@@ -520,7 +522,7 @@ func fitModel(m CatalogModel, ramBudget, vramBudget int64, opts RecommendOptions
 		fit.Offload, fit.GPULayers, fit.GPUFraction = OffloadAll, GPULayersAll, 1
 		fit.AvailableBytes = vramBudget
 		fit.Reason = fmt.Sprintf("%s needs %s and fits in the VRAM budget %s: all layers on the GPU",
-			c.Quant, FormatBytes(c.NeededBytes), FormatBytes(vramBudget))
+			c.Quant, bytesize.Format(c.NeededBytes), bytesize.Format(vramBudget))
 	case vramBudget > 0:
 		fit.AvailableBytes = ramBudget + vramBudget
 		frac := float64(vramBudget) / float64(c.NeededBytes)
@@ -534,11 +536,11 @@ func fitModel(m CatalogModel, ramBudget, vramBudget int64, opts RecommendOptions
 			fit.GPUFraction = math.Round(float64(fit.GPULayers)/float64(fit.Layers)*1000) / 1000
 		}
 		fit.Reason = fmt.Sprintf("%s needs %s: more than the VRAM budget %s, within VRAM + RAM %s: %d of %d layers on the GPU",
-			c.Quant, FormatBytes(c.NeededBytes), FormatBytes(vramBudget), FormatBytes(fit.AvailableBytes), fit.GPULayers, fit.Layers)
+			c.Quant, bytesize.Format(c.NeededBytes), bytesize.Format(vramBudget), bytesize.Format(fit.AvailableBytes), fit.GPULayers, fit.Layers)
 	default:
 		fit.AvailableBytes = ramBudget
 		fit.Reason = fmt.Sprintf("%s needs %s and fits in the RAM budget %s (no GPU)",
-			c.Quant, FormatBytes(c.NeededBytes), FormatBytes(ramBudget))
+			c.Quant, bytesize.Format(c.NeededBytes), bytesize.Format(ramBudget))
 	}
 	if chosen > 0 {
 		var larger []string
@@ -554,20 +556,4 @@ func fitModel(m CatalogModel, ramBudget, vramBudget int64, opts RecommendOptions
 		fit.Reason += " (layer count estimated from the parameter count)"
 	}
 	return fit
-}
-
-// FormatBytes writes n in binary units with one decimal: "1.5 GiB".
-func FormatBytes(n int64) string {
-	const unit = 1024
-	if n < unit && n > -unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	f := float64(n)
-	for _, u := range []string{"KiB", "MiB", "GiB", "TiB", "PiB"} {
-		f /= unit
-		if math.Abs(f) < unit || u == "PiB" {
-			return fmt.Sprintf("%.1f %s", f, u)
-		}
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mdsa-go/mdsa/internal/bytesize"
 )
 
 func cpuOnly(avail int64) Info {
@@ -77,7 +79,7 @@ func TestRecommendNothingFits(t *testing.T) {
 	if last.Quant != "Q2_K" || f.NeededBytes != last.NeededBytes || !f.WeightsEstimated {
 		t.Errorf("should describe the smallest candidate: %+v", f)
 	}
-	for _, want := range []string{"nothing fits", "Q2_K", FormatBytes(f.NeededBytes), "only " + FormatBytes(gib), "RAM budget"} {
+	for _, want := range []string{"nothing fits", "Q2_K", bytesize.Format(f.NeededBytes), "only " + bytesize.Format(gib), "RAM budget"} {
 		if !strings.Contains(f.Reason, want) {
 			t.Errorf("reason %q lacks %q", f.Reason, want)
 		}
@@ -144,7 +146,7 @@ func TestRecommendGPULayers(t *testing.T) {
 		m := CatalogModel{Name: "70b", Params: 70e9, Layers: 80}
 		r := Recommend(info, []CatalogModel{m}, RecommendOptions{})
 		if !slices.Equal(r.GPUs, []int{0, 1}) || r.VRAMBudgetBytes <= 81004*mib {
-			t.Fatalf("gpus %v budget %s", r.GPUs, FormatBytes(r.VRAMBudgetBytes))
+			t.Fatalf("gpus %v budget %s", r.GPUs, bytesize.Format(r.VRAMBudgetBytes))
 		}
 		if f := r.Models[0]; f.Quant != "Q8_0" || f.Offload != OffloadAll {
 			t.Errorf("70B on 2×80 GB: %s %s (%s)", f.Quant, f.Offload, f.Reason)
@@ -234,7 +236,7 @@ func TestEstimates(t *testing.T) {
 	// Llama 3 8B: 32 layers, 8 KV heads × 128 = 1024 → 2×32×2048×1024×2 bytes.
 	real := int64(2 * 32 * 2048 * 1024 * 2)
 	if kv := EstimateKVBytes(8e9, 32, 2048, 1); kv < real/2 || kv > real*2 {
-		t.Errorf("8B KV estimate %s, real %s", FormatBytes(kv), FormatBytes(real))
+		t.Errorf("8B KV estimate %s, real %s", bytesize.Format(kv), bytesize.Format(real))
 	}
 	if EstimateKVBytes(0, 32, 2048, 1) != 0 || EstimateKVBytes(8e9, 0, 2048, 1) != 0 {
 		t.Error("KV of an unknown model must be 0")
@@ -264,14 +266,6 @@ func TestParamsFromName(t *testing.T) {
 	for name, want := range tests {
 		if got := ParamsFromName(name); got != want {
 			t.Errorf("ParamsFromName(%q) = %d, want %d", name, got, want)
-		}
-	}
-}
-
-func TestFormatBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 6*gib + gib/2: "6.5 GiB"} {
-		if got := FormatBytes(n); got != want {
-			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
 		}
 	}
 }

@@ -30,6 +30,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
+	"github.com/mdsa-go/mdsa/internal/bytesize"
 	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
@@ -302,8 +303,8 @@ func BenchmarkEstimateVsRSS(b *testing.B) {
 			b.ReportMetric(float64(after.file-before.file)/mib, "file-MiB")
 			b.ReportMetric(parserRAM/mib, "parser-MiB")
 			b.Logf("%s: estimate %s; llama.cpp compute reservation %s; RSS +%s (anonymous +%s, file +%s)",
-				filepath.Base(path), est, FormatBytes(est.ComputeReserved),
-				FormatBytes(rss), FormatBytes(after.anon-before.anon), FormatBytes(after.file-before.file))
+				filepath.Base(path), est, bytesize.Format(est.ComputeReserved),
+				bytesize.Format(rss), bytesize.Format(after.anon-before.anon), bytesize.Format(after.file-before.file))
 		})
 	}
 }

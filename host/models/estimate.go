@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/cpu"
+
+	"github.com/mdsa-go/mdsa/internal/bytesize"
 )
 
 // Defaults Estimate applies to zero-valued EstimateOptions fields. They
@@ -266,22 +268,6 @@ func EstimateFile(path string, opts EstimateOptions) (MemoryEstimate, error) {
 // String formats the estimate for logs and error messages.
 func (e MemoryEstimate) String() string {
 	return fmt.Sprintf("%s (weights %s, repack %s, KV cache %s, compute %s, overhead %s; context %d × %d, batch %d, KV %s)",
-		FormatBytes(e.Total), FormatBytes(e.Weights), FormatBytes(e.Repack), FormatBytes(e.KVCache),
-		FormatBytes(e.Compute), FormatBytes(e.Overhead), e.ContextSize, e.Parallel, e.BatchSize, e.KVType)
-}
-
-// FormatBytes renders n in binary units with one decimal, e.g. "1.5 GiB".
-func FormatBytes(n int64) string {
-	const unit = 1024
-	if n < unit && n > -unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	f := float64(n)
-	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
-		f /= unit
-		if f < unit && f > -unit {
-			return fmt.Sprintf("%.1f %s", f, u)
-		}
-	}
-	return fmt.Sprintf("%.1f PiB", f/unit)
+		bytesize.Format(e.Total), bytesize.Format(e.Weights), bytesize.Format(e.Repack), bytesize.Format(e.KVCache),
+		bytesize.Format(e.Compute), bytesize.Format(e.Overhead), e.ContextSize, e.Parallel, e.BatchSize, e.KVType)
 }

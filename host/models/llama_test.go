@@ -19,6 +19,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
+	"github.com/mdsa-go/mdsa/internal/bytesize"
 	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
@@ -151,7 +152,7 @@ func TestRegistryWithLlamaCpp(t *testing.T) {
 	wg.Wait()
 	s := r.Stats()
 	t.Logf("llama.cpp registry: %d served, hits %d misses %d loads %d evictions %d, load time %v, peak %s of %s",
-		served.Load(), s.Hits, s.Misses, s.Loads, s.Evictions, s.LoadTime, FormatBytes(peak.Load()), FormatBytes(budget))
+		served.Load(), s.Hits, s.Misses, s.Loads, s.Evictions, s.LoadTime, bytesize.Format(peak.Load()), bytesize.Format(budget))
 	if served.Load() != goroutines*perG {
 		t.Errorf("served %d of %d", served.Load(), goroutines*perG)
 	}

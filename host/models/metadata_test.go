@@ -393,14 +393,6 @@ func TestEstimateSaturates(t *testing.T) {
 	}
 }
 
-func TestFormatBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 3 << 30: "3.0 GiB"} {
-		if got := FormatBytes(n); got != want {
-			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 // FuzzReadMetadata feeds arbitrary bytes to ReadMetadata: it must return
 // (an error or metadata) without panicking, hanging or allocating without
 // bound, and a success must be self-consistent.

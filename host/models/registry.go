@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mdsa-go/mdsa/host/engine"
+	"github.com/mdsa-go/mdsa/internal/bytesize"
 )
 
 // Errors of the registry. They are wrapped with the model's name and the
@@ -349,7 +350,7 @@ func (r *Registry) Get(ctx context.Context, name string) (*Lease, error) {
 			}
 			if err := r.wait(ctx); err != nil {
 				err = fmt.Errorf("models: waiting for a loaded model to be released to make room for %q (%s needed, %s of %s in use by %d models): %w",
-					name, FormatBytes(e.size), FormatBytes(r.resident), FormatBytes(r.opts.Budget), r.loaded, err)
+					name, bytesize.Format(e.size), bytesize.Format(r.resident), bytesize.Format(r.opts.Budget), r.loaded, err)
 				r.mu.Unlock()
 				return nil, err
 			}
@@ -376,7 +377,7 @@ func (r *Registry) hasRoom(size, freeing int64, freeingCount int) bool {
 func (r *Registry) neverFits(e *entry) error {
 	if r.opts.Budget > 0 && e.size > r.opts.Budget {
 		return fmt.Errorf("%w: model %q needs an estimated %s but the budget is %s", ErrOverBudget,
-			e.spec.Name, FormatBytes(e.size), FormatBytes(r.opts.Budget))
+			e.spec.Name, bytesize.Format(e.size), bytesize.Format(r.opts.Budget))
 	}
 	var pinnedBytes int64
 	var pinned int
@@ -388,7 +389,7 @@ func (r *Registry) neverFits(e *entry) error {
 	}
 	if r.opts.Budget > 0 && pinnedBytes+e.size > r.opts.Budget {
 		return fmt.Errorf("%w: model %q needs an estimated %s but %d pinned models hold %s of the %s budget",
-			ErrOverBudget, e.spec.Name, FormatBytes(e.size), pinned, FormatBytes(pinnedBytes), FormatBytes(r.opts.Budget))
+			ErrOverBudget, e.spec.Name, bytesize.Format(e.size), pinned, bytesize.Format(pinnedBytes), bytesize.Format(r.opts.Budget))
 	}
 	if r.opts.MaxLoaded > 0 && pinned >= r.opts.MaxLoaded {
 		return fmt.Errorf("%w: model %q cannot be loaded: %d pinned models fill MaxLoaded %d",

@@ -1,9 +1,7 @@
 package server
 
 import (
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/internal/tenant"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -33,19 +32,19 @@ type adminKeys [][32]byte
 
 func loadAdminKeys(hashes []string, env string, getenv func(string) string) (adminKeys, error) {
 	var keys adminKeys
-	for _, h := range hashes {
-		b, err := hex.DecodeString(strings.TrimPrefix(h, "sha256:"))
-		if err != nil || len(b) != 32 || !strings.HasPrefix(h, "sha256:") {
-			return nil, errors.New("server.admin_keys: want sha256:<64 hex digits>")
+	for i, h := range hashes {
+		sum, err := tenant.ParseKeyHash(h)
+		if err != nil {
+			return nil, fmt.Errorf("server.admin_keys[%d]: %w", i, err)
 		}
-		keys = append(keys, [32]byte(b))
+		keys = append(keys, sum)
 	}
 	if env != "" {
 		v := getenv(env)
 		if v == "" {
 			return nil, fmt.Errorf("server.admin_key_env: environment variable %s is unset or empty", env)
 		}
-		keys = append(keys, sha256.Sum256([]byte(v)))
+		keys = append(keys, tenant.SumKey(v))
 	}
 	return keys, nil
 }
@@ -55,7 +54,7 @@ func (k adminKeys) allows(key string) bool {
 	if key == "" {
 		return false
 	}
-	sum := sha256.Sum256([]byte(key))
+	sum := tenant.SumKey(key)
 	ok := 0
 	for _, h := range k {
 		ok |= subtle.ConstantTimeCompare(sum[:], h[:])

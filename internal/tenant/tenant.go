@@ -137,7 +137,7 @@ func New(tenants []config.Tenant, opts ...Option) (*Set, error) {
 			return nil, fmt.Errorf("tenant: tenant %q has neither api_keys nor api_key_env", ct.Name)
 		}
 		for n, k := range ct.APIKeys {
-			sum, err := parseKeyHash(k)
+			sum, err := ParseKeyHash(k)
 			if err != nil {
 				return nil, fmt.Errorf("tenant: tenant %q: api_keys[%d]: %w", ct.Name, n, err)
 			}
@@ -150,7 +150,7 @@ func New(tenants []config.Tenant, opts ...Option) (*Set, error) {
 			if key == "" {
 				return nil, fmt.Errorf("tenant: tenant %q: environment variable %s (api_key_env) is unset or empty", ct.Name, ct.APIKeyEnv)
 			}
-			if err := add(i, sha256.Sum256([]byte(key))); err != nil {
+			if err := add(i, SumKey(key)); err != nil {
 				return nil, err
 			}
 		}
@@ -158,9 +158,19 @@ func New(tenants []config.Tenant, opts ...Option) (*Set, error) {
 	return s, nil
 }
 
-// parseKeyHash decodes "sha256:<64 hex digits>". The value is never echoed
+// HashKey is key as mdsa.toml holds API and admin keys: "sha256:" and the
+// hex of its SHA-256 (what `echo -n KEY | sha256sum` prints).
+func HashKey(key string) string {
+	sum := SumKey(key)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// SumKey is the SHA-256 of key, as ParseKeyHash decodes a configured one.
+func SumKey(key string) [sha256.Size]byte { return sha256.Sum256([]byte(key)) }
+
+// ParseKeyHash decodes "sha256:<64 hex digits>". The value is never echoed
 // in the error, in case someone pasted a clear-text key.
-func parseKeyHash(k string) ([sha256.Size]byte, error) {
+func ParseKeyHash(k string) ([sha256.Size]byte, error) {
 	var sum [sha256.Size]byte
 	h, ok := strings.CutPrefix(k, "sha256:")
 	if !ok || len(h) != 2*sha256.Size {
@@ -185,7 +195,7 @@ func (s *Set) Authenticate(key string) (*Tenant, error) {
 	if s.open {
 		return s.sorted[0], nil
 	}
-	sum := sha256.Sum256([]byte(key))
+	sum := SumKey(key)
 	found := -1
 	for i := range s.keys {
 		k := &s.keys[i]
