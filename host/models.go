@@ -51,7 +51,7 @@ func (h *Host) openRegistry(ctx context.Context, o options) error {
 			return o
 		}
 	}
-	specs, err := models.SpecsFromConfig(cfg)
+	specs, err := engineconf.Specs(cfg)
 	if err != nil {
 		return fmt.Errorf("host: %w", err)
 	}
@@ -60,9 +60,9 @@ func (h *Host) openRegistry(ctx context.Context, o options) error {
 		if promptDir != "" {
 			o.PromptCacheDir = filepath.Join(promptDir, fileSafe(s.Name))
 		}
-		return models.LlamaLoader(o)(ctx, s)
+		return engineconf.Loader(o)(ctx, s)
 	}
-	estimate := func(s models.Spec) (int64, error) { return models.LlamaEstimator(optsFor(s))(s) }
+	estimate := func(s models.Spec) (int64, error) { return engineconf.Estimator(optsFor(s))(s) }
 	switch {
 	case o.engine != nil:
 		// A caller-owned engine: registered under its own name, never closed

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/mdsa-go/mdsa/host/config"
-	"github.com/mdsa-go/mdsa/host/models"
+	"github.com/mdsa-go/mdsa/internal/engineconf"
 	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
@@ -23,7 +23,7 @@ const synthFile = "synthetic.gguf"
 // what to do for real answers. It returns "" when the configured model is
 // there, or when the catalog cannot tell (the host then reports why).
 func modelFallback(cfg config.Config) (file, notice string, err error) {
-	specs, err := models.SpecsFromConfig(cfg)
+	specs, err := engineconf.Specs(cfg)
 	if err != nil || len(specs) == 0 || specs[0].Name != cfg.Engine.Model {
 		return "", "", nil
 	}

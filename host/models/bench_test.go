@@ -104,7 +104,7 @@ func BenchmarkLoadOverhead(b *testing.B) {
 	path, _ := synth(b, 10_000_000, "Q4_0")
 	lopts := llamacpp.Options{LibDir: lib, Threads: 2, Logger: slog.New(slog.DiscardHandler)}
 	ctx := context.Background()
-	r, err := New(Options{Load: LlamaLoader(lopts), Estimate: LlamaEstimator(lopts), Logger: lopts.Logger})
+	r, err := New(Options{Load: llamaLoad(lopts), Estimate: FileEstimator(EstimateOptions{}), Logger: lopts.Logger})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func BenchmarkLoadOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	start := time.Now()
-	if _, err := LlamaEstimator(lopts)(Spec{Name: "m", Path: path}); err != nil {
+	if _, err := FileEstimator(EstimateOptions{})(Spec{Name: "m", Path: path}); err != nil {
 		b.Fatal(err)
 	}
 	estimate := time.Since(start)

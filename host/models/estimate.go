@@ -19,9 +19,9 @@ const (
 	// DefaultEstimateContext caps the context of a model whose trained
 	// context is larger (llamacpp.DefaultContextSize).
 	DefaultEstimateContext = 4096
-	// maxPhysicalBatch is the largest physical batch (n_ubatch) the engine
+	// MaxPhysicalBatch is the largest physical batch (n_ubatch) the engine
 	// uses.
-	maxPhysicalBatch = 512
+	MaxPhysicalBatch = 512
 	// contextPad is the granularity llama.cpp rounds a context up to.
 	contextPad = 256
 	// modelOverhead is a fixed allowance per model for llama.cpp's own
@@ -165,7 +165,7 @@ func Estimate(meta Metadata, opts EstimateOptions) MemoryEstimate {
 	par := max(1, opts.Parallel)
 	ub := opts.BatchSize
 	if ub <= 0 {
-		ub = min(maxPhysicalBatch, ctx)
+		ub = min(MaxPhysicalBatch, ctx)
 	}
 	ub = min(ub, ctx)
 	kvType := strings.ToLower(opts.KVType)

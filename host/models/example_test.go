@@ -6,36 +6,39 @@ import (
 	"log"
 	"time"
 
-	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
 	"github.com/mdsa-go/mdsa/host/models"
 )
 
-// A host wires the registry to llama.cpp, registers the catalog of
-// mdsa.toml, and serves each request from a lease.
+// The registry loads models with any engine: here llama.cpp, each model
+// with its spec's name and a 4,096-token context, the memory estimated from
+// the GGUF header for the same context.
 func ExampleRegistry() {
-	cfg, err := config.Load("mdsa.toml")
-	if err != nil {
-		log.Fatal(err)
-	}
-	lopts := llamacpp.Options{LibDir: cfg.Resolve(cfg.Engine.LibDir), Threads: cfg.Engine.Threads}
+	lopts := llamacpp.Options{ContextSize: 4096, Threads: 2}
 	reg, err := models.New(models.Options{
 		Budget:    8 << 30, // bytes of RAM for models
 		MaxLoaded: 4,
 		KeepAlive: 10 * time.Minute,
-		Load:      models.LlamaLoader(lopts),
-		Estimate:  models.LlamaEstimator(lopts),
+		Load: func(ctx context.Context, s models.Spec) (engine.Engine, error) {
+			o := lopts
+			o.Name = s.Name
+			e, err := llamacpp.Open(ctx, s.Path, o)
+			if err != nil {
+				return nil, models.OutOfMemory(err) // evict and retry when memory ran out
+			}
+			return e, nil
+		},
+		Estimate: models.FileEstimator(models.EstimateOptions{ContextSize: lopts.ContextSize}),
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer reg.Close()
-	specs, err := models.SpecsFromConfig(cfg)
-	if err != nil {
-		log.Fatal(err)
-	}
-	for _, s := range specs {
+	for _, s := range []models.Spec{
+		{Name: "qwen2.5-0.5b", Tier: models.TierDomain, Path: "models/qwen2.5-0.5b-instruct-q4_k_m.gguf"},
+		{Name: "bge-small", Tier: models.TierRouter, Path: "models/bge-small-en-v1.5-f16.gguf"},
+	} {
 		if err := reg.Register(s); err != nil {
 			log.Fatal(err)
 		}

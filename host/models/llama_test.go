@@ -33,6 +33,21 @@ func llamaLib(tb testing.TB) string {
 	return dir
 }
 
+// llamaLoad opens models with llama.cpp, named after their spec. (The
+// host's own LoadFunc, with its options mapping, is engineconf.Loader; the
+// registry does not depend on it.)
+func llamaLoad(opts llamacpp.Options) LoadFunc {
+	return func(ctx context.Context, spec Spec) (engine.Engine, error) {
+		o := opts
+		o.Name = spec.Name
+		eng, err := llamacpp.Open(ctx, spec.Path, o)
+		if err != nil {
+			return nil, OutOfMemory(err)
+		}
+		return eng, nil
+	}
+}
+
 // hookedEngine calls onClose after closing the engine it wraps.
 type hookedEngine struct {
 	engine.Engine
@@ -51,7 +66,7 @@ func TestRegistryWithLlamaCpp(t *testing.T) {
 	watchdog(t, 5*time.Minute)
 	quiet := slog.New(slog.DiscardHandler)
 	lopts := llamacpp.Options{LibDir: lib, ContextSize: 256, Threads: 1, Logger: quiet}
-	estimate := LlamaEstimator(lopts)
+	estimate := FileEstimator(EstimateOptions{ContextSize: lopts.ContextSize})
 
 	names := []string{"m1", "m2", "m3", "m4", "m5"}
 	dir := t.TempDir()
@@ -74,7 +89,7 @@ func TestRegistryWithLlamaCpp(t *testing.T) {
 	var resident, peak atomic.Int64
 	live := make(map[string]int)
 	var liveMu sync.Mutex
-	load := LlamaLoader(lopts)
+	load := llamaLoad(lopts)
 	r, err := New(Options{
 		Budget:   budget,
 		Estimate: estimate,
@@ -188,7 +203,7 @@ func TestRegistryRejectsBadFiles(t *testing.T) {
 	archModel{arch: "mamba", embd: 64, ff: 128, layers: 2, heads: 4, kvH: 4, vocab: 40, typ: gguf.F32}.write(t, mamba)
 
 	r, err := New(Options{
-		Estimate: LlamaEstimator(llamacpp.Options{}),
+		Estimate: FileEstimator(EstimateOptions{}),
 		Logger:   slog.New(slog.DiscardHandler),
 		Load: func(_ context.Context, s Spec) (engine.Engine, error) {
 			t.Errorf("loader called for %s", s.Path)
@@ -216,43 +231,5 @@ func TestRegistryRejectsBadFiles(t *testing.T) {
 		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.path) {
 			t.Errorf("%s: %v, want %v naming the file", name, err, tc.want)
 		}
-	}
-}
-
-// TestLlamaLoaderOptions checks how a spec overrides the loader's options
-// and how out-of-memory failures are recognised.
-func TestLlamaLoaderOptions(t *testing.T) {
-	o := llamaOptions(llamacpp.Options{ContextSize: 1024, Parallel: 2, Threads: 3},
-		Spec{Name: "x", ContextSize: 512})
-	if o.Name != "x" || o.ContextSize != 512 || o.Parallel != 2 || o.Threads != 3 {
-		t.Errorf("options %+v", o)
-	}
-	for msg, want := range map[string]bool{
-		"llama.cpp: ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer": true,
-		"CUDA error: out of memory":    true,
-		"mmap: cannot allocate memory": true,
-		"unknown model architecture":   false,
-	} {
-		if got := looksOutOfMemory(errors.New(msg)); got != want {
-			t.Errorf("looksOutOfMemory(%q) = %v", msg, got)
-		}
-	}
-	lib := llamaLib(t)
-	load := LlamaLoader(llamacpp.Options{LibDir: lib, Logger: slog.New(slog.DiscardHandler), Threads: 1})
-	path, _ := synth(t, 0, "Q4_0")
-	eng, err := load(context.Background(), Spec{Name: "tiny", Path: path, ContextSize: 128})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	info := eng.(*llamacpp.Engine).Info()
-	// llama.cpp rounds each sequence's context up to a multiple of 256, as
-	// Estimate does.
-	if info.Name != "tiny" || info.ContextSize != 256 {
-		t.Errorf("engine info %+v", info)
-	}
-	_, err = load(context.Background(), Spec{Name: "missing", Path: filepath.Join(t.TempDir(), "none.gguf")})
-	if err == nil || errors.Is(err, ErrOutOfMemory) {
-		t.Errorf("missing file: %v", err)
 	}
 }
