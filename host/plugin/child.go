@@ -97,7 +97,7 @@ func ServeCompileChild(ctx context.Context, stdin io.Reader, stdout io.Writer) i
 		return childFailed
 	}
 	defer r.Close(ctx)
-	cp, err := r.compileInstrumented(ctx, req.Pages, wasm)
+	cp, err := r.sandbox(req.Pages).compileRewritten(ctx, wasm)
 	if err != nil {
 		fmt.Fprint(stdout, err)
 		return childFailed

@@ -176,18 +176,6 @@ func (r *Runtime) hostFunctions() []extism.HostFunction {
 // bytes.
 const maxErrorMessage = 64 << 10
 
-// KernelForwarders serve the Extism kernel functions that instrument moves
-// to instrument.GuardModule without checking anything, as go-sdk's env
-// module would, and instrument's stack import (a trap): for running an
-// instrumented module outside a Runtime (the conformance kit's probe).
-func KernelForwarders() []extism.HostFunction {
-	stack := extism.NewHostFunctionWithStack(instrument.StackImportName, func(context.Context, *extism.CurrentPlugin, []uint64) {
-		panic(errors.New("call stack exhausted"))
-	}, nil, nil)
-	stack.SetNamespace(instrument.ImportModule)
-	return append(kernelGuards(false), stack)
-}
-
 // kernelGuards serve output_set and error_set under instrument.GuardModule,
 // with the size checks of an export call when checked.
 func kernelGuards(checked bool) []extism.HostFunction {

@@ -23,7 +23,6 @@ import (
 
 	extism "github.com/extism/go-sdk"
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/mdsa-go/mdsa/internal/instrument"
 	"github.com/mdsa-go/mdsa/internal/textcap"
@@ -715,50 +714,31 @@ func (r *Runtime) compile(ctx context.Context, hash string, pages uint32, wasm [
 	return c, true, nil
 }
 
-// compileModule adds yield points to wasm and compiles it with the host
-// functions, its memory capped at pages.
+// compileModule rewrites wasm and compiles it with the host functions, its
+// memory capped at pages (see Sandbox); first in the compile child, when
+// there is one.
 func (r *Runtime) compileModule(ctx context.Context, pages uint32, wasm []byte) (*extism.CompiledPlugin, error) {
 	// Every module gets yield points (see throttle): compiled WebAssembly
 	// cannot be preempted, and they are how a long-running call is paced.
 	// It also gets the stack bound.
-	wasm, _, err := instrument.Rewrite(wasm, 0, instrument.Budget{StackBytes: r.stackBytes})
+	sb := r.sandbox(pages)
+	wasm, err := sb.rewrite(wasm)
 	if err != nil {
-		return nil, fmt.Errorf("compile: adding yield points: %w", err)
+		return nil, err
 	}
 	if r.compileCmd != nil {
 		if err := r.compileInChild(ctx, pages, wasm); err != nil {
 			return nil, err
 		}
 	}
-	return r.compileInstrumented(ctx, pages, wasm)
+	return sb.compileRewritten(ctx, wasm)
 }
 
-// compileInstrumented compiles a module that already has its yield points.
-func (r *Runtime) compileInstrumented(ctx context.Context, pages uint32, wasm []byte) (*extism.CompiledPlugin, error) {
-	manifest := extism.Manifest{
-		Wasm: []extism.Wasm{extism.WasmData{Data: wasm, Name: "main"}},
-		Memory: &extism.ManifestMemory{
-			MaxPages:             pages,
-			MaxVarBytes:          64 << 10,
-			MaxHttpResponseBytes: 0,
-		},
-		// No Config, AllowedHosts, AllowedPaths: nothing leaks in by default.
-	}
-	rc := wazero.NewRuntimeConfigCompiler()
-	if r.interpreter {
-		rc = wazero.NewRuntimeConfigInterpreter()
-	}
-	rc = rc.WithCompilationCache(r.cache).
-		WithCloseOnContextDone(true)
-	cctx := experimental.WithCompilationWorkers(ctx, r.workers)
-	cp, err := extism.NewCompiledPlugin(cctx, manifest, extism.PluginConfig{
-		RuntimeConfig: rc,
-		EnableWasi:    true,
-	}, r.hostFns)
-	if err != nil {
-		return nil, fmt.Errorf("compile: %w", err)
-	}
-	return cp, nil
+// sandbox is how the runtime compiles a module whose memory is capped at
+// pages.
+func (r *Runtime) sandbox(pages uint32) Sandbox {
+	return Sandbox{MaxMemoryBytes: uint64(pages) * wasmPageSize, StackBytes: r.stackBytes, Cache: r.cache,
+		Interpreter: r.interpreter, Workers: r.workers, HostFunctions: r.hostFns}
 }
 
 // release drops one reference to c. An unused module is kept among the

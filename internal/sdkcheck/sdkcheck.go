@@ -16,7 +16,6 @@ import (
 	"time"
 
 	extism "github.com/extism/go-sdk"
-	"github.com/tetratelabs/wazero"
 
 	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
@@ -171,10 +170,14 @@ func RawPluginWithHost(t testing.TB, wasm []byte, reply HostReply) *extism.Plugi
 func rawPlugin(t testing.TB, wasm []byte, funcs []extism.HostFunction) *extism.Plugin {
 	t.Helper()
 	ctx := context.Background()
-	p, err := extism.NewPlugin(ctx, extism.Manifest{
-		Wasm:    []extism.Wasm{extism.WasmData{Data: wasm, Name: "main"}},
-		Timeout: 10_000, // ms: a hang fails the test instead of blocking it
-	}, extism.PluginConfig{EnableWasi: true, RuntimeConfig: wazero.NewRuntimeConfig().WithCloseOnContextDone(true)}, funcs)
+	// Built as the host builds it; a hang fails the test instead of
+	// blocking it.
+	cp, err := plugin.Sandbox{Timeout: 10 * time.Second, HostFunctions: funcs}.Compile(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Close(context.Background()) })
+	p, err := cp.Instance(ctx, extism.PluginInstanceConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

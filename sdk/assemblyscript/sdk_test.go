@@ -537,10 +537,8 @@ func FuzzExports(f *testing.F) {
 func BenchmarkLegal(b *testing.B) {
 	plain := wasm(b)
 	ctx := context.Background()
-	manifest := extism.Manifest{Wasm: []extism.Wasm{extism.WasmData{Data: plain, Name: "main"}}}
 	compile := func() *extism.CompiledPlugin {
-		cp, err := extism.NewCompiledPlugin(ctx, manifest, extism.PluginConfig{EnableWasi: true,
-			RuntimeConfig: wazero.NewRuntimeConfigCompiler().WithCompilationCache(wazero.NewCompilationCache())}, nil)
+		cp, err := plugin.Sandbox{Cache: wazero.NewCompilationCache()}.Compile(ctx, plain)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	extism "github.com/extism/go-sdk"
-	"github.com/tetratelabs/wazero"
 
+	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -178,24 +178,14 @@ func stubHost() []extism.HostFunction {
 	}
 }
 
-// load compiles wasm and returns one instance. compiler selects wazero's
-// compiler (fast calls, slow compile); tests use the interpreter, which
-// compiles a 4 MB Go module in a fraction of the time, even under -race.
-// timeout sets a call timeout, which makes wazero check for termination at
-// every loop header (WithCloseOnContextDone): a host must do that to stop a
-// spinning plugin, and it slows Go plugin code down several times.
-func load(tb testing.TB, wasm []byte, compiler, timeout bool) *extism.Plugin {
+// load compiles wasm as the host does (plugin.Sandbox) and returns one
+// instance. compiler selects wazero's compiler (fast calls, slow compile);
+// tests use the interpreter, which compiles a 4 MB Go module in a fraction
+// of the time, even under -race. Calls time out after a minute.
+func load(tb testing.TB, wasm []byte, compiler bool) *extism.Plugin {
 	tb.Helper()
 	ctx := context.Background()
-	rc := wazero.NewRuntimeConfigInterpreter()
-	if compiler {
-		rc = wazero.NewRuntimeConfigCompiler()
-	}
-	m := extism.Manifest{Wasm: []extism.Wasm{extism.WasmData{Data: wasm}}}
-	if timeout {
-		m.Timeout = 60_000
-	}
-	cp, err := extism.NewCompiledPlugin(ctx, m, extism.PluginConfig{EnableWasi: true, RuntimeConfig: rc}, stubHost())
+	cp, err := plugin.Sandbox{Interpreter: !compiler, Timeout: time.Minute, HostFunctions: stubHost()}.Compile(ctx, wasm)
 	if err != nil {
 		tb.Fatalf("compile plugin: %v", err)
 	}
@@ -304,7 +294,7 @@ func TestWasmShippedPlugins(t *testing.T) {
 	examplesSeen := map[string]string{}
 	for _, name := range shipped {
 		t.Run(name, func(t *testing.T) {
-			p := load(t, buildWasm(t, "plugins/"+name), false, true)
+			p := load(t, buildWasm(t, "plugins/"+name), false)
 
 			var m abi.Manifest
 			call(t, p, abi.ExportDescribe, nil, &m)
@@ -370,7 +360,7 @@ func TestWasmShippedPlugins(t *testing.T) {
 }
 
 func TestWasmHostCalls(t *testing.T) {
-	p := load(t, buildWasm(t, "sdk/go/testdata/hostcalls"), false, true)
+	p := load(t, buildWasm(t, "sdk/go/testdata/hostcalls"), false)
 	if !p.FunctionExists(abi.ExportHandle) {
 		t.Fatal("handle export missing although the plugin imports sdk/go/handle")
 	}
@@ -426,7 +416,7 @@ func TestWasmHostCalls(t *testing.T) {
 // TestWasmMemoryRoundTrip sends inputs and outputs of every length around
 // the 8-byte copy unit (and a large one) through kernel memory.
 func TestWasmMemoryRoundTrip(t *testing.T) {
-	p := load(t, buildWasm(t, "sdk/go/testdata/hostcalls"), false, true)
+	p := load(t, buildWasm(t, "sdk/go/testdata/hostcalls"), false)
 	const alphabet = "aé€😀bcdefghijklmnopqrstuvwxyz0123456789"
 	sizes := []int{1, 2, 7, 8, 9, 15, 16, 17, 23, 24, 25, 1000, 20_003}
 	for _, n := range sizes {
@@ -494,20 +484,13 @@ func measurePairs(tb testing.TB, p *extism.Plugin, pin, vin []byte, n int) []tim
 
 // BenchmarkWasmPromptValidate measures one prompt+validate pair per
 // iteration on a pre-instantiated plugin with wazero's compiler, as the host
-// runs it, and reports the p50 and p90 of the pairs.
-//
-// Sub-benchmarks "timeout" run with a call timeout, as a host must (see
-// load); "no-timeout" shows the cost without wazero's termination checks.
+// runs it (rewritten, with wazero's termination checks), and reports the
+// p50 and p90 of the pairs.
 func BenchmarkWasmPromptValidate(b *testing.B) {
-	for _, cfg := range []struct {
-		name    string
-		timeout bool
-	}{{"timeout", true}, {"no-timeout", false}} {
-		for _, name := range shipped {
-			b.Run(cfg.name+"/"+name, func(b *testing.B) {
-				benchPairs(b, load(b, buildWasm(b, "plugins/"+name), true, cfg.timeout), name)
-			})
-		}
+	for _, name := range shipped {
+		b.Run(name, func(b *testing.B) {
+			benchPairs(b, load(b, buildWasm(b, "plugins/"+name), true), name)
+		})
 	}
 }
 

@@ -406,8 +406,7 @@ func newRaw(tb testing.TB, module []byte) *raw {
 	ctx := context.Background()
 	// A timeout makes wazero stop a spinning call (and so turns a hang into
 	// an error).
-	m := extism.Manifest{Wasm: []extism.Wasm{extism.WasmData{Data: module}}, Timeout: 20_000}
-	cp, err := extism.NewCompiledPlugin(ctx, m, extism.PluginConfig{EnableWasi: true}, stubHost())
+	cp, err := plugin.Sandbox{Timeout: 20 * time.Second, HostFunctions: stubHost()}.Compile(ctx, module)
 	if err != nil {
 		tb.Fatalf("compile: %v", err)
 	}
@@ -672,8 +671,7 @@ func BenchmarkHR(b *testing.B) {
 	ctx := context.Background()
 	b.Run("compile", func(b *testing.B) {
 		for b.Loop() {
-			cp, err := extism.NewCompiledPlugin(ctx, extism.Manifest{Wasm: []extism.Wasm{extism.WasmData{Data: module}}, Timeout: 5000},
-				extism.PluginConfig{EnableWasi: true}, stubHost())
+			cp, err := plugin.Sandbox{Timeout: 5 * time.Second, HostFunctions: stubHost()}.Compile(ctx, module)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -682,8 +680,7 @@ func BenchmarkHR(b *testing.B) {
 		b.ReportMetric(float64(len(module)), "wasm_bytes")
 	})
 	b.Run("instantiate", func(b *testing.B) {
-		cp, err := extism.NewCompiledPlugin(ctx, extism.Manifest{Wasm: []extism.Wasm{extism.WasmData{Data: module}}, Timeout: 5000},
-			extism.PluginConfig{EnableWasi: true}, stubHost())
+		cp, err := plugin.Sandbox{Timeout: 5 * time.Second, HostFunctions: stubHost()}.Compile(ctx, module)
 		if err != nil {
 			b.Fatal(err)
 		}

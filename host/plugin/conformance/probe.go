@@ -16,7 +16,6 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/mdsa-go/mdsa/host/plugin"
-	"github.com/mdsa-go/mdsa/internal/instrument"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -50,22 +49,13 @@ func newProber(ctx context.Context, wasm []byte, limits plugin.Limits, config ma
 		}
 		pr.cache = c
 	}
-	wasm, err := instrument.Yields(wasm, 0)
+	// Compiled as the host compiles it, with stand-ins for the host
+	// functions.
+	cp, err := plugin.Sandbox{MaxMemoryBytes: limits.MaxMemoryBytes, Cache: pr.cache,
+		HostFunctions: probeHostFunctions()}.Compile(ctx, wasm)
 	if err != nil {
 		_ = pr.cache.Close(ctx)
-		return nil, fmt.Errorf("adding yield points: %w", err)
-	}
-	pages := limits.MaxMemoryBytes / 65536
-	pages = min(max(pages, 1), 65536)
-	manifest := extism.Manifest{
-		Wasm:   []extism.Wasm{extism.WasmData{Data: wasm, Name: "main"}},
-		Memory: &extism.ManifestMemory{MaxPages: uint32(pages), MaxVarBytes: 64 << 10, MaxHttpResponseBytes: 0},
-	}
-	rc := wazero.NewRuntimeConfigCompiler().WithCompilationCache(pr.cache).WithCloseOnContextDone(true)
-	cp, err := extism.NewCompiledPlugin(ctx, manifest, extism.PluginConfig{RuntimeConfig: rc, EnableWasi: true}, probeHostFunctions())
-	if err != nil {
-		_ = pr.cache.Close(ctx)
-		return nil, fmt.Errorf("compile: %w", err)
+		return nil, err
 	}
 	pr.cp = cp
 	return pr, nil
@@ -191,10 +181,7 @@ func probeHostFunctions() []extism.HostFunction {
 	refuse := func(err error) any {
 		return abi.HostError{Error: abi.ErrorBody{Code: abi.ErrBadRequest, Message: err.Error()}}
 	}
-	yield := extism.NewHostFunctionWithStack(instrument.ImportName, func(context.Context, *extism.CurrentPlugin, []uint64) {}, nil, nil)
-	yield.SetNamespace(instrument.ImportModule)
-	return append(plugin.KernelForwarders(),
-		yield,
+	return append([]extism.HostFunction{},
 		def(abi.HostGenerate, func(ctx context.Context, in []byte) any {
 			req, err := abi.DecodeGenerateRequest(in)
 			if err != nil {
