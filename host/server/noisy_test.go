@@ -158,8 +158,9 @@ func TestNoisyNeighbour(t *testing.T) {
 		firstBad                     atomic.Value
 		noiseTime                    time.Duration
 	)
-	for range noisePhases {
-		measure(noiseSamples/noisePhases, &quietRoute, &quietQuery)
+	// noisyPhase runs the noise and measures the quiet tenant under it; it
+	// returns how long the noise ran.
+	noisyPhase := func() time.Duration {
 		var (
 			stop atomic.Bool
 			wg   sync.WaitGroup
@@ -190,7 +191,29 @@ func TestNoisyNeighbour(t *testing.T) {
 		measure(noiseSamples/noisePhases, &noisyRoute, &noisyQuery)
 		stop.Store(true)
 		wg.Wait()
-		noiseTime += time.Since(start)
+		return time.Since(start)
+	}
+	// within reports whether the quiet tenant's p99s under noise are
+	// within the bound.
+	within := func() bool {
+		return p99(noisyRoute) <= 2*p99(quietRoute)+noiseJitter && p99(noisyQuery) <= 2*p99(quietQuery)+noiseJitter
+	}
+	// A burst of unrelated work on the machine (another build, say) can
+	// land in one noisy phase and not in its quiet one; a regression fails
+	// every time. So a run over the bound is measured once more, afresh.
+	for attempt := 1; attempt <= 2; attempt++ {
+		if attempt == 2 {
+			if within() {
+				break
+			}
+			t.Logf("over the bound (route p99 %v vs %v, query p99 %v vs %v): measuring once more",
+				p99(noisyRoute), p99(quietRoute), p99(noisyQuery), p99(quietQuery))
+			quietRoute, quietQuery, noisyRoute, noisyQuery = nil, nil, nil, nil
+		}
+		for range noisePhases {
+			measure(noiseSamples/noisePhases, &quietRoute, &quietQuery)
+			noiseTime += noisyPhase()
+		}
 	}
 
 	stats := metricsSource{h}.PluginStats

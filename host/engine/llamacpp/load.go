@@ -41,6 +41,13 @@ type cpuSample struct {
 // finishing an answer) do not count as contention.
 const loadSample = 100 * time.Millisecond
 
+// loadFirstSample is how soon the watch first measures after it starts or
+// after an idle spell, and how soon it tries again when too little time
+// has passed to tell: a short reply (tens of milliseconds on a small
+// model) is over before a whole loadSample, and on a busy machine it ran
+// 5-10x slower on threads the others' work kept waiting.
+const loadFirstSample = 20 * time.Millisecond
+
 // pause tells the watch that the engine is going idle; the next sample
 // starts a new window instead of measuring across the idle spell.
 func (w *loadWatch) pause() {
@@ -60,8 +67,28 @@ func newLoadWatch() *loadWatch {
 	if w.last = w.sample(); !w.last.valid {
 		return &loadWatch{}
 	}
-	w.next = time.Now().Add(loadSample)
+	// Until the first window ends, go by the tasks runnable right now
+	// (/proc/stat's procs_running, less the one reading it): the engine's
+	// own threads do not run yet, and a reply on a small model may be over
+	// before the first window.
+	if st, err := os.ReadFile(w.stat); err == nil {
+		if n, ok := parseProcsRunning(st); ok {
+			w.observe(float64(min(max(n-1, 0), w.hostCPUs)))
+		}
+	}
+	w.next = time.Now().Add(loadFirstSample) // the model's load is the first window
 	return w
+}
+
+// parseProcsRunning reads the "procs_running N" line of /proc/stat.
+func parseProcsRunning(b []byte) (int, bool) {
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("procs_running ")); ok {
+			n, err := strconv.Atoi(string(bytes.TrimSpace(v)))
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // threads returns how many of want threads to compute with now.
@@ -77,8 +104,10 @@ func (w *loadWatch) threads(now time.Time, want int) int {
 			// After an idle spell, what others did meanwhile did not
 			// compete with the engine: measure afresh from now.
 			w.last, w.paused = cur, false
+			w.next = now.Add(loadFirstSample)
 		case float64(cur.total-w.last.total) < 2*float64(w.hostCPUs):
 			// Under two ticks a CPU: too short to tell; keep counting.
+			w.next = now.Add(loadFirstSample)
 		default:
 			perCPU := float64(cur.total-w.last.total) / float64(w.hostCPUs)
 			other := float64(cur.busy-w.last.busy) - float64(cur.self-w.last.self)

@@ -37,6 +37,14 @@ func TestParseProcFiles(t *testing.T) {
 	if n := hostCPUs(filepath.Join(dir, "none")); n != 0 {
 		t.Fatalf("hostCPUs of a missing file = %d", n)
 	}
+	if n, ok := parseProcsRunning([]byte("cpu  1 2 3 4\nctxt 99\nprocs_running 3\nprocs_blocked 0\n")); !ok || n != 3 {
+		t.Fatalf("parseProcsRunning = %d, %v, want 3", n, ok)
+	}
+	for _, bad := range []string{"", "cpu 1 2 3 4\nprocs_blocked 1", "procs_running x"} {
+		if _, ok := parseProcsRunning([]byte(bad)); ok {
+			t.Errorf("parseProcsRunning(%q) accepted", bad)
+		}
+	}
 }
 
 // TestLoadWatchFollowsOtherTasks drives the watch with fake counters: a
