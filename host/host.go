@@ -2,11 +2,17 @@
 // routes each query to one of them, runs the model and returns the
 // validated answer with per-stage timings.
 //
+//	cfg, err := config.Load("mdsa.toml")
 //	h, err := host.New(ctx, cfg)
 //	defer h.Close()
 //	res, err := h.Process(ctx, host.Request{Query: "How do I reset my password?"})
+//	fmt.Println(res.Status, res.Domain, res.Response, res.Timings.Total)
 //
-// A Host is safe for concurrent use.
+// Stream is Process with the model's text passed on as it is generated;
+// Route only routes. With [[tenants]] configured, h.Tenant(name) is one
+// tenant's view (its plugins, router and models) with the same calls.
+// Reload, InstallPlugin, RemovePlugin and Watch swap plugins under live
+// traffic. A Host is safe for concurrent use.
 package host
 
 import (
