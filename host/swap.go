@@ -37,24 +37,20 @@ type PluginChecker func(ctx context.Context, p *plugin.Plugin, wasm []byte) erro
 // (conformance.CheckLoaded: describe, prompt and validate on sample inputs).
 func WithPluginChecker(check PluginChecker) Option { return func(o *options) { o.check = check } }
 
-// Change is one plugin that a reload added, swapped or removed.
+// Change is one plugin that a reload added, swapped or removed. (The admin
+// API writes it with times in milliseconds: "ms", "compile_ms".)
 type Change struct {
-	Name         string  `json:"name"`
-	Version      string  `json:"version,omitempty"`
-	OldVersion   string  `json:"old_version,omitempty"`
-	SHA256       string  `json:"sha256,omitempty"`
-	Path         string  `json:"path"`
-	Action       string  `json:"action"` // added, swapped, removed
-	Milliseconds float64 `json:"ms"`
-	// CompileMS is the part of Milliseconds spent compiling (near zero when
-	// the module was compiled before).
-	CompileMS float64 `json:"compile_ms"`
+	Name, Version, OldVersion, SHA256, Path string
+	Action                                  string // added, swapped, removed
+	// Took is how long the change took, Compile the part of it spent
+	// compiling (near zero when the module was compiled before).
+	Took, Compile time.Duration
 	// Tenants are the configured tenants that may use the plugin (added or
 	// swapped), by name or by pattern.
-	Tenants []string `json:"tenants,omitempty"`
+	Tenants []string
 	// Note says what an operator may not expect, e.g. that no tenant may
 	// use a plugin just added.
-	Note string `json:"note,omitempty"`
+	Note string
 }
 
 // withTenants fills c.Tenants and c.Note for a plugin added or swapped.
@@ -75,7 +71,7 @@ func (h *Host) withTenants(c Change) Change {
 
 // logChange logs one change, with the tenants that may use the plugin.
 func (h *Host) logChange(c Change) {
-	args := []any{"plugin", c.Name, "version", c.Version, "old_version", c.OldVersion, "path", c.Path, "ms", c.Milliseconds}
+	args := []any{"plugin", c.Name, "version", c.Version, "old_version", c.OldVersion, "path", c.Path, "took", c.Took}
 	if len(h.cfg.Tenants) > 0 && c.Action != "removed" {
 		args = append(args, "tenants", c.Tenants)
 	}
@@ -88,16 +84,14 @@ func (h *Host) logChange(c Change) {
 
 // Refusal is a plugin version that was not swapped in, and why.
 type Refusal struct {
-	Name   string `json:"name,omitempty"`
-	Path   string `json:"path"`
-	Reason string `json:"reason"`
+	Name, Path, Reason string
 }
 
-// ReloadReport says what a reload did.
+// ReloadReport says what a reload did and how long it took.
 type ReloadReport struct {
-	Changes []Change  `json:"changes"`
-	Refused []Refusal `json:"refused"`
-	TookMS  float64   `json:"took_ms"`
+	Changes []Change
+	Refused []Refusal
+	Took    time.Duration
 }
 
 // ErrRefused wraps the reason a plugin version was not installed.
@@ -384,7 +378,7 @@ func (h *Host) Reload(ctx context.Context) (ReloadReport, error) {
 			continue
 		}
 		ch := Change{Name: c.base.Name(), Version: c.base.Version(), SHA256: c.base.Hash(), Path: path, Action: "added",
-			CompileMS: ms(c.compileTime())}
+			Compile: c.compileTime()}
 		if cur != nil {
 			ch.Action, ch.OldVersion = "swapped", cur.Version()
 		} else if other, dup := base.plugins[c.base.Name()]; dup && seen[other.Path()] {
@@ -393,7 +387,7 @@ func (h *Host) Reload(ctx context.Context) (ReloadReport, error) {
 				Reason: fmt.Sprintf("a plugin named %q is already loaded from %s", c.base.Name(), other.Path())})
 			continue
 		}
-		ch.Milliseconds = ms(time.Since(t))
+		ch.Took = time.Since(t)
 		h.stamps[path] = stamp
 		cands = append(cands, c)
 		changes = append(changes, ch)
@@ -406,7 +400,7 @@ func (h *Host) Reload(ctx context.Context) (ReloadReport, error) {
 		}
 	}
 	if len(cands) == 0 && len(remove) == 0 {
-		rep.TookMS = ms(time.Since(start))
+		rep.Took = time.Since(start)
 		return rep, nil
 	}
 	if err := h.apply(ctx, cands, remove); err != nil {
@@ -420,7 +414,7 @@ func (h *Host) Reload(ctx context.Context) (ReloadReport, error) {
 		h.logChange(changes[i])
 	}
 	rep.Changes = changes
-	rep.TookMS = ms(time.Since(start))
+	rep.Took = time.Since(start)
 	return rep, nil
 }
 
@@ -462,7 +456,7 @@ func (h *Host) InstallPlugin(ctx context.Context, name string, wasm []byte) (Cha
 		return Change{}, err
 	}
 	ch := Change{Name: name, Version: c.base.Version(), SHA256: c.base.Hash(), Path: path, Action: "added",
-		Milliseconds: ms(time.Since(start)), CompileMS: ms(c.compileTime())}
+		Took: time.Since(start), Compile: c.compileTime()}
 	if cur != nil {
 		ch.Action, ch.OldVersion = "swapped", cur.Version()
 	}
@@ -496,6 +490,3 @@ func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
-
-// ms is d in milliseconds, to the microsecond (reload reports).
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

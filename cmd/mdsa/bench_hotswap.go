@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/internal/wire"
 	"github.com/mdsa-go/mdsa/internal/gguf"
 )
 
@@ -225,7 +226,7 @@ func runHotswap(ctx context.Context, h *host.Host, path string, orig []byte, nam
 			return rep, fmt.Errorf("bench hotswap: swap %d: %+v %v", i, r, err)
 		}
 		times = append(times, float64(time.Since(t).Microseconds())/1e3)
-		compiles = append(compiles, r.Changes[0].CompileMS)
+		compiles = append(compiles, wire.Millis(r.Changes[0].Compile))
 		time.Sleep(interval)
 	}
 	stop()

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/internal/wire"
 )
 
 func (a *app) pluginsReloadCmd() *cobra.Command {
@@ -61,7 +61,7 @@ or MDSA_ADMIN_KEY.`,
 				}
 				return fmt.Errorf("plugins reload: %s", resp.Status)
 			}
-			var rep host.ReloadReport
+			var rep wire.ReloadReport
 			if err := json.Unmarshal(body, &rep); err != nil {
 				return fmt.Errorf("plugins reload: the server's answer is not a reload report: %w", err)
 			}
@@ -85,7 +85,7 @@ or MDSA_ADMIN_KEY.`,
 	return cmd
 }
 
-func printReload(w io.Writer, rep host.ReloadReport) {
+func printReload(w io.Writer, rep wire.ReloadReport) {
 	if len(rep.Changes) == 0 && len(rep.Refused) == 0 {
 		fmt.Fprintf(w, "no changes (%.1f ms)\n", rep.TookMS)
 		return

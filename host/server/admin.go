@@ -10,6 +10,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/internal/tenant"
+	"github.com/mdsa-go/mdsa/internal/wire"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -171,7 +172,7 @@ func (s *Server) adminPut(w http.ResponseWriter, r *http.Request) *apiError {
 		return &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: "internal_error",
 			Message: "installing the plugin failed", Cause: err}
 	}
-	writeJSON(w, http.StatusOK, ch)
+	writeJSON(w, http.StatusOK, wire.FromChange(ch))
 	return nil
 }
 
@@ -185,7 +186,7 @@ func (s *Server) adminDelete(w http.ResponseWriter, r *http.Request) *apiError {
 		return &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: "internal_error",
 			Message: "removing the plugin failed", Cause: err}
 	}
-	writeJSON(w, http.StatusOK, ch)
+	writeJSON(w, http.StatusOK, wire.FromChange(ch))
 	return nil
 }
 
@@ -195,6 +196,6 @@ func (s *Server) adminReload(w http.ResponseWriter, r *http.Request) *apiError {
 		return &apiError{Status: http.StatusInternalServerError, Type: typeServer, Code: "internal_error",
 			Message: "reloading the plugins failed", Cause: err}
 	}
-	writeJSON(w, http.StatusOK, rep)
+	writeJSON(w, http.StatusOK, wire.FromReload(rep))
 	return nil
 }

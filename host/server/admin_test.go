@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/internal/wire"
 )
 
 const adminKey = "admin-demo-key"
@@ -105,7 +106,7 @@ func TestAdminSwapUnderTraffic(t *testing.T) {
 	var last string
 	for i := range 10 {
 		r := do(t, http.MethodPut, url+"/admin/plugins/support", adminKey, variant(orig, string(rune('a'+i))))
-		var ch host.Change
+		var ch wire.Change
 		if r.code != http.StatusOK || json.Unmarshal(r.body, &ch) != nil || ch.Action != "swapped" || ch.SHA256 == last {
 			t.Fatalf("swap %d: %d %s", i, r.code, r.body)
 		}
@@ -152,7 +153,7 @@ func TestAdminRefusesRemovesAndReloads(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(fixture.pluginsDir, "technical.wasm"))
 	os.WriteFile(filepath.Join(dir, "technical.wasm"), b, 0o644)
 	r = do(t, http.MethodPost, url+"/admin/plugins/reload", adminKey, nil)
-	var rep host.ReloadReport
+	var rep wire.ReloadReport
 	if r.code != http.StatusOK || json.Unmarshal(r.body, &rep) != nil || len(rep.Changes) != 1 || rep.Changes[0].Action != "added" {
 		t.Fatalf("reload: %d %s", r.code, r.body)
 	}

@@ -53,3 +53,51 @@ func FromTimings(t host.Timings) Timings {
 
 // Millis is d in milliseconds, to the microsecond.
 func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// Change is a host.Change on the wire (the admin API's answer to a PUT or
+// DELETE, and each change of a reload report).
+type Change struct {
+	Name         string   `json:"name"`
+	Version      string   `json:"version,omitempty"`
+	OldVersion   string   `json:"old_version,omitempty"`
+	SHA256       string   `json:"sha256,omitempty"`
+	Path         string   `json:"path"`
+	Action       string   `json:"action"`
+	Milliseconds float64  `json:"ms"`
+	CompileMS    float64  `json:"compile_ms"`
+	Tenants      []string `json:"tenants,omitempty"`
+	Note         string   `json:"note,omitempty"`
+}
+
+// Refusal is a host.Refusal on the wire.
+type Refusal struct {
+	Name   string `json:"name,omitempty"`
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// ReloadReport is a host.ReloadReport on the wire.
+type ReloadReport struct {
+	Changes []Change  `json:"changes"`
+	Refused []Refusal `json:"refused"`
+	TookMS  float64   `json:"took_ms"`
+}
+
+// FromChange converts a host.Change to its wire shape.
+func FromChange(c host.Change) Change {
+	return Change{Name: c.Name, Version: c.Version, OldVersion: c.OldVersion, SHA256: c.SHA256, Path: c.Path,
+		Action: c.Action, Milliseconds: Millis(c.Took), CompileMS: Millis(c.Compile), Tenants: c.Tenants, Note: c.Note}
+}
+
+// FromReload converts a host.ReloadReport to its wire shape (empty lists,
+// not null).
+func FromReload(r host.ReloadReport) ReloadReport {
+	out := ReloadReport{Changes: make([]Change, 0, len(r.Changes)), Refused: make([]Refusal, 0, len(r.Refused)), TookMS: Millis(r.Took)}
+	for _, c := range r.Changes {
+		out.Changes = append(out.Changes, FromChange(c))
+	}
+	for _, f := range r.Refused {
+		out.Refused = append(out.Refused, Refusal(f))
+	}
+	return out
+}

@@ -25,3 +25,16 @@ func TestFromResultJSON(t *testing.T) {
 		t.Fatalf("wire shape: %s", b)
 	}
 }
+
+func TestFromReloadJSON(t *testing.T) {
+	rep := host.ReloadReport{Took: 12 * time.Millisecond, Changes: []host.Change{{Name: "finance", Action: "swapped",
+		Took: 1500 * time.Microsecond, Compile: 250 * time.Microsecond, Tenants: []string{"acme"}}}}
+	b, err := json.Marshal(FromReload(rep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"changes":[{"name":"finance","path":"","action":"swapped","ms":1.5,"compile_ms":0.25,"tenants":["acme"]}],"refused":[],"took_ms":12}`
+	if string(b) != want {
+		t.Fatalf("reload report\n got %s\nwant %s", b, want)
+	}
+}
