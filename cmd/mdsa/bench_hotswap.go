@@ -15,8 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mdsa-go/mdsa/host"
-	"github.com/mdsa-go/mdsa/internal/wire"
 	"github.com/mdsa-go/mdsa/internal/gguf"
+	"github.com/mdsa-go/mdsa/internal/wire"
 )
 
 // hotswapReport is what mdsa bench hotswap prints.
