@@ -45,13 +45,18 @@ hostile:
 build:
 	$(GO) build -o $(BIN) ./cmd/mdsa
 
-## test: vet, race-enabled tests of every package, then the routing-quality, noisy-neighbour and hostile-suite tests (too slow under -race)
+## test: gofmt, vet, race-enabled tests of every package, then the routing-quality, noisy-neighbour and hostile-suite tests (too slow under -race)
 # go test shows skipped tests only with -v: say it once when llama.cpp is missing.
 LLAMA_NOTE = @[ -f .deps/llama/libllama.so ] || [ -n "$$MDSA_LLAMA_LIB" ] || \
 	echo "NOTE: the llama.cpp libraries are not installed (run make setup): every test that runs llama.cpp will be skipped"
 
+# GOFMT_CHECK fails when a tracked Go file is not gofmt-formatted.
+GOFMT_CHECK = @unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null)); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -w these files:"; echo "$$unformatted"; exit 1; fi
+
 test:
 	$(LLAMA_NOTE)
+	$(GOFMT_CHECK)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
 	$(GO) test -count=1 -run 'CLINC150|SyntheticScale' -v ./internal/routerbench
@@ -61,6 +66,7 @@ test:
 ## test-short: the edit-test loop (under a minute here): no race detector, slow measurements skipped; make test is the gate
 test-short:
 	$(LLAMA_NOTE)
+	$(GOFMT_CHECK)
 	$(GO) test -short -count=1 ./...
 
 ## run: answer four demo queries, one per domain plugin
