@@ -111,7 +111,7 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
 	last := p
 	depth := 0 // open blocks, loops and ifs
 	closed := false
-	var leaves []int
+	leaves := m.leaves[:0] // reused from body to body
 	var err error
 	h := &m.h
 	for p < end {
@@ -317,6 +317,7 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
 	if !closed {
 		return nil, nil, &Error{Offset: end, Msg: "function body ends inside a block (missing end)"}
 	}
+	m.leaves = leaves
 	return append(out, b[last:end]...), leaves, nil
 }
 

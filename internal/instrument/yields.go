@@ -189,6 +189,7 @@ type module struct {
 
 	h      heights // the operand stack of the body being rewritten
 	frames []int32 // each body's frame estimate, in stack units
+	leaves []int   // body's buffer of decrement positions
 
 	budget Budget
 	shape  Shape
