@@ -66,7 +66,9 @@ func (b *memoryBudget) give(n uint64) {
 	b.mu.Unlock()
 }
 
-// MemoryStats describe the plugin instances' linear memory of a Runtime.
+// MemoryStats describe the plugin instances' linear memory of a Runtime,
+// with the stack reserved by running calls (3 x Options.MaxStackBytes
+// each).
 type MemoryStats struct {
 	// Limit is the most all instances' memories may hold together
 	// (Options.MaxTotalMemoryBytes).

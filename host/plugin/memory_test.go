@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdsa-go/mdsa/internal/instrument"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -70,5 +71,39 @@ func TestMemoryBudgetBoundsTotal(t *testing.T) {
 	_, err = p.Prompt(context.Background(), abi.PromptRequest{Query: "hi"})
 	if !errors.Is(err, ErrMemoryBudget) || !strings.Contains(err.Error(), "plugins.total_memory_mb") {
 		t.Fatalf("a call with the budget exhausted: %v", err)
+	}
+}
+
+// A running call's wasm stack counts in the total budget (three times
+// plugins.stack_kb: wazero's doubling): a call whose stack cannot fit is
+// refused before it runs, and the reservation is given back after each
+// call.
+func TestStackCountsInMemoryBudget(t *testing.T) {
+	rt := newRuntime(t, Options{PoolSize: 1, MaxTotalMemoryBytes: 64 << 20, MaxStackBytes: 32 << 20})
+	p, err := loadBad(t, rt, "badjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(context.Background())
+	base := rt.MemoryStats().Used
+	_, err = p.Prompt(context.Background(), abi.PromptRequest{Query: "hi"})
+	if !errors.Is(err, ErrMemoryBudget) || !strings.Contains(err.Error(), "plugins.stack_kb") {
+		t.Fatalf("a call whose stack (96 MB) cannot fit a 64 MB budget: %v", err)
+	}
+	if used := rt.MemoryStats().Used; used != base {
+		t.Fatalf("used %d after the refused call, %d before", used, base)
+	}
+
+	rt2 := newRuntime(t, Options{PoolSize: 1})
+	q, err := loadBad(t, rt2, "badjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close(context.Background())
+	if _, err := q.Prompt(context.Background(), abi.PromptRequest{Query: "hi"}); !errors.Is(err, ErrBadOutput) {
+		t.Fatalf("badjson with room for its stack: %v", err)
+	}
+	if st := rt2.MemoryStats(); st.Peak < 3*uint64(instrument.DefaultStackBytes) {
+		t.Fatalf("the call's stack was not reserved: peak %d", st.Peak)
 	}
 }

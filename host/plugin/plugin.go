@@ -299,6 +299,18 @@ func (p *Plugin) call(ctx context.Context, export string, req any, decode func([
 		return &CallError{Plugin: p.name, Export: export, Kind: ErrBackedOff,
 			Err: fmt.Errorf("%d or more calls failed in a row; calls are refused for %v more", breakerAfter, wait.Round(time.Millisecond))}
 	}
+	// The call's wasm stack counts in the total memory budget too: wazero
+	// grows it by doubling, so a call bounded by stackBytes allocates at
+	// most about three times that (the new stack and the old one it is
+	// copied from).
+	stack := 3 * uint64(p.rt.stackBytes)
+	if !p.rt.mem.take(stack, false) {
+		p.calls.Add(1)
+		p.errs.Add(1)
+		return &CallError{Plugin: p.name, Export: export, Kind: ErrMemoryBudget,
+			Err: fmt.Errorf("no room for the call's stack (3 x plugins.stack_kb): the plugin instances of this host hold all of plugins.total_memory_mb (%d MB)", p.rt.mem.limit>>20)}
+	}
+	defer p.rt.mem.give(stack)
 	inst, err := p.pool.acquire(ctx)
 	if err != nil {
 		p.calls.Add(1)

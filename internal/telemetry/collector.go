@@ -52,7 +52,7 @@ func newSourceCollector(src Source) *sourceCollector {
 		pluginInstances: pd("instances", "Plugin instances alive now (in use or idle)."),
 		pluginThrottled: pd("throttled_total", "Plugin calls and instantiations slowed down for running past plugins.throttle_after."),
 		pluginThrottleS: pd("throttled_seconds_total", "Time throttled plugin calls were made to wait."),
-		pluginMemory:    md("plugin_memory_bytes", "Linear memory held by all plugin instances (every plugin and tenant)."),
+		pluginMemory:    md("plugin_memory_bytes", "Linear memory held by all plugin instances (every plugin and tenant), plus the stack reserved by running calls."),
 		pluginMemLimit:  md("plugin_memory_budget_bytes", "The most all plugin instances may hold together (plugins.total_memory_mb)."),
 		pluginMemRefuse: md("plugin_memory_refused_total", "Plugin memory grows and new instances refused because the budget was full."),
 

@@ -416,7 +416,7 @@ mdsa_plugin_throttled_total{plugin="medical",tenant="acme"} 0
 # TYPE mdsa_plugin_throttled_seconds_total counter
 mdsa_plugin_throttled_seconds_total{plugin="finance",tenant="acme"} 0
 mdsa_plugin_throttled_seconds_total{plugin="medical",tenant="acme"} 0
-# HELP mdsa_plugin_memory_bytes Linear memory held by all plugin instances (every plugin and tenant).
+# HELP mdsa_plugin_memory_bytes Linear memory held by all plugin instances (every plugin and tenant), plus the stack reserved by running calls.
 # TYPE mdsa_plugin_memory_bytes gauge
 mdsa_plugin_memory_bytes 1.00663296e+08
 # HELP mdsa_plugin_memory_budget_bytes The most all plugin instances may hold together (plugins.total_memory_mb).
