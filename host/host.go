@@ -226,6 +226,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 		CompileMemoryBytes:  uint64(cfg.Plugins.CompileMemoryMB) << 20,
 		MaxTotalMemoryBytes: uint64(cfg.Plugins.TotalMemoryMB) << 20,
 		MaxStackBytes:       cfg.Plugins.StackKB << 10,
+		Shape:               shapeBudget(cfg.Plugins.Shape),
 	})
 	if err != nil {
 		h.models.Close()
@@ -512,3 +513,12 @@ func newRequestID() string {
 
 // Version is the version of MDSA.
 const Version = "0.1.0-dev"
+
+// shapeBudget maps [plugins.shape] onto the runtime's.
+func shapeBudget(s config.Shape) plugin.ShapeBudget {
+	return plugin.ShapeBudget{
+		Functions: s.Functions, LocalsTotal: s.LocalsTotal, BodyBytes: s.BodyKB << 10, Nesting: s.Nesting,
+		BrTableTargets: s.BrTableTargets, Globals: s.Globals, DataSegments: s.DataSegments,
+		ElemSegments: s.ElemSegments, Exports: s.Exports,
+	}
+}

@@ -158,12 +158,31 @@ type Plugins struct {
 	CompileTimeout Duration `toml:"compile_timeout"`
 	// CompileMemoryMB bounds the child's resident memory while it compiles.
 	CompileMemoryMB int `toml:"compile_memory_mb"`
+	// Shape bounds a module's static shape, checked before anything
+	// compiles it; zero keys keep the defaults.
+	Shape Shape `toml:"shape"`
 	// Config is the default Extism config of each plugin, by plugin name
 	// ([plugins.config.faq] source = "builtin"). A plugin file is matched
 	// by its name without ".wasm" before its manifest is known, so a
 	// plugin that needs config to describe itself can load. A tenant's
 	// plugin_config is laid over it, key by key.
 	Config map[string]map[string]string `toml:"config"`
+}
+
+// Shape is [plugins.shape]: the most a plugin module may declare, read
+// before any compiler sees it (a small module can make a compiler spend
+// gigabytes and minutes). Zero keeps the default of each: at least four
+// times what the shipped Go plugins need.
+type Shape struct {
+	Functions      int `toml:"functions"`        // defined functions (50,000)
+	LocalsTotal    int `toml:"locals_total"`     // locals of all function bodies (500,000)
+	BodyKB         int `toml:"body_kb"`          // the largest function body (2,048 KB)
+	Nesting        int `toml:"nesting"`          // blocks, loops and ifs nested in one body (2,500)
+	BrTableTargets int `toml:"br_table_targets"` // targets of all br_table instructions (500,000)
+	Globals        int `toml:"globals"`          // defined globals (10,000)
+	DataSegments   int `toml:"data_segments"`    // (200,000)
+	ElemSegments   int `toml:"elem_segments"`    // (10,000)
+	Exports        int `toml:"exports"`          // (10,000)
 }
 
 // Server configures mdsa serve.

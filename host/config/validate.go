@@ -63,6 +63,15 @@ func (c *Config) validate(data []byte) error {
 		{c.Plugins.CompileMemoryMB, 0, 1 << 20, []string{"plugins", "compile_memory_mb"}},
 		{c.Plugins.TotalMemoryMB, 0, 1 << 24, []string{"plugins", "total_memory_mb"}},
 		{c.Plugins.StackKB, 0, 1 << 16, []string{"plugins", "stack_kb"}},
+		{c.Plugins.Shape.Functions, 0, 10_000_000, []string{"plugins", "shape", "functions"}},
+		{c.Plugins.Shape.LocalsTotal, 0, 100_000_000, []string{"plugins", "shape", "locals_total"}},
+		{c.Plugins.Shape.BodyKB, 0, 1 << 20, []string{"plugins", "shape", "body_kb"}},
+		{c.Plugins.Shape.Nesting, 0, 1_000_000, []string{"plugins", "shape", "nesting"}},
+		{c.Plugins.Shape.BrTableTargets, 0, 100_000_000, []string{"plugins", "shape", "br_table_targets"}},
+		{c.Plugins.Shape.Globals, 0, 10_000_000, []string{"plugins", "shape", "globals"}},
+		{c.Plugins.Shape.DataSegments, 0, 100_000_000, []string{"plugins", "shape", "data_segments"}},
+		{c.Plugins.Shape.ElemSegments, 0, 10_000_000, []string{"plugins", "shape", "elem_segments"}},
+		{c.Plugins.Shape.Exports, 0, 10_000_000, []string{"plugins", "shape", "exports"}},
 	}
 	for _, f := range ints {
 		if f.v < f.min || f.v > f.max {

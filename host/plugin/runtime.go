@@ -234,6 +234,8 @@ type Options struct {
 	// doubling, outside every memory budget. Default
 	// instrument.DefaultStackBytes (1 MiB).
 	MaxStackBytes int
+	// Shape bounds each module's static shape (plugins.shape).
+	Shape ShapeBudget
 }
 
 // Runtime loads and runs plugins. It is safe for concurrent use.
@@ -248,7 +250,8 @@ type Runtime struct {
 
 	interpreter bool
 	mem         *memoryBudget
-	stackBytes  int // Options.MaxStackBytes
+	stackBytes  int         // Options.MaxStackBytes
+	shape       ShapeBudget // Options.Shape
 
 	// Child compiles (see Options.CompileCommand); compileCmd is nil when
 	// modules compile in this process.
@@ -334,6 +337,7 @@ func NewRuntime(ctx context.Context, opts Options) (*Runtime, error) {
 		plugins:     make(map[*Plugin]struct{}),
 		mem:         newMemoryBudget(cmp.Or(opts.MaxTotalMemoryBytes, DefaultMaxTotalMemoryBytes)),
 		stackBytes:  cmp.Or(opts.MaxStackBytes, instrument.DefaultStackBytes),
+		shape:       opts.Shape,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -737,7 +741,7 @@ func (r *Runtime) compileModule(ctx context.Context, pages uint32, wasm []byte) 
 // sandbox is how the runtime compiles a module whose memory is capped at
 // pages.
 func (r *Runtime) sandbox(pages uint32) Sandbox {
-	return Sandbox{MaxMemoryBytes: uint64(pages) * wasmPageSize, StackBytes: r.stackBytes, Cache: r.cache,
+	return Sandbox{MaxMemoryBytes: uint64(pages) * wasmPageSize, StackBytes: r.stackBytes, Shape: r.shape, Cache: r.cache,
 		Interpreter: r.interpreter, Workers: r.workers, HostFunctions: r.hostFns}
 }
 

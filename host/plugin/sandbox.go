@@ -33,6 +33,9 @@ type Sandbox struct {
 	// StackBytes bounds a call's wasm stack (see Options.MaxStackBytes).
 	// Default instrument.DefaultStackBytes.
 	StackBytes int
+	// Shape bounds the module's static shape; zero fields keep the
+	// defaults.
+	Shape ShapeBudget
 	// Timeout, when set, stops every call after that long (Extism's own
 	// timer): for tests, where a hang must fail rather than block.
 	Timeout time.Duration
@@ -67,7 +70,12 @@ func (s Sandbox) Compile(ctx context.Context, wasm []byte) (*extism.CompiledPlug
 
 // rewrite applies the instrumenter.
 func (s Sandbox) rewrite(wasm []byte) ([]byte, error) {
-	out, _, err := instrument.Rewrite(wasm, 0, instrument.Budget{StackBytes: s.StackBytes})
+	b := s.Shape
+	out, _, err := instrument.Rewrite(wasm, 0, instrument.Budget{
+		Functions: b.Functions, LocalsTotal: b.LocalsTotal, BodyBytes: b.BodyBytes, Nesting: b.Nesting,
+		BrTableTargets: b.BrTableTargets, Globals: b.Globals, DataSegments: b.DataSegments,
+		ElemSegments: b.ElemSegments, Exports: b.Exports, StackBytes: s.StackBytes,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("compile: adding yield points: %w", err)
 	}
@@ -143,4 +151,17 @@ func defaultInstrumentImports() []extism.HostFunction {
 	}, nil, nil)
 	stack.SetNamespace(instrument.ImportModule)
 	return append(kernelGuards(false), yield, stack)
+}
+
+// ShapeBudget bounds a module's static shape, read before any compiler sees
+// it: a small module can make a compiler spend gigabytes and minutes
+// (thousands of functions with tens of thousands of locals, deep nesting, a
+// huge br_table). A module over any bound is refused with an error naming
+// it. Zero fields keep the defaults, at least four times what the shipped Go
+// plugins need: 50,000 functions, 500,000 locals in all bodies, a 2 MiB
+// body, nesting 2,500, 500,000 br_table targets, 10,000 globals, 200,000
+// data segments, 10,000 element segments, 10,000 exports.
+type ShapeBudget struct {
+	Functions, LocalsTotal, BodyBytes, Nesting, BrTableTargets int
+	Globals, DataSegments, ElemSegments, Exports               int
 }
