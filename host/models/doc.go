@@ -24,9 +24,10 @@
 //
 // # Registry
 //
-// A Registry knows models by name (Register, or SpecsFromConfig for the
-// mdsa.toml catalog) and loads them on demand with an injectable LoadFunc
-// (LlamaLoader for llama.cpp; tests use fakes). Get returns a *Lease;
+// A Registry knows models by name (Register) and loads them on demand with
+// an injectable LoadFunc: the registry knows no engine and no config file
+// (the host's LoadFunc opens llama.cpp; tests use fakes; see the example).
+// Get returns a *Lease;
 // Release gives it back. The design:
 //
 //   - Every model is in one state: unloaded, loading, ready or unloading.

@@ -59,7 +59,8 @@ type Options struct {
 	// idle past KeepAlive; 0 means KeepAlive/4, at most a minute. Unused
 	// when KeepAlive is 0.
 	SweepInterval time.Duration
-	// Load loads a model; LlamaLoader makes one for llama.cpp.
+	// Load loads a model (for llama.cpp: llamacpp.Open with the spec's
+	// path, its error wrapped by OutOfMemory).
 	Load LoadFunc
 	// Estimate returns a model's memory need. nil means FileEstimator with
 	// default options (the GGUF header of Spec.Path). It is called once per
@@ -163,7 +164,7 @@ type counters struct {
 // Close stops it.
 func New(opts Options) (*Registry, error) {
 	if opts.Load == nil {
-		return nil, errors.New("models: New: Options.Load is required (LlamaLoader makes one for llama.cpp)")
+		return nil, errors.New("models: New: Options.Load is required (a LoadFunc that opens a model, e.g. with llamacpp.Open)")
 	}
 	if opts.Budget < 0 || opts.MaxLoaded < 0 || opts.KeepAlive < 0 || opts.SweepInterval < 0 {
 		return nil, fmt.Errorf("models: New: negative option (Budget %d, MaxLoaded %d, KeepAlive %v, SweepInterval %v)",
