@@ -50,20 +50,14 @@ type Sandbox struct {
 	// HostFunctions are the host functions the module may import: MDSA's
 	// (abi.HostModule) and any other.
 	HostFunctions []extism.HostFunction
-	// Raw compiles the module as it is, without the rewrite: only for
-	// measuring what the rewrite costs.
-	Raw bool
 }
 
-// Compile rewrites wasm (unless Raw) and compiles it. A module the
-// rewriter refuses (malformed, or over a shape budget) fails with the
-// rewriter's error.
+// Compile rewrites wasm and compiles it. A module the rewriter refuses
+// (malformed, or over a shape budget) fails with the rewriter's error.
 func (s Sandbox) Compile(ctx context.Context, wasm []byte) (*extism.CompiledPlugin, error) {
-	if !s.Raw {
-		var err error
-		if wasm, err = s.rewrite(wasm); err != nil {
-			return nil, err
-		}
+	wasm, err := s.rewrite(wasm)
+	if err != nil {
+		return nil, err
 	}
 	return s.compileRewritten(ctx, wasm)
 }
@@ -82,8 +76,7 @@ func (s Sandbox) rewrite(wasm []byte) ([]byte, error) {
 	return out, nil
 }
 
-// compileRewritten compiles a module the instrumenter has rewritten (or a
-// Raw one).
+// compileRewritten compiles a module the instrumenter has rewritten.
 func (s Sandbox) compileRewritten(ctx context.Context, wasm []byte) (*extism.CompiledPlugin, error) {
 	maxMem := s.MaxMemoryBytes
 	if maxMem == 0 {

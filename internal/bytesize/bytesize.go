@@ -13,12 +13,9 @@ func Format(n int64) string {
 	if n < unit && n > -unit {
 		return fmt.Sprintf("%d B", n)
 	}
-	f := float64(n)
-	for _, u := range []string{"KiB", "MiB", "GiB", "TiB", "PiB"} {
+	f, i := float64(n)/unit, 0
+	for ; math.Abs(f) >= unit && i < 4; i++ {
 		f /= unit
-		if math.Abs(f) < unit || u == "PiB" {
-			return fmt.Sprintf("%.1f %s", f, u)
-		}
 	}
-	return fmt.Sprintf("%d B", n) // not reached
+	return fmt.Sprintf("%.1f %ciB", f, "KMGTP"[i])
 }

@@ -105,13 +105,13 @@ var vecKinds = func() (t [256]uint8) {
 // The caller has opened the block that wraps the body (see stack.go): body
 // turns return into a branch to it, puts the stack decrement before tail
 // calls and after the wrapper's end, and follows the operand stack height
-// in m.h. It returns where the decrements' frame estimates are, to be
+// in m.h; m.leaves gets where the decrements' frame estimates are, to be
 // patched.
-func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
+func (m *module) body(b []byte, p, end int, out []byte) ([]byte, error) {
 	last := p
 	depth := 0 // open blocks, loops and ifs
 	closed := false
-	leaves := m.leaves[:0] // reused from body to body
+	m.leaves = m.leaves[:0] // the decrements' positions (stackLeave)
 	var err error
 	h := &m.h
 	for p < end {
@@ -137,15 +137,12 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
 			h.end()
 			if depth == 0 {
 				if p != end {
-					return nil, nil, &Error{Offset: p, Msg: "bytes after the end of the function body"}
+					return nil, &Error{Offset: p, Msg: "bytes after the end of the function body"}
 				}
 				closed = true
 				// End the wrapper, leave, end the function.
 				out = append(out, b[last:p]...)
-				var at5 int
-				out, at5 = m.stackLeave(out)
-				leaves = append(leaves, at5)
-				out = append(out, 0x0b)
+				out = append(m.stackLeave(out), 0x0b)
 				last = p
 			}
 			depth--
@@ -174,7 +171,7 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
 			if depth++; depth > m.shape.Nesting {
 				m.shape.Nesting = depth
 				if err := over("nesting of blocks in one function", depth, m.budget.Nesting); err != nil {
-					return nil, nil, err
+					return nil, err
 				}
 			}
 			var params, results int
@@ -190,7 +187,7 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
 			var v uint32
 			if v, p, err = u32At(b, p, end, at); err == nil && v >= m.counter {
 				// The countdown global would make the reference valid.
-				return nil, nil, &Error{Offset: at, Msg: fmt.Sprintf("global index %d out of range", v)}
+				return nil, &Error{Offset: at, Msg: fmt.Sprintf("global index %d out of range", v)}
 			}
 			h.op(opEffects[op])
 		case kFunc:
@@ -198,18 +195,16 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
 			var q int
 			if v, q, err = u32At(b, p, end, at); err == nil {
 				if uint64(v) >= m.numFuncsT {
-					return nil, nil, &Error{Offset: at, Msg: fmt.Sprintf("function index %d out of range", v)}
+					return nil, &Error{Offset: at, Msg: fmt.Sprintf("function index %d out of range", v)}
 				}
 				if op == 0x12 { // return_call: leave first
 					out = append(out, b[last:at]...)
-					var at5 int
-					out, at5 = m.stackLeave(out)
-					leaves = append(leaves, at5)
+					out = m.stackLeave(out)
 					last = at
 				}
 				if m.nAdd > 0 && v >= m.shiftFrom {
 					if v > math.MaxUint32-m.nAdd {
-						return nil, nil, &Error{Offset: at, Msg: fmt.Sprintf("function index %d cannot be shifted", v)}
+						return nil, &Error{Offset: at, Msg: fmt.Sprintf("function index %d cannot be shifted", v)}
 					}
 					out = append(out, b[last:p]...)
 					out = appendU32(out, v+m.nAdd)
@@ -219,9 +214,7 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
 				switch op {
 				case 0x10: // call
 					s := m.sigs[m.funcTypes[v]]
-					h.op(effect{})
-					h.h = max(h.frames[len(h.frames)-1].base, h.h-int(s.params)) + int(s.results)
-					h.max = max(h.max, h.h)
+					h.apply(int(s.params), int(s.results))
 				case 0x12:
 					h.unreachable()
 				default: // ref.func
@@ -234,20 +227,17 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
 				p, err = skipU32(b, p, end, at)
 			}
 			if err == nil && t >= m.numTypes {
-				return nil, nil, &Error{Offset: at, Msg: fmt.Sprintf("type index %d out of range", t)}
+				return nil, &Error{Offset: at, Msg: fmt.Sprintf("type index %d out of range", t)}
 			}
 			if err == nil {
 				if op == 0x13 { // return_call_indirect: leave first
 					out = append(out, b[last:at]...)
-					var at5 int
-					out, at5 = m.stackLeave(out)
-					leaves = append(leaves, at5)
+					out = m.stackLeave(out)
 					last = at
 					h.unreachable()
 				} else {
 					s := m.sigs[t]
-					h.h = max(h.frames[len(h.frames)-1].base, h.h-1-int(s.params)) + int(s.results)
-					h.max = max(h.max, h.h)
+					h.apply(1+int(s.params), int(s.results))
 				}
 			}
 		case kI64:
@@ -263,11 +253,11 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
 			var n uint32
 			if n, p, err = u32At(b, p, end, at); err == nil {
 				if int64(n) > int64(end-p) {
-					return nil, nil, &Error{Offset: at, Msg: "br_table label count runs past the end of the body"}
+					return nil, &Error{Offset: at, Msg: "br_table label count runs past the end of the body"}
 				}
 				m.shape.BrTableTargets += int(n) + 1
 				if err := over("br_table targets", m.shape.BrTableTargets, m.budget.BrTableTargets); err != nil {
-					return nil, nil, err
+					return nil, err
 				}
 				for i := uint32(0); i <= n && err == nil; i++ { // n labels and the default
 					p, err = skipU32(b, p, end, at)
@@ -278,7 +268,7 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
 			var n uint32
 			if n, p, err = u32At(b, p, end, at); err == nil {
 				if int64(n) > int64(end-p) {
-					return nil, nil, &Error{Offset: at, Msg: "select type count runs past the end of the body"}
+					return nil, &Error{Offset: at, Msg: "select type count runs past the end of the body"}
 				}
 				r := reader{b: b, pos: p, end: end}
 				for i := uint32(0); i < n && err == nil; i++ {
@@ -308,17 +298,16 @@ func (m *module) body(b []byte, p, end int, out []byte) ([]byte, []int, error) {
 				h.op(atomicEffect(b[at+1]))
 			}
 		default:
-			return nil, nil, &Error{Offset: at, Msg: fmt.Sprintf("unsupported opcode 0x%02x%s", op, opName(op))}
+			return nil, &Error{Offset: at, Msg: fmt.Sprintf("unsupported opcode 0x%02x%s", op, opName(op))}
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if !closed {
-		return nil, nil, &Error{Offset: end, Msg: "function body ends inside a block (missing end)"}
+		return nil, &Error{Offset: end, Msg: "function body ends inside a block (missing end)"}
 	}
-	m.leaves = leaves
-	return append(out, b[last:end]...), leaves, nil
+	return append(out, b[last:end]...), nil
 }
 
 // blockSig reads a block type at b[p:end] and returns the block's parameter

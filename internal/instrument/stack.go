@@ -1,7 +1,6 @@
 package instrument
 
 import (
-	"bytes"
 	"math"
 )
 
@@ -51,30 +50,20 @@ func (m *module) addType(results []byte) (uint32, error) {
 	if len(results) == 0 {
 		enc = append(enc, 0)
 	}
-	for i, at := uint32(0), 0; i < m.numNew; i++ {
-		n := typeLen(m.newTypes[at:])
-		if bytes.Equal(m.newTypes[at:at+n], enc) {
-			return m.numTypes + i, nil
-		}
-		at += n
+	if i, ok := m.added[string(enc)]; ok {
+		return i, nil
 	}
 	if uint64(m.numTypes)+uint64(m.numNew) >= math.MaxUint32 {
 		return 0, &Error{Msg: "too many types to add one"}
 	}
+	idx := m.numTypes + m.numNew
+	if m.added == nil {
+		m.added = make(map[string]uint32)
+	}
+	m.added[string(enc)] = idx
 	m.newTypes = append(m.newTypes, enc...)
 	m.numNew++
-	return m.numTypes + m.numNew - 1, nil
-}
-
-// typeLen is the length of the first of the encoded types b (as addType
-// writes them: no parameters).
-func typeLen(b []byte) int {
-	r := reader{b: b, pos: 2, end: len(b)}
-	n, _ := r.u32("")
-	for i := uint32(0); i < n; i++ {
-		_ = r.valType("")
-	}
-	return r.pos
+	return idx, nil
 }
 
 // blockTypes picks, for the type of every defined function, the block type
@@ -83,6 +72,7 @@ func typeLen(b []byte) int {
 // type () -> results, which is found among the module's types or added.
 func (m *module) blockTypes() error {
 	m.blockType = make(map[uint32][]byte)
+	var noParams map[string]int64 // results encoding -> type index
 	for _, t := range m.funcTypes[m.numFuncImps:] {
 		if _, ok := m.blockType[t]; ok {
 			continue
@@ -97,13 +87,21 @@ func (m *module) blockTypes() error {
 		case s.params == 0:
 			m.blockType[t] = appendS64(nil, int64(t))
 		default:
-			idx := int64(-1)
-			for j, o := range m.sigs {
-				if o.params == 0 && o.results == s.results && bytes.Equal(m.b[o.resAt:o.resEnd], res) {
-					idx = int64(j)
-					break
+			// A type of the module with these results and no parameters,
+			// found through a map built once: a hostile module may have
+			// tens of thousands of types and functions.
+			if noParams == nil {
+				noParams = make(map[string]int64)
+				for j, o := range m.sigs {
+					if o.params != 0 || o.results < 2 {
+						continue
+					}
+					if k := string(m.b[o.resAt:o.resEnd]); noParams[k] == 0 {
+						noParams[k] = int64(j) + 1 // 0: none
+					}
 				}
 			}
+			idx := noParams[string(res)] - 1
 			if idx < 0 {
 				enc := appendU32(nil, s.results)
 				added, err := m.addType(append(enc, res...))
@@ -168,14 +166,15 @@ func (m *module) stackEnter(out []byte) ([]byte, int) {
 }
 
 // stackLeave appends the depth decrement, with a placeholder for the
-// frame's estimate; it returns where the estimate's five bytes are.
-func (m *module) stackLeave(out []byte) ([]byte, int) {
+// frame's estimate whose position it records in m.leaves, to be patched
+// once the body has been read.
+func (m *module) stackLeave(out []byte) []byte {
 	out = append(out, 0x23) // global.get $d
 	out = appendU32(out, m.depth)
 	out = appendConst5(out, 0)
-	at := len(out) - 5
+	m.leaves = append(m.leaves, len(out)-5)
 	out = append(out, 0x6b, 0x24) // i32.sub; global.set $d
-	return appendU32(out, m.depth), at
+	return appendU32(out, m.depth)
 }
 
 // effect is an instruction's pops and pushes of operand stack values.
@@ -295,8 +294,11 @@ func (t *heights) reset(results int) {
 	t.frames = append(t.frames[:0], hframe{results: results})
 }
 
-func (t *heights) op(e effect) {
-	t.h = max(t.frames[len(t.frames)-1].base, t.h-int(e.pop)) + int(e.push)
+func (t *heights) op(e effect) { t.apply(int(e.pop), int(e.push)) }
+
+// apply pops pop values (not below the innermost block) and pushes push.
+func (t *heights) apply(pop, push int) {
+	t.h = max(t.frames[len(t.frames)-1].base, t.h-pop) + push
 	t.max = max(t.max, t.h)
 }
 
@@ -307,7 +309,7 @@ func (t *heights) unreachable() { t.h = t.frames[len(t.frames)-1].base }
 // enter opens a block, loop or if (cond: pop the condition first).
 func (t *heights) enter(params, results int, cond bool) {
 	if cond {
-		t.op(effect{1, 0})
+		t.apply(1, 0)
 	}
 	base := max(t.frames[len(t.frames)-1].base, t.h-params)
 	t.frames = append(t.frames, hframe{base: base, params: params, results: results})

@@ -217,3 +217,29 @@ func TestStackMultiValueWrapper(t *testing.T) {
 		})
 	}
 }
+
+// The wrapper of a function with parameters and several results reuses
+// the module's own () -> results type when it has one.
+func TestStackMultiValueWrapperReusesType(t *testing.T) {
+	i32 := byte(0x7f)
+	code := []byte{0, 0x20, 0x00, 0x20, 0x00, 0x0b} // no locals; local.get 0; local.get 0
+	wasm := wasmModule(
+		sec(secType, vector(
+			cat([]byte{0x60}, vector([]byte{i32}), vector([]byte{i32}, []byte{i32})),
+			cat([]byte{0x60}, vector(), vector([]byte{i32}, []byte{i32})),
+		)),
+		sec(secFunction, vector([]byte{0})),
+		sec(secExport, vector(cat(str("f"), []byte{0, 0}))),
+		sec(secCode, vector(cat(uleb(uint64(len(code))), code))),
+	)
+	out := rewriteStack(t, wasm, 0)
+	// One type added: the imports' () -> (); the wrapper's is type 1.
+	if a, b := sectionCount(t, wasm, secType), sectionCount(t, out, secType); b != a+1 {
+		t.Errorf("type count %d -> %d, want the () -> (i32, i32) type reused", a, b)
+	}
+	rt, _ := newRuntime(t, false, api.CoreFeaturesV2)
+	res, err := instantiate(t, rt, out).ExportedFunction("f").Call(context.Background(), 9)
+	if err != nil || res[0] != 9 || res[1] != 9 {
+		t.Fatalf("f(9) = %v, %v", res, err)
+	}
+}

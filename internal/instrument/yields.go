@@ -153,6 +153,7 @@ type module struct {
 	// Decisions.
 	newTypes  []byte            // encoded function types appended to the type section
 	numNew    uint32            // how many
+	added     map[string]uint32 // their indices, by encoding
 	blockType map[uint32][]byte // the wrapper block type of functions of each type index
 	addYield  bool              // append the yield import
 	addStack  bool              // append the stack import
@@ -189,7 +190,7 @@ type module struct {
 
 	h      heights // the operand stack of the body being rewritten
 	frames []int32 // each body's frame estimate, in stack units
-	leaves []int   // body's buffer of decrement positions
+	leaves []int   // where the current body's decrements hold its frame estimate
 
 	budget Budget
 	shape  Shape
@@ -1227,8 +1228,7 @@ func (m *module) code(w *rewriter, interval uint32) error {
 		out = append(out, m.prologue...)
 		out = append(append(out, 0x02), m.blockType[t]...) // the wrapper block
 		m.h.reset(int(m.sigs[t].results))
-		var leaves []int
-		out, leaves, err = m.body(w.b, r.pos, end, out)
+		out, err = m.body(w.b, r.pos, end, out)
 		if err != nil {
 			return annotate(err, fmt.Sprintf("function body %d", i))
 		}
@@ -1238,7 +1238,7 @@ func (m *module) code(w *rewriter, interval uint32) error {
 		frame := int32(min(2+uint64(m.sigs[t].params)+locals+uint64(m.h.max), maxStackUnits))
 		putConst5(out[enter:], frame)
 		m.frames = append(m.frames, frame)
-		for _, at := range leaves {
+		for _, at := range m.leaves {
 			putConst5(out[at:], frame)
 		}
 		if w.out, err = finish(out, mark, at, "function body"); err != nil {

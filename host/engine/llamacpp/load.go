@@ -61,20 +61,22 @@ func (w *loadWatch) pause() {
 // /proc does not tell.
 func newLoadWatch() *loadWatch {
 	w := &loadWatch{stat: "/proc/stat", self: "/proc/self/stat"}
-	if w.hostCPUs = hostCPUs(w.stat); w.hostCPUs == 0 {
+	st, err := os.ReadFile(w.stat)
+	if err != nil {
 		return &loadWatch{}
 	}
-	if w.last = w.sample(); !w.last.valid {
+	if w.hostCPUs = hostCPUs(st); w.hostCPUs == 0 {
+		return &loadWatch{}
+	}
+	if w.last = w.sampleFrom(st); !w.last.valid {
 		return &loadWatch{}
 	}
 	// Until the first window ends, go by the tasks runnable right now
 	// (/proc/stat's procs_running, less the one reading it): the engine's
 	// own threads do not run yet, and a reply on a small model may be over
 	// before the first window.
-	if st, err := os.ReadFile(w.stat); err == nil {
-		if n, ok := parseProcsRunning(st); ok {
-			w.observe(float64(min(max(n-1, 0), w.hostCPUs)))
-		}
+	if n, ok := parseProcsRunning(st); ok {
+		w.observe(float64(min(max(n-1, 0), w.hostCPUs)))
 	}
 	w.next = time.Now().Add(loadFirstSample) // the model's load is the first window
 	return w
@@ -124,6 +126,11 @@ func (w *loadWatch) sample() cpuSample {
 	if err != nil {
 		return cpuSample{}
 	}
+	return w.sampleFrom(st)
+}
+
+// sampleFrom is sample with /proc/stat already read into st.
+func (w *loadWatch) sampleFrom(st []byte) cpuSample {
 	total, busy, ok := parseProcStat(st)
 	if !ok {
 		return cpuSample{}
@@ -208,13 +215,9 @@ func parseSelfTicks(b []byte) (uint64, bool) {
 	return u + s, true
 }
 
-// hostCPUs counts the "cpuN" lines of /proc/stat: the host's online CPUs,
-// which its counters cover. 0 when unknown.
-func hostCPUs(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
+// hostCPUs counts the "cpuN" lines of /proc/stat (its content b): the
+// host's online CPUs, which its counters cover. 0 when unknown.
+func hostCPUs(b []byte) int {
 	n := 0
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		if len(line) > 3 && bytes.HasPrefix(line, []byte("cpu")) && line[3] >= '0' && line[3] <= '9' {

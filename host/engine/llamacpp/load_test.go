@@ -31,10 +31,12 @@ func TestParseProcFiles(t *testing.T) {
 	dir := t.TempDir()
 	stat := filepath.Join(dir, "stat")
 	os.WriteFile(stat, []byte("cpu  1 2 3 4\ncpu0 1 1 1 1\ncpu1 0 1 2 3\ncpufreq x\nintr 5\n"), 0o644)
-	if n := hostCPUs(stat); n != 2 {
+	b, _ := os.ReadFile(stat)
+	if n := hostCPUs(b); n != 2 {
 		t.Fatalf("hostCPUs = %d, want 2", n)
 	}
-	if n := hostCPUs(filepath.Join(dir, "none")); n != 0 {
+	b, _ = os.ReadFile(filepath.Join(dir, "none"))
+	if n := hostCPUs(b); n != 0 {
 		t.Fatalf("hostCPUs of a missing file = %d", n)
 	}
 	if n, ok := parseProcsRunning([]byte("cpu  1 2 3 4\nctxt 99\nprocs_running 3\nprocs_blocked 0\n")); !ok || n != 3 {
