@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
 
@@ -522,10 +523,14 @@ func (e *Engine) promptTokens(req engine.Request) ([]llama.Token, error) {
 // normalise, and are left to tokenize.
 const lengthSlack = 2
 
-// checkLength returns a ContextLengthError, without tokenizing, for a
-// request whose text alone must exceed the context. The vocabulary is
-// scanned for its longest piece once, the first time a request's text is
-// long enough for the bound to matter.
+// checkLength returns a ContextLengthError, without tokenizing all of it,
+// for a request whose text must exceed the context. A text of more than
+// 16 bytes per context token is first held to the bytes bound above (the
+// vocabulary is scanned for its longest piece once, the first time a text
+// is that long); when that does not settle it, the text is tokenized a
+// piece at a time, and refused as soon as its pieces reach twice the
+// context (the slack covers tokens merged across a cut), so the refusal
+// costs the tokens of twice the context, not those of the whole body.
 func (e *Engine) checkLength(req engine.Request) error {
 	n := len(req.Prompt)
 	for _, m := range req.Messages {
@@ -540,14 +545,64 @@ func (e *Engine) checkLength(req engine.Request) error {
 			e.maxPiece = longestPiece(e.vocab)
 		}
 	})
-	if e.maxPiece <= 0 {
-		return nil
+	if e.maxPiece > 0 {
+		if least := n / (lengthSlack * e.maxPiece); least >= ctx {
+			return tooLong(least, ctx)
+		}
 	}
-	if least := n / (lengthSlack * e.maxPiece); least >= ctx {
-		return fmt.Errorf("llamacpp: %w (raise Options.ContextSize or shorten the prompt)",
-			&engine.ContextLengthError{What: "prompt", Tokens: least, Context: ctx, AtLeast: true})
+	limit := lengthSlack * ctx
+	counted := 0
+	if req.Prompt != "" {
+		counted = e.countUpTo(req.Prompt, true, limit)
+	}
+	for _, m := range req.Messages {
+		if counted >= limit {
+			break
+		}
+		counted += e.countUpTo(m.Content, false, limit-counted)
+	}
+	if counted >= limit {
+		return tooLong(counted/lengthSlack, ctx)
 	}
 	return nil
+}
+
+// tooLong is checkLength's error: a prompt of at least tokens tokens.
+func tooLong(tokens, ctx int) error {
+	return fmt.Errorf("llamacpp: %w (raise Options.ContextSize or shorten the prompt)",
+		&engine.ContextLengthError{What: "prompt", Tokens: tokens, Context: ctx, AtLeast: true})
+}
+
+// lengthPiece is how many bytes countUpTo tokenizes at a time.
+const lengthPiece = 8 << 10
+
+// countUpTo counts text's tokens a piece of about lengthPiece bytes at a
+// time, each cut before an ASCII space where the piece has one (else at a
+// UTF-8 boundary), and stops once the count reaches limit.
+func (e *Engine) countUpTo(text string, parseSpecial bool, limit int) int {
+	if strings.IndexByte(text, 0) >= 0 {
+		return 0 // refused by tokenize, which names it
+	}
+	count := 0
+	for text != "" && count < limit {
+		cut := len(text)
+		if cut > lengthPiece {
+			cut = lengthPiece
+			if sp := strings.LastIndexByte(text[:cut], ' '); sp > 0 {
+				cut = sp
+			} else {
+				for cut > 0 && !utf8.RuneStart(text[cut]) {
+					cut--
+				}
+				if cut == 0 {
+					cut = lengthPiece
+				}
+			}
+		}
+		count += len(llama.Tokenize(e.vocab, text[:cut], false, parseSpecial))
+		text = text[cut:]
+	}
+	return count
 }
 
 // longestPiece is the length in bytes of the vocabulary's longest token

@@ -652,4 +652,21 @@ func TestContextLengthBound(t *testing.T) {
 		t.Fatalf("a prompt just past the context: %v (%+v)", err, cle)
 	}
 	t.Logf("longest piece %d bytes; %v", piece, err)
+
+	// Past 16 bytes per context token but within the bytes bound: counted
+	// a piece at a time, refused once the pieces reach twice the context.
+	words := strings.Repeat("many words here ", (512*lengthSlack*piece-1)/16)
+	if len(words) <= 512*8*lengthSlack {
+		t.Skipf("the longest piece (%d bytes) leaves no room between the bounds", piece)
+	}
+	cle = nil
+	_, err = e.Generate(ctx, engine.Request{Messages: []engine.Message{{Role: "user", Content: words}}, Params: engine.Params{MaxTokens: 2}}, nil)
+	if !errors.As(err, &cle) || !cle.AtLeast || cle.Tokens < 512 {
+		t.Fatalf("%d bytes of words: %v (%+v)", len(words), err, cle)
+	}
+	// Each cut may add a token (a space prefix) or merge one away.
+	whole, pieces := len(llama.Tokenize(e.vocab, words, false, false)), len(words)/lengthPiece+1
+	if n := e.countUpTo(words, false, 1<<30); n < whole-pieces || n > whole+pieces {
+		t.Errorf("counted by pieces: %d tokens, whole: %d", n, whole)
+	}
 }
