@@ -124,6 +124,10 @@ type hostileResult struct {
 	QuietNoisyP50MS float64 `json:"quiet_noisy_p50_ms"`
 	QuietNoisyP99MS float64 `json:"quiet_noisy_p99_ms"`
 	QuietErrors     int     `json:"quiet_errors"`
+	// The router's own time for the quiet tenant's /v1/route requests
+	// (its latency_us), without and with this class's traffic.
+	QuietRouteP50US      float64 `json:"quiet_route_p50_us"`
+	QuietNoisyRouteP50US float64 `json:"quiet_noisy_route_p50_us"`
 }
 
 // hostileReport is what mdsa bench hostile prints.
@@ -319,6 +323,7 @@ type hostileBench struct {
 // quietOutcome is the quiet tenant's traffic during one phase.
 type quietOutcome struct {
 	lat    []time.Duration
+	route  []time.Duration // the router's own time, as /v1/route reports it
 	errors int
 }
 
@@ -335,12 +340,18 @@ func (b *hostileBench) quiet(ctx context.Context, d time.Duration) quietOutcome 
 			path, body = "/v1/query", query
 		}
 		t0 := time.Now()
-		code, _, err := b.do(ctx, http.MethodPost, path, b.keys.quiet, body)
+		code, answer, err := b.do(ctx, http.MethodPost, path, b.keys.quiet, body)
 		if err != nil || code != http.StatusOK {
 			out.errors++
 			continue
 		}
 		out.lat = append(out.lat, time.Since(t0))
+		var routed struct {
+			LatencyUS float64 `json:"latency_us"`
+		}
+		if path == "/v1/route" && json.Unmarshal(answer, &routed) == nil {
+			out.route = append(out.route, time.Duration(routed.LatencyUS*float64(time.Microsecond)))
+		}
 	}
 	return out
 }
@@ -485,6 +496,10 @@ func (b *hostileBench) run(ctx context.Context, c hostileClass, d time.Duration,
 	if len(noisy.lat) > 0 {
 		res.QuietNoisyP50MS, res.QuietNoisyP99MS = ms(stats.Percentile(noisy.lat, 0.5)), ms(stats.Percentile(noisy.lat, 0.99))
 	}
+	if len(base.route) > 0 && len(noisy.route) > 0 {
+		res.QuietRouteP50US = us(stats.Percentile(base.route, 0.5))
+		res.QuietNoisyRouteP50US = us(stats.Percentile(noisy.route, 0.5))
+	}
 	res.QuietErrors = base.errors + noisy.errors
 	return res
 }
@@ -543,13 +558,14 @@ func processRSSBytes() uint64 {
 
 func mb(b uint64) float64        { return float64(b) / (1 << 20) }
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
 
 // printHostile writes the report as a table.
 func printHostile(w io.Writer, rep hostileReport) {
 	fmt.Fprintf(w, "mdsa bench hostile: %d cores, %v per phase, %d hostile clients; plugins.timeout %s, memory_mb %d\n\n",
 		rep.Cores, time.Duration(rep.DurationSec*float64(time.Second)), rep.Clients, rep.Timeout, rep.MemoryMB)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "class\trequests\tanswered\tfail p50/max ms\tCPU s/req\ttokens/req\tRSS base/peak/after MB\tquiet p50 ms\tquiet p99 ms\tp99 ratio")
+	fmt.Fprintln(tw, "class\trequests\tanswered\tfail p50/max ms\tCPU s/req\ttokens/req\tRSS base/peak/after MB\tquiet p50 ms\tquiet p99 ms\tp99 ratio\troute p50 us")
 	for _, r := range rep.Results {
 		var answered []string
 		for _, s := range sortedKeys(r.Statuses) {
@@ -559,9 +575,10 @@ func printHostile(w io.Writer, rep hostileReport) {
 		if r.QuietP99MS > 0 {
 			ratio = r.QuietNoisyP99MS / r.QuietP99MS
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f/%.1f\t%.3f\t%.0f\t%.0f/%.0f/%.0f\t%.2f -> %.2f\t%.2f -> %.2f\t%.2f\n",
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f/%.1f\t%.3f\t%.0f\t%.0f/%.0f/%.0f\t%.2f -> %.2f\t%.2f -> %.2f\t%.2f\t%.0f -> %.0f\n",
 			r.Class, r.Requests, strings.Join(answered, ", "), r.FailP50MS, r.FailMaxMS, r.CPUPerRequest, r.TokensPerRequest,
-			r.RSSBaseMB, r.RSSPeakMB, r.RSSAfterMB, r.QuietP50MS, r.QuietNoisyP50MS, r.QuietP99MS, r.QuietNoisyP99MS, ratio)
+			r.RSSBaseMB, r.RSSPeakMB, r.RSSAfterMB, r.QuietP50MS, r.QuietNoisyP50MS, r.QuietP99MS, r.QuietNoisyP99MS, ratio,
+			r.QuietRouteP50US, r.QuietNoisyRouteP50US)
 	}
 	tw.Flush()
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mdsa-go/mdsa/internal/lowprio"
 	"github.com/mdsa-go/mdsa/internal/procfs"
 	"github.com/mdsa-go/mdsa/internal/textcap"
 )
@@ -70,7 +71,7 @@ const maxChildReport = 4 << 10
 // CompileChildArg); the parent enforces the limits.
 func ServeCompileChild(ctx context.Context, stdin io.Reader, stdout io.Writer) int {
 	// Serving comes first: a compile competes for the CPU at nice 10.
-	lowerPriority()
+	lowprio.Process()
 	in := bufio.NewReader(stdin)
 	line, err := in.ReadBytes('\n')
 	if err != nil {

@@ -2,9 +2,7 @@ package plugin
 
 import (
 	"math"
-	"os"
 	"os/exec"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -43,39 +41,4 @@ func reserveMemory(n uint64) (buf []byte, free func(), ok bool) {
 		return make([]byte, n), nil, true
 	}
 	return b, func() { _ = unix.Munmap(b) }, true
-}
-
-// childNice is the nice value of a compile child's threads.
-const childNice = 10
-
-// lowerPriority makes the calling process yield the CPU to the host that
-// started it: a compile child runs at nice 10. Linux keeps a nice value
-// per thread and a new thread inherits its creator's, so every thread the
-// Go runtime has started is lowered, until a pass over /proc/self/task
-// finds none left at another value (a thread started meanwhile by one not
-// yet lowered is caught by the next pass).
-func lowerPriority() {
-	for pass := 0; pass < 8; pass++ {
-		ents, err := os.ReadDir("/proc/self/task")
-		if err != nil {
-			_ = unix.Setpriority(unix.PRIO_PROCESS, 0, childNice)
-			return
-		}
-		changed := false
-		for _, e := range ents {
-			tid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			if prio, err := unix.Getpriority(unix.PRIO_PROCESS, tid); err == nil && 20-prio == childNice {
-				continue // getpriority answers 20 - nice
-			}
-			if unix.Setpriority(unix.PRIO_PROCESS, tid, childNice) == nil {
-				changed = true
-			}
-		}
-		if !changed {
-			return
-		}
-	}
 }

@@ -28,6 +28,3 @@ func reserveMemory(n uint64) (buf []byte, free func(), ok bool) {
 }
 
 const maxInt = int(^uint(0) >> 1)
-
-// lowerPriority does nothing here.
-func lowerPriority() {}

@@ -33,9 +33,6 @@ func TestMain(m *testing.M) {
 		// CompileCommand.
 		os.Exit(ServeCompileChild(context.Background(), os.Stdin, os.Stdout))
 	}
-	if len(os.Args) > 1 && os.Args[1] == lowerPriorityArg {
-		os.Exit(reportLoweredThreads(os.Stdout))
-	}
 	os.Exit(runTests(m))
 }
 

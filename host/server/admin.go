@@ -166,6 +166,10 @@ func (s *Server) adminPut(w http.ResponseWriter, r *http.Request) *apiError {
 	ch, err := s.h.InstallPlugin(r.Context(), name, wasm)
 	if err != nil {
 		if errors.Is(err, host.ErrRefused) {
+			// Held like a 429: checking a module costs the host reading
+			// it, its shape and maybe a compile, and an upload loop would
+			// otherwise repeat that as fast as the refusals come back.
+			s.pace.hold(r.Context(), adminHolder, s.pace.delay)
 			return &apiError{Status: http.StatusUnprocessableEntity, Type: typeInvalidRequest, Code: "plugin_refused",
 				Message: err.Error() + " (the running version keeps serving)", Refused: refusedBadRequest}
 		}

@@ -12,8 +12,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/internal/wire"
 )
 
@@ -127,9 +129,15 @@ func TestAdminSwapUnderTraffic(t *testing.T) {
 
 func TestAdminRefusesRemovesAndReloads(t *testing.T) {
 	url, dir := adminServer(t)
+	t0 := time.Now()
 	r := do(t, http.MethodPut, url+"/admin/plugins/support", adminKey, []byte("not wasm"))
 	if r.code != http.StatusUnprocessableEntity || r.errorDoc(t).Error.Code != "plugin_refused" {
 		t.Fatalf("garbage: %d %s", r.code, r.body)
+	}
+	// A refused upload is held like a 429, so an upload loop cannot make
+	// the host check modules as fast as it can send them.
+	if held, delay := time.Since(t0), config.Default().Server.RefusalDelay.Duration; held < delay {
+		t.Errorf("a refused upload was answered in %v, before server.refusal_delay (%v)", held, delay)
 	}
 	if r := do(t, http.MethodPost, url+"/v1/route", "", map[string]string{"query": "where is my refund for order 1234"}); r.code != http.StatusOK ||
 		!strings.Contains(string(r.body), `"domain":"support"`) {

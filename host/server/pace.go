@@ -27,9 +27,13 @@ type pacer struct {
 	once sync.Once
 }
 
+// adminHolder is the pacer's name for the admin API's refusals; a tenant
+// name cannot contain a space.
+const adminHolder = " admin"
+
 func newPacer(delay time.Duration, tenants []string) *pacer {
-	p := &pacer{delay: delay, held: make(map[string]*atomic.Int64, len(tenants)), stop: make(chan struct{})}
-	for _, t := range tenants {
+	p := &pacer{delay: delay, held: make(map[string]*atomic.Int64, len(tenants)+1), stop: make(chan struct{})}
+	for _, t := range append(tenants, adminHolder) {
 		p.held[t] = new(atomic.Int64)
 	}
 	return p

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package lowprio
+
+// Process does nothing here.
+func Process() {}
