@@ -100,8 +100,8 @@ var ErrInvalidInput = errors.New("engine: invalid input")
 // than the model's context holds. It matches ErrInvalidInput.
 type ContextLengthError struct {
 	What    string // "prompt", "embedding input 3"
-	Tokens  int    // tokens of the input
-	Context int    // tokens the context holds
+	Tokens  int    // tokens of the input; 0 when not known (a remote server did not say)
+	Context int    // tokens the context holds; 0 when not known
 	// AtLeast: Tokens is a lower bound, found without tokenizing a text
 	// far too long for the context.
 	AtLeast bool
@@ -109,6 +109,9 @@ type ContextLengthError struct {
 
 // Error implements error.
 func (e *ContextLengthError) Error() string {
+	if e.Tokens <= 0 || e.Context <= 0 {
+		return fmt.Sprintf("engine: %s is longer than the model's context", e.What)
+	}
 	return fmt.Sprintf("engine: %s has %s tokens, the context holds %d", e.What, e.Count(), e.Context)
 }
 

@@ -163,6 +163,10 @@ func hostError(reqID string, err error) *apiError {
 		if strings.HasPrefix(cle.What, "embedding input") {
 			param = "input"
 		}
+		if cle.Tokens <= 0 || cle.Context <= 0 {
+			return badRequest(param, "context_length_exceeded",
+				"the %s is longer than this model's context: shorten it", cle.What)
+		}
 		return badRequest(param, "context_length_exceeded",
 			"this model's context holds %d tokens, but the %s has %s: shorten it, or raise engine.context_size in the server's configuration",
 			cle.Context, cle.What, cle.Count())
