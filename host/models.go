@@ -10,6 +10,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
+	"github.com/mdsa-go/mdsa/host/engine/openai"
 	"github.com/mdsa-go/mdsa/host/hardware"
 	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/plugin"
@@ -56,13 +57,25 @@ func (h *Host) openRegistry(ctx context.Context, o options) error {
 		return fmt.Errorf("host: %w", err)
 	}
 	load := func(ctx context.Context, s models.Spec) (engine.Engine, error) {
+		if s.Backend != "" {
+			ro, err := engineconf.Remote(cfg, s.Name, h.log)
+			if err != nil {
+				return nil, err
+			}
+			return openai.Open(ctx, ro)
+		}
 		o := optsFor(s)
 		if promptDir != "" {
 			o.PromptCacheDir = filepath.Join(promptDir, fileSafe(s.Name))
 		}
 		return engineconf.Loader(o)(ctx, s)
 	}
-	estimate := func(s models.Spec) (int64, error) { return engineconf.Estimator(optsFor(s))(s) }
+	estimate := func(s models.Spec) (int64, error) {
+		if s.Backend != "" {
+			return 1, nil // runs elsewhere
+		}
+		return engineconf.Estimator(optsFor(s))(s)
+	}
 	switch {
 	case o.engine != nil:
 		// A caller-owned engine: registered under its own name, never closed
@@ -239,4 +252,26 @@ func fileSafe(name string) string {
 		return s
 	}
 	return "model_" + string(b)
+}
+
+// generate runs messages on catalog model name for tenant, as they are: no
+// routing, no plugin. The model must be one the tenant may use; gen is
+// merged with the host's sampling defaults and engine.max_tokens.
+func (h *Host) generate(ctx context.Context, tenant, model string, messages []engine.Message, gen abi.Generation, onToken engine.TokenFunc) (engine.Result, error) {
+	if h.closed.Load() {
+		return engine.Result{}, ErrClosed
+	}
+	sp, err := h.state.Load().space(tenant)
+	if err != nil {
+		return engine.Result{}, err
+	}
+	if sp.models != nil && !slices.Contains(sp.models, model) {
+		return engine.Result{}, fmt.Errorf("%w: %q for tenant %q", ErrModelNotAllowed, model, tenant)
+	}
+	l, err := h.models.Get(ctx, model)
+	if err != nil {
+		return engine.Result{}, err
+	}
+	defer l.Release()
+	return l.Engine().Generate(ctx, engine.Request{Messages: messages, Params: h.params(gen)}, onToken)
 }

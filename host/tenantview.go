@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"github.com/mdsa-go/mdsa/sdk/go/abi"
 
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/plugin"
@@ -74,4 +75,14 @@ func (t *Tenant) Models() []ModelInfo {
 // picks the best allowed model of the router tier, else the domain tier).
 func (t *Tenant) Embed(ctx context.Context, model string, inputs []string) (Embeddings, error) {
 	return t.h.embed(ctx, t.name, model, inputs)
+}
+
+// Generate runs messages on the catalog model named model, as they are: no
+// routing, no plugin, no validation (the raw model, for a tenant allowed
+// to use it, such as another MDSA gateway using this server as a
+// backend). gen's unset fields take the host's defaults; its max_tokens is
+// capped by engine.max_tokens. onToken, when set, receives the text as it
+// is produced.
+func (t *Tenant) Generate(ctx context.Context, model string, messages []engine.Message, gen abi.Generation, onToken engine.TokenFunc) (engine.Result, error) {
+	return t.h.generate(ctx, t.name, model, messages, gen, onToken)
 }

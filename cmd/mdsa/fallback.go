@@ -28,6 +28,9 @@ func modelFallback(cfg config.Config) (file, notice string, err error) {
 		return "", "", nil
 	}
 	want := specs[0]
+	if want.Backend != "" {
+		return "", "", nil // served by remote servers
+	}
 	if _, err := os.Stat(want.Path); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return "", "", nil
 	}

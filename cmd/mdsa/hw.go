@@ -114,6 +114,9 @@ func hwCatalog(cfg config.Config) []hardware.CatalogModel {
 	var out []hardware.CatalogModel
 	for _, n := range names {
 		m := cfg.Models[n]
+		if m.Backend != "" {
+			continue // served by remote servers: nothing to fit here
+		}
 		cm := hardware.CatalogModel{Name: n, Params: hardware.ParamsFromName(n), ContextLength: m.ContextLength,
 			Variants: map[string]int64{}}
 		for q, v := range m.Variants {

@@ -57,6 +57,9 @@ func resolveModelRef(cfg config.Config, ref, hfEndpoint string) (modelRef, error
 		}
 		return modelRef{}, fmt.Errorf("model %q is not in the catalog of %s (have: %s)", name, cfg.File, strings.Join(names, ", "))
 	}
+	if m.Backend != "" {
+		return modelRef{}, fmt.Errorf("model %q in %s runs on the servers of backends.%s: there is no file to fetch", name, cfg.File, m.Backend)
+	}
 	if quant == "" && name == cfg.Engine.Model {
 		quant = cfg.Engine.Quant
 	}

@@ -27,7 +27,11 @@ type Config struct {
 	Router  Router           `toml:"router"`
 	Plugins Plugins          `toml:"plugins"`
 	Models  map[string]Model `toml:"models"`
-	Server  Server           `toml:"server"`
+	// Backends are groups of OpenAI-compatible servers (vLLM, llama-server,
+	// Ollama) that catalog models may run on instead of the embedded
+	// engine ([models.NAME] backend = "GROUP").
+	Backends map[string]Backend `toml:"backends"`
+	Server   Server             `toml:"server"`
 	// Tenants share the server; with none, mdsa serve has one open tenant
 	// ("default") that may use every plugin and model.
 	Tenants []Tenant `toml:"tenants"`
@@ -284,6 +288,47 @@ type Model struct {
 	Description string `toml:"description"`
 	// Variants maps a quantization name (Q4_K_M, Q8_0 ...) to where to get it.
 	Variants map[string]Variant `toml:"variants"`
+	// Backend, when set, names the [backends.GROUP] whose servers run this
+	// model; it then needs no variants and no local memory.
+	Backend string `toml:"backend"`
+	// RemoteModel is the model id the backend's servers know it by
+	// (e.g. "Qwen/Qwen2.5-7B-Instruct" on vLLM, "qwen2.5:7b" on Ollama);
+	// empty means the catalog name.
+	RemoteModel string `toml:"remote_model"`
+}
+
+// Backend is a group of OpenAI-compatible servers that serve the same
+// models, balanced by the gateway.
+type Backend struct {
+	// Kind is openai (any server of the API), llama-server, vllm or
+	// ollama: the API is the same, health, load and token-count endpoints
+	// differ. Empty means openai.
+	Kind string `toml:"kind"`
+	// URLs are the servers' base addresses, e.g. "http://10.0.0.5:8000".
+	URLs []string `toml:"urls"`
+	// APIKeyEnv names the environment variable holding the servers'
+	// API key (sent as a bearer token); empty sends none.
+	APIKeyEnv string `toml:"api_key_env"`
+	// Balance is least-outstanding (default) or prefix (requests of one
+	// domain go to the server whose KV cache holds its system prompt,
+	// with bounded load).
+	Balance string `toml:"balance"`
+	// MaxConcurrent caps the requests in flight to each server; 0 means 64.
+	MaxConcurrent int `toml:"max_concurrent"`
+	// Retries is how many other servers a request may try when one fails
+	// before the first token; 0 means 2, -1 none.
+	Retries int `toml:"retries"`
+	// EjectAfter is how many failures in a row take a server out for a
+	// cool-down (a refused connection at once); 0 means 3.
+	EjectAfter int `toml:"eject_after"`
+	// Timeouts; 0 means the defaults: connect 5s, first token 60s, idle
+	// stream 30s; health checks every 1s (negative: none); the first
+	// ejection 1s, doubling.
+	ConnectTimeout    Duration `toml:"connect_timeout"`
+	FirstTokenTimeout Duration `toml:"first_token_timeout"`
+	IdleTimeout       Duration `toml:"idle_timeout"`
+	HealthInterval    Duration `toml:"health_interval"`
+	EjectTime         Duration `toml:"eject_time"`
 }
 
 // Variant is one quantization of a model.
@@ -542,6 +587,9 @@ func (c Config) ModelPath() (path, name, quant string, err error) {
 	m, ok := c.Models[name]
 	if !ok {
 		return "", name, "", fmt.Errorf("config %s: engine.model %q is not in the [models] catalog", c.File, name)
+	}
+	if m.Backend != "" {
+		return "", name, "", fmt.Errorf("config %s: engine.model %q runs on the servers of backends.%s, not from a local file", c.File, name, m.Backend)
 	}
 	quant, v, err := m.Variant(c.Engine.Quant)
 	if err != nil {

@@ -84,6 +84,17 @@ func TestErrorsNameFileLineKey(t *testing.T) {
 		{"unknown model", "[engine]\nmodel = \"nope\"\n", 2, "engine.model", "not in the catalog"},
 		{"unknown quant", "[engine]\nmodel = \"m\"\nquant = \"Q4_K_N\"\n[models.m]\ntier = \"domain\"\n[models.m.variants.Q4_0]\npath = \"m.gguf\"\n", 3, "engine.quant", "no model in the catalog has a variant \"Q4_K_N\""},
 		{"bad level", "[host]\nlog_level = \"loud\"\n", 2, "host.log_level", "log level"},
+		{"unknown backend", "[models.r]\ntier = \"domain\"\nbackend = \"gpu\"\n", 3, "models.r.backend", "no [backends.gpu] table"},
+		{"backend and variants", "[backends.gpu]\nurls = [\"http://h:1\"]\n[models.r]\ntier = \"domain\"\nbackend = \"gpu\"\n[models.r.variants.Q]\npath = \"p\"\n", 5, "models.r.backend", "no variants"},
+		{"remote model alone", "[models.r]\ntier = \"domain\"\nremote_model = \"x\"\n", 3, "models.r.remote_model", "needs backend"},
+		{"backend kind", "[backends.gpu]\nkind = \"tgi\"\nurls = [\"http://h:1\"]\n", 2, "backends.gpu.kind", "want openai"},
+		{"backend no urls", "[backends.gpu]\nkind = \"vllm\"\n", 1, "backends.gpu", "at least one"},
+		{"backend bad url", "[backends.gpu]\nurls = [\"h:1\"]\n", 2, "backends.gpu.urls", "http://HOST:PORT"},
+		{"backend twice", "[backends.gpu]\nurls = [\"http://h:1\", \"http://h:1\"]\n", 2, "backends.gpu.urls", "twice"},
+		{"backend balance", "[backends.gpu]\nurls = [\"http://h:1\"]\nbalance = \"random\"\n", 3, "backends.gpu.balance", "least-outstanding"},
+		{"backend key env", "[backends.gpu]\nurls = [\"http://h:1\"]\napi_key_env = \"A-B\"\n", 3, "backends.gpu.api_key_env", "environment variable"},
+		{"backend retries", "[backends.gpu]\nurls = [\"http://h:1\"]\nretries = -2\n", 3, "backends.gpu.retries", "out of range"},
+		{"backend timeout", "[backends.gpu]\nurls = [\"http://h:1\"]\nidle_timeout = \"-1s\"\n", 3, "backends.gpu.idle_timeout", "negative"},
 		{"quoted name", "[models.\"a.b\"]\ntier = \"x\"\n[models.\"a.b\".variants.Q]\npath = \"p\"\n", 2, "models.a.b.tier", "tier"},
 	}
 	for _, c := range cases {
@@ -100,6 +111,21 @@ func TestErrorsNameFileLineKey(t *testing.T) {
 				t.Fatalf("message %q lacks location or %q", err, c.msg)
 			}
 		})
+	}
+}
+
+// A model on a backend group: no variants, no local file.
+func TestBackendModel(t *testing.T) {
+	cfg, err := Parse("m.toml", []byte("[engine]\nmodel = \"r\"\n[backends.gpu]\nkind = \"vllm\"\nurls = [\"http://10.0.0.5:8000/v1\"]\nbalance = \"prefix\"\n"+
+		"[models.r]\ntier = \"domain\"\nbackend = \"gpu\"\nremote_model = \"Qwen/Qwen2.5-7B-Instruct\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := cfg.Backends["gpu"]; b.Kind != "vllm" || b.Balance != "prefix" || cfg.Models["r"].RemoteModel != "Qwen/Qwen2.5-7B-Instruct" {
+		t.Errorf("%+v %+v", b, cfg.Models["r"])
+	}
+	if _, _, _, err := cfg.ModelPath(); err == nil || !strings.Contains(err.Error(), "backends.gpu") {
+		t.Errorf("ModelPath of a remote model: %v", err)
 	}
 }
 

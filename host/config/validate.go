@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
 	"path"
 	"regexp"
 	"slices"
@@ -133,8 +134,21 @@ func (c *Config) validate(data []byte) error {
 		if m.ContextLength < 0 {
 			return fail("must not be negative", "models", name, "context_length")
 		}
+		if m.Backend != "" {
+			if _, ok := c.Backends[m.Backend]; !ok {
+				return fail(fmt.Sprintf("no [backends.%s] table (have: %s)", m.Backend, strings.Join(slices.Sorted(maps.Keys(c.Backends)), ", ")),
+					"models", name, "backend")
+			}
+			if len(m.Variants) > 0 {
+				return fail("a model served by a backend has no variants: drop the [models.NAME.variants] tables or the backend key", "models", name, "backend")
+			}
+			continue
+		}
+		if m.RemoteModel != "" {
+			return fail("remote_model needs backend", "models", name, "remote_model")
+		}
 		if len(m.Variants) == 0 {
-			return fail("a model needs at least one [models.NAME.variants.QUANT] table", "models", name)
+			return fail("a model needs at least one [models.NAME.variants.QUANT] table, or a backend", "models", name)
 		}
 		for _, q := range m.variantNames() {
 			v := m.Variants[q]
@@ -149,6 +163,9 @@ func (c *Config) validate(data []byte) error {
 				return fail("must not be negative", "models", name, "variants", q, "size")
 			}
 		}
+	}
+	if err := c.validateBackends(fail); err != nil {
+		return err
 	}
 	if e := c.Router.EmbedModel; e != "" {
 		if _, ok := c.Models[e]; !ok {
@@ -400,4 +417,59 @@ func tenantLine(data []byte, n int, key string) int {
 		return header // the key is missing: point at the tenant
 	}
 	return 0
+}
+
+// backendKinds are the accepted [backends.NAME] kind values.
+var backendKinds = []string{"", "openai", "llama-server", "vllm", "ollama"}
+
+// validateBackends checks each [backends.NAME] table.
+func (c *Config) validateBackends(fail func(msg string, key ...string) error) error {
+	for _, name := range slices.Sorted(maps.Keys(c.Backends)) {
+		b := c.Backends[name]
+		if !modelNameRE.MatchString(name) {
+			return fail("backend names use letters, digits, '.', '_' and '-'", "backends", name)
+		}
+		if !slices.Contains(backendKinds, b.Kind) {
+			return fail(fmt.Sprintf("kind %q: want openai, llama-server, vllm or ollama", b.Kind), "backends", name, "kind")
+		}
+		if len(b.URLs) == 0 {
+			return fail("a backend needs at least one server URL: urls = [\"http://10.0.0.5:8000\"]", "backends", name)
+		}
+		seen := map[string]bool{}
+		for _, raw := range b.URLs {
+			u, err := url.Parse(raw)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.User != nil {
+				return fail(fmt.Sprintf("%q: want http://HOST:PORT or https://HOST:PORT (a path such as /v1 is allowed)", raw), "backends", name, "urls")
+			}
+			if seen[raw] {
+				return fail(fmt.Sprintf("%q is listed twice", raw), "backends", name, "urls")
+			}
+			seen[raw] = true
+		}
+		if b.Balance != "" && b.Balance != "least-outstanding" && b.Balance != "prefix" {
+			return fail(fmt.Sprintf("balance %q: want least-outstanding or prefix", b.Balance), "backends", name, "balance")
+		}
+		if e := b.APIKeyEnv; e != "" && !envNameRE.MatchString(e) {
+			return fail(fmt.Sprintf("%q is not an environment variable name", e), "backends", name, "api_key_env")
+		}
+		for _, n := range []struct {
+			v   int
+			lo  int
+			key string
+		}{{b.MaxConcurrent, 0, "max_concurrent"}, {b.Retries, -1, "retries"}, {b.EjectAfter, 0, "eject_after"}} {
+			if n.v < n.lo || n.v > 100000 {
+				return fail(fmt.Sprintf("%d is out of range [%d, 100000]", n.v, n.lo), "backends", name, n.key)
+			}
+		}
+		for _, d := range []struct {
+			v   time.Duration
+			key string
+		}{{b.ConnectTimeout.Duration, "connect_timeout"}, {b.FirstTokenTimeout.Duration, "first_token_timeout"},
+			{b.IdleTimeout.Duration, "idle_timeout"}, {b.EjectTime.Duration, "eject_time"}} {
+			if d.v < 0 {
+				return fail(fmt.Sprintf("%s must not be negative", d.v), "backends", name, d.key)
+			}
+		}
+	}
+	return nil
 }

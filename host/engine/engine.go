@@ -91,6 +91,11 @@ var ErrNotSupported = errors.New("engine: not supported")
 // set (Params.MaxPromptTokens).
 var ErrOverBudget = errors.New("engine: over the caller's token budget")
 
+// ErrUnavailable is wrapped by errors of an engine that cannot take a
+// request now but may later: a remote engine whose servers are all down,
+// ejected or at their limits. Callers answer 503, not 500.
+var ErrUnavailable = errors.New("engine: unavailable")
+
 // ErrInvalidInput is wrapped by errors about input the model cannot take
 // (a NUL byte in a text, an empty prompt): the caller's mistake, which no
 // retry fixes.

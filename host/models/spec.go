@@ -39,6 +39,10 @@ type Spec struct {
 	// MemoryBytes, when positive, is the memory the model needs; the
 	// registry then does not call Options.Estimate for it.
 	MemoryBytes int64
+	// Backend, when set, names the group of remote servers that run the
+	// model (the loader's business: Path is then empty). Informational to
+	// the registry.
+	Backend string
 }
 
 // validate checks the fields the registry relies on.

@@ -112,7 +112,8 @@ type modelObject struct {
 	Created int64  `json:"created"`
 	OwnedBy string `json:"owned_by"`
 	// Kind is "router" (mdsa: routes each query), "domain" (mdsa/<domain>,
-	// a plugin) or "model" (a catalog model, for embeddings).
+	// a plugin) or "model" (a catalog model: embeddings, and chat with the
+	// model as it is, no routing and no plugin).
 	Kind        string `json:"kind"`
 	Version     string `json:"version,omitempty"`
 	Description string `json:"description,omitempty"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/engine"
@@ -106,13 +107,22 @@ func (s *Server) chat(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
-	domain, aerr := c.chatDomain(req.Model)
+	raw, aerr := c.catalogModel(req.Model)
 	if aerr != nil {
 		return aerr
+	}
+	domain := ""
+	if !raw {
+		if domain, aerr = c.chatDomain(req.Model); aerr != nil {
+			return aerr
+		}
 	}
 	maxTokens, aerr := c.maxTokens(req.MaxTokens, req.MaxTokensParam)
 	if aerr != nil {
 		return aerr
+	}
+	if raw {
+		return c.chatModel(req, maxTokens)
 	}
 	hreq := host.Request{Query: req.Query, History: req.History, Domain: domain,
 		Generation: req.generation(maxTokens), RequestID: c.id}
@@ -154,6 +164,100 @@ func (c *call) chatDomain(model string) (string, *apiError) {
 	return "", modelNotFound("model", "the model %q does not exist; use one of: %s", clip(model, 80), strings.Join(c.chatModelIDs(), ", "))
 }
 
+// catalogModel reports whether model names a catalog model (the raw
+// model, no routing and no plugin), refusing one the tenant may not use.
+func (c *call) catalogModel(model string) (bool, *apiError) {
+	if model == modelAuto || strings.HasPrefix(model, modelPrefix) {
+		return false, nil
+	}
+	for _, m := range c.ht.Models() {
+		if m.Name != model {
+			continue
+		}
+		if !c.t.AllowsModel(model) {
+			return false, forbidden("model", "this API key may not use the model %q; GET /v1/models lists what it may use", clip(model, 80))
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// chatModel answers a chat completion from a catalog model as it is: the
+// messages go to the model, its text comes back (streamed when asked).
+func (c *call) chatModel(req chatRequest, maxTokens int) *apiError {
+	var msgs []engine.Message
+	if req.System != "" {
+		msgs = append(msgs, engine.Message{Role: "system", Content: req.System})
+	}
+	for _, m := range req.History {
+		msgs = append(msgs, engine.Message{Role: m.Role, Content: m.Content})
+	}
+	msgs = append(msgs, engine.Message{Role: abi.RoleUser, Content: req.Query})
+	gen := req.generation(maxTokens)
+	ctx := c.r.Context()
+	var sse *sseStream
+	var onToken engine.TokenFunc
+	if req.Stream {
+		sse = &sseStream{w: c.w, base: chatChunk{ID: "chatcmpl-" + c.id, Object: "chat.completion.chunk",
+			Created: c.start.Unix(), Model: req.Model}}
+		onToken = func(piece string) error {
+			if piece == "" {
+				return nil
+			}
+			return sse.delta(chunkDelta{Content: piece})
+		}
+	}
+	t0 := time.Now()
+	res, err := c.ht.Generate(ctx, req.Model, msgs, gen, onToken)
+	c.tokens = host.Tokens{Prompt: res.TokensIn, Completion: res.TokensOut, Cached: res.TokensCached}
+	c.timings = host.Timings{Generate: time.Since(t0)}
+	hres := host.Result{Response: res.Text, FinishReason: res.FinishReason, Status: host.StatusOK, RequestID: c.id,
+		Tokens: c.tokens, Timings: c.timings}
+	if err != nil {
+		aerr := c.hostError(err)
+		if sse == nil || !sse.started {
+			return aerr
+		}
+		c.err = aerr
+		if aerr.Status != statusClientClosed {
+			sse.event(aerr.body())
+		}
+		return nil
+	}
+	c.status = host.StatusOK
+	if sse == nil {
+		c.json(http.StatusOK, chatCompletion{
+			ID: "chatcmpl-" + c.id, Object: "chat.completion", Created: c.start.Unix(), Model: req.Model,
+			Choices: []chatChoice{{Message: chatMessage{Role: abi.RoleAssistant, Content: res.Text},
+				FinishReason: finishReason(hres)}},
+			Usage: usageOf(hres),
+			MDSA:  info(hres),
+		})
+		return nil
+	}
+	if !sse.started {
+		sse.start()
+	}
+	fin := finishReason(hres)
+	mi := info(hres)
+	last := sse.base
+	last.Choices = []chunkChoice{{Delta: chunkDelta{}, FinishReason: &fin}}
+	last.MDSA = &mi
+	if sse.event(last) != nil {
+		return nil
+	}
+	if req.IncludeUsage {
+		u := usageOf(hres)
+		usage := sse.base
+		usage.Choices, usage.Usage = []chunkChoice{}, &u
+		if sse.event(usage) != nil {
+			return nil
+		}
+	}
+	sse.done()
+	return nil
+}
+
 // pluginExists reports whether any tenant's host space serves domain d.
 func (s *Server) pluginExists(d string) bool {
 	for _, p := range s.h.Plugins() {
@@ -179,6 +283,11 @@ func (c *call) chatModelIDs() []string {
 	for _, p := range c.ht.Plugins() {
 		if c.t.AllowsPlugin(p.Name) {
 			ids = append(ids, modelPrefix+p.Name)
+		}
+	}
+	for _, m := range c.ht.Models() {
+		if c.t.AllowsModel(m.Name) {
+			ids = append(ids, m.Name)
 		}
 	}
 	return ids

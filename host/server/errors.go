@@ -184,6 +184,10 @@ func hostError(reqID string, err error) *apiError {
 		return modelNotFound("model", "no such model in the catalog")
 	case errors.Is(err, engine.ErrNotSupported):
 		return badRequest("model", "model_not_supported", "the model cannot do that (for example it makes no embeddings)")
+	case errors.Is(err, engine.ErrUnavailable):
+		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "backend_unavailable",
+			Message:    "no inference server can take this request now; retry later (request id " + reqID + ")",
+			RetryAfter: time.Second, Cause: err}
 	case errors.Is(err, models.ErrNoModel), errors.Is(err, models.ErrOverBudget), errors.Is(err, models.ErrOutOfMemory):
 		return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "model_unavailable",
 			Message: "no model is available to serve this request now; request id " + reqID, Cause: err}

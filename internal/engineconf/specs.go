@@ -32,6 +32,15 @@ func Specs(cfg config.Config) ([]models.Spec, error) {
 	specs := make([]models.Spec, 0, len(names))
 	for _, n := range names {
 		m := cfg.Models[n]
+		tier := m.Tier
+		if tier == "" {
+			tier = models.TierDomain
+		}
+		if m.Backend != "" {
+			// Remote servers: no file, and (about) no local memory.
+			specs = append(specs, models.Spec{Name: n, Tier: tier, Backend: m.Backend, ContextSize: m.ContextLength, MemoryBytes: 1})
+			continue
+		}
 		want := ""
 		if _, ok := m.Variants[cfg.Engine.Quant]; ok && cfg.Engine.Quant != "" {
 			want = cfg.Engine.Quant
@@ -53,10 +62,6 @@ func Specs(cfg config.Config) ([]models.Spec, error) {
 		ctx := cfg.Engine.ContextSize
 		if m.ContextLength > 0 && (ctx <= 0 || ctx > m.ContextLength) {
 			ctx = m.ContextLength
-		}
-		tier := m.Tier
-		if tier == "" {
-			tier = models.TierDomain
 		}
 		specs = append(specs, models.Spec{
 			Name:        n,

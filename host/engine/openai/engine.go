@@ -51,7 +51,8 @@ const (
 
 // ErrUnavailable is wrapped by errors of a request no backend could take:
 // every backend down, ejected or at its limit, or each one tried failed.
-var ErrUnavailable = errors.New("openai: no backend can take the request")
+// It matches engine.ErrUnavailable.
+var ErrUnavailable = fmt.Errorf("openai: no backend can take the request (%w)", engine.ErrUnavailable)
 
 // Backend is one server.
 type Backend struct {

@@ -1,0 +1,117 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/host/config"
+)
+
+// A catalog model as the chat model: the messages go to the model as they
+// are (no routing, no plugin), streamed or not, with usage; a tenant may
+// use only its own models.
+func TestRawModelChat(t *testing.T) {
+	url := startServer(t, newServer(t, tenantHost(t), tenantConfig(t))).URL
+	body := chatBody("tiny", "Say something.")
+	body["max_tokens"] = 8
+	r := do(t, http.MethodPost, url+"/v1/chat/completions", acmeKey, body)
+	var cc chatCompletion
+	if r.code != http.StatusOK || json.Unmarshal(r.body, &cc) != nil || cc.Model != "tiny" || len(cc.Choices) != 1 ||
+		cc.Usage.PromptTokens == 0 || cc.Usage.CompletionTokens == 0 || cc.Usage.CompletionTokens > 8 || cc.MDSA.Domain != "" {
+		t.Fatalf("%d %s", r.code, r.body)
+	}
+
+	body["stream"] = true
+	body["stream_options"] = map[string]bool{"include_usage": true}
+	data, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", bytes.NewReader(data))
+	req.Header.Set("Authorization", "Bearer "+acmeKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var chunks, usages int
+	done := false
+	readSSE(t, bufio.NewReader(resp.Body), func(d string) bool {
+		if d == "[DONE]" {
+			done = true
+			return true
+		}
+		var ch chatChunk
+		if err := json.Unmarshal([]byte(d), &ch); err != nil || ch.Model != "tiny" {
+			t.Errorf("chunk %s: %v", d, err)
+			return false
+		}
+		chunks++
+		if ch.Usage != nil && ch.Usage.CompletionTokens > 0 {
+			usages++
+		}
+		return true
+	})
+	if !done || chunks < 3 || usages != 1 {
+		t.Errorf("stream: %d chunks, %d usage chunks, done %v", chunks, usages, done)
+	}
+
+	// acme may use tiny only.
+	if r := do(t, http.MethodPost, url+"/v1/chat/completions", acmeKey, chatBody("tiny2", "hi")); r.code == http.StatusOK {
+		t.Errorf("acme used tiny2: %s", r.body)
+	}
+	// The model ids a tenant may chat with include its catalog models.
+	r = do(t, http.MethodPost, url+"/v1/chat/completions", acmeKey, chatBody("nope", "hi"))
+	if r.code != http.StatusNotFound || !strings.Contains(string(r.body), "tiny") {
+		t.Errorf("an unknown model: %d %s", r.code, r.body)
+	}
+}
+
+// An MDSA gateway whose model runs on another MDSA server through
+// [backends]: real llama.cpp behind real HTTP, the gateway's plugins and
+// router in front. When the backend goes away, the gateway answers 503.
+func TestRemoteBackendModel(t *testing.T) {
+	node := startServer(t, newServer(t, tenantHost(t), tenantConfig(t)))
+	t.Setenv("MDSA_TEST_NODE_KEY", acmeKey)
+	cfg := baseConfig(t, fixture.pluginsDir)
+	cfg.Backends = map[string]config.Backend{"node": {URLs: []string{node.URL + "/v1"}, APIKeyEnv: "MDSA_TEST_NODE_KEY",
+		HealthInterval: config.Duration{Duration: -1}, EjectTime: config.Duration{Duration: 50e6}}}
+	cfg.Models = map[string]config.Model{"remote": {Tier: "domain", Backend: "node", RemoteModel: "tiny"}}
+	cfg.Engine.Model = "remote"
+	h, err := host.New(context.Background(), cfg, host.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	gw := startServer(t, newServer(t, h, cfg)).URL
+
+	r := do(t, http.MethodPost, gw+"/v1/query", "", map[string]any{"query": qSupport, "generation": map[string]int{"max_tokens": 6}})
+	var res struct {
+		Domain string `json:"domain"`
+		Tokens struct {
+			Prompt     int `json:"prompt"`
+			Completion int `json:"completion"`
+		} `json:"tokens"`
+		Model string `json:"model"`
+	}
+	if r.code != http.StatusOK || json.Unmarshal(r.body, &res) != nil || res.Domain != "support" ||
+		res.Tokens.Prompt == 0 || res.Tokens.Completion == 0 {
+		t.Fatalf("through the gateway: %d %s", r.code, r.body)
+	}
+	// The raw remote model through the gateway, streamed.
+	body := chatBody("remote", "Say something.")
+	body["max_tokens"], body["stream"] = 4, true
+	r = do(t, http.MethodPost, gw+"/v1/chat/completions", "", body)
+	if r.code != http.StatusOK || !strings.Contains(string(r.body), `"model":"remote"`) || !strings.HasSuffix(strings.TrimSpace(string(r.body)), "data: [DONE]") {
+		t.Fatalf("streamed through the gateway: %d %s", r.code, r.body)
+	}
+
+	node.Close()
+	r = do(t, http.MethodPost, gw+"/v1/query", "", map[string]any{"query": qSupport, "generation": map[string]int{"max_tokens": 6}})
+	if r.code != http.StatusServiceUnavailable || r.errorDoc(t).Error.Code != "backend_unavailable" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("with the backend gone: %d %s", r.code, r.body)
+	}
+}
