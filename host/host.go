@@ -54,6 +54,9 @@ type Host struct {
 	pinned string
 	closed atomic.Bool
 	tracer trace.Tracer
+	// remotes are the remote engines the registry has opened, by model
+	// name, for their backends' status (the latest one of each name).
+	remotes remoteEngines
 
 	// swapMu serialises plugin swaps (Reload, InstallPlugin,
 	// RemovePlugin); requests never take it.

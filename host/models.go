@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/engine/llamacpp"
@@ -62,7 +63,12 @@ func (h *Host) openRegistry(ctx context.Context, o options) error {
 			if err != nil {
 				return nil, err
 			}
-			return openai.Open(ctx, ro)
+			e, err := openai.Open(ctx, ro)
+			if err != nil {
+				return nil, err
+			}
+			h.remotes.put(s.Name, e)
+			return e, nil
 		}
 		o := optsFor(s)
 		if promptDir != "" {
@@ -274,4 +280,34 @@ func (h *Host) generate(ctx context.Context, tenant, model string, messages []en
 	}
 	defer l.Release()
 	return l.Engine().Generate(ctx, engine.Request{Messages: messages, Params: h.params(gen)}, onToken)
+}
+
+// remoteEngines holds the remote engines the registry opened.
+type remoteEngines struct {
+	mu     sync.Mutex
+	byName map[string]*openai.Engine
+}
+
+func (r *remoteEngines) put(name string, e *openai.Engine) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byName == nil {
+		r.byName = map[string]*openai.Engine{}
+	}
+	r.byName[name] = e
+}
+
+// RemoteBackends reports, for each model served by a [backends] group and
+// open now, the state of each of its servers (health, ejection, requests
+// in flight, counts).
+func (h *Host) RemoteBackends() map[string][]openai.BackendStatus {
+	h.remotes.mu.Lock()
+	defer h.remotes.mu.Unlock()
+	out := make(map[string][]openai.BackendStatus, len(h.remotes.byName))
+	for name, e := range h.remotes.byName {
+		if !e.Closed() {
+			out[name] = e.Backends()
+		}
+	}
+	return out
 }

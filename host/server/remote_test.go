@@ -109,6 +109,10 @@ func TestRemoteBackendModel(t *testing.T) {
 		t.Fatalf("streamed through the gateway: %d %s", r.code, r.body)
 	}
 
+	if m := do(t, http.MethodGet, gw+"/metrics", "", nil); !strings.Contains(string(m.body), `mdsa_backend_up{backend="`+node.URL+`",model="remote"} 1`) ||
+		!strings.Contains(string(m.body), `mdsa_backend_requests_total{backend="`+node.URL+`",model="remote",result="served"} 2`) {
+		t.Errorf("the gateway's metrics lack the backend: %s", m.body)
+	}
 	node.Close()
 	r = do(t, http.MethodPost, gw+"/v1/query", "", map[string]any{"query": qSupport, "generation": map[string]int{"max_tokens": 6}})
 	if r.code != http.StatusServiceUnavailable || r.errorDoc(t).Error.Code != "backend_unavailable" || r.header.Get("Retry-After") == "" {

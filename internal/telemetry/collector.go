@@ -32,6 +32,10 @@ type sourceCollector struct {
 	modelResident     *prometheus.Desc
 	modelBudget       *prometheus.Desc
 	modelsLoaded      *prometheus.Desc
+
+	backendUp          *prometheus.Desc
+	backendOutstanding *prometheus.Desc
+	backendRequests    *prometheus.Desc
 }
 
 func newSourceCollector(src Source) *sourceCollector {
@@ -42,19 +46,26 @@ func newSourceCollector(src Source) *sourceCollector {
 	md := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, nil, nil)
 	}
+	bl := []string{"model", "backend"}
+	bd := func(name, help string, extra ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "backend", name), help, append(bl, extra...), nil)
+	}
 	return &sourceCollector{
-		src:             src,
-		pluginCalls:     pd("calls_total", "Plugin export calls, the describe call at load included."),
-		pluginErrors:    pd("errors_total", "Plugin calls that failed for any reason."),
-		pluginTraps:     pd("traps_total", "Plugin calls whose instance trapped or exited."),
-		pluginTimeouts:  pd("timeouts_total", "Plugin calls stopped by the call timeout."),
-		pluginHostCalls: pd("host_calls_total", "Host-function calls made by the plugin."),
-		pluginInstances: pd("instances", "Plugin instances alive now (in use or idle)."),
-		pluginThrottled: pd("throttled_total", "Plugin calls and instantiations slowed down for running past plugins.throttle_after."),
-		pluginThrottleS: pd("throttled_seconds_total", "Time throttled plugin calls were made to wait."),
-		pluginMemory:    md("plugin_memory_bytes", "Linear memory held by all plugin instances (every plugin and tenant), plus the stack reserved by running calls."),
-		pluginMemLimit:  md("plugin_memory_budget_bytes", "The most all plugin instances may hold together (plugins.total_memory_mb)."),
-		pluginMemRefuse: md("plugin_memory_refused_total", "Plugin memory grows and new instances refused because the budget was full."),
+		backendUp:          bd("up", "1 while a remote inference server takes requests (its health check passes and it is not ejected), else 0."),
+		backendOutstanding: bd("outstanding", "Requests in flight to a remote inference server."),
+		backendRequests:    bd("requests_total", "Requests a remote inference server answered (result=served) or failed (result=failed).", "result"),
+		src:                src,
+		pluginCalls:        pd("calls_total", "Plugin export calls, the describe call at load included."),
+		pluginErrors:       pd("errors_total", "Plugin calls that failed for any reason."),
+		pluginTraps:        pd("traps_total", "Plugin calls whose instance trapped or exited."),
+		pluginTimeouts:     pd("timeouts_total", "Plugin calls stopped by the call timeout."),
+		pluginHostCalls:    pd("host_calls_total", "Host-function calls made by the plugin."),
+		pluginInstances:    pd("instances", "Plugin instances alive now (in use or idle)."),
+		pluginThrottled:    pd("throttled_total", "Plugin calls and instantiations slowed down for running past plugins.throttle_after."),
+		pluginThrottleS:    pd("throttled_seconds_total", "Time throttled plugin calls were made to wait."),
+		pluginMemory:       md("plugin_memory_bytes", "Linear memory held by all plugin instances (every plugin and tenant), plus the stack reserved by running calls."),
+		pluginMemLimit:     md("plugin_memory_budget_bytes", "The most all plugin instances may hold together (plugins.total_memory_mb)."),
+		pluginMemRefuse:    md("plugin_memory_refused_total", "Plugin memory grows and new instances refused because the budget was full."),
 
 		modelLoads:        md("model_loads_total", "Successful model loads."),
 		modelLoadFailures: md("model_load_failures_total", "Failed model loads (after the out-of-memory retry)."),
@@ -75,6 +86,7 @@ func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.pluginThrottled, c.pluginThrottleS, c.pluginMemory, c.pluginMemLimit, c.pluginMemRefuse,
 		c.modelLoads, c.modelLoadFailures, c.modelEvictions, c.modelIdleUnloads, c.modelHits, c.modelMisses,
 		c.modelResident, c.modelBudget, c.modelsLoaded,
+		c.backendUp, c.backendOutstanding, c.backendRequests,
 	} {
 		ch <- d
 	}
@@ -125,6 +137,21 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.modelResident, ms.ResidentBytes)
 	gauge(c.modelBudget, ms.BudgetBytes)
 	gauge(c.modelsLoaded, int64(len(ms.Loaded)))
+
+	for model, bs := range c.src.RemoteBackends() {
+		m := labelValue(model)
+		for _, b := range bs {
+			up := 0.0
+			if b.Healthy {
+				up = 1
+			}
+			u := labelValue(b.URL)
+			emit(ch, c.backendUp, prometheus.GaugeValue, up, m, u)
+			emit(ch, c.backendOutstanding, prometheus.GaugeValue, float64(b.Outstanding), m, u)
+			emit(ch, c.backendRequests, prometheus.CounterValue, float64(b.Served), m, u, "served")
+			emit(ch, c.backendRequests, prometheus.CounterValue, float64(b.Failed), m, u, "failed")
+		}
+	}
 }
 
 func (c *sourceCollector) collectPlugin(ch chan<- prometheus.Metric, tenant, name string, s plugin.Stats) {

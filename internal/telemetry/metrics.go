@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mdsa-go/mdsa/host/engine/openai"
 	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/plugin"
 )
@@ -28,6 +29,9 @@ type Source interface {
 	// PluginMemory reports the linear memory of every plugin instance
 	// against the runtime's total budget.
 	PluginMemory() plugin.MemoryStats
+	// RemoteBackends reports the servers of each model served by a
+	// [backends] group, by model name.
+	RemoteBackends() map[string][]openai.BackendStatus
 	// Tenants lists the configured tenants' names. With none, the
 	// untenanted set "" is read instead (reported as tenant "default").
 	Tenants() []string

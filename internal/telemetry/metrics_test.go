@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/mdsa-go/mdsa/host/engine/openai"
 	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/plugin"
 )
@@ -343,7 +344,10 @@ type fakeSource struct {
 	plugins map[string]map[string]plugin.Stats // by tenant; missing: error
 	models  models.Stats
 	memory  plugin.MemoryStats
+	remotes map[string][]openai.BackendStatus
 }
+
+func (f *fakeSource) RemoteBackends() map[string][]openai.BackendStatus { return f.remotes }
 
 func (f *fakeSource) Tenants() []string { return f.tenants }
 
@@ -381,6 +385,10 @@ func TestSourceCollector(t *testing.T) {
 			Loaded: []models.ModelStat{{Name: "a", State: "ready"}, {Name: "b", State: "loading"}},
 		},
 		memory: plugin.MemoryStats{Limit: 2 << 30, Used: 96 << 20, Peak: 128 << 20, Refused: 3},
+		remotes: map[string][]openai.BackendStatus{"qwen7b": {
+			{URL: "http://a:8000", Healthy: true, Outstanding: 3, Served: 10, Failed: 1},
+			{URL: "http://b:8000", Ejected: true, Failed: 4},
+		}},
 	}
 	m := NewMetrics(src)
 	want := `
@@ -452,6 +460,20 @@ mdsa_model_budget_bytes 4.294967296e+09
 # HELP mdsa_models_loaded Models loading, loaded or unloading (those counted in mdsa_model_resident_bytes).
 # TYPE mdsa_models_loaded gauge
 mdsa_models_loaded 2
+# HELP mdsa_backend_up 1 while a remote inference server takes requests (its health check passes and it is not ejected), else 0.
+# TYPE mdsa_backend_up gauge
+mdsa_backend_up{backend="http://a:8000",model="qwen7b"} 1
+mdsa_backend_up{backend="http://b:8000",model="qwen7b"} 0
+# HELP mdsa_backend_outstanding Requests in flight to a remote inference server.
+# TYPE mdsa_backend_outstanding gauge
+mdsa_backend_outstanding{backend="http://a:8000",model="qwen7b"} 3
+mdsa_backend_outstanding{backend="http://b:8000",model="qwen7b"} 0
+# HELP mdsa_backend_requests_total Requests a remote inference server answered (result=served) or failed (result=failed).
+# TYPE mdsa_backend_requests_total counter
+mdsa_backend_requests_total{backend="http://a:8000",model="qwen7b",result="failed"} 1
+mdsa_backend_requests_total{backend="http://a:8000",model="qwen7b",result="served"} 10
+mdsa_backend_requests_total{backend="http://b:8000",model="qwen7b",result="failed"} 4
+mdsa_backend_requests_total{backend="http://b:8000",model="qwen7b",result="served"} 0
 `
 	names := []string{
 		"mdsa_plugin_calls_total", "mdsa_plugin_errors_total", "mdsa_plugin_traps_total",
@@ -461,6 +483,7 @@ mdsa_models_loaded 2
 		"mdsa_model_loads_total", "mdsa_model_load_failures_total", "mdsa_model_evictions_total",
 		"mdsa_model_idle_unloads_total", "mdsa_model_hits_total", "mdsa_model_misses_total",
 		"mdsa_model_resident_bytes", "mdsa_model_budget_bytes", "mdsa_models_loaded",
+		"mdsa_backend_up", "mdsa_backend_outstanding", "mdsa_backend_requests_total",
 	}
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)

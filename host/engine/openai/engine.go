@@ -256,6 +256,9 @@ func (e *Engine) Backends() []BackendStatus {
 	return out
 }
 
+// Closed reports whether Close was called.
+func (e *Engine) Closed() bool { return e.closed.Load() }
+
 // Close stops the health checks and closes idle connections. Calls after
 // Close fail with engine.ErrClosed; requests in flight finish.
 func (e *Engine) Close() error {
