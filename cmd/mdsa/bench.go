@@ -15,7 +15,7 @@ func (a *app) benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure MDSA components",
 	}
-	cmd.AddCommand(a.benchRouteCmd(), a.benchHotswapCmd(), a.benchServeCmd(), a.benchEngineCmd(), a.benchHostileCmd())
+	cmd.AddCommand(a.benchRouteCmd(), a.benchHotswapCmd(), a.benchServeCmd(), a.benchEngineCmd(), a.benchHostileCmd(), a.benchClusterCmd())
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package openai
 import (
 	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,38 @@ type backend struct {
 	ejectedUntil time.Time // passive ejection: no requests until then
 	down         bool      // the last active health check failed
 	lastErr      string
-	reported     int // requests waiting or running there, as the backend reported it (vLLM, llama-server), at the last check
+	reported     int       // requests waiting or running there, as the backend reported it (vLLM, llama-server), at the last check
+	recent       float64   // requests sent lately, decaying with recentTau
+	recentAt     time.Time // when recent was last brought up to date
+}
+
+// recentTau is the time constant of a backend's recent request count:
+// prefix affinity bounds each backend's share of the requests of about the
+// last second.
+const recentTau = time.Second
+
+// decayed is b.recent brought to now; b.mu held.
+func (b *backend) decayed(now time.Time) float64 {
+	if b.recentAt.IsZero() {
+		return 0
+	}
+	dt := now.Sub(b.recentAt).Seconds()
+	return b.recent * math.Exp(-dt/recentTau.Seconds())
+}
+
+// recentCount is b's recent request count at now.
+func (b *backend) recentCount(now time.Time) float64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.decayed(now)
+}
+
+// sent counts a request sent to b.
+func (b *backend) sent(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.recent = b.decayed(now) + 1
+	b.recentAt = now
 }
 
 // BackendStatus is what the engine knows of one backend now.

@@ -44,8 +44,9 @@ const (
 	BalanceLeastOutstanding = "least-outstanding"
 	// BalancePrefix sends requests that share a prompt prefix (a domain's
 	// system prompt) to the same backend, where that prefix is already in
-	// the KV cache: consistent hashing with bounded load, so that no
-	// backend takes more than PrefixLoadFactor times the mean.
+	// the KV cache, with bounded load: no backend takes more than
+	// PrefixLoadFactor times the mean share of the last second's requests
+	// (see affinity.go).
 	BalancePrefix = "prefix"
 )
 
@@ -116,6 +117,7 @@ type Engine struct {
 	model    string
 	backends []*backend
 	ring     ring
+	aff      affinity
 	client   *http.Client
 	log      *slog.Logger
 	rr       atomic.Uint64 // rotates ties
@@ -300,19 +302,8 @@ func (e *Engine) pick(tried []bool, key uint64) (*backend, error) {
 		return nil, fmt.Errorf("%w %q: %s", ErrUnavailable, e.opts.Name, strings.Join(why, "; "))
 	}
 	if e.opts.Balance == BalancePrefix && key != 0 {
-		// Bounded load: the mean after this request, times the factor,
-		// rounded up.
-		bound := int(e.opts.PrefixLoadFactor*float64(total+1)/float64(n) + 0.999)
-		var chosen *backend
-		e.ring.walk(key, len(e.backends), func(i int) bool {
-			if ok[i] && e.backends[i].load() < max(bound, 1) {
-				chosen = e.backends[i]
-				return true
-			}
-			return false
-		})
-		if chosen != nil {
-			return chosen, nil
+		if b := e.pickPrefix(key, ok, now); b != nil {
+			return b, nil
 		}
 	}
 	// Least outstanding; ties rotate.
@@ -380,6 +371,7 @@ func (e *Engine) attempt(ctx context.Context, key uint64, try func(ctx context.C
 			return err
 		}
 		tried[e.index(b)] = true
+		b.sent(time.Now())
 		b.outstanding.Add(1)
 		started, err := try(ctx, b)
 		b.outstanding.Add(-1)
