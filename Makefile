@@ -10,7 +10,7 @@ SYNTH     := models/synthetic.gguf
 # llama.cpp build that `make setup` installs: auto (CUDA, Vulkan or CPU, whichever fits), cpu, cuda, vulkan
 LLAMA_BACKEND ?= auto
 
-.PHONY: all setup setup-examples examples plugins hostile build test test-short run bench clean
+.PHONY: all setup setup-servers setup-examples examples plugins hostile build test test-short run bench clean
 
 all: build plugins
 
@@ -18,6 +18,10 @@ all: build plugins
 setup:
 	$(GO) mod download
 	LLAMA_BACKEND=$(LLAMA_BACKEND) ./scripts/setup-llama.sh .deps/llama
+
+## setup-servers: install the real servers the integration tests start on loopback (apt: redis-server); without them those tests skip
+setup-servers:
+	./scripts/setup-servers.sh
 
 ## setup-examples: install the toolchains of the AssemblyScript, C and Rust SDKs (npm into sdk/assemblyscript, apt: clang lld rustc)
 setup-examples:

@@ -32,6 +32,7 @@ type Config struct {
 	// engine ([models.NAME] backend = "GROUP").
 	Backends map[string]Backend `toml:"backends"`
 	Server   Server             `toml:"server"`
+	Redis    Redis              `toml:"redis"`
 	// Tenants share the server; with none, mdsa serve has one open tenant
 	// ("default") that may use every plugin and model.
 	Tenants []Tenant `toml:"tenants"`
@@ -213,6 +214,27 @@ type Server struct {
 	// OTLPEndpoint, when set, exports OpenTelemetry spans over OTLP/HTTP
 	// (host:port or a URL); empty turns tracing off.
 	OTLPEndpoint string `toml:"otlp_endpoint"`
+	// Limits is where tenants' limits are kept: "local" (each replica
+	// on its own) or "redis" (shared by every replica using [redis]).
+	Limits string `toml:"limits"`
+	// LimitsFail is what a replica does when Redis cannot answer within
+	// redis.timeout: "open" falls back to its own limits (a tenant may
+	// then get the limit from each replica), "closed" refuses (503).
+	LimitsFail string `toml:"limits_fail"`
+}
+
+// Redis is the Redis (or Valkey) server that replicas share.
+type Redis struct {
+	// URL is redis://[user:password@]HOST:PORT[/DB], rediss:// for TLS,
+	// or unix:///PATH; empty: no Redis.
+	URL string `toml:"url"`
+	// URLEnv names an environment variable holding the URL (for one with
+	// a password); it wins over URL when set.
+	URLEnv string `toml:"url_env"`
+	// Timeout bounds each call.
+	Timeout Duration `toml:"timeout"`
+	// KeyPrefix starts every key MDSA writes.
+	KeyPrefix string `toml:"key_prefix"`
 }
 
 // Tenant is one client of the server with its own keys, plugins, models
@@ -417,7 +439,10 @@ func Default() Config {
 			MaxBodyBytes:  1 << 20,
 			ShutdownGrace: Duration{30 * time.Second},
 			RefusalDelay:  Duration{250 * time.Millisecond},
+			Limits:        "local",
+			LimitsFail:    "open",
 		},
+		Redis: Redis{Timeout: Duration{100 * time.Millisecond}, KeyPrefix: "mdsa:"},
 		Plugins: Plugins{
 			Timeout:         Duration{time.Second},
 			ThrottleAfter:   Duration{5 * time.Millisecond},

@@ -95,6 +95,11 @@ func TestErrorsNameFileLineKey(t *testing.T) {
 		{"backend key env", "[backends.gpu]\nurls = [\"http://h:1\"]\napi_key_env = \"A-B\"\n", 3, "backends.gpu.api_key_env", "environment variable"},
 		{"backend retries", "[backends.gpu]\nurls = [\"http://h:1\"]\nretries = -2\n", 3, "backends.gpu.retries", "out of range"},
 		{"backend timeout", "[backends.gpu]\nurls = [\"http://h:1\"]\nidle_timeout = \"-1s\"\n", 3, "backends.gpu.idle_timeout", "negative"},
+		{"limits store", "[server]\nlimits = \"etcd\"\n", 2, "server.limits", "want \"local\" or \"redis\""},
+		{"redis without url", "[server]\nlimits = \"redis\"\n", 2, "server.limits", "needs [redis] url"},
+		{"limits fail", "[server]\nlimits_fail = \"maybe\"\n", 2, "server.limits_fail", "open"},
+		{"redis url", "[redis]\nurl = \"localhost:6379\"\n", 2, "redis.url", "redis://"},
+		{"redis timeout", "[redis]\ntimeout = \"0s\"\n", 2, "redis.timeout", "out of range"},
 		{"quoted name", "[models.\"a.b\"]\ntier = \"x\"\n[models.\"a.b\".variants.Q]\npath = \"p\"\n", 2, "models.a.b.tier", "tier"},
 	}
 	for _, c := range cases {

@@ -189,6 +189,27 @@ func (c *Config) validate(data []byte) error {
 			return fail("want \"sha256:\" and 64 lowercase hex digits (echo -n KEY | sha256sum), never the key itself", "server", "admin_keys")
 		}
 	}
+	switch c.Server.Limits {
+	case "local":
+	case "redis":
+		if c.Redis.URL == "" && c.Redis.URLEnv == "" {
+			return fail("limits = \"redis\" needs [redis] url or url_env", "server", "limits")
+		}
+	default:
+		return fail(fmt.Sprintf("%q: want \"local\" or \"redis\"", c.Server.Limits), "server", "limits")
+	}
+	if f := c.Server.LimitsFail; f != "open" && f != "closed" {
+		return fail(fmt.Sprintf("%q: want \"open\" or \"closed\"", f), "server", "limits_fail")
+	}
+	if u := c.Redis.URL; u != "" && !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") && !strings.HasPrefix(u, "unix://") {
+		return fail("want redis://HOST:PORT[/DB], rediss://... or unix:///PATH", "redis", "url")
+	}
+	if e := c.Redis.URLEnv; e != "" && !envNameRE.MatchString(e) {
+		return fail(fmt.Sprintf("%q is not an environment variable name", e), "redis", "url_env")
+	}
+	if d := c.Redis.Timeout.Duration; d <= 0 || d > time.Minute {
+		return fail(fmt.Sprintf("%s is out of range (0s, 1m]", d), "redis", "timeout")
+	}
 	if e := c.Server.AdminKeyEnv; e != "" && !envNameRE.MatchString(e) {
 		return fail(fmt.Sprintf("%q is not an environment variable name", e), "server", "admin_key_env")
 	}

@@ -182,12 +182,16 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, endpoint strin
 	done := s.metrics.InFlight(c.label, endpoint)
 	defer done()
 
-	ticket, err := t.Admit()
+	ticket, err := t.Admit(r.Context())
 	if err != nil {
 		var le *tenant.LimitError
 		if errors.As(err, &le) {
 			s.pace.hold(r.Context(), t.Name, le.RetryAfter)
 			c.fail(limitError(le, ""))
+		} else if errors.Is(err, tenant.ErrLimitsUnavailable) {
+			c.fail(&apiError{Status: http.StatusServiceUnavailable, Type: typeServer, Code: "limits_unavailable",
+				Message:    "the shared rate limits cannot be checked now (server.limits_fail = \"closed\"); retry later (request id " + c.id + ")",
+				RetryAfter: time.Second, Cause: err})
 		} else {
 			c.fail(internalError(c.id, err))
 		}

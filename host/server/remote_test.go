@@ -11,6 +11,7 @@ import (
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
+	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 
 // A catalog model as the chat model: the messages go to the model as they
@@ -117,5 +118,37 @@ func TestRemoteBackendModel(t *testing.T) {
 	r = do(t, http.MethodPost, gw+"/v1/query", "", map[string]any{"query": qSupport, "generation": map[string]int{"max_tokens": 6}})
 	if r.code != http.StatusServiceUnavailable || r.errorDoc(t).Error.Code != "backend_unavailable" || r.header.Get("Retry-After") == "" {
 		t.Fatalf("with the backend gone: %d %s", r.code, r.body)
+	}
+}
+
+// Two replicas on one Redis share a tenant's limits: a request per second
+// admitted by one is refused by the other at once. With Redis gone and
+// limits_fail = "closed", requests get 503 limits_unavailable.
+func TestSharedLimitsAcrossReplicas(t *testing.T) {
+	r := testutil.StartRedis(t)
+	h := tenantHost(t)
+	cfg := tenantConfig(t)
+	cfg.Server.Limits, cfg.Server.LimitsFail = "redis", "closed"
+	cfg.Redis.URL, cfg.Redis.Timeout = r.URL, config.Duration{Duration: 2e9}
+	cfg.Server.RefusalDelay = config.Duration{}
+	cfg.Redis.KeyPrefix = "test-" + t.Name() + ":"
+	a := startServer(t, newServer(t, h, cfg)).URL
+	b := startServer(t, newServer(t, h, cfg)).URL
+	route := map[string]string{"query": qSupport}
+	if r := do(t, http.MethodPost, a+"/v1/route", rateKey, route); r.code != http.StatusOK {
+		t.Fatalf("first request: %d %s", r.code, r.body)
+	}
+	if r := do(t, http.MethodPost, b+"/v1/route", rateKey, route); r.code != http.StatusTooManyRequests ||
+		r.errorDoc(t).Error.Code != "rate_limit_exceeded" {
+		t.Fatalf("the other replica, at once: %d %s", r.code, r.body)
+	}
+	r.Stop()
+	if r := do(t, http.MethodPost, b+"/v1/route", singleKey, route); r.code != http.StatusServiceUnavailable ||
+		r.errorDoc(t).Error.Code != "limits_unavailable" {
+		t.Fatalf("with Redis gone: %d %s", r.code, r.body)
+	}
+	// A tenant without limits does not need Redis.
+	if r := do(t, http.MethodPost, b+"/v1/route", globexKey, map[string]string{"query": qMedical}); r.code != http.StatusOK {
+		t.Fatalf("a tenant without limits: %d %s", r.code, r.body)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/plugin"
+	"github.com/mdsa-go/mdsa/internal/redislimits"
 	"github.com/mdsa-go/mdsa/internal/telemetry"
 	"github.com/mdsa-go/mdsa/internal/tenant"
 )
@@ -54,6 +55,8 @@ type Server struct {
 	bodyTimeout, uploadTimeout time.Duration
 	// warnings are served on /readyz and /v1/models (WithWarnings).
 	warnings []string
+	// shared keeps tenants' limits in Redis (server.limits = "redis").
+	shared *redislimits.Store
 }
 
 // Option changes how New builds a Server.
@@ -105,9 +108,22 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 			opt(&o)
 		}
 	}
+	var shared *redislimits.Store
 	if o.tenants == nil {
-		set, err := tenant.New(cfg.Tenants)
+		var topts []tenant.Option
+		if cfg.Server.Limits == "redis" && len(cfg.Tenants) > 0 {
+			st, mode, err := redisLimits(cfg, o.getenv, o.logger)
+			if err != nil {
+				return nil, err
+			}
+			shared = st
+			topts = append(topts, tenant.WithShared(st, mode))
+		}
+		set, err := tenant.New(cfg.Tenants, topts...)
 		if err != nil {
+			if shared != nil {
+				shared.Close()
+			}
 			return nil, fmt.Errorf("server: tenants in %s: %w", cfg.File, err)
 		}
 		o.tenants = set
@@ -131,7 +147,7 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("server: %s: %w", cfg.File, err)
 	}
 	s := &Server{
-		h: h, cfg: cfg, log: o.logger, metrics: telemetry.NewMetrics(metricsSource{h}), tenants: o.tenants,
+		h: h, cfg: cfg, log: o.logger, metrics: telemetry.NewMetrics(metricsSource{h}), tenants: o.tenants, shared: shared,
 		drain: o.drain, now: time.Now, created: time.Now(), adminKeys: keys,
 		bodyTimeout: bodyReadTimeout, uploadTimeout: pluginUploadTimeout, warnings: o.warnings,
 	}
@@ -203,7 +219,44 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = fmt.Errorf("server: serving on %s: %w", ln.Addr(), serr)
 	}
+	s.Close()
 	return err
+}
+
+// Close frees what the server holds besides its listener (the connections
+// to Redis); Serve calls it when it returns. It is safe to call twice.
+func (s *Server) Close() error {
+	if s.shared != nil {
+		return s.shared.Close()
+	}
+	return nil
+}
+
+// redisLimits connects the shared limit state of server.limits = "redis".
+// An unreachable Redis is not an error here (server.limits_fail decides
+// what requests get); it is logged.
+func redisLimits(cfg config.Config, getenv func(string) string, log *slog.Logger) (*redislimits.Store, tenant.FailMode, error) {
+	url := cfg.Redis.URL
+	if e := cfg.Redis.URLEnv; e != "" {
+		if v := getenv(e); v != "" {
+			url = v
+		} else if url == "" {
+			return nil, 0, fmt.Errorf("server: redis.url_env names %s, which is not set (%s)", e, cfg.File)
+		}
+	}
+	st, err := redislimits.New(redislimits.Options{URL: url, Prefix: cfg.Redis.KeyPrefix, Timeout: cfg.Redis.Timeout.Duration})
+	if err != nil {
+		return nil, 0, fmt.Errorf("server: [redis] in %s: %w", cfg.File, err)
+	}
+	mode := tenant.FailOpen
+	if cfg.Server.LimitsFail == "closed" {
+		mode = tenant.FailClosed
+	}
+	if err := st.Ping(context.Background()); err != nil {
+		log.Warn("redis for shared limits does not answer; requests follow server.limits_fail until it does",
+			"limits_fail", cfg.Server.LimitsFail, "err", err)
+	}
+	return st, mode, nil
 }
 
 // metricsSource is the host as the metrics read it.

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strconv"
@@ -70,6 +71,9 @@ type Usage struct {
 	RefusedConcurrent uint64
 	RefusedTokens     uint64
 	RefusedMaxTokens  uint64
+	// SharedErrors counts calls to the shared limit state (WithShared)
+	// that failed; Admit then fell back or refused as its FailMode says.
+	SharedErrors uint64
 }
 
 // admission is a tenant's live limit state. Everything in it is guarded by
@@ -126,6 +130,7 @@ func (a *admission) countRefusal(limit string) {
 // whatever its outcome.
 type Ticket struct {
 	t    *Tenant
+	id   string // the in-flight slot in the shared state; "" when admitted locally
 	done atomic.Bool
 }
 
@@ -136,7 +141,18 @@ type Ticket struct {
 // Done must be called; on refusal a *LimitError saying which limit and when
 // a retry can succeed (RetryAfter > 0). A refused request consumes neither a
 // rate token nor a concurrency slot.
-func (t *Tenant) Admit() (*Ticket, error) {
+//
+// With shared limits (WithShared) the limits are taken in the shared state,
+// so that every replica's requests count together; ctx bounds that call.
+func (t *Tenant) Admit(ctx context.Context) (*Ticket, error) {
+	if t.shared != nil && t.limited() {
+		return t.admitShared(ctx)
+	}
+	return t.admitLocal()
+}
+
+// admitLocal is Admit on the tenant's own state.
+func (t *Tenant) admitLocal() (*Ticket, error) {
 	now := t.now()
 	a := &t.adm
 	a.mu.Lock()
@@ -194,6 +210,9 @@ func rateRetry(deficit, rps float64) time.Duration {
 func (k *Ticket) Done(tokens int) {
 	if k == nil || k.t == nil || !k.done.CompareAndSwap(false, true) {
 		return
+	}
+	if k.id != "" {
+		k.releaseShared(tokens)
 	}
 	now := k.t.now()
 	a := &k.t.adm

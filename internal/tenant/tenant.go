@@ -50,8 +50,10 @@ type keyHash struct {
 }
 
 type options struct {
-	now    func() time.Time
-	getenv func(string) string
+	shared   Shared
+	failMode FailMode
+	now      func() time.Time
+	getenv   func(string) string
 }
 
 // Option configures New.
@@ -113,6 +115,7 @@ func New(tenants []config.Tenant, opts ...Option) (*Set, error) {
 		if err != nil {
 			return nil, err
 		}
+		t.shared, t.failMode = o.shared, o.failMode
 		s.byName[ct.Name] = t
 		s.sorted = append(s.sorted, t)
 	}
@@ -231,6 +234,9 @@ type Tenant struct {
 	cfg    config.Tenant // deep copy of the configuration
 	limits config.TenantLimits
 	now    func() time.Time
+
+	shared   Shared // nil: limits kept in adm alone
+	failMode FailMode
 
 	adm admission
 }

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -93,7 +94,7 @@ func TestOpenSet(t *testing.T) {
 		t.Fatalf("open tenant has limits %+v", tn.Limits())
 	}
 	for range 1000 {
-		k, err := tn.Admit()
+		k, err := tn.Admit(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,13 +290,13 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("default burst = %d, want ceil(5)", b)
 	}
 	for i := range 5 {
-		k, err := tn.Admit()
+		k, err := tn.Admit(context.Background())
 		if err != nil {
 			t.Fatalf("request %d of the burst: %v", i, err)
 		}
 		k.Done(0)
 	}
-	_, err := tn.Admit()
+	_, err := tn.Admit(context.Background())
 	le := limitErr(t, err, LimitRequestsPerSecond)
 	if le.RetryAfter != 200*time.Millisecond {
 		t.Fatalf("RetryAfter = %v, want 200ms at 5/s", le.RetryAfter)
@@ -306,18 +307,18 @@ func TestRateLimit(t *testing.T) {
 	// Refusals consume nothing: halfway through the wait the retry time halves.
 	clk.Advance(100 * time.Millisecond)
 	for range 10 {
-		_, err = tn.Admit()
+		_, err = tn.Admit(context.Background())
 	}
 	if le := limitErr(t, err, LimitRequestsPerSecond); le.RetryAfter != 100*time.Millisecond {
 		t.Fatalf("RetryAfter after 100ms = %v, want 100ms", le.RetryAfter)
 	}
 	clk.Advance(100 * time.Millisecond)
-	k, err := tn.Admit()
+	k, err := tn.Admit(context.Background())
 	if err != nil {
 		t.Fatalf("after RetryAfter: %v", err)
 	}
 	k.Done(0)
-	if _, err := tn.Admit(); err == nil {
+	if _, err := tn.Admit(context.Background()); err == nil {
 		t.Fatal("second request within 200ms admitted")
 	}
 	u := tn.Usage()
@@ -332,21 +333,21 @@ func TestRateFractionalAndBurst(t *testing.T) {
 	if b := tn.Limits().Burst; b != 1 {
 		t.Fatalf("default burst at 0.5/s = %d, want 1", b)
 	}
-	if _, err := tn.Admit(); err != nil {
+	if _, err := tn.Admit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	_, err := tn.Admit()
+	_, err := tn.Admit(context.Background())
 	if le := limitErr(t, err, LimitRequestsPerSecond); le.RetryAfter != 2*time.Second {
 		t.Fatalf("RetryAfter = %v, want 2s", le.RetryAfter)
 	}
 
 	tn = one(t, clk, config.TenantLimits{RequestsPerSecond: 1, Burst: 3})
 	for range 3 {
-		if _, err := tn.Admit(); err != nil {
+		if _, err := tn.Admit(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := tn.Admit(); err == nil {
+	if _, err := tn.Admit(context.Background()); err == nil {
 		t.Fatal("burst of 3 exceeded")
 	}
 }
@@ -354,13 +355,13 @@ func TestRateFractionalAndBurst(t *testing.T) {
 func TestConcurrency(t *testing.T) {
 	clk := newClock()
 	tn := one(t, clk, config.TenantLimits{Concurrent: 2})
-	a, err1 := tn.Admit()
-	b, err2 := tn.Admit()
+	a, err1 := tn.Admit(context.Background())
+	b, err2 := tn.Admit(context.Background())
 	if err1 != nil || err2 != nil {
 		t.Fatal(err1, err2)
 	}
 	for range 5 {
-		_, err := tn.Admit()
+		_, err := tn.Admit(context.Background())
 		if le := limitErr(t, err, LimitConcurrent); le.RetryAfter <= 0 || le.Value != 2 {
 			t.Fatalf("LimitError %+v", le)
 		}
@@ -370,11 +371,11 @@ func TestConcurrency(t *testing.T) {
 	}
 	a.Done(0)
 	a.Done(0) // harmless: must not free b's slot too
-	c, err := tn.Admit()
+	c, err := tn.Admit(context.Background())
 	if err != nil {
 		t.Fatalf("after Done: %v", err)
 	}
-	if _, err := tn.Admit(); err == nil {
+	if _, err := tn.Admit(context.Background()); err == nil {
 		t.Fatal("a second Done freed a slot")
 	}
 	b.Done(0)
@@ -391,28 +392,28 @@ func TestConcurrency(t *testing.T) {
 func TestRefusalsKeepRateTokens(t *testing.T) {
 	clk := newClock()
 	tn := one(t, clk, config.TenantLimits{RequestsPerSecond: 1, Burst: 2, Concurrent: 1})
-	k, err := tn.Admit() // 1 rate token left
+	k, err := tn.Admit(context.Background()) // 1 rate token left
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 5 {
-		_, err := tn.Admit()
+		_, err := tn.Admit(context.Background())
 		limitErr(t, err, LimitConcurrent)
 	}
 	k.Done(0)
-	if _, err := tn.Admit(); err != nil {
+	if _, err := tn.Admit(context.Background()); err != nil {
 		t.Fatalf("rate token lost to refused requests: %v", err)
 	}
 
 	// Same for tokens_per_minute refusals.
 	tn = one(t, clk, config.TenantLimits{RequestsPerSecond: 1, Burst: 5, TokensPerMinute: 10})
-	k, err = tn.Admit()
+	k, err = tn.Admit(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	k.Done(10)
 	for range 10 {
-		_, err := tn.Admit()
+		_, err := tn.Admit(context.Background())
 		limitErr(t, err, LimitTokensPerMinute)
 	}
 	if got := tn.adm.limiter.TokensAt(clk.Now()); got != 4 {
@@ -423,13 +424,13 @@ func TestRefusalsKeepRateTokens(t *testing.T) {
 func TestTokensPerMinute(t *testing.T) {
 	clk := newClock()
 	tn := one(t, clk, config.TenantLimits{TokensPerMinute: 1000})
-	k, err := tn.Admit()
+	k, err := tn.Admit(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	k.Done(600) // t=0
 	clk.Advance(10 * time.Second)
-	k, err = tn.Admit()
+	k, err = tn.Admit(context.Background())
 	if err != nil {
 		t.Fatalf("600 < 1000 tokens: %v", err)
 	}
@@ -438,18 +439,18 @@ func TestTokensPerMinute(t *testing.T) {
 		t.Fatalf("TokensLastMinute = %d", u.TokensLastMinute)
 	}
 	clk.Advance(5 * time.Second) // t=15s
-	_, err = tn.Admit()
+	_, err = tn.Admit(context.Background())
 	le := limitErr(t, err, LimitTokensPerMinute)
 	// The 600 tokens of t=0 leave at t=60s, 45 s from now.
 	if le.RetryAfter != 45*time.Second || le.Value != 1000 {
 		t.Fatalf("LimitError %+v, want RetryAfter 45s", le)
 	}
 	clk.Advance(le.RetryAfter - time.Millisecond)
-	if _, err := tn.Admit(); err == nil {
+	if _, err := tn.Admit(context.Background()); err == nil {
 		t.Fatal("admitted before the old tokens left the window")
 	}
 	clk.Advance(time.Millisecond)
-	k, err = tn.Admit()
+	k, err = tn.Admit(context.Background())
 	if err != nil {
 		t.Fatalf("after RetryAfter: %v", err)
 	}
@@ -467,7 +468,7 @@ func TestTokensNeedSeveralBuckets(t *testing.T) {
 	clk := newClock()
 	tn := one(t, clk, config.TenantLimits{TokensPerMinute: 100})
 	for _, n := range []int{30, 30, 30, 70} { // at t=0,1,2,3 s
-		k, err := tn.Admit()
+		k, err := tn.Admit(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -476,7 +477,7 @@ func TestTokensNeedSeveralBuckets(t *testing.T) {
 	}
 	// t=4s, 160 in the window: 130 once t=0 leaves, 100 after t=1 (still at
 	// the limit), under it once t=2 has left, at t=62s.
-	_, err := tn.Admit()
+	_, err := tn.Admit(context.Background())
 	if le := limitErr(t, err, LimitTokensPerMinute); le.RetryAfter != 58*time.Second {
 		t.Fatalf("RetryAfter = %v, want 58s", le.RetryAfter)
 	}
@@ -485,13 +486,13 @@ func TestTokensNeedSeveralBuckets(t *testing.T) {
 func TestClockGoingBack(t *testing.T) {
 	clk := newClock()
 	tn := one(t, clk, config.TenantLimits{RequestsPerSecond: 1, TokensPerMinute: 100})
-	k, err := tn.Admit()
+	k, err := tn.Admit(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(-time.Hour)
 	k.Done(100)
-	if _, err := tn.Admit(); err == nil {
+	if _, err := tn.Admit(context.Background()); err == nil {
 		t.Fatal("a clock stepping back must not refill the bucket or empty the window")
 	}
 	if u := tn.Usage(); u.TokensLastMinute != 100 {
@@ -519,7 +520,7 @@ func TestHammer(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for range each {
-				k, err := tn.Admit()
+				k, err := tn.Admit(context.Background())
 				if err != nil {
 					var le *LimitError
 					if !errors.As(err, &le) || le.Limit != LimitConcurrent {
@@ -603,7 +604,7 @@ func BenchmarkAdmit(b *testing.B) {
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			k, err := tn.Admit()
+			k, err := tn.Admit(context.Background())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -614,7 +615,7 @@ func BenchmarkAdmit(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				k, err := tn.Admit()
+				k, err := tn.Admit(context.Background())
 				if err != nil {
 					b.Error(err)
 					return

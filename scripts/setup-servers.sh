@@ -1,0 +1,35 @@
+#!/bin/sh
+# Installs the real servers the integration tests start on loopback (Debian
+# packages): redis-server for limits shared by replicas. Idempotent: does
+# nothing when they are there. Needs root (or sudo) to install. Without
+# them the tests that need them skip (under CI they fail instead).
+set -eu
+
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+
+if [ -z "$missing" ]; then
+	echo "setup-servers: present: $(redis-server --version | cut -d' ' -f1-3)"
+	exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+	SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+	SUDO="sudo"
+else
+	echo "setup-servers:$missing missing and not root (no sudo): run 'apt-get install -y$missing' as root" >&2
+	exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "setup-servers: no apt-get here: install$missing yourself" >&2
+	exit 1
+fi
+echo "setup-servers: installing$missing"
+$SUDO apt-get update -qq
+# The package's own service is not wanted: tests start their own servers.
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if command -v systemctl >/dev/null 2>&1; then
+	$SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+echo "setup-servers: installed: $(redis-server --version | cut -d' ' -f1-3)"
