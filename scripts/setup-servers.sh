@@ -1,12 +1,14 @@
 #!/bin/sh
 # Installs the real servers the integration tests start on loopback (Debian
-# packages): redis-server for limits shared by replicas. Idempotent: does
+# packages): redis-server for limits shared by replicas, docker-registry (the
+# CNCF distribution server) for plugins pulled from an OCI registry. Idempotent: does
 # nothing when they are there. Needs root (or sudo) to install. Without
 # them the tests that need them skip (under CI they fail instead).
 set -eu
 
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
 
 if [ -z "$missing" ]; then
 	echo "setup-servers: present: $(redis-server --version | cut -d' ' -f1-3)"
@@ -30,6 +32,6 @@ $SUDO apt-get update -qq
 # The package's own service is not wanted: tests start their own servers.
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 if command -v systemctl >/dev/null 2>&1; then
-	$SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+	$SUDO systemctl disable --now redis-server docker-registry >/dev/null 2>&1 || true
 fi
 echo "setup-servers: installed: $(redis-server --version | cut -d' ' -f1-3)"

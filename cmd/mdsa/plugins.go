@@ -79,6 +79,6 @@ func (a *app) pluginsCmd() *cobra.Command {
 		},
 	}
 	inspect.Flags().BoolVar(&inspectJSON, "json", false, "print JSON")
-	cmd.AddCommand(list, inspect, a.pluginsTestCmd(), a.pluginsNewCmd(), a.pluginsReloadCmd())
+	cmd.AddCommand(list, inspect, a.pluginsTestCmd(), a.pluginsNewCmd(), a.pluginsReloadCmd(), a.pluginsPushCmd(), a.pluginsPullCmd())
 	return cmd
 }

@@ -74,6 +74,19 @@ func (a *app) serveCmd() *cobra.Command {
 				return err
 			}
 			defer h.Close()
+			// Plugins from OCI registries: pulled before serving, then
+			// watched (a tag that moves is swapped in).
+			rw, err := registryWatcher(cfg, h, log)
+			if err != nil {
+				return err
+			}
+			if rw != nil {
+				n := rw.Sync(ctx)
+				log.Info("plugins from registries", "refs", len(rw.Refs), "installed", n)
+				rctx, stopRegistry := context.WithCancel(ctx)
+				defer stopRegistry()
+				go rw.Run(rctx)
+			}
 			var lc net.ListenConfig
 			ln, err := lc.Listen(ctx, "tcp", cfg.Server.Listen)
 			if err != nil {

@@ -166,6 +166,9 @@ type Plugins struct {
 	// Shape bounds a module's static shape, checked before anything
 	// compiles it; zero keys keep the defaults.
 	Shape Shape `toml:"shape"`
+	// Registry lists plugins pulled from OCI registries and kept in step
+	// with their tags ([plugins.registry]).
+	Registry PluginRegistry `toml:"registry"`
 	// Config is the default Extism config of each plugin, by plugin name
 	// ([plugins.config.faq] source = "builtin"). A plugin file is matched
 	// by its name without ".wasm" before its manifest is known, so a
@@ -319,6 +322,22 @@ type Model struct {
 	RemoteModel string `toml:"remote_model"`
 }
 
+// PluginRegistry is where plugins come from besides the plugins
+// directory: OCI registries, watched.
+type PluginRegistry struct {
+	// Refs are oci://REGISTRY/REPOSITORY:TAG (watched: a new digest is
+	// pulled and swapped in) or oci://REGISTRY/REPOSITORY@sha256:... (pinned).
+	Refs []string `toml:"refs"`
+	// Poll is how often tags are resolved.
+	Poll Duration `toml:"poll"`
+	// PlainHTTP talks to the registries without TLS (loopback, a lab).
+	PlainHTTP bool `toml:"plain_http"`
+	// UsernameEnv and PasswordEnv name environment variables holding the
+	// registries' credentials; empty: anonymous.
+	UsernameEnv string `toml:"username_env"`
+	PasswordEnv string `toml:"password_env"`
+}
+
 // Backend is a group of OpenAI-compatible servers that serve the same
 // models, balanced by the gateway.
 type Backend struct {
@@ -458,6 +477,7 @@ func Default() Config {
 			CompileInChild:  true,
 			CompileTimeout:  Duration{10 * time.Second},
 			CompileMemoryMB: 512,
+			Registry:        PluginRegistry{Poll: Duration{2 * time.Second}},
 		},
 	}
 }

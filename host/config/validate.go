@@ -164,6 +164,19 @@ func (c *Config) validate(data []byte) error {
 			}
 		}
 	}
+	for i, ref := range c.Plugins.Registry.Refs {
+		if !strings.HasPrefix(ref, "oci://") || strings.ContainsAny(ref, " \t\n") {
+			return fail(fmt.Sprintf("refs[%d] %q: want oci://REGISTRY/REPOSITORY:TAG or oci://REGISTRY/REPOSITORY@sha256:...", i, ref), "plugins", "registry", "refs")
+		}
+	}
+	if d := c.Plugins.Registry.Poll.Duration; d < 100*time.Millisecond || d > 24*time.Hour {
+		return fail(fmt.Sprintf("%s is out of range [100ms, 24h]", d), "plugins", "registry", "poll")
+	}
+	for _, k := range []struct{ v, key string }{{c.Plugins.Registry.UsernameEnv, "username_env"}, {c.Plugins.Registry.PasswordEnv, "password_env"}} {
+		if k.v != "" && !envNameRE.MatchString(k.v) {
+			return fail(fmt.Sprintf("%q is not an environment variable name", k.v), "plugins", "registry", k.key)
+		}
+	}
 	if err := c.validateBackends(fail); err != nil {
 		return err
 	}

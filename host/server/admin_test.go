@@ -35,6 +35,13 @@ func variant(wasm []byte, tag string) []byte {
 // the admin API on.
 func adminServer(t *testing.T) (url, dir string) {
 	t.Helper()
+	_, url, dir = adminHost(t)
+	return url, dir
+}
+
+// adminHost is adminServer with its host.
+func adminHost(t *testing.T) (h *host.Host, url, dir string) {
+	t.Helper()
 	dir = t.TempDir()
 	for _, name := range shipped {
 		b, err := os.ReadFile(filepath.Join(fixture.pluginsDir, name+".wasm"))
@@ -50,7 +57,7 @@ func adminServer(t *testing.T) (url, dir string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	return startServer(t, newServer(t, h, cfg)).URL, dir
+	return h, startServer(t, newServer(t, h, cfg)).URL, dir
 }
 
 func TestAdminAPIOffAndKeys(t *testing.T) {

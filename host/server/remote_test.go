@@ -6,11 +6,16 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
+	"github.com/mdsa-go/mdsa/internal/ociplugins"
 	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 
@@ -151,4 +156,80 @@ func TestSharedLimitsAcrossReplicas(t *testing.T) {
 	if r := do(t, http.MethodPost, b+"/v1/route", globexKey, map[string]string{"query": qMedical}); r.code != http.StatusOK {
 		t.Fatalf("a tenant without limits: %d %s", r.code, r.body)
 	}
+}
+
+// A rollout through an OCI registry: two replicas watch a tag; a new
+// version pushed to it serves on both, with no failed request meanwhile.
+func TestRegistryRollout(t *testing.T) {
+	reg := testutil.StartRegistry(t)
+	oc := ociplugins.Client{PlainHTTP: true}
+	ctx := context.Background()
+	ref, err := ociplugins.ParseRef("oci://" + reg.Host + "/mdsa/support:stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wasm, err := os.ReadFile(filepath.Join(fixture.pluginsDir, "support.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oc.Push(ctx, ref, "support", wasm, nil); err != nil {
+		t.Fatal(err)
+	}
+	type replica struct {
+		h   *host.Host
+		url string
+	}
+	var reps []replica
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	for range 2 {
+		h, url, _ := adminHost(t)
+		w := &ociplugins.Watcher{Client: oc, Refs: []ociplugins.Ref{ref}, Poll: 100 * time.Millisecond,
+			Install: func(ctx context.Context, name string, wasm []byte) error {
+				_, err := h.InstallPlugin(ctx, name, wasm)
+				return err
+			}}
+		w.Sync(ctx)
+		go w.Run(wctx)
+		reps = append(reps, replica{h, url})
+	}
+	sha := func(h *host.Host) string {
+		for _, p := range h.Plugins() {
+			if p.Name == "support" {
+				return p.SHA256
+			}
+		}
+		return ""
+	}
+	old := sha(reps[0].h)
+	var failed, sent atomic.Int64
+	trafficDone := make(chan struct{})
+	go func() {
+		defer close(trafficDone)
+		for wctx.Err() == nil {
+			for _, r := range reps {
+				sent.Add(1)
+				if res := do(t, http.MethodPost, r.url+"/v1/route", "", map[string]string{"query": qSupport}); res.code != http.StatusOK {
+					failed.Add(1)
+				}
+			}
+		}
+	}()
+	v2 := variant(wasm, "v2")
+	t0 := time.Now()
+	if _, err := oc.Push(ctx, ref, "support", v2, nil); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); sha(reps[0].h) == old || sha(reps[1].h) == old; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the new version did not reach both replicas within a minute")
+		}
+	}
+	took := time.Since(t0)
+	stop()
+	<-trafficDone
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed during the rollout", failed.Load(), sent.Load())
+	}
+	t.Logf("rollout to 2 replicas took %v (poll 100ms), %d requests, none failed", took, sent.Load())
 }
