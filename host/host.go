@@ -57,6 +57,8 @@ type Host struct {
 	// remotes are the remote engines the registry has opened, by model
 	// name, for their backends' status (the latest one of each name).
 	remotes remoteEngines
+	// cache keeps answers for requests asked again; nil when off.
+	cache *responseCache
 
 	// swapMu serialises plugin swaps (Reload, InstallPlugin,
 	// RemovePlugin); requests never take it.
@@ -207,6 +209,12 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 	if err := h.openRegistry(ctx, o); err != nil {
 		return nil, err
 	}
+	rc, err := newResponseCache(cfg)
+	if err != nil {
+		h.models.Close()
+		return nil, err
+	}
+	h.cache = rc
 
 	rt, err := plugin.NewRuntime(ctx, plugin.Options{
 		CacheDir: cfg.Resolve(cfg.Host.CacheDir),
@@ -504,7 +512,7 @@ func (h *Host) Close() error {
 			errs = append(errs, p.Close(ctx))
 		}
 	}
-	errs = append(errs, h.rt.Close(ctx), h.models.Close())
+	errs = append(errs, h.rt.Close(ctx), h.models.Close(), h.cache.close())
 	return errors.Join(errs...)
 }
 

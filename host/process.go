@@ -37,6 +37,11 @@ type Request struct {
 	// error it returns ends the request with that error. A streaming
 	// caller uses it to name the domain before the first token.
 	OnRoute func(router.Decision) error `json:"-"`
+	// OnCache, when set, is called with CacheHit or CacheMiss as soon as
+	// the response cache has looked the request up (before any text of a
+	// hit is passed on); not called for requests the cache does not keep.
+	// A server sets its X-MDSA-Cache header there.
+	OnCache func(result string) `json:"-"`
 }
 
 // Status says how a request was answered.
@@ -105,6 +110,10 @@ type Result struct {
 	FinishReason string
 	Tokens       Tokens
 	Timings      Timings
+	// Cache is CacheHit when the answer came from the response cache (no
+	// plugin or model ran; Tokens are 0), CacheMiss when it was computed
+	// and kept, "" when the request is not one the cache keeps.
+	Cache string
 }
 
 // Process answers req.
@@ -202,6 +211,22 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 	}
 	res.Timings.Route = time.Since(t)
 	p := st.plugins[res.Domain]
+	cacheKey := h.cache.key(tenant, h.cacheModel(p), p, res.Domain, req)
+	if cacheKey != "" {
+		if a, ok := h.cache.get(ctx, cacheKey); ok {
+			if req.OnCache != nil {
+				req.OnCache(CacheHit)
+			}
+			err := answerFromCache(&res, a, onToken)
+			res.Timings.Total = time.Since(start)
+			log.Info("answered from the cache", "domain", res.Domain, "total_ms", res.Timings.Total)
+			return res, err
+		}
+		res.Cache = CacheMiss
+		if req.OnCache != nil {
+			req.OnCache(CacheMiss)
+		}
+	}
 	preq := abi.PromptRequest{Query: req.Query, History: req.History, Context: req.Context}
 	// The request's max_tokens (already resolved against its tenant's
 	// limit) bounds what the plugin's own generations may produce too.
@@ -270,6 +295,9 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 	res.Status = StatusOK
 	if !res.Validation.OK {
 		res.Status = StatusFlagged
+	}
+	if cacheKey != "" {
+		h.cache.put(ctx, cacheKey, res)
 	}
 	res.Timings.Total = time.Since(start)
 	log.Info("answered", "domain", res.Domain, "status", res.Status, "tokens", res.Tokens.Completion,

@@ -33,6 +33,7 @@ type Config struct {
 	Backends map[string]Backend `toml:"backends"`
 	Server   Server             `toml:"server"`
 	Redis    Redis              `toml:"redis"`
+	Cache    Cache              `toml:"cache"`
 	// Tenants share the server; with none, mdsa serve has one open tenant
 	// ("default") that may use every plugin and model.
 	Tenants []Tenant `toml:"tenants"`
@@ -226,6 +227,22 @@ type Server struct {
 	LimitsFail string `toml:"limits_fail"`
 }
 
+// Cache is the response cache: an answer kept for the same request asked
+// again (same tenant, domain, plugin version, model, messages and
+// sampling settings).
+type Cache struct {
+	// Mode is "off", "deterministic" (requests at temperature 0 to plugins
+	// without a handle export, whose answer cannot differ) or "always".
+	Mode string `toml:"mode"`
+	// MaxMB bounds the in-memory store.
+	MaxMB int `toml:"max_mb"`
+	// TTL is how long an answer is kept.
+	TTL Duration `toml:"ttl"`
+	// Store is "memory" (this process) or "redis" (shared by replicas
+	// through [redis]).
+	Store string `toml:"store"`
+}
+
 // Redis is the Redis (or Valkey) server that replicas share.
 type Redis struct {
 	// URL is redis://[user:password@]HOST:PORT[/DB], rediss:// for TLS,
@@ -263,6 +280,10 @@ type Tenant struct {
 	// PluginConfig is passed to each of the tenant's plugins as its Extism
 	// config: [tenants.plugin_config.finance] currency = "EUR".
 	PluginConfig map[string]map[string]string `toml:"plugin_config"`
+	// Cache overrides cache.mode for this tenant: "off", "deterministic"
+	// or "always" (also answers sampled at a temperature above 0, the
+	// same answer again); empty: cache.mode.
+	Cache string `toml:"cache"`
 }
 
 // Allows reports whether the tenant may use plugin name: its plugins list
@@ -462,6 +483,7 @@ func Default() Config {
 			LimitsFail:    "open",
 		},
 		Redis: Redis{Timeout: Duration{100 * time.Millisecond}, KeyPrefix: "mdsa:"},
+		Cache: Cache{Mode: "deterministic", MaxMB: 64, TTL: Duration{10 * time.Minute}, Store: "memory"},
 		Plugins: Plugins{
 			Timeout:         Duration{time.Second},
 			ThrottleAfter:   Duration{5 * time.Millisecond},

@@ -10,6 +10,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -175,6 +176,30 @@ func (c *Config) validate(data []byte) error {
 	for _, k := range []struct{ v, key string }{{c.Plugins.Registry.UsernameEnv, "username_env"}, {c.Plugins.Registry.PasswordEnv, "password_env"}} {
 		if k.v != "" && !envNameRE.MatchString(k.v) {
 			return fail(fmt.Sprintf("%q is not an environment variable name", k.v), "plugins", "registry", k.key)
+		}
+	}
+	cacheModes := []string{"off", "deterministic", "always"}
+	if !slices.Contains(cacheModes, c.Cache.Mode) {
+		return fail(fmt.Sprintf("%q: want off, deterministic or always", c.Cache.Mode), "cache", "mode")
+	}
+	if c.Cache.MaxMB < 0 || c.Cache.MaxMB > 1<<20 {
+		return fail(fmt.Sprintf("%d is out of range [0, %d]", c.Cache.MaxMB, 1<<20), "cache", "max_mb")
+	}
+	if d := c.Cache.TTL.Duration; d <= 0 || d > 30*24*time.Hour {
+		return fail(fmt.Sprintf("%s is out of range (0s, 720h]", d), "cache", "ttl")
+	}
+	switch c.Cache.Store {
+	case "memory":
+	case "redis":
+		if c.Redis.URL == "" && c.Redis.URLEnv == "" {
+			return fail("store = \"redis\" needs [redis] url or url_env", "cache", "store")
+		}
+	default:
+		return fail(fmt.Sprintf("%q: want memory or redis", c.Cache.Store), "cache", "store")
+	}
+	for i, t := range c.Tenants {
+		if t.Cache != "" && !slices.Contains(cacheModes, t.Cache) {
+			return fail(fmt.Sprintf("tenant %q: cache %q: want off, deterministic or always", t.Name, t.Cache), "tenants", strconv.Itoa(i), "cache")
 		}
 	}
 	if err := c.validateBackends(fail); err != nil {

@@ -213,6 +213,7 @@ func (s *Server) query(c *call) *apiError {
 	hreq := req.Request
 	hreq.Generation.MaxTokens = n
 	hreq.RequestID = c.id
+	hreq.OnCache = c.setCacheHeader
 	res, err := c.ht.Process(c.r.Context(), hreq)
 	c.record(res)
 	if err != nil {

@@ -63,8 +63,11 @@ type promptTokensDetails struct {
 // mdsaInfo is what MDSA adds to a completion: how the query was routed and
 // validated, and the stage timings.
 type mdsaInfo struct {
-	RequestID  string         `json:"request_id"`
-	Domain     string         `json:"domain"`
+	RequestID string `json:"request_id"`
+	Domain    string `json:"domain"`
+	// Cache is "hit" (the answer was kept from an identical request),
+	// "miss" or absent (not a request the response cache keeps).
+	Cache      string         `json:"cache,omitempty"`
 	Confidence float64        `json:"confidence"`
 	Status     string         `json:"status"`
 	Validation abi.Validation `json:"validation"`
@@ -125,7 +128,7 @@ func (s *Server) chat(c *call) *apiError {
 		return c.chatModel(req, maxTokens)
 	}
 	hreq := host.Request{Query: req.Query, History: req.History, Domain: domain,
-		Generation: req.generation(maxTokens), RequestID: c.id}
+		Generation: req.generation(maxTokens), RequestID: c.id, OnCache: c.setCacheHeader}
 	if req.System != "" {
 		hreq.Context = map[string]string{"system": req.System}
 	}
@@ -337,7 +340,7 @@ func usageOf(res host.Result) chatUsage {
 }
 
 func info(res host.Result) mdsaInfo {
-	return mdsaInfo{RequestID: res.RequestID, Domain: res.Domain, Confidence: res.Confidence, Status: string(res.Status),
+	return mdsaInfo{RequestID: res.RequestID, Domain: res.Domain, Cache: res.Cache, Confidence: res.Confidence, Status: string(res.Status),
 		Validation: res.Validation, TimingsMS: wire.FromTimings(res.Timings)}
 }
 
@@ -481,3 +484,13 @@ func (s *sseStream) raw(b []byte) error {
 
 // done ends the stream.
 func (s *sseStream) done() { s.raw([]byte("[DONE]")) }
+
+// headerCache says whether the response cache answered: hit or miss.
+const headerCache = "X-MDSA-Cache"
+
+// setCacheHeader is host.Request.OnCache: it sets X-MDSA-Cache (before
+// any text of a stream is written) and counts the lookup per tenant.
+func (c *call) setCacheHeader(result string) {
+	c.w.Header().Set(headerCache, result)
+	c.s.metrics.ObserveCache(c.label, result)
+}

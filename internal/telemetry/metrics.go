@@ -99,6 +99,7 @@ type Metrics struct {
 	tokens   *prometheus.CounterVec   // tenant, domain, kind
 	refused  *prometheus.CounterVec   // tenant, reason
 	inflight *prometheus.GaugeVec     // tenant, endpoint
+	cache    *prometheus.CounterVec   // tenant, result
 }
 
 // NewMetrics builds the metrics on a new registry, which also holds the Go
@@ -134,9 +135,13 @@ func NewMetrics(src Source) *Metrics {
 			Namespace: Namespace, Name: "inflight_requests",
 			Help: "Requests being served now, by tenant and endpoint.",
 		}, []string{"tenant", "endpoint"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "cache_requests_total",
+			Help: "Response cache lookups by tenant and result (hit: answered from the cache; miss: computed and kept).",
+		}, []string{"tenant", "result"}),
 	}
 	m.reg.MustRegister(
-		m.requests, m.duration, m.stages, m.tokens, m.refused, m.inflight,
+		m.requests, m.duration, m.stages, m.tokens, m.refused, m.inflight, m.cache,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -221,6 +226,11 @@ func observeStage(h *prometheus.HistogramVec, stage, domain string, d time.Durat
 // unauthorized, forbidden, rate_limited, too_large or bad_request.
 func (m *Metrics) ObserveRefused(tenant, reason string) {
 	m.refused.WithLabelValues(tenantLabel(tenant), labelValue(reason)).Inc()
+}
+
+// ObserveCache counts one response cache lookup of tenant: "hit" or "miss".
+func (m *Metrics) ObserveCache(tenant, result string) {
+	m.cache.WithLabelValues(tenantLabel(tenant), labelValue(result)).Inc()
 }
 
 // InFlight counts a request as being served until done is called; calling

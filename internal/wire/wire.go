@@ -25,6 +25,8 @@ type Result struct {
 	FinishReason string          `json:"finish_reason,omitempty"`
 	Tokens       host.Tokens     `json:"tokens"`
 	TimingsMS    Timings         `json:"timings_ms"`
+	// Cache is "hit", "miss" or absent (not a request the cache keeps).
+	Cache string `json:"cache,omitempty"`
 }
 
 // Timings are host.Timings in milliseconds, to the microsecond.
@@ -41,7 +43,7 @@ func FromResult(r host.Result) Result {
 	return Result{
 		RequestID: r.RequestID, Status: string(r.Status), Domain: r.Domain, Confidence: r.Confidence,
 		Alternatives: r.Alternatives, Response: r.Response, Validation: r.Validation, Model: r.Model,
-		FinishReason: r.FinishReason, Tokens: r.Tokens, TimingsMS: FromTimings(r.Timings),
+		FinishReason: r.FinishReason, Tokens: r.Tokens, TimingsMS: FromTimings(r.Timings), Cache: r.Cache,
 	}
 }
 
