@@ -487,3 +487,18 @@ func TestRingSpread(t *testing.T) {
 		}
 	}
 }
+
+// A backend that streams without end is cut at maxAnswerBytes.
+func TestAnswerBound(t *testing.T) {
+	f := newFake(t, KindOpenAI)
+	big := strings.Repeat("x", 1<<20)
+	f.words = make([]string, maxAnswerBytes>>20+2)
+	for i := range f.words {
+		f.words[i] = big
+	}
+	e := open(t, Options{Retries: -1}, f)
+	_, err := e.Generate(context.Background(), chat("s", "q", 8), nil)
+	if err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Fatalf("%v", err)
+	}
+}

@@ -132,6 +132,9 @@ func (e *Engine) stream(ctx context.Context, b *backend, path string, body chatR
 		}
 		for _, ch := range c.Choices {
 			piece := ch.Delta.Content + ch.Text
+			if len(text)+len(piece) > maxAnswerBytes {
+				return res, started, fmt.Errorf("openai: backend %s sent more than %d bytes of answer", b.url, maxAnswerBytes)
+			}
 			if piece != "" {
 				events++
 				text = append(text, piece...)
@@ -196,8 +199,16 @@ func (e *Engine) checkPromptBudget(ctx context.Context, req engine.Request, budg
 	return nil
 }
 
+// maxAnswerBytes bounds the text of one answer a backend streams: one
+// that never stops cannot make the gateway hold more.
+const maxAnswerBytes = 16 << 20
+
 // maxEmbedBatch is how many inputs one embeddings request carries.
 const maxEmbedBatch = 64
+
+// maxEmbeddingsBytes bounds one embeddings answer (64 vectors of 4,096
+// floats as JSON are about 6 MB).
+const maxEmbeddingsBytes = 64 << 20
 
 // Embed implements engine.Engine, in requests of up to 64 inputs.
 func (e *Engine) Embed(ctx context.Context, inputs []string) ([][]float32, error) {
@@ -227,7 +238,7 @@ func (e *Engine) embed(ctx context.Context, b *backend, inputs []string) ([][]fl
 	}
 	defer resp.Body.Close()
 	var er embeddingResponse
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&er); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxEmbeddingsBytes)).Decode(&er); err != nil {
 		return nil, fmt.Errorf("openai: backend %s: reading embeddings: %w", b.url, timeoutCause(ctx, err))
 	}
 	vecs := make([][]float32, len(inputs))
