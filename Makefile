@@ -10,7 +10,7 @@ SYNTH     := models/synthetic.gguf
 # llama.cpp build that `make setup` installs: auto (CUDA, Vulkan or CPU, whichever fits), cpu, cuda, vulkan
 LLAMA_BACKEND ?= auto
 
-.PHONY: all setup setup-servers setup-examples examples plugins hostile build test test-short run bench clean
+.PHONY: all setup setup-servers setup-examples examples plugins hostile build test test-short run bench clean chart
 
 all: build plugins
 
@@ -98,3 +98,20 @@ bench:
 
 clean:
 	rm -rf bin .cache $(WASMS)
+
+## chart: lint the Helm chart (deploy/helm/mdsa) with helm v4.3.2 (go run, pinned) and validate the mdsa.toml it renders, plain and with Redis and a plugin registry
+HELM := $(GO) run helm.sh/helm/v4/cmd/helm@v4.3.2
+CHART_SET := --set redis.url=redis://redis:6379/0 --set redis.limitsFail=closed --set 'pluginRegistry.refs={oci://registry:5000/mdsa/finance:stable}'
+chart: build
+	$(HELM) lint --strict deploy/helm/mdsa
+	$(HELM) lint --strict deploy/helm/mdsa $(CHART_SET)
+	@mkdir -p bin
+	$(HELM) template mdsa deploy/helm/mdsa > bin/chart-plain.yaml
+	$(HELM) template mdsa deploy/helm/mdsa $(CHART_SET) > bin/chart-shared.yaml
+	for f in plain shared; do \
+		awk '/^  mdsa.toml: [|]/{f=1;next} f&&/^    /{sub(/^    /,"");print;next} f&&/^$$/{print;next} f{exit}' bin/chart-$$f.yaml > bin/chart-$$f.toml; \
+		$(BIN) config validate bin/chart-$$f.toml || exit 1; \
+	done
+	grep -q 'limits = "redis"' bin/chart-shared.toml
+	@echo "chart: lint passed, rendered configs valid"
+
