@@ -16,6 +16,7 @@ func (a *app) benchClusterCmd() *cobra.Command {
 		js       bool
 		duration time.Duration
 		requests int
+		redisURL string
 	)
 	cmd := &cobra.Command{
 		Use:   "cluster",
@@ -33,7 +34,9 @@ what is measured is the gateway) and MDSA gateways in front of them, in this pro
   failover  3 servers under 12 streaming clients; one is killed at a third of the run and
             restarted at two thirds: requests failed before their first token, streams cut (with
             and without an error event), and when the gateway's metrics showed the server down,
-            up again, and when it served again`,
+            up again, and when it served again
+  shared    with --redis: two replicas sharing tenants' limits in that Redis, 8 clients of one
+            tenant limited to 20 requests/s: the rate admitted over the run and how far off 20 it is`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if duration <= 0 || requests < 1 {
@@ -47,7 +50,7 @@ what is measured is the gateway) and MDSA gateways in front of them, in this pro
 			if !js {
 				progress = a.errw
 			}
-			rep, err := clusterbench.Run(cmd.Context(), clusterbench.Options{Duration: duration, Requests: requests, Config: cfg, Log: progress})
+			rep, err := clusterbench.Run(cmd.Context(), clusterbench.Options{Duration: duration, Requests: requests, Config: cfg, Log: progress, RedisURL: redisURL})
 			if err != nil {
 				return fmt.Errorf("bench cluster: %w", err)
 			}
@@ -61,6 +64,7 @@ what is measured is the gateway) and MDSA gateways in front of them, in this pro
 	f := cmd.Flags()
 	f.DurationVar(&duration, "duration", 3*time.Second, "length of each load phase (failover: at least 3s)")
 	f.IntVar(&requests, "requests", 300, "requests of the overhead phase, each way")
+	f.StringVar(&redisURL, "redis", "", "a Redis (redis://HOST:PORT or unix:///PATH) for the shared-limits phase")
 	f.BoolVar(&js, "json", false, "print JSON")
 	return cmd
 }
@@ -88,4 +92,8 @@ func printCluster(w io.Writer, r clusterbench.Report) {
 		f.Requests, f.FailedBeforeFirstToken, f.CutStreams, f.CutWithoutError)
 	fmt.Fprintf(w, "  the killed server shown down after %.0f ms; restarted, shown up after %.0f ms, serving after %.0f ms (-1: not seen)\n",
 		f.EjectedAfterMS, f.ReadmittedAfterMS, f.ServedAfterMS)
+	if sh := r.Shared; sh != nil {
+		fmt.Fprintf(w, "\nshared limits (%d replicas, one Redis): %.0f requests/s allowed, %.1f admitted (%+.1f%%), %d refused with 429, %d errors\n",
+			sh.Replicas, sh.LimitPerSec, sh.AdmittedPerS, sh.WithinPercent, sh.Refused, sh.Errors)
+	}
 }

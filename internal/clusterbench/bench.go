@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -35,6 +37,9 @@ type Options struct {
 	Config config.Config
 	// Log receives progress lines; nil discards.
 	Log io.Writer
+	// RedisURL, when set, adds the shared-limits phase: two replicas on
+	// this Redis, one tenant limited to 20 requests per second.
+	RedisURL string
 }
 
 // Report is what a run measured.
@@ -43,6 +48,19 @@ type Report struct {
 	Affinity []Affinity `json:"affinity"`
 	Scaling  []Scaling  `json:"scaling"`
 	Failover Failover   `json:"failover"`
+	// Shared is absent without Options.RedisURL.
+	Shared *Shared `json:"shared_limits,omitempty"`
+}
+
+// Shared is a tenant limited to 20 requests per second hammered through
+// two replicas that share the limit in Redis.
+type Shared struct {
+	Replicas      int     `json:"replicas"`
+	LimitPerSec   float64 `json:"limit_per_s"`
+	AdmittedPerS  float64 `json:"admitted_per_s"`
+	Refused       int     `json:"refused_429"`
+	Errors        int     `json:"errors"`
+	WithinPercent float64 `json:"off_by_percent"`
 }
 
 // Overhead compares a backend called directly with the same backend
@@ -118,6 +136,11 @@ type gateway struct {
 
 // startGateway serves a host whose model "remote" runs on urls.
 func startGateway(ctx context.Context, base config.Config, urls []string, balance string) (*gateway, error) {
+	return startGatewayWith(ctx, base, urls, balance, nil)
+}
+
+// startGatewayWith is startGateway with changes to the configuration.
+func startGatewayWith(ctx context.Context, base config.Config, urls []string, balance string, edit func(*config.Config)) (*gateway, error) {
 	cfg := base
 	dir, err := os.MkdirTemp("", "mdsa-bench-cluster-")
 	if err != nil {
@@ -128,6 +151,9 @@ func startGateway(ctx context.Context, base config.Config, urls []string, balanc
 	cfg.Backends = map[string]config.Backend{"pool": {Kind: "openai", URLs: urls, Balance: balance, MaxConcurrent: 1024}}
 	cfg.Models = map[string]config.Model{"remote": {Tier: "domain", Backend: "pool"}}
 	cfg.Engine.Model = "remote"
+	if edit != nil {
+		edit(&cfg)
+	}
 	h, err := host.New(ctx, cfg, host.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		os.RemoveAll(dir)
@@ -205,6 +231,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	logf("failover: 3 backends, one killed and restarted")
 	if rep.Failover, err = failover(ctx, o, client); err != nil {
 		return rep, err
+	}
+	if o.RedisURL != "" {
+		logf("shared limits: 2 replicas on %s, one tenant at 20 requests/s, %v", o.RedisURL, o.Duration)
+		sh, err := sharedLimits(ctx, o, client)
+		if err != nil {
+			return rep, err
+		}
+		rep.Shared = &sh
 	}
 	return rep, nil
 }
@@ -538,4 +572,78 @@ func backendUp(ctx context.Context, client *http.Client, gw, backend string) (up
 		}
 	}
 	return false, false
+}
+
+// benchKey is the API key of the shared-limits phase's tenant.
+const benchKey = "mdsa-bench-cluster-key"
+
+func sharedLimits(ctx context.Context, o Options, client *http.Client) (Shared, error) {
+	const limit = 20.0
+	b, err := StartBackend(BackendOptions{Latency: time.Millisecond, Tokens: 1, Capacity: 256})
+	if err != nil {
+		return Shared{}, err
+	}
+	defer b.Close()
+	prefix := fmt.Sprintf("mdsa-bench-%d:", time.Now().UnixNano()) // one for both replicas
+	edit := func(c *config.Config) {
+		sum := sha256.Sum256([]byte(benchKey))
+		c.Tenants = []config.Tenant{{Name: "bench", APIKeys: []string{"sha256:" + hex.EncodeToString(sum[:])},
+			Limits: config.TenantLimits{RequestsPerSecond: limit, Burst: 1}}}
+		c.Server.Limits, c.Server.LimitsFail = "redis", "closed"
+		c.Server.RefusalDelay = config.Duration{} // count refusals, do not pace them
+		c.Redis.URL = o.RedisURL
+		c.Redis.KeyPrefix = prefix
+		c.Redis.Timeout = config.Duration{Duration: time.Second}
+	}
+	var urls []string
+	for range 2 {
+		g, err := startGatewayWith(ctx, o.Config, []string{b.URL()}, "", edit)
+		if err != nil {
+			return Shared{}, err
+		}
+		defer g.close()
+		urls = append(urls, g.url)
+	}
+	var ok, refused, failed atomic.Int64
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	end := t0.Add(o.Duration)
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			url := urls[c%len(urls)]
+			body := chatBody("remote", domains[0], "question", false)
+			for time.Now().Before(end) && ctx.Err() == nil {
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/chat/completions", bytes.NewReader(body))
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				req.Header.Set("Authorization", "Bearer "+benchKey)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusOK:
+					ok.Add(1)
+				case http.StatusTooManyRequests:
+					refused.Add(1)
+					time.Sleep(2 * time.Millisecond)
+				default:
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(t0).Seconds()
+	sh := Shared{Replicas: 2, LimitPerSec: limit, AdmittedPerS: float64(ok.Load()) / el, Refused: int(refused.Load()), Errors: int(failed.Load())}
+	sh.WithinPercent = 100 * (sh.AdmittedPerS - limit) / limit
+	return sh, nil
 }

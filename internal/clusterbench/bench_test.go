@@ -2,10 +2,12 @@ package clusterbench
 
 import (
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/mdsa-go/mdsa/host/config"
+	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 
 // A short run: every phase measures something, prefix affinity keeps
@@ -36,5 +38,21 @@ func TestRun(t *testing.T) {
 	fo := rep.Failover
 	if fo.Requests == 0 || fo.FailedBeforeFirstToken != 0 || fo.CutWithoutError != 0 || fo.EjectedAfterMS < 0 || fo.ServedAfterMS < 0 {
 		t.Errorf("failover: %+v", fo)
+	}
+}
+
+// Two replicas on one Redis admit one tenant's 20 requests per second
+// between them, not each.
+func TestSharedLimitsPhase(t *testing.T) {
+	r := testutil.StartRedis(t)
+	cfg := config.Default()
+	cfg.SetDir(t.TempDir())
+	sh, err := sharedLimits(context.Background(), Options{Duration: 2 * time.Second, Config: cfg, RedisURL: r.URL}, &http.Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", sh)
+	if sh.Errors != 0 || sh.AdmittedPerS > 20*1.25 || sh.AdmittedPerS < 20*0.6 || sh.Refused == 0 {
+		t.Errorf("%+v", sh)
 	}
 }
