@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,6 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/host/config"
+	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 
 // The response cache: the same deterministic request asked again is
@@ -115,4 +121,29 @@ func BenchmarkResponseCache(b *testing.B) {
 			}
 		}
 	})
+}
+
+// With cache.store = "redis", replicas share kept answers: asked on one,
+// answered from the cache on the other.
+func TestResponseCacheSharedByReplicas(t *testing.T) {
+	r := testutil.StartRedis(t)
+	cfg := openConfig(t)
+	cfg.Cache.Store = "redis"
+	cfg.Redis.URL, cfg.Redis.KeyPrefix = r.URL, "test-"+t.Name()+":"
+	cfg.Redis.Timeout = config.Duration{Duration: 2 * time.Second}
+	var urls []string
+	for range 2 {
+		h, err := host.New(context.Background(), cfg, host.WithLogger(quietLogger()), host.WithModelFile(fixture.modelPath))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		urls = append(urls, startServer(t, newServer(t, h, cfg)).URL)
+	}
+	q := map[string]any{"query": qFinance + " (shared cache)", "generation": map[string]any{"max_tokens": 6, "temperature": 0}}
+	a := do(t, http.MethodPost, urls[0]+"/v1/query", "", q)
+	b := do(t, http.MethodPost, urls[1]+"/v1/query", "", q)
+	if a.header.Get("X-MDSA-Cache") != "miss" || b.header.Get("X-MDSA-Cache") != "hit" {
+		t.Fatalf("replica A %d %q, replica B %d %q: %s", a.code, a.header.Get("X-MDSA-Cache"), b.code, b.header.Get("X-MDSA-Cache"), b.body)
+	}
 }
