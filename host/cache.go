@@ -45,6 +45,12 @@ type responseCache struct {
 	closer io.Closer
 	ttl    time.Duration
 	modes  map[string]string // tenant ("" = untenanted) -> mode
+	// The semantic cache (cache.semantic_threshold > 0): answers found by
+	// the similarity of their query's embedding within a group (the key
+	// without the query).
+	semantic  *respcache.Semantic
+	threshold float64
+	embedWith string // catalog model
 }
 
 // newResponseCache builds the cache of cfg; nil when every mode is off.
@@ -61,6 +67,14 @@ func newResponseCache(cfg config.Config) (*responseCache, error) {
 	}
 	if !on {
 		return nil, nil
+	}
+	if cfg.Cache.SemanticThreshold > 0 {
+		c.threshold = cfg.Cache.SemanticThreshold
+		c.embedWith = cfg.Cache.SemanticModel
+		if c.embedWith == "" {
+			c.embedWith = cfg.Router.EmbedModel
+		}
+		c.semantic = respcache.NewSemantic(int64(cfg.Cache.MaxMB) << 20)
 	}
 	switch cfg.Cache.Store {
 	case "redis":
@@ -88,20 +102,23 @@ type cachedAnswer struct {
 	FinishReason string         `json:"finish_reason"`
 }
 
-// key returns the cache key of req for tenant on plugin p, or "" when the
-// tenant's mode does not keep this request.
-func (c *responseCache) key(tenant, model string, p *plugin.Plugin, domain string, req Request) string {
+// cacheKeys are a request's exact key and its group (the key without the
+// query, for the semantic cache); both "" when the request is not kept.
+type cacheKeys struct{ exact, group string }
+
+// keys returns the cache keys of req for tenant on plugin p.
+func (c *responseCache) keys(tenant, model string, p *plugin.Plugin, domain string, req Request) cacheKeys {
 	if c == nil {
-		return ""
+		return cacheKeys{}
 	}
 	switch c.modes[tenant] {
 	case cacheAlways:
 	case cacheDeterministic:
 		if p.HasHandle() || req.Generation.Temperature == nil || *req.Generation.Temperature != 0 {
-			return ""
+			return cacheKeys{}
 		}
 	default:
-		return ""
+		return cacheKeys{}
 	}
 	ctxKeys := make([]string, 0, len(req.Context))
 	for k := range req.Context {
@@ -112,22 +129,29 @@ func (c *responseCache) key(tenant, model string, p *plugin.Plugin, domain strin
 	for i, k := range ctxKeys {
 		ctxPairs[i] = [2]string{k, req.Context[k]}
 	}
-	doc, err := json.Marshal(struct {
-		V          int
-		Tenant     string
-		Domain     string
-		Plugin     string
-		Model      string
-		Query      string
-		History    []abi.Message
-		Context    [][2]string
-		Generation abi.Generation
-	}{1, tenant, domain, p.Hash(), model, req.Query, req.History, ctxPairs, req.Generation})
-	if err != nil {
-		return ""
+	hash := func(query string) string {
+		doc, err := json.Marshal(struct {
+			V          int
+			Tenant     string
+			Domain     string
+			Plugin     string
+			Model      string
+			Query      string
+			History    []abi.Message
+			Context    [][2]string
+			Generation abi.Generation
+		}{1, tenant, domain, p.Hash(), model, query, req.History, ctxPairs, req.Generation})
+		if err != nil {
+			return ""
+		}
+		sum := sha256.Sum256(doc)
+		return hex.EncodeToString(sum[:])
 	}
-	sum := sha256.Sum256(doc)
-	return hex.EncodeToString(sum[:])
+	k := cacheKeys{exact: hash(req.Query)}
+	if c.semantic != nil && k.exact != "" {
+		k.group = hash("\x00semantic")
+	}
+	return k
 }
 
 // get returns the answer kept under key; a store that fails is a miss.
@@ -140,13 +164,39 @@ func (c *responseCache) get(ctx context.Context, key string) (cachedAnswer, bool
 	return a, true
 }
 
-// put keeps res under key.
-func (c *responseCache) put(ctx context.Context, key string, res Result) {
+// put keeps res under k, and under its query's embedding vec when there
+// is one.
+func (c *responseCache) put(ctx context.Context, k cacheKeys, vec []float32, res Result) {
 	v, err := json.Marshal(cachedAnswer{Status: res.Status, Response: res.Response, Validation: res.Validation,
 		Model: res.Model, FinishReason: res.FinishReason})
-	if err == nil {
-		_ = c.store.Put(ctx, key, v, c.ttl)
+	if err != nil {
+		return
 	}
+	_ = c.store.Put(ctx, k.exact, v, c.ttl)
+	if vec != nil && k.group != "" {
+		c.semantic.Add(k.group, vec, v)
+	}
+}
+
+// similar looks for a kept answer to a query like this one (the semantic
+// cache): it embeds the query and returns the embedding for put.
+func (h *Host) similar(ctx context.Context, tenant string, k cacheKeys, query string) (cachedAnswer, []float32, bool) {
+	c := h.cache
+	if c == nil || c.semantic == nil || k.group == "" {
+		return cachedAnswer{}, nil, false
+	}
+	emb, err := h.embed(ctx, tenant, c.embedWith, []string{query})
+	if err != nil || len(emb.Vectors) != 1 {
+		h.log.Debug("semantic cache: embedding the query failed", "model", c.embedWith, "err", err)
+		return cachedAnswer{}, nil, false
+	}
+	vec := emb.Vectors[0]
+	v, _, ok := c.semantic.Find(k.group, vec, c.threshold)
+	var a cachedAnswer
+	if !ok || json.Unmarshal(v, &a) != nil {
+		return cachedAnswer{}, vec, false
+	}
+	return a, vec, true
 }
 
 // close frees the store's connections.

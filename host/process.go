@@ -211,9 +211,14 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 	}
 	res.Timings.Route = time.Since(t)
 	p := st.plugins[res.Domain]
-	cacheKey := h.cache.key(tenant, h.cacheModel(p), p, res.Domain, req)
-	if cacheKey != "" {
-		if a, ok := h.cache.get(ctx, cacheKey); ok {
+	cacheKey := h.cache.keys(tenant, h.cacheModel(p), p, res.Domain, req)
+	var queryVec []float32
+	if cacheKey.exact != "" {
+		a, ok := h.cache.get(ctx, cacheKey.exact)
+		if !ok {
+			a, queryVec, ok = h.similar(ctx, tenant, cacheKey, req.Query)
+		}
+		if ok {
 			if req.OnCache != nil {
 				req.OnCache(CacheHit)
 			}
@@ -296,8 +301,8 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 	if !res.Validation.OK {
 		res.Status = StatusFlagged
 	}
-	if cacheKey != "" {
-		h.cache.put(ctx, cacheKey, res)
+	if cacheKey.exact != "" {
+		h.cache.put(ctx, cacheKey, queryVec, res)
 	}
 	res.Timings.Total = time.Since(start)
 	log.Info("answered", "domain", res.Domain, "status", res.Status, "tokens", res.Tokens.Completion,

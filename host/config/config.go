@@ -241,6 +241,14 @@ type Cache struct {
 	// Store is "memory" (this process) or "redis" (shared by replicas
 	// through [redis]).
 	Store string `toml:"store"`
+	// SemanticThreshold, when above 0, also answers a request whose
+	// query's embedding is at least this similar (cosine) to a kept one
+	// of the same tenant, domain, plugin version, model, history, context
+	// and settings; 0 is off. Kept in this process only.
+	SemanticThreshold float64 `toml:"semantic_threshold"`
+	// SemanticModel is the catalog model that embeds queries for it;
+	// empty: router.embed_model.
+	SemanticModel string `toml:"semantic_model"`
 }
 
 // Redis is the Redis (or Valkey) server that replicas share.

@@ -197,6 +197,21 @@ func (c *Config) validate(data []byte) error {
 	default:
 		return fail(fmt.Sprintf("%q: want memory or redis", c.Cache.Store), "cache", "store")
 	}
+	if th := c.Cache.SemanticThreshold; th < 0 || th > 1 || th != th {
+		return fail(fmt.Sprintf("%v is out of range [0, 1] (0 = off)", th), "cache", "semantic_threshold")
+	}
+	if c.Cache.SemanticThreshold > 0 {
+		m := c.Cache.SemanticModel
+		if m == "" {
+			m = c.Router.EmbedModel
+		}
+		if m == "" {
+			return fail("the semantic cache needs cache.semantic_model or router.embed_model", "cache", "semantic_threshold")
+		}
+		if _, ok := c.Models[m]; !ok {
+			return fail(fmt.Sprintf("model %q is not in the catalog", m), "cache", "semantic_model")
+		}
+	}
 	for i, t := range c.Tenants {
 		if t.Cache != "" && !slices.Contains(cacheModes, t.Cache) {
 			return fail(fmt.Sprintf("tenant %q: cache %q: want off, deterministic or always", t.Name, t.Cache), "tenants", strconv.Itoa(i), "cache")

@@ -147,3 +147,36 @@ func TestResponseCacheSharedByReplicas(t *testing.T) {
 		t.Fatalf("replica A %d %q, replica B %d %q: %s", a.code, a.header.Get("X-MDSA-Cache"), b.code, b.header.Get("X-MDSA-Cache"), b.body)
 	}
 }
+
+// The semantic cache: a query like a kept one (the same words and a
+// question mark) is answered from the cache; one with other settings is
+// not (its group differs).
+func TestSemanticCache(t *testing.T) {
+	cfg := openConfig(t)
+	cfg.Models = map[string]config.Model{"tiny": {Tier: "domain", Variants: map[string]config.Variant{"Q4_0": {Path: fixture.modelPath}}}}
+	cfg.Cache.SemanticThreshold, cfg.Cache.SemanticModel = 0.97, "tiny"
+	h, err := host.New(context.Background(), cfg, host.WithLogger(quietLogger()), host.WithModelFile(fixture.modelPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	url := startServer(t, newServer(t, h, cfg)).URL
+	ask := func(q string, maxTokens int) string {
+		r := do(t, http.MethodPost, url+"/v1/query", "", map[string]any{"query": q, "domain": "support",
+			"generation": map[string]any{"max_tokens": maxTokens, "temperature": 0}})
+		if r.code != 200 {
+			t.Fatalf("%d %s", r.code, r.body)
+		}
+		return r.header.Get("X-MDSA-Cache")
+	}
+	q := "I was charged twice for my order and want my money back"
+	if got := ask(q, 6); got != "miss" {
+		t.Fatalf("first: %q", got)
+	}
+	if got := ask(q+"?", 6); got != "hit" {
+		t.Errorf("a near-identical query: %q", got)
+	}
+	if got := ask(q+"?", 7); got != "miss" {
+		t.Errorf("other settings: %q", got)
+	}
+}

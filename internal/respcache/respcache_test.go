@@ -64,3 +64,37 @@ func TestRedisStore(t *testing.T) {
 		t.Error("no error with Redis gone")
 	}
 }
+
+func TestSemantic(t *testing.T) {
+	s := NewSemantic(1 << 20)
+	s.Add("g", []float32{1, 0, 0}, []byte("east"))
+	s.Add("g", []float32{0, 1, 0}, []byte("north"))
+	s.Add("other", []float32{1, 0, 0}, []byte("elsewhere"))
+	if v, sim, ok := s.Find("g", []float32{0.99, 0.1, 0}, 0.95); !ok || string(v) != "east" || sim < 0.95 {
+		t.Errorf("%q %v %v", v, sim, ok)
+	}
+	if _, _, ok := s.Find("g", []float32{0.7, 0.7, 0}, 0.95); ok {
+		t.Error("a query between the two was answered")
+	}
+	if _, _, ok := s.Find("none", []float32{1, 0, 0}, 0.5); ok {
+		t.Error("another group was searched")
+	}
+	if _, _, ok := s.Find("g", []float32{0, 0, 0}, 0.5); ok {
+		t.Error("a zero vector matched")
+	}
+	// The budget: entries of 100 floats, room for about 3.
+	small := NewSemantic(3 * (400 + 10 + 1 + entryOverhead))
+	for i := range 10 {
+		v := make([]float32, 100)
+		v[i] = 1
+		small.Add("g", v, []byte{byte(i)})
+	}
+	if small.used > small.max || small.order.Len() > 3 {
+		t.Errorf("%d entries, %d of %d bytes", small.order.Len(), small.used, small.max)
+	}
+	last := make([]float32, 100)
+	last[9] = 1
+	if v, _, ok := small.Find("g", last, 0.99); !ok || v[0] != 9 {
+		t.Errorf("the newest entry was evicted: %v %v", v, ok)
+	}
+}
