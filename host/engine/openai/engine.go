@@ -33,7 +33,7 @@ const (
 	KindOpenAI      = "openai"       // any OpenAI-compatible server: health is GET /v1/models
 	KindLlamaServer = "llama-server" // GET /health, /metrics (llamacpp:requests_*), POST /tokenize, cache_prompt
 	KindVLLM        = "vllm"         // GET /health, /metrics (vllm:num_requests_*), POST /tokenize
-	KindOllama      = "ollama"       // GET /api/version
+	KindOllama      = "ollama"       // GET /api/version; /api/ps: a server without the model loaded counts as busy
 )
 
 // Balancing strategies.

@@ -502,3 +502,24 @@ func TestAnswerBound(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// Ollama: a server where the model is not loaded (not in /api/ps) counts
+// as busy, so requests go where it is loaded.
+func TestOllamaPrefersLoaded(t *testing.T) {
+	cold, warm := newFake(t, KindOllama), newFake(t, KindOllama)
+	warm.ollamaLoaded.Store(true)
+	e := open(t, Options{Kind: KindOllama, HealthInterval: 10 * time.Millisecond}, cold, warm)
+	waitFor(t, "the cold server's penalty", func() bool { return e.Backends()[0].Reported == coldPenalty })
+	for i := range 6 {
+		if _, err := e.Generate(context.Background(), chat("s", fmt.Sprint(i), 8), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cold.served.Load() != 0 || warm.served.Load() != 6 {
+		t.Errorf("cold served %d, warm %d", cold.served.Load(), warm.served.Load())
+	}
+	if !ollamaLoaded([]byte(`{"models":[{"name":"qwen2.5:7b"}]}`), "qwen2.5:7b") || ollamaLoaded([]byte(`{"models":[]}`), "m") ||
+		!ollamaLoaded([]byte(`{"models":[{"name":"m:latest"}]}`), "m") {
+		t.Error("ollamaLoaded")
+	}
+}

@@ -23,19 +23,20 @@ type fake struct {
 	bodies   []map[string]any // requests received on the completion endpoints
 	prefixes map[string]int   // system prompts seen, for affinity counts
 
-	words      []string      // the answer, one stream event each
-	status     atomic.Int32  // non-zero: answer every completion with it
-	errBody    atomic.Value  // string: the body of that answer
-	healthy    atomic.Bool   // the health endpoint's answer
-	firstDelay atomic.Int64  // nanoseconds before the first event
-	cutAfter   atomic.Int32  // >0: drop the connection after this many events
-	stall      atomic.Bool   // hang after the first event
-	running    atomic.Int32  // requests in flight
-	peak       atomic.Int32  // most requests in flight at once
-	cancelled  atomic.Int32  // requests whose client went away
-	served     atomic.Int32  // completions answered in full
-	reportLoad atomic.Int32  // the load /metrics reports
-	release    chan struct{} // closed to let held requests go on (stall)
+	words        []string      // the answer, one stream event each
+	status       atomic.Int32  // non-zero: answer every completion with it
+	errBody      atomic.Value  // string: the body of that answer
+	healthy      atomic.Bool   // the health endpoint's answer
+	firstDelay   atomic.Int64  // nanoseconds before the first event
+	cutAfter     atomic.Int32  // >0: drop the connection after this many events
+	stall        atomic.Bool   // hang after the first event
+	running      atomic.Int32  // requests in flight
+	peak         atomic.Int32  // most requests in flight at once
+	cancelled    atomic.Int32  // requests whose client went away
+	served       atomic.Int32  // completions answered in full
+	reportLoad   atomic.Int32  // the load /metrics reports
+	ollamaLoaded atomic.Bool   // /api/ps lists the model
+	release      chan struct{} // closed to let held requests go on (stall)
 }
 
 func newFake(t *testing.T, kind string) *fake {
@@ -66,6 +67,14 @@ func newFake(t *testing.T, kind string) *fake {
 	mux.HandleFunc("GET /health", health)
 	mux.HandleFunc("GET /api/version", health)
 	mux.HandleFunc("GET /v1/models", health)
+	mux.HandleFunc("GET /api/ps", func(w http.ResponseWriter, r *http.Request) {
+		// Ollama's shape (docs/api.md, "List Running Models").
+		if f.ollamaLoaded.Load() {
+			fmt.Fprint(w, `{"models":[{"name":"m:latest","model":"m:latest","size":1,"digest":"x","expires_at":"2026-12-07T00:00:00Z","size_vram":0}]}`)
+			return
+		}
+		fmt.Fprint(w, `{"models":[]}`)
+	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		n := f.reportLoad.Load()
 		switch kind {

@@ -3,6 +3,7 @@ package openai
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -65,6 +66,11 @@ func (e *Engine) check(ctx context.Context, b *backend) {
 		if names := loadMetrics(e.opts.Kind); names != nil {
 			if body, merr := e.get(ctx, b, "/metrics", 1<<20); merr == nil {
 				reported = sumMetrics(body, names)
+			}
+		}
+		if e.opts.Kind == KindOllama {
+			if body, perr := e.get(ctx, b, "/api/ps", 1<<20); perr == nil && !ollamaLoaded(body, e.model) {
+				reported = coldPenalty
 			}
 		}
 	}
@@ -142,4 +148,34 @@ func sumMetrics(body []byte, names []string) int {
 		}
 	}
 	return int(total + 0.5)
+}
+
+// coldPenalty is the load an Ollama server counts as while the model is
+// not loaded there (not in /api/ps): a request would wait for the load,
+// so one where it is loaded is preferred.
+const coldPenalty = 8
+
+// ollamaLoaded reports whether Ollama's GET /api/ps answer lists model
+// ({"models":[{"name":"qwen2.5:7b","model":"qwen2.5:7b",...}]}); a name
+// without a tag means ":latest", as Ollama reads it.
+func ollamaLoaded(body []byte, model string) bool {
+	var ps struct {
+		Models []struct {
+			Name  string `json:"name"`
+			Model string `json:"model"`
+		} `json:"models"`
+	}
+	if json.Unmarshal(body, &ps) != nil {
+		return true // unknown: no penalty
+	}
+	want := model
+	if !strings.Contains(want, ":") {
+		want += ":latest"
+	}
+	for _, m := range ps.Models {
+		if m.Name == model || m.Name == want || m.Model == model || m.Model == want {
+			return true
+		}
+	}
+	return false
 }
