@@ -160,7 +160,8 @@ type Plugins struct {
 	// memory or time cannot hurt the host. Programs that embed the host
 	// opt in with host.WithCompileCommand.
 	CompileInChild bool `toml:"compile_in_child"`
-	// CompileTimeout bounds the compile of one module in the child.
+	// CompileTimeout bounds the CPU time of one module's compile in the
+	// child (its wall time: 6 times that).
 	CompileTimeout Duration `toml:"compile_timeout"`
 	// CompileMemoryMB bounds the child's resident memory while it compiles.
 	CompileMemoryMB int `toml:"compile_memory_mb"`

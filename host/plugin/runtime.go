@@ -220,8 +220,9 @@ type Options struct {
 	// plugin's memory.grow fails as it does past the plugin's own cap.
 	// Default DefaultMaxTotalMemoryBytes.
 	MaxTotalMemoryBytes uint64
-	// CompileTimeout bounds one child compile. Default
-	// DefaultCompileTimeout.
+	// CompileTimeout bounds one child compile's CPU time (all its
+	// threads), and its wall time at 6 times that (a child a busy machine
+	// starves). Default DefaultCompileTimeout.
 	CompileTimeout time.Duration
 	// CompileMemoryBytes bounds the child's resident memory. Default
 	// DefaultCompileMemoryBytes.
