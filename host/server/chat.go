@@ -238,26 +238,7 @@ func (c *call) chatModel(req chatRequest, maxTokens int) *apiError {
 		})
 		return nil
 	}
-	if !sse.started {
-		sse.start()
-	}
-	fin := finishReason(hres)
-	mi := info(hres)
-	last := sse.base
-	last.Choices = []chunkChoice{{Delta: chunkDelta{}, FinishReason: &fin}}
-	last.MDSA = &mi
-	if sse.event(last) != nil {
-		return nil
-	}
-	if req.IncludeUsage {
-		u := usageOf(hres)
-		usage := sse.base
-		usage.Choices, usage.Usage = []chunkChoice{}, &u
-		if sse.event(usage) != nil {
-			return nil
-		}
-	}
-	sse.done()
+	sse.finish(hres, info(hres), req.IncludeUsage)
 	return nil
 }
 
@@ -392,29 +373,36 @@ func (c *call) chatStream(req chatRequest, hreq host.Request) *apiError {
 			return nil
 		}
 	}
-	if !sse.started {
-		sse.start()
-	}
-	fin := finishReason(res)
 	mi := info(res)
 	mi.Response = &res.Response
-	last := sse.base
+	sse.finish(res, mi, req.IncludeUsage)
+	return nil
+}
+
+// finish ends a stream: the chunk with the finish reason and the mdsa
+// object, the usage chunk when asked, and [DONE]. A failed write ends it
+// early (the client is gone).
+func (s *sseStream) finish(res host.Result, mi mdsaInfo, includeUsage bool) {
+	if !s.started {
+		s.start()
+	}
+	fin := finishReason(res)
+	last := s.base
 	last.Choices = []chunkChoice{{Delta: chunkDelta{}, FinishReason: &fin}}
 	last.MDSA = &mi
-	if sse.event(last) != nil {
-		return nil
+	if s.event(last) != nil {
+		return
 	}
-	if req.IncludeUsage {
+	if includeUsage {
 		// As OpenAI sends it: a chunk of its own, with no choices.
 		u := usageOf(res)
-		usage := sse.base
+		usage := s.base
 		usage.Choices, usage.Usage = []chunkChoice{}, &u
-		if sse.event(usage) != nil {
-			return nil
+		if s.event(usage) != nil {
+			return
 		}
 	}
-	sse.done()
-	return nil
+	s.done()
 }
 
 // errClientGone wraps a failed write to a client.

@@ -28,13 +28,7 @@ type RedisServer struct {
 // (.ci/run installs it, so there a missing server is a failure).
 func StartRedis(tb testing.TB) *RedisServer {
 	tb.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("redis-server is not installed (.ci/run installs it: apt-get install redis-server)")
-		}
-		tb.Skip("redis-server is not installed (apt-get install redis-server)")
-	}
+	bin := serverBinary(tb, "redis-server")
 	dir, err := os.MkdirTemp("", "mdsa-redis-")
 	if err != nil {
 		tb.Fatal(err)
@@ -93,4 +87,19 @@ func (r *RedisServer) ping() error {
 		return fmt.Errorf("PING answered %q", line)
 	}
 	return nil
+}
+
+// serverBinary finds a Debian server's program, skipping the test when it
+// is not installed unless CI is set (.ci/run installs it through make
+// setup-servers, so there a missing one is a failure).
+func serverBinary(tb testing.TB, name string) string {
+	tb.Helper()
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("%s is not installed (make setup-servers installs it; .ci/run runs that)", name)
+		}
+		tb.Skipf("%s is not installed (make setup-servers installs it)", name)
+	}
+	return bin
 }

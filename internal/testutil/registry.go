@@ -24,13 +24,7 @@ type Registry struct {
 // not installed, unless CI is set (.ci/run installs it).
 func StartRegistry(tb testing.TB) *Registry {
 	tb.Helper()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("docker-registry is not installed (.ci/run installs it: apt-get install docker-registry)")
-		}
-		tb.Skip("docker-registry is not installed (apt-get install docker-registry)")
-	}
+	bin := serverBinary(tb, "docker-registry")
 	dir := tb.TempDir()
 	// A free port: taken, noted and given back; the registry binds it
 	// right after.
