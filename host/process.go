@@ -211,7 +211,10 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 	}
 	res.Timings.Route = time.Since(t)
 	p := st.plugins[res.Domain]
-	cacheKey := h.cache.keys(tenant, h.cacheModel(p), p, res.Domain, req)
+	var cacheKey cacheKeys
+	if h.cache != nil {
+		cacheKey = h.cache.keys(tenant, h.cacheModel(p), p, res.Domain, req)
+	}
 	var queryVec []float32
 	if cacheKey.exact != "" {
 		a, ok := h.cache.get(ctx, cacheKey.exact)
