@@ -31,7 +31,7 @@ import (
 // load endpoints differ.
 const (
 	KindOpenAI      = "openai"       // any OpenAI-compatible server: health is GET /v1/models
-	KindLlamaServer = "llama-server" // GET /health, /metrics (llamacpp:requests_*), POST /tokenize, cache_prompt
+	KindLlamaServer = "llama-server" // GET /health, /metrics (llamacpp:requests_*) or /slots, POST /tokenize, cache_prompt
 	KindVLLM        = "vllm"         // GET /health, /metrics (vllm:num_requests_*), POST /tokenize
 	KindOllama      = "ollama"       // GET /api/version; /api/ps: a server without the model loaded counts as busy
 )

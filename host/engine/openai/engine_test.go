@@ -523,3 +523,14 @@ func TestOllamaPrefersLoaded(t *testing.T) {
 		t.Error("ollamaLoaded")
 	}
 }
+
+func TestBusySlots(t *testing.T) {
+	// llama-server's GET /slots (tools/server/README.md): one object per slot.
+	body := `[{"id":0,"n_ctx":4096,"is_processing":true},{"id":1,"n_ctx":4096,"is_processing":false},{"id":2,"is_processing":true}]`
+	if n := busySlots([]byte(body)); n != 2 {
+		t.Errorf("busy %d, want 2", n)
+	}
+	if n := busySlots([]byte(`{"error":"slots disabled"}`)); n != 0 {
+		t.Errorf("an error answer: %d", n)
+	}
+}

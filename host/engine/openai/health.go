@@ -66,6 +66,11 @@ func (e *Engine) check(ctx context.Context, b *backend) {
 		if names := loadMetrics(e.opts.Kind); names != nil {
 			if body, merr := e.get(ctx, b, "/metrics", 1<<20); merr == nil {
 				reported = sumMetrics(body, names)
+			} else if e.opts.Kind == KindLlamaServer {
+				// /metrics needs --metrics; /slots is on by default.
+				if body, serr := e.get(ctx, b, "/slots", 1<<20); serr == nil {
+					reported = busySlots(body)
+				}
 			}
 		}
 		if e.opts.Kind == KindOllama {
@@ -178,4 +183,22 @@ func ollamaLoaded(body []byte, model string) bool {
 		}
 	}
 	return false
+}
+
+// busySlots counts the slots of llama-server's GET /slots answer (an array
+// of slots, each with "is_processing") that are working.
+func busySlots(body []byte) int {
+	var slots []struct {
+		IsProcessing bool `json:"is_processing"`
+	}
+	if json.Unmarshal(body, &slots) != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range slots {
+		if s.IsProcessing {
+			n++
+		}
+	}
+	return n
 }
