@@ -380,6 +380,10 @@ type Backend struct {
 	// APIKeyEnv names the environment variable holding the servers'
 	// API key (sent as a bearer token); empty sends none.
 	APIKeyEnv string `toml:"api_key_env"`
+	// APIKeyEnvs, when set, name one variable per URL (same order), for
+	// servers with keys of their own; an empty entry falls back to
+	// APIKeyEnv.
+	APIKeyEnvs []string `toml:"api_key_envs"`
 	// Balance is least-outstanding (default) or prefix (requests of one
 	// domain go to the server whose KV cache holds its system prompt,
 	// with bounded load).

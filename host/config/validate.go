@@ -526,6 +526,14 @@ func (c *Config) validateBackends(fail func(msg string, key ...string) error) er
 		if e := b.APIKeyEnv; e != "" && !envNameRE.MatchString(e) {
 			return fail(fmt.Sprintf("%q is not an environment variable name", e), "backends", name, "api_key_env")
 		}
+		if len(b.APIKeyEnvs) > 0 && len(b.APIKeyEnvs) != len(b.URLs) {
+			return fail(fmt.Sprintf("%d entries for %d urls: one per url, in the same order", len(b.APIKeyEnvs), len(b.URLs)), "backends", name, "api_key_envs")
+		}
+		for _, e := range b.APIKeyEnvs {
+			if e != "" && !envNameRE.MatchString(e) {
+				return fail(fmt.Sprintf("%q is not an environment variable name", e), "backends", name, "api_key_envs")
+			}
+		}
 		for _, n := range []struct {
 			v   int
 			lo  int

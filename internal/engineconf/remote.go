@@ -22,13 +22,19 @@ func Remote(cfg config.Config, name string, log *slog.Logger) (openai.Options, e
 	if !ok {
 		return openai.Options{}, fmt.Errorf("engineconf: model %q names backends.%s, which %s lacks", name, m.Backend, cfg.File)
 	}
-	key := ""
-	if g.APIKeyEnv != "" {
-		v, set := os.LookupEnv(g.APIKeyEnv)
-		if !set || v == "" {
-			return openai.Options{}, fmt.Errorf("engineconf: backends.%s.api_key_env names %s, which is not set", m.Backend, g.APIKeyEnv)
+	lookup := func(env, key string) (string, error) {
+		if env == "" {
+			return "", nil
 		}
-		key = v
+		v, set := os.LookupEnv(env)
+		if !set || v == "" {
+			return "", fmt.Errorf("engineconf: backends.%s.%s names %s, which is not set", m.Backend, key, env)
+		}
+		return v, nil
+	}
+	key, err := lookup(g.APIKeyEnv, "api_key_env")
+	if err != nil {
+		return openai.Options{}, err
 	}
 	o := openai.Options{
 		Name: name, Model: m.RemoteModel, Kind: g.Kind, Balance: g.Balance,
@@ -37,8 +43,14 @@ func Remote(cfg config.Config, name string, log *slog.Logger) (openai.Options, e
 		IdleTimeout: g.IdleTimeout.Duration, HealthInterval: g.HealthInterval.Duration, EjectTime: g.EjectTime.Duration,
 		Logger: log,
 	}
-	for _, u := range g.URLs {
-		o.Backends = append(o.Backends, openai.Backend{URL: u, APIKey: key})
+	for i, u := range g.URLs {
+		k := key
+		if i < len(g.APIKeyEnvs) && g.APIKeyEnvs[i] != "" {
+			if k, err = lookup(g.APIKeyEnvs[i], "api_key_envs"); err != nil {
+				return openai.Options{}, err
+			}
+		}
+		o.Backends = append(o.Backends, openai.Backend{URL: u, APIKey: k})
 	}
 	return o, nil
 }
