@@ -143,3 +143,39 @@ func TestMultiTenantExample(t *testing.T) {
 		}
 	}
 }
+
+// TestScaleOutExample checks examples/scale-out: both configurations
+// validate, the gateway's model runs on the nodes' raw model, limits and
+// the cache go through Redis, and the paths point at the repository.
+func TestScaleOutExample(t *testing.T) {
+	root, err := testutil.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range []string{"MDSA_PLUGINS_DIR", "MDSA_MODELS_DIR", "MDSA_CACHE_DIR", "MDSA_LLAMA_LIB", "MDSA_MODEL"} {
+		t.Setenv(env, "")
+		os.Unsetenv(env)
+	}
+	node, err := config.Load(filepath.Join(root, "examples", "scale-out", "node.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := config.Load(filepath.Join(root, "examples", "scale-out", "gateway.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _, _, err := node.ModelPath(); err != nil || p != filepath.Join(root, "models", "synthetic.gguf") {
+		t.Errorf("the node's model: %s %v", p, err)
+	}
+	m := gw.Models[gw.Engine.Model]
+	b := gw.Backends[m.Backend]
+	if m.RemoteModel != node.Engine.Model || len(b.URLs) != 2 || b.APIKeyEnv != node.Tenants[0].APIKeyEnv {
+		t.Errorf("the gateway's model %+v on %+v does not reach the nodes' %q", m, b, node.Engine.Model)
+	}
+	if gw.Server.Limits != "redis" || gw.Cache.Store != "redis" || gw.Redis.URL == "" {
+		t.Errorf("limits %q, cache %q, redis %q", gw.Server.Limits, gw.Cache.Store, gw.Redis.URL)
+	}
+	if got := gw.Resolve(gw.Host.PluginsDir); got != filepath.Join(root, "plugins") {
+		t.Errorf("plugins_dir resolves to %s", got)
+	}
+}
