@@ -78,9 +78,9 @@ func newResponseCache(cfg config.Config) (*responseCache, error) {
 	}
 	switch cfg.Cache.Store {
 	case "redis":
-		url := cfg.Redis.URL
-		if e := cfg.Redis.URLEnv; e != "" && os.Getenv(e) != "" {
-			url = os.Getenv(e)
+		url, err := cfg.Redis.Address(os.Getenv)
+		if err != nil {
+			return nil, fmt.Errorf("host: cache.store = \"redis\" in %s: %w", cfg.File, err)
 		}
 		r, err := respcache.NewRedis(url, cfg.Redis.KeyPrefix, cfg.Redis.Timeout.Duration)
 		if err != nil {

@@ -266,6 +266,21 @@ type Redis struct {
 	KeyPrefix string `toml:"key_prefix"`
 }
 
+// Address is the server's URL: the value of URLEnv when that variable is
+// set, else URL. A URLEnv that is named but unset, with no URL to fall
+// back on, is an error naming it. getenv is os.Getenv outside tests.
+func (r Redis) Address(getenv func(string) string) (string, error) {
+	if r.URLEnv != "" {
+		if v := getenv(r.URLEnv); v != "" {
+			return v, nil
+		}
+		if r.URL == "" {
+			return "", fmt.Errorf("redis.url_env names %s, which is not set", r.URLEnv)
+		}
+	}
+	return r.URL, nil
+}
+
 // Tenant is one client of the server with its own keys, plugins, models
 // and limits. Nothing is shared between tenants but compiled code and
 // loaded model weights.

@@ -134,6 +134,26 @@ func TestBackendModel(t *testing.T) {
 	}
 }
 
+func TestRedisAddress(t *testing.T) {
+	env := map[string]string{"SET": "redis://from-env:6379/0"}
+	getenv := func(k string) string { return env[k] }
+	for _, tc := range []struct {
+		r    Redis
+		want string
+		err  bool
+	}{
+		{Redis{URL: "redis://a:1"}, "redis://a:1", false},
+		{Redis{URL: "redis://a:1", URLEnv: "SET"}, "redis://from-env:6379/0", false},
+		{Redis{URL: "redis://a:1", URLEnv: "UNSET"}, "redis://a:1", false},
+		{Redis{URLEnv: "UNSET"}, "", true},
+	} {
+		got, err := tc.r.Address(getenv)
+		if got != tc.want || (err != nil) != tc.err {
+			t.Errorf("%+v: %q %v", tc.r, got, err)
+		}
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "none.toml"))
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "none.toml") {

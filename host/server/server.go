@@ -236,13 +236,9 @@ func (s *Server) Close() error {
 // An unreachable Redis is not an error here (server.limits_fail decides
 // what requests get); it is logged.
 func redisLimits(cfg config.Config, getenv func(string) string, log *slog.Logger) (*redislimits.Store, tenant.FailMode, error) {
-	url := cfg.Redis.URL
-	if e := cfg.Redis.URLEnv; e != "" {
-		if v := getenv(e); v != "" {
-			url = v
-		} else if url == "" {
-			return nil, 0, fmt.Errorf("server: redis.url_env names %s, which is not set (%s)", e, cfg.File)
-		}
+	url, err := cfg.Redis.Address(getenv)
+	if err != nil {
+		return nil, 0, fmt.Errorf("server: %s: %w", cfg.File, err)
 	}
 	st, err := redislimits.New(redislimits.Options{URL: url, Prefix: cfg.Redis.KeyPrefix, Timeout: cfg.Redis.Timeout.Duration})
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,6 +22,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/server"
 	"github.com/mdsa-go/mdsa/internal/stats"
+	"github.com/mdsa-go/mdsa/internal/tenant"
 )
 
 // Options shape a run.
@@ -586,8 +585,7 @@ func sharedLimits(ctx context.Context, o Options, client *http.Client) (Shared, 
 	defer b.Close()
 	prefix := fmt.Sprintf("mdsa-bench-%d:", time.Now().UnixNano()) // one for both replicas
 	edit := func(c *config.Config) {
-		sum := sha256.Sum256([]byte(benchKey))
-		c.Tenants = []config.Tenant{{Name: "bench", APIKeys: []string{"sha256:" + hex.EncodeToString(sum[:])},
+		c.Tenants = []config.Tenant{{Name: "bench", APIKeys: []string{tenant.HashKey(benchKey)},
 			Limits: config.TenantLimits{RequestsPerSecond: limit, Burst: 1}}}
 		c.Server.Limits, c.Server.LimitsFail = "redis", "closed"
 		c.Server.RefusalDelay = config.Duration{} // count refusals, do not pace them

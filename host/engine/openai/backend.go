@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mdsa-go/mdsa/internal/textcap"
 )
 
 // backend is one server of the pool and what the engine knows of it.
@@ -126,7 +128,7 @@ func (b *backend) fail(err error, immediate bool, ejectAfter int, eject, maxEjec
 	b.failed.Add(1)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.lastErr = clip(err.Error(), 300)
+	b.lastErr = textcap.Truncate(err.Error(), 300)
 	b.failures++
 	if !immediate && b.failures < ejectAfter {
 		return false
@@ -149,7 +151,7 @@ func (b *backend) checked(err error, reported int) {
 	defer b.mu.Unlock()
 	if err != nil {
 		b.down = true
-		b.lastErr = clip(err.Error(), 300)
+		b.lastErr = textcap.Truncate(err.Error(), 300)
 		return
 	}
 	b.down = false

@@ -339,7 +339,7 @@ func prefixKey(req engine.Request) uint64 {
 	if text == "" {
 		return 0
 	}
-	return hash64(clip(text, head)) | 1
+	return hash64(text[:min(len(text), head)]) | 1
 }
 
 // index is b's position in e.backends.

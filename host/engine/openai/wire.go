@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/mdsa-go/mdsa/host/engine"
+	"github.com/mdsa-go/mdsa/internal/textcap"
 )
 
 // The request and response shapes of the OpenAI-compatible API, as
@@ -115,7 +116,7 @@ func (e *upstreamError) Error() string {
 	if msg == "" {
 		msg = http.StatusText(e.Status)
 	}
-	return fmt.Sprintf("openai: backend %s answered %d: %s", e.Backend, e.Status, clip(msg, 300))
+	return fmt.Sprintf("openai: backend %s answered %d: %s", e.Backend, e.Status, textcap.Truncate(msg, 300))
 }
 
 // retryable reports whether another backend may succeed where this one
@@ -146,7 +147,7 @@ func parseError(backend string, status int, body []byte) *upstreamError {
 	} else if json.Unmarshal(body, &ue.Err) != nil || ue.Err.Message == "" {
 		ue.Err.Message = strings.TrimSpace(string(body))
 	}
-	ue.Err.Message = clip(ue.Err.Message, 1000)
+	ue.Err.Message = textcap.Truncate(ue.Err.Message, 1000)
 	return ue
 }
 
@@ -176,17 +177,6 @@ func codeString(raw json.RawMessage) string {
 		return ""
 	}
 	return s
-}
-
-// clip cuts s to n bytes at most, on a UTF-8 boundary.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n] + "..."
 }
 
 // errStreamEnded is a stream that stopped before its end.
