@@ -14,10 +14,11 @@ LLAMA_BACKEND ?= auto
 
 all: build plugins
 
-## setup: download Go modules and the llama.cpp runtime libraries (project-local, no root; LLAMA_BACKEND=auto|cpu|cuda|vulkan)
+## setup: download Go modules, the llama.cpp runtime libraries and the console's chart library (project-local, no root; LLAMA_BACKEND=auto|cpu|cuda|vulkan)
 setup:
 	$(GO) mod download
 	LLAMA_BACKEND=$(LLAMA_BACKEND) ./scripts/setup-llama.sh .deps/llama
+	./scripts/setup-console.sh
 
 ## setup-servers: install the real servers the integration tests start on loopback (apt: redis-server); without them those tests skip
 setup-servers:

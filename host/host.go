@@ -403,6 +403,10 @@ type PluginInfo struct {
 	Model        abi.ModelPref  `json:"model"`
 	Generation   abi.Generation `json:"generation"`
 	HasHandle    bool           `json:"has_handle"`
+	// Language is the source language of the module ("Go", "Rust",
+	// "AssemblyScript", ...; see plugin.Language), told from its bytes at
+	// load; empty when they do not say.
+	Language string `json:"language,omitempty"`
 }
 
 // Plugins lists the plugins loaded from the plugins directory, sorted by
@@ -421,7 +425,7 @@ func (h *Host) plugins(tenant string) []PluginInfo {
 		out = append(out, PluginInfo{
 			Name: m.Name, Version: m.Version, Description: m.Description, Path: p.Path(), SHA256: p.Hash(),
 			Keywords: m.Keywords, Examples: m.Examples, Capabilities: m.Capabilities, Model: m.Model,
-			Generation: m.Generation, HasHandle: p.HasHandle(),
+			Generation: m.Generation, HasHandle: p.HasHandle(), Language: p.Language(),
 		})
 	}
 	slices.SortFunc(out, func(a, b PluginInfo) int { return strings.Compare(a.Name, b.Name) })
@@ -495,6 +499,24 @@ func (h *Host) route(ctx context.Context, tenant, query string) (router.Decision
 		return router.Decision{}, err
 	}
 	return sp.router.Route(ctx, query), nil
+}
+
+// Explain is Route with the reasons: which words and keywords counted, and
+// how each alternative scored (see router.Explanation). A router that
+// cannot explain itself gives just its Decision.
+func (h *Host) Explain(ctx context.Context, query string) (router.Explanation, error) {
+	return h.explain(ctx, "", query)
+}
+
+func (h *Host) explain(ctx context.Context, tenant, query string) (router.Explanation, error) {
+	sp, err := h.state.Load().space(tenant)
+	if err != nil {
+		return router.Explanation{}, err
+	}
+	if e, ok := sp.router.(router.Explainer); ok {
+		return e.Explain(ctx, query), nil
+	}
+	return router.Explanation{Decision: sp.router.Route(ctx, query)}, nil
 }
 
 // Close unloads the plugins (waiting for in-flight calls) and the model.

@@ -41,7 +41,7 @@ func WithPluginChecker(check PluginChecker) Option { return func(o *options) { o
 // API writes it with times in milliseconds: "ms", "compile_ms".)
 type Change struct {
 	Name, Version, OldVersion, SHA256, Path string
-	Action                                  string // added, swapped, removed
+	Action                                  string // added, swapped, removed, rolled_back
 	// Took is how long the change took, Compile the part of it spent
 	// compiling (near zero when the module was compiled before).
 	Took, Compile time.Duration
@@ -421,7 +421,8 @@ func (h *Host) Reload(ctx context.Context) (ReloadReport, error) {
 // InstallPlugin checks wasm as the plugin name and, when it passes, writes
 // it to the plugins directory (atomically, as NAME.wasm or over the file the
 // running version came from) and swaps it in. A refused version changes
-// nothing; the error wraps ErrRefused and says why.
+// nothing; the error wraps ErrRefused and says why. The version it
+// replaces is kept for RollbackPlugin (see PreviousVersion).
 func (h *Host) InstallPlugin(ctx context.Context, name string, wasm []byte) (Change, error) {
 	if h.closed.Load() {
 		return Change{}, ErrClosed
@@ -429,6 +430,14 @@ func (h *Host) InstallPlugin(ctx context.Context, name string, wasm []byte) (Cha
 	start := time.Now()
 	h.swapMu.Lock()
 	defer h.swapMu.Unlock()
+	return h.installChecked(ctx, name, wasm, "", start)
+}
+
+// installChecked is InstallPlugin and RollbackPlugin under swapMu: check
+// wasm as the plugin name, write it, swap it in, and keep the version it
+// replaced (when it was another module) as the previous one. action, when
+// not "", names the change instead of added or swapped.
+func (h *Host) installChecked(ctx context.Context, name string, wasm []byte, action string, start time.Time) (Change, error) {
 	dir := h.cfg.Resolve(h.cfg.Host.PluginsDir)
 	base := h.state.Load().spaces[""]
 	path := filepath.Join(dir, name+".wasm")
@@ -444,6 +453,13 @@ func (h *Host) InstallPlugin(ctx context.Context, name string, wasm []byte) (Cha
 		c.closeAll(ctx)
 		return Change{}, fmt.Errorf("%w: the module describes itself as %q, not %q", ErrRefused, c.base.Name(), name)
 	}
+	// The running version's bytes, read before they are overwritten and
+	// kept once the new version is in.
+	replacing := cur != nil && cur.Hash() != c.base.Hash()
+	var replaced []byte
+	if replacing {
+		replaced = h.runningBytes(cur)
+	}
 	if err := atomicfile.WriteBytes(path, wasm); err != nil {
 		c.closeAll(ctx)
 		return Change{}, fmt.Errorf("host: install %s: %w", name, err)
@@ -455,17 +471,24 @@ func (h *Host) InstallPlugin(ctx context.Context, name string, wasm []byte) (Cha
 		c.closeAll(ctx)
 		return Change{}, err
 	}
+	if replacing {
+		h.keepPrevious(name, cur.Version(), replaced)
+	}
 	ch := Change{Name: name, Version: c.base.Version(), SHA256: c.base.Hash(), Path: path, Action: "added",
 		Took: time.Since(start), Compile: c.compileTime()}
 	if cur != nil {
 		ch.Action, ch.OldVersion = "swapped", cur.Version()
+	}
+	if action != "" {
+		ch.Action = action
 	}
 	ch = h.withTenants(ch)
 	h.logChange(ch)
 	return ch, nil
 }
 
-// RemovePlugin drains and removes a plugin and deletes its file.
+// RemovePlugin drains and removes a plugin and deletes its file. The
+// version removed is kept for RollbackPlugin, which brings it back.
 func (h *Host) RemovePlugin(ctx context.Context, name string) (Change, error) {
 	if h.closed.Load() {
 		return Change{}, ErrClosed
@@ -476,12 +499,14 @@ func (h *Host) RemovePlugin(ctx context.Context, name string) (Change, error) {
 	if cur == nil {
 		return Change{}, fmt.Errorf("%w %q", ErrUnknownDomain, name)
 	}
+	removed := h.runningBytes(cur)
 	if err := os.Remove(cur.Path()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return Change{}, fmt.Errorf("host: remove %s: %w", name, err)
 	}
 	if err := h.apply(ctx, nil, []string{name}); err != nil {
 		return Change{}, err
 	}
+	h.keepPrevious(name, cur.Version(), removed)
 	h.log.Info("plugin removed", "plugin", name, "version", cur.Version())
 	return Change{Name: name, OldVersion: cur.Version(), Path: cur.Path(), Action: "removed"}, nil
 }

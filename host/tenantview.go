@@ -48,6 +48,12 @@ func (t *Tenant) Route(ctx context.Context, query string) (router.Decision, erro
 	return t.h.route(ctx, t.name, query)
 }
 
+// Explain is Route with the reasons, as Host.Explain gives them, over the
+// tenant's domains.
+func (t *Tenant) Explain(ctx context.Context, query string) (router.Explanation, error) {
+	return t.h.explain(ctx, t.name, query)
+}
+
 // Plugins lists the plugins the tenant may use, sorted by name.
 func (t *Tenant) Plugins() []PluginInfo { return t.h.plugins(t.name) }
 

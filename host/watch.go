@@ -19,6 +19,8 @@ const watchDebounce = 250 * time.Millisecond
 // .wasm file written, renamed or removed, directly or as NAME/NAME.wasm),
 // until ctx is done. Each reload is logged; a refused version leaves the
 // running one serving. onReload, when not nil, receives every report.
+// Hidden files and directories (.previous, where RollbackPlugin's versions
+// are kept) are not watched.
 func (h *Host) Watch(ctx context.Context, onReload func(ReloadReport, error)) error {
 	dir := h.cfg.Resolve(h.cfg.Host.PluginsDir)
 	w, err := fsnotify.NewWatcher()
@@ -41,8 +43,8 @@ func (h *Host) Watch(ctx context.Context, onReload func(ReloadReport, error)) er
 				return nil
 			}
 			if ev.Has(fsnotify.Create) {
-				if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() {
-					w.Add(ev.Name) // a new NAME/ directory
+				if fi, err := os.Stat(ev.Name); err == nil && fi.IsDir() && !isHidden(filepath.Base(ev.Name)) {
+					w.Add(ev.Name) // a new NAME/ directory (not .previous)
 				}
 			}
 			if relevant(ev.Name) {
@@ -84,7 +86,7 @@ func watchSubdirs(w *fsnotify.Watcher, dir string) {
 		return
 	}
 	for _, e := range entries {
-		if e.IsDir() {
+		if e.IsDir() && !isHidden(e.Name()) { // not .previous
 			w.Add(filepath.Join(dir, e.Name()))
 		}
 	}

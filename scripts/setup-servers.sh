@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the real servers the integration tests start on loopback (Debian
 # packages): redis-server for limits shared by replicas, docker-registry (the
-# CNCF distribution server) for plugins pulled from an OCI registry. Idempotent: does
+# CNCF distribution server) for plugins pulled from an OCI registry,
+# chromium (headless) for the operator console's browser tests. Idempotent: does
 # nothing when they are there. Needs root (or sudo) to install. Without
 # them the tests that need them skip (under CI they fail instead).
 set -eu
@@ -9,6 +10,7 @@ set -eu
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 
 if [ -z "$missing" ]; then
 	echo "setup-servers: present: $(redis-server --version | cut -d' ' -f1-3)"

@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/hardware"
 	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/internal/bytesize"
+	"github.com/mdsa-go/mdsa/internal/engineconf"
 )
 
 // hwReport is the JSON of `mdsa hw --json`: the detected hardware with the
@@ -78,7 +78,7 @@ func (a *app) hwCmd() *cobra.Command {
 			}
 			var catalog []hardware.CatalogModel
 			if cerr == nil {
-				catalog = hwCatalog(cfg)
+				catalog = engineconf.HardwareCatalog(cfg)
 			}
 			ropts := hardware.RecommendOptions{
 				ContextSize: cfg.Engine.ContextSize,
@@ -100,46 +100,6 @@ func (a *app) hwCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&cpuOnly, "cpu-only", false, "recommend without offloading to a GPU")
 	return cmd
-}
-
-// hwCatalog turns the configuration's [models] into Recommend's input, in
-// name order. A variant's size is the catalog's, else its local file's.
-func hwCatalog(cfg config.Config) []hardware.CatalogModel {
-	names := make([]string, 0, len(cfg.Models))
-	for n := range cfg.Models {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	modelsDir := cfg.Resolve(cfg.Host.ModelsDir)
-	var out []hardware.CatalogModel
-	for _, n := range names {
-		m := cfg.Models[n]
-		if m.Backend != "" {
-			continue // served by remote servers: nothing to fit here
-		}
-		cm := hardware.CatalogModel{Name: n, Params: hardware.ParamsFromName(n), ContextLength: m.ContextLength,
-			Variants: map[string]int64{}}
-		for q, v := range m.Variants {
-			size := v.Size
-			if size <= 0 {
-				p := v.Path
-				if p == "" {
-					p = v.File
-				}
-				if p != "" {
-					if !filepath.IsAbs(p) {
-						p = filepath.Join(modelsDir, p)
-					}
-					if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-						size = st.Size()
-					}
-				}
-			}
-			cm.Variants[q] = size
-		}
-		out = append(out, cm)
-	}
-	return out
 }
 
 // hwLlamaBuild looks at the llama.cpp libraries in engine.lib_dir.

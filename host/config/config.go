@@ -34,6 +34,8 @@ type Config struct {
 	Server   Server             `toml:"server"`
 	Redis    Redis              `toml:"redis"`
 	Cache    Cache              `toml:"cache"`
+	// Console is the operator console in the browser (/console/).
+	Console Console `toml:"console"`
 	// Tenants share the server; with none, mdsa serve has one open tenant
 	// ("default") that may use every plugin and model.
 	Tenants []Tenant `toml:"tenants"`
@@ -250,6 +252,26 @@ type Cache struct {
 	// SemanticModel is the catalog model that embeds queries for it;
 	// empty: router.embed_model.
 	SemanticModel string `toml:"semantic_model"`
+}
+
+// Console is the operator console that mdsa serve shows at /console/:
+// live traffic, every recent request explained, plugins, models, tenants
+// and a playground. It is off unless enabled; it needs an admin key
+// (server.admin_keys, server.admin_key_env) or tenants, whose keys log in
+// to it (a tenant sees only its own traffic).
+type Console struct {
+	// Enabled serves the console.
+	Enabled bool `toml:"enabled"`
+	// Recent is how many recent requests it keeps for the request list
+	// and their explanations (query, answer and validation, each cut to a
+	// few KB).
+	Recent int `toml:"recent"`
+	// SessionTTL is how long a login lasts.
+	SessionTTL Duration `toml:"session_ttl"`
+	// MaxSessions bounds the logins kept at once (the oldest goes first).
+	MaxSessions int `toml:"max_sessions"`
+	// MaxStreams bounds the live views open at once, over all sessions.
+	MaxStreams int `toml:"max_streams"`
 }
 
 // Redis is the Redis (or Valkey) server that replicas share.
@@ -510,8 +532,9 @@ func Default() Config {
 			Limits:        "local",
 			LimitsFail:    "open",
 		},
-		Redis: Redis{Timeout: Duration{100 * time.Millisecond}, KeyPrefix: "mdsa:"},
-		Cache: Cache{Mode: "deterministic", MaxMB: 64, TTL: Duration{10 * time.Minute}, Store: "memory"},
+		Redis:   Redis{Timeout: Duration{100 * time.Millisecond}, KeyPrefix: "mdsa:"},
+		Cache:   Cache{Mode: "deterministic", MaxMB: 64, TTL: Duration{10 * time.Minute}, Store: "memory"},
+		Console: Console{Recent: 500, SessionTTL: Duration{12 * time.Hour}, MaxSessions: 1000, MaxStreams: 32},
 		Plugins: Plugins{
 			Timeout:         Duration{time.Second},
 			ThrottleAfter:   Duration{5 * time.Millisecond},

@@ -100,6 +100,10 @@ func TestErrorsNameFileLineKey(t *testing.T) {
 		{"limits fail", "[server]\nlimits_fail = \"maybe\"\n", 2, "server.limits_fail", "open"},
 		{"redis url", "[redis]\nurl = \"localhost:6379\"\n", 2, "redis.url", "redis://"},
 		{"redis timeout", "[redis]\ntimeout = \"0s\"\n", 2, "redis.timeout", "out of range"},
+		{"console alone", "[console]\nenabled = true\n", 2, "console.enabled", "needs someone to log in"},
+		{"console recent", "[console]\nrecent = 0\n", 2, "console.recent", "out of range"},
+		{"console ttl", "[console]\nsession_ttl = \"1s\"\n", 2, "console.session_ttl", "out of range"},
+		{"console streams", "[console]\nmax_streams = 0\n", 2, "console.max_streams", "out of range"},
 		{"quoted name", "[models.\"a.b\"]\ntier = \"x\"\n[models.\"a.b\".variants.Q]\npath = \"p\"\n", 2, "models.a.b.tier", "tier"},
 	}
 	for _, c := range cases {

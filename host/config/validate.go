@@ -212,6 +212,21 @@ func (c *Config) validate(data []byte) error {
 			return fail(fmt.Sprintf("model %q is not in the catalog", m), "cache", "semantic_model")
 		}
 	}
+	if r := c.Console.Recent; r < 1 || r > 100000 {
+		return fail(fmt.Sprintf("%d is out of range [1, 100000]", r), "console", "recent")
+	}
+	if d := c.Console.SessionTTL.Duration; d < time.Minute || d > 30*24*time.Hour {
+		return fail(fmt.Sprintf("%s is out of range [1m, 720h]", d), "console", "session_ttl")
+	}
+	if n := c.Console.MaxSessions; n < 1 || n > 1000000 {
+		return fail(fmt.Sprintf("%d is out of range [1, 1000000]", n), "console", "max_sessions")
+	}
+	if n := c.Console.MaxStreams; n < 1 || n > 10000 {
+		return fail(fmt.Sprintf("%d is out of range [1, 10000]", n), "console", "max_streams")
+	}
+	if c.Console.Enabled && len(c.Server.AdminKeys) == 0 && c.Server.AdminKeyEnv == "" && len(c.Tenants) == 0 {
+		return fail("the console needs someone to log in: set server.admin_keys or server.admin_key_env, or configure [[tenants]]", "console", "enabled")
+	}
 	for i, t := range c.Tenants {
 		if t.Cache != "" && !slices.Contains(cacheModes, t.Cache) {
 			return fail(fmt.Sprintf("tenant %q: cache %q: want off, deterministic or always", t.Name, t.Cache), "tenants", strconv.Itoa(i), "cache")

@@ -40,6 +40,7 @@ type Plugin struct {
 	caps        capSet
 	hasHandle   bool
 	compileTime time.Duration
+	language    string // Language of the original module bytes
 
 	kill      context.CancelFunc // stops in-flight calls (Close with an expired ctx)
 	killCtx   context.Context
@@ -181,6 +182,10 @@ func (p *Plugin) Version() string { return p.manifest.Version }
 
 // Hash returns the hex sha256 of the module bytes.
 func (p *Plugin) Hash() string { return p.hash }
+
+// Language returns the source language of the module, as Language told
+// from the bytes it was loaded from ("" when unknown).
+func (p *Plugin) Language() string { return p.language }
 
 // Path returns the file the plugin was loaded from (or LoadBytes's name).
 func (p *Plugin) Path() string { return p.source }

@@ -511,8 +511,8 @@ func (r *Runtime) loadConfig(opts []LoadOption) loadConfig {
 }
 
 // Files lists the plugin files of dir, sorted: each *.wasm directly in dir
-// (dot files, such as an install's temporary file, left out) and each
-// dir/<name>/<name>.wasm.
+// and each dir/<name>/<name>.wasm. Dot files and directories (an install's
+// temporary file, the host's .previous of kept versions) are left out.
 func Files(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -521,6 +521,9 @@ func Files(dir string) ([]string, error) {
 	var paths []string
 	for _, e := range entries {
 		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue // hidden: temporary files, the host's .previous
+		}
 		if e.IsDir() {
 			p := filepath.Join(dir, name, name+".wasm")
 			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
@@ -528,7 +531,7 @@ func Files(dir string) ([]string, error) {
 			}
 			continue
 		}
-		if strings.HasSuffix(name, ".wasm") && !strings.HasPrefix(name, ".") {
+		if strings.HasSuffix(name, ".wasm") {
 			paths = append(paths, filepath.Join(dir, name))
 		}
 	}
@@ -620,6 +623,7 @@ func (r *Runtime) load(ctx context.Context, source string, wasm []byte, cfg load
 	}
 	p := newPlugin(r, comp, source, hash, cfg)
 	p.compileTime = time.Since(start)
+	p.language = Language(wasm)
 
 	inst, err := p.pool.acquire(ctx)
 	if err != nil {

@@ -51,8 +51,9 @@ type example struct {
 
 // keywordSet is the keyword evidence of one domain.
 type keywordSet struct {
-	words   map[string]bool // single stemmed words
-	phrases [][]string      // stemmed multi-word keywords
+	words      map[string]string // single stemmed words, to the keyword as written
+	phrases    [][]string        // stemmed multi-word keywords
+	phraseText []string          // each phrase's keyword as written
 }
 
 // core is everything that scores a query, trained on some examples of some
@@ -201,10 +202,40 @@ type scratch struct {
 	best    []float32
 }
 
+// trace receives what Explain shows of one scoring: score and decide fill
+// it when it is not nil (Route passes nil and pays nothing for it).
+type trace struct {
+	terms     []classTerms // per class
+	cov       float64
+	evidence  bool
+	bgWins    bool
+	threshold float64
+	reason    string
+}
+
+// classTerms are the parts of one class's fused score, as score added them.
+type classTerms struct {
+	model, nearest, keyword, embedding float64
+	sim                                float32
+	doc                                int32 // nearest example document, -1 if none
+	keywords                           []string
+	embedded                           bool
+}
+
+// keywords is where score lists the keywords class cl matched, nil when
+// not tracing.
+func (t *trace) keywords(cl int) *[]string {
+	if t == nil {
+		return nil
+	}
+	return &t.terms[cl].keywords
+}
+
 // score fills s.fused with the fused score of every class (-Inf for classes
 // the core was not trained on) and returns the query's feature coverage and
-// whether it had any evidence at all.
-func (c *core) score(q *query, s *scratch) (cov float64, evidence bool) {
+// whether it had any evidence at all. With t set it also records the terms
+// of every class's score.
+func (c *core) score(q *query, s *scratch, t *trace) (cov float64, evidence bool) {
 	k := c.k
 	s.hashes = append(s.hashes[:0], q.hashes...)
 	vec, known, distinct := c.voc.vector(s.hashes, s.vec)
@@ -225,6 +256,12 @@ func (c *core) score(q *query, s *scratch) (cov float64, evidence bool) {
 			s.acc[d] = 0
 		}
 	}
+	if t != nil {
+		t.terms = make([]classTerms, k)
+		for cl := range t.terms {
+			t.terms[cl].doc = -1
+		}
+	}
 	// Nearest example per class.
 	s.acc = growF(s.acc, len(c.exClass))
 	s.best = growF(s.best, k)
@@ -232,6 +269,9 @@ func (c *core) score(q *query, s *scratch) (cov float64, evidence bool) {
 	s.touched = c.ex.dots(vec, c.limit, s.acc, s.touched[:0])
 	for _, d := range s.touched {
 		cl := c.exClass[d]
+		if t != nil && s.acc[d] > s.best[cl] {
+			t.terms[cl].doc = d
+		}
 		s.best[cl] = max(s.best[cl], s.acc[d])
 		s.acc[d] = 0
 	}
@@ -241,15 +281,25 @@ func (c *core) score(q *query, s *scratch) (cov float64, evidence bool) {
 			s.fused[cl] = math.Inf(-1)
 			continue
 		}
-		f := s.logits[cl] + wKNN*float64(s.best[cl])
-		if hits := c.kw[cl].hits(q.stems); hits > 0 {
-			f += wKW * (1 - 1/(1+float64(hits)))
+		model, nearest := s.logits[cl], wKNN*float64(s.best[cl])
+		f := model + nearest
+		var kwTerm, embTerm float64
+		if hits := c.kw[cl].hits(q.stems, t.keywords(cl)); hits > 0 {
+			kwTerm = wKW * (1 - 1/(1+float64(hits)))
+			f += kwTerm
 			evidence = true
 		}
-		if q.emb != nil && len(c.exEmb) > cl {
-			f += wEmb * float64(maxCos(q.emb, c.exEmb[cl]))
+		embedded := q.emb != nil && len(c.exEmb) > cl
+		if embedded {
+			embTerm = wEmb * float64(maxCos(q.emb, c.exEmb[cl]))
+			f += embTerm
 		}
 		s.fused[cl] = f
+		if t != nil {
+			ct := &t.terms[cl]
+			ct.model, ct.nearest, ct.keyword, ct.embedding = model, nearest, kwTerm, embTerm
+			ct.sim, ct.embedded = s.best[cl], embedded
+		}
 	}
 	return cov, evidence
 }
@@ -286,16 +336,25 @@ func maxCos(q, flat []float32) float32 {
 	return best
 }
 
-func (ks keywordSet) hits(stems []string) int {
+// hits counts the keyword evidence in stems: one for each stem that is a
+// keyword, two for each keyword phrase they contain. With matched set it
+// also appends the keywords found, as written, once each.
+func (ks keywordSet) hits(stems []string, matched *[]string) int {
 	n := 0
 	for _, s := range stems {
-		if ks.words[s] {
+		if kw, ok := ks.words[s]; ok {
 			n++
+			if matched != nil && !slices.Contains(*matched, kw) {
+				*matched = append(*matched, kw)
+			}
 		}
 	}
-	for _, p := range ks.phrases {
+	for i, p := range ks.phrases {
 		if containsRun(stems, p) {
 			n += 2
+			if matched != nil {
+				*matched = append(*matched, ks.phraseText[i])
+			}
 		}
 	}
 	return n
@@ -359,6 +418,11 @@ type Hybrid struct {
 	th    []float64 // per class threshold
 	info  Info
 	pool  *sync.Pool
+	// texts are the training texts (keywords, examples, background) by
+	// example document, the strings New was given; exStart is each
+	// domain's first example document (its keywords come before it).
+	texts   []string
+	exStart []int32
 }
 
 // New trains a router on domains. With opts.Embedder set it embeds every
@@ -383,8 +447,9 @@ func New(ctx context.Context, domains []Domain, opts Options) (*Hybrid, error) {
 	kw := make([]keywordSet, k)
 	maxFeatures := cmp.Or(opts.MaxDomainFeatures, DefaultMaxDomainFeatures)
 	var leftOut map[string]int
+	exStart := make([]int32, k)
 	for c, d := range sorted {
-		kw[c] = keywordSet{words: map[string]bool{}}
+		kw[c] = keywordSet{words: map[string]string{}}
 		// Keywords, then examples, while the domain's distinct features
 		// fit the budget.
 		budget := featureBudget{max: maxFeatures, seen: map[uint64]struct{}{}}
@@ -404,13 +469,17 @@ func New(ctx context.Context, domains []Domain, opts Options) (*Hybrid, error) {
 			case 0:
 				continue
 			case 1:
-				kw[c].words[st[0]] = true
+				if _, dup := kw[c].words[st[0]]; !dup {
+					kw[c].words[st[0]] = key
+				}
 			default:
 				kw[c].phrases = append(kw[c].phrases, st)
+				kw[c].phraseText = append(kw[c].phraseText, key)
 			}
 			exs = append(exs, example{class: c, hashes: keyHashes[i]})
 			texts = append(texts, key)
 		}
+		exStart[c] = int32(len(exs))
 		for i, e := range examples {
 			h := exHashes[i]
 			if len(h) == 0 {
@@ -439,7 +508,7 @@ func New(ctx context.Context, domains []Domain, opts Options) (*Hybrid, error) {
 			exs[i].emb = vecs[i]
 		}
 	}
-	h := &Hybrid{opts: opts, names: names, pool: newPool()}
+	h := &Hybrid{opts: opts, names: names, pool: newPool(), texts: texts, exStart: exStart}
 	all := make([]bool, classes)
 	for i := range all {
 		all[i] = true
@@ -519,7 +588,7 @@ func backgroundFor(bg []string, exs []example, kw []keywordSet) []string {
 	for _, b := range bg {
 		ws := words(b, nil)
 		st := stems(ws, nil)
-		if len(ws) == 0 || slices.ContainsFunc(kw, func(k keywordSet) bool { return k.hits(st) > 0 }) {
+		if len(ws) == 0 || slices.ContainsFunc(kw, func(k keywordSet) bool { return k.hits(st, nil) > 0 }) {
 			continue
 		}
 		cand = append(cand, b)
@@ -615,7 +684,7 @@ func (h *Hybrid) heldOut(exs []example, kw []keywordSet) []calPoint {
 	known, unknown := 0, 0
 	for _, e := range test {
 		q := query{hashes: e.hashes, emb: e.emb}
-		cov, _ := c.score(&q, s)
+		cov, _ := c.score(&q, s, nil)
 		b, _, _ := best(s.fused, k)
 		z, m := calFeatures(s.fused, b, cov)
 		pts = append(pts, calPoint{z: z, m: m, ok: e.class < k && active[e.class] && b == e.class})
@@ -729,6 +798,13 @@ func (h *Hybrid) Info() Info { return h.info }
 func (h *Hybrid) Route(ctx context.Context, q string) Decision {
 	s := h.pool.Get().(*scratch)
 	defer h.pool.Put(s)
+	h.prepare(ctx, q, s)
+	return h.decide(s, nil)
+}
+
+// prepare fills s.q with query q: its words, stems, feature hashes and,
+// with an embedder, its embedding.
+func (h *Hybrid) prepare(ctx context.Context, q string, s *scratch) {
 	s.q.words = words(q, s.q.words)
 	s.q.stems = stems(s.q.words, s.q.stems)
 	s.q.hashes = featureHashes(s.q.words, s.q.hashes[:0])
@@ -740,13 +816,29 @@ func (h *Hybrid) Route(ctx context.Context, q string) Decision {
 			s.q.emb = unit(vs[0])
 		}
 	}
-	return h.decide(s)
 }
 
-func (h *Hybrid) decide(s *scratch) Decision {
-	cov, evidence := h.core.score(&s.q, s)
+// Reasons an Explanation gives for a Decision.
+const (
+	ReasonRouted         = "routed"          // the best domain's confidence reached its threshold
+	ReasonNoEvidence     = "no_evidence"     // no known feature and no keyword in the query
+	ReasonBackground     = "background"      // the background class beat every domain by the margin
+	ReasonBelowThreshold = "below_threshold" // the best domain's confidence was under its threshold
+	ReasonNoDomains      = "no_domains"      // the router has no domain
+)
+
+// decide scores the prepared query s.q and decides; with t set it also
+// records why.
+func (h *Hybrid) decide(s *scratch, t *trace) Decision {
+	cov, evidence := h.core.score(&s.q, s, t)
+	if t != nil {
+		t.cov, t.evidence = cov, evidence
+	}
 	k := len(h.names)
 	if k == 0 {
+		if t != nil {
+			t.reason = ReasonNoDomains
+		}
 		return Decision{OutOfScope: true, Alternatives: []Scored{}}
 	}
 	// The top domains, each scored with its margin over the best other
@@ -777,9 +869,23 @@ func (h *Hybrid) decide(s *scratch) Decision {
 	// The background class is "none of these": when it beats every domain
 	// by bgMargin the query is out of scope whatever the confidence says.
 	bgWins := len(s.fused) > k && s.fused[k] > s.fused[order[0]]+bgMargin
+	if t != nil {
+		t.bgWins, t.threshold = bgWins, h.th[order[0]]
+		switch {
+		case !evidence:
+			t.reason = ReasonNoEvidence
+		case bgWins:
+			t.reason = ReasonBackground
+		default:
+			t.reason = ReasonBelowThreshold
+		}
+	}
 	if !evidence || bgWins || d.Confidence < h.th[order[0]] || d.Confidence == 0 {
 		d.OutOfScope = true
 		return d
+	}
+	if t != nil {
+		t.reason = ReasonRouted
 	}
 	d.Domain = h.names[order[0]]
 	return d
@@ -833,7 +939,7 @@ func (h *Hybrid) raw(ctx context.Context, q string) (z, m float64, cl int, err e
 		}
 		s.q.emb = unit(vs[0])
 	}
-	cov, _ := h.core.score(&s.q, s)
+	cov, _ := h.core.score(&s.q, s, nil)
 	b, _, _ := best(s.fused, len(h.names))
 	z, m = calFeatures(s.fused, b, cov)
 	return z, m, b, nil

@@ -56,6 +56,13 @@ type Router interface {
 	Domains() []string
 }
 
+// Explainer is a Router that can say why it routes a query where it does,
+// for an operator console. Explain's Decision is the one Route makes for
+// the same query.
+type Explainer interface {
+	Explain(ctx context.Context, query string) Explanation
+}
+
 // Embedder turns texts into vectors; engine.Engine's Embed has this shape.
 type Embedder interface {
 	Embed(ctx context.Context, inputs []string) ([][]float32, error)

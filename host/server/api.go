@@ -197,20 +197,15 @@ func (s *Server) query(c *call) *apiError {
 		c.id = req.RequestID
 		c.w.Header().Set(headerRequestID, c.id)
 	}
-	if d := req.Domain; d != "" {
-		if !c.t.AllowsPlugin(d) && s.pluginExists(d) {
-			return forbidden("domain", "this API key may not use the domain %q", clip(d, 80))
-		}
-		if !c.tenantHasPlugin(d) {
-			return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "domain_not_found", Param: "domain",
-				Message: "no such domain " + quote(d) + "; use one of: " + strings.Join(c.domains(), ", "), Refused: refusedBadRequest}
-		}
+	if aerr := c.checkDomain(req.Domain); aerr != nil {
+		return aerr
 	}
 	n, aerr := c.maxTokens(req.Generation.MaxTokens, "generation.max_tokens")
 	if aerr != nil {
 		return aerr
 	}
 	hreq := req.Request
+	c.query, c.forced = hreq.Query, hreq.Domain != ""
 	hreq.Generation.MaxTokens = n
 	hreq.RequestID = c.id
 	hreq.OnCache = c.setCacheHeader
@@ -220,6 +215,22 @@ func (s *Server) query(c *call) *apiError {
 		return hostError(c.id, err)
 	}
 	c.json(http.StatusOK, wire.FromResult(res))
+	return nil
+}
+
+// checkDomain refuses a forced domain d ("": route) that the tenant may not
+// use or that does not exist.
+func (c *call) checkDomain(d string) *apiError {
+	if d == "" {
+		return nil
+	}
+	if !c.t.AllowsPlugin(d) && c.s.pluginExists(d) {
+		return forbidden("domain", "this API key may not use the domain %q", clip(d, 80))
+	}
+	if !c.tenantHasPlugin(d) {
+		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "domain_not_found", Param: "domain",
+			Message: "no such domain " + quote(d) + "; use one of: " + strings.Join(c.domains(), ", "), Refused: refusedBadRequest}
+	}
 	return nil
 }
 
@@ -251,6 +262,7 @@ func (s *Server) route(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
+	c.query = q
 	t0 := time.Now()
 	d, err := c.ht.Route(c.r.Context(), q)
 	lat := time.Since(t0)
@@ -258,6 +270,7 @@ func (s *Server) route(c *call) *apiError {
 		return hostError(c.id, err)
 	}
 	c.domain = d.Domain
+	c.res.Confidence, c.res.Alternatives = d.Confidence, d.Alternatives
 	c.timings.Route = lat
 	if d.OutOfScope {
 		c.status = host.StatusOutOfScope

@@ -66,6 +66,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	s.adminRoutes(mux)
+	s.consoleRoutes(mux)
 	api["/healthz"], api["/readyz"], api["/metrics"] = http.MethodGet, http.MethodGet, http.MethodGet
 
 	// The same paths with any other method: 405 in OpenAI's format (the
@@ -141,22 +142,19 @@ type call struct {
 	tokens  host.Tokens
 	timings host.Timings
 	err     *apiError
+	// For the console: the query and the whole result (routing
+	// alternatives, validation, answer); forced when the request named
+	// its domain.
+	query  string
+	forced bool
+	res    host.Result
 }
 
 // serveAPI runs an API endpoint: authenticate, admit, handle, account.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, endpoint string, h func(*call) *apiError) {
-	c := &call{s: s, w: &responseWriter{ResponseWriter: w}, r: r, endpoint: endpoint,
-		id: w.Header().Get(headerRequestID), start: s.now(), label: unknownTenant}
+	c := s.newCall(w, r, endpoint)
 	defer c.finish()
-	defer func() {
-		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
-				panic(p)
-			}
-			// A bug, not the client's fault: answer 500 and log where.
-			c.fail(internalError(c.id, fmt.Errorf("panic: %v\n%s", p, debug.Stack())))
-		}
-	}()
+	defer c.recoverPanic()
 
 	key := apiKey(r)
 	t, err := s.tenants.Authenticate(key)
@@ -171,6 +169,31 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, endpoint strin
 		c.fail(unauthorized(msg))
 		return
 	}
+	c.serve(t, h)
+}
+
+// newCall starts the accounting of one request to endpoint.
+func (s *Server) newCall(w http.ResponseWriter, r *http.Request, endpoint string) *call {
+	return &call{s: s, w: &responseWriter{ResponseWriter: w}, r: r, endpoint: endpoint,
+		id: w.Header().Get(headerRequestID), start: s.now(), label: unknownTenant}
+}
+
+// recoverPanic turns a panic of the handler into a 500 (deferred).
+func (c *call) recoverPanic() {
+	if p := recover(); p != nil {
+		if p == http.ErrAbortHandler {
+			panic(p)
+		}
+		// A bug, not the client's fault: answer 500 and log where.
+		c.fail(internalError(c.id, fmt.Errorf("panic: %v\n%s", p, debug.Stack())))
+	}
+}
+
+// serve runs an API endpoint for the authenticated tenant t: admit,
+// handle; c.finish accounts for it.
+func (c *call) serve(t *tenant.Tenant, h func(*call) *apiError) {
+	s, r, endpoint := c.s, c.r, c.endpoint
+	var err error
 	c.t, c.label = t, t.Name
 	if !s.tenants.Open() {
 		c.hostTenant = t.Name
@@ -234,6 +257,7 @@ func (c *call) fail(e *apiError) {
 // record takes the outcome of a host call.
 func (c *call) record(res host.Result) {
 	c.domain, c.status, c.tokens, c.timings = res.Domain, res.Status, res.Tokens, res.Timings
+	c.res = res
 }
 
 // finish logs the request and records its metrics.
@@ -263,6 +287,9 @@ func (c *call) finish() {
 		PromptTokens: c.tokens.Prompt, CompletionTokens: c.tokens.Completion, CachedTokens: c.tokens.Cached,
 		EmbeddedTokens: c.tokens.Embedded,
 	})
+	if s.console != nil {
+		s.console.record(c, status, code, total)
+	}
 	attrs := []any{"request_id", c.id, "tenant", c.label, "endpoint", c.endpoint, "domain", c.domain,
 		"status", status, "code", code, "duration_ms", float64(total.Microseconds()) / 1000}
 	switch {

@@ -127,6 +127,7 @@ func (s *Server) chat(c *call) *apiError {
 	if raw {
 		return c.chatModel(req, maxTokens)
 	}
+	c.query, c.forced = req.Query, domain != ""
 	hreq := host.Request{Query: req.Query, History: req.History, Domain: domain,
 		Generation: req.generation(maxTokens), RequestID: c.id, OnCache: c.setCacheHeader}
 	if req.System != "" {

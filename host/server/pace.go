@@ -33,7 +33,7 @@ const adminHolder = " admin"
 
 func newPacer(delay time.Duration, tenants []string) *pacer {
 	p := &pacer{delay: delay, held: make(map[string]*atomic.Int64, len(tenants)+1), stop: make(chan struct{})}
-	for _, t := range append(tenants, adminHolder) {
+	for _, t := range append(tenants, adminHolder, consoleHolder) {
 		p.held[t] = new(atomic.Int64)
 	}
 	return p

@@ -57,6 +57,8 @@ type Server struct {
 	warnings []string
 	// shared keeps tenants' limits in Redis (server.limits = "redis").
 	shared *redislimits.Store
+	// console is the operator console's state; nil when it is off.
+	console *consoleState
 }
 
 // Option changes how New builds a Server.
@@ -156,6 +158,9 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 		names = append(names, t.Name)
 	}
 	s.pace = newPacer(cfg.Server.RefusalDelay.Duration, names)
+	if cc := cfg.Console; cc.Enabled {
+		s.console = newConsoleState(cc.Recent, cc.MaxSessions, cc.MaxStreams, cc.SessionTTL.Duration)
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -196,6 +201,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.draining.Store(true)
 	s.pace.shutdown()
+	if s.console != nil {
+		s.console.shutdown()
+	}
 	s.log.Info("shutting down", "addr", ln.Addr().String(), "drain", s.drain, "grace", s.cfg.Server.ShutdownGrace.Duration)
 	if s.drain > 0 {
 		t := time.NewTimer(s.drain)
