@@ -55,6 +55,9 @@ build:
 LLAMA_NOTE = @[ -f .deps/llama/libllama.so ] || [ -n "$$MDSA_LLAMA_LIB" ] || \
 	echo "NOTE: the llama.cpp libraries are not installed (run make setup): every test that runs llama.cpp will be skipped"
 
+# ARTIFACTS keeps what tests leave to look at (the console's screenshots, under _artifacts/).
+ARTIFACTS ?= $(CURDIR)/.artifacts
+
 # GOFMT_CHECK fails when a tracked Go file is not gofmt-formatted.
 GOFMT_CHECK = @unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null)); \
 	if [ -n "$$unformatted" ]; then echo "gofmt -w these files:"; echo "$$unformatted"; exit 1; fi
@@ -63,7 +66,8 @@ test:
 	$(LLAMA_NOTE)
 	$(GOFMT_CHECK)
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 25m ./...
+	@mkdir -p $(ARTIFACTS)
+	$(GO) test -race -count=1 -timeout 25m -artifacts -outputdir $(ARTIFACTS) ./...
 	$(GO) test -count=1 -run 'CLINC150|SyntheticScale' -v ./internal/routerbench
 	$(GO) test -count=1 -run 'NoisyNeighbour' -v ./host/server
 	$(GO) test -count=1 -run 'HostileSuite' -v ./cmd/mdsa

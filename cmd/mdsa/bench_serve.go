@@ -24,6 +24,7 @@ import (
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/internal/gguf"
+	"github.com/mdsa-go/mdsa/internal/procfs"
 	"github.com/mdsa-go/mdsa/internal/tenant"
 )
 
@@ -50,7 +51,10 @@ type serveBenchResult struct {
 	RPS         float64 `json:"rps"`
 	P50MS       float64 `json:"p50_ms"` // of successful requests
 	P99MS       float64 `json:"p99_ms"`
-	FirstError  string  `json:"first_error,omitempty"`
+	// CPUUSPerRequest is this process's CPU time (server and clients) per
+	// request, in microseconds.
+	CPUUSPerRequest float64 `json:"cpu_us_per_request"`
+	FirstError      string  `json:"first_error,omitempty"`
 }
 
 // serveBenchReport is what mdsa bench serve prints.
@@ -62,6 +66,8 @@ type serveBenchReport struct {
 	MaxTokens   int                `json:"max_tokens"`
 	DurationSec float64            `json:"duration_s"` // measured time per endpoint and level
 	WarmupSec   float64            `json:"warmup_s"`
+	// Console is the cost of one open operator console (--console).
+	Console *consoleBenchReport `json:"console,omitempty"`
 }
 
 func (a *app) benchServeCmd() *cobra.Command {
@@ -71,6 +77,7 @@ func (a *app) benchServeCmd() *cobra.Command {
 		duration    time.Duration
 		concurrency []int
 		maxTokens   int
+		withConsole bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -84,7 +91,12 @@ counted. The configured [[tenants]] are replaced by one tenant without limits, s
 authenticated and admitted but never refused. Non-2xx answers count as errors. Logs are at
 warn level at most (no line per request) unless --log-level says otherwise.
 
-The clients run in this process too: they share the machine's cores with the server.`,
+The clients run in this process too: they share the machine's cores with the server.
+
+With --console, a second server on the same host has the operator console on, and every endpoint and
+level is measured on both, alternating (console off, then on with one live view open, twice), to
+report the throughput the console costs and how its live view kept up: frames received, how late,
+and how many of the requests served it listed or counted as skipped.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if duration <= 0 {
@@ -160,6 +172,18 @@ The clients run in this process too: they share the machine's cores with the ser
 			defer b.close()
 			rep := serveBenchReport{Cores: runtime.NumCPU(), Model: modelName, Plugins: len(h.Plugins()),
 				MaxTokens: maxTokens, DurationSec: duration.Seconds(), WarmupSec: warmupFor(duration).Seconds()}
+			if withConsole {
+				cr, err := a.benchConsole(ctx, h, cfg, log, key, maxTokens, concurrency, duration, b)
+				if err != nil {
+					return err
+				}
+				rep.Console = cr
+				if js {
+					return writeJSON(a.out, rep)
+				}
+				printConsoleBench(a.out, rep)
+				return nil
+			}
 			for _, c := range concurrency {
 				for _, ep := range []string{benchEPRoute, benchEPChat} {
 					r, err := b.level(ctx, ep, c, duration)
@@ -185,6 +209,7 @@ The clients run in this process too: they share the machine's cores with the ser
 	f.IntSliceVar(&concurrency, "concurrency", []int{1, 8, 64}, "concurrency levels: clients sending requests back to back")
 	f.IntVar(&maxTokens, "max-tokens", 16, "tokens per completion (engine.max_tokens and the request's max_tokens)")
 	f.BoolVar(&js, "json", false, "print JSON")
+	f.BoolVar(&withConsole, "console", false, "measure the cost of one open operator console (console off and on, alternating)")
 	return cmd
 }
 
@@ -204,6 +229,8 @@ func warmupFor(d time.Duration) time.Duration {
 
 // serveBench sends the bench's requests to one server.
 type serveBench struct {
+	// answered counts every request answered, warm-ups included.
+	answered  atomic.Int64
 	base, key string
 	bodies    map[string][]byte
 	tr        *http.Transport
@@ -249,6 +276,7 @@ func (b *serveBench) run(ctx context.Context, ep string, c int, d time.Duration)
 		lat            []time.Duration
 		wg             sync.WaitGroup
 	)
+	cpu0, _ := procfs.CPU(os.Getpid())
 	start := time.Now()
 	end := start.Add(d)
 	for range c {
@@ -262,6 +290,7 @@ func (b *serveBench) run(ctx context.Context, ep string, c int, d time.Duration)
 					break
 				}
 				requests.Add(1)
+				b.answered.Add(1)
 				if err != nil {
 					errs.Add(1)
 					msg := err.Error()
@@ -282,6 +311,9 @@ func (b *serveBench) run(ctx context.Context, ep string, c int, d time.Duration)
 	}
 	res.Requests, res.Errors = requests.Load(), errs.Load()
 	res.RPS = float64(res.Requests) / elapsed.Seconds()
+	if cpu1, ok := procfs.CPU(os.Getpid()); ok && res.Requests > 0 {
+		res.CPUUSPerRequest = float64((cpu1 - cpu0).Microseconds()) / float64(res.Requests)
+	}
 	slices.Sort(lat)
 	res.P50MS, res.P99MS = percentileMS(lat, 0.50), percentileMS(lat, 0.99)
 	if e := firstErr.Load(); e != nil {

@@ -61,6 +61,47 @@ func TestBenchServe(t *testing.T) {
 	}
 }
 
+// TestBenchServeConsole runs the console's cost measurement briefly: both
+// phases measured, the live view fed, and every request answered counted.
+func TestBenchServeConsole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: about 10 s")
+	}
+	t.Setenv("MDSA_LLAMA_LIB", testutil.LlamaLibDir(t))
+	out, stderr, err := run(t, "--config", fix.config, "bench", "serve", "--console", "--json", "--duration", "200ms",
+		"--concurrency", "1", "--model-file", fix.model)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	var rep struct {
+		Console *struct {
+			Rounds  int `json:"rounds"`
+			Results []struct {
+				Endpoint   string    `json:"endpoint"`
+				RPSOff     float64   `json:"rps_off"`
+				RPSOn      float64   `json:"rps_on"`
+				RoundCosts []float64 `json:"round_costs_pct"`
+			} `json:"results"`
+			Frames   int64 `json:"frames"`
+			Served   int64 `json:"served"`
+			Recorded int64 `json:"recorded"`
+			Listed   int64 `json:"listed"`
+		} `json:"console"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Console == nil {
+		t.Fatalf("not the console's report (%v): %s", err, out)
+	}
+	c := rep.Console
+	if len(c.Results) != 2 || c.Frames == 0 || c.Served == 0 || c.Recorded != c.Served || c.Listed == 0 || c.Listed > c.Recorded {
+		t.Fatalf("console bench: %s", out)
+	}
+	for _, r := range c.Results {
+		if r.RPSOff <= 0 || r.RPSOn <= 0 || len(r.RoundCosts) != c.Rounds {
+			t.Fatalf("%s: %+v", r.Endpoint, r)
+		}
+	}
+}
+
 func TestPercentileMS(t *testing.T) {
 	var d []time.Duration
 	for i := 1; i <= 100; i++ {

@@ -94,6 +94,9 @@ func (a *app) serveCmd() *cobra.Command {
 			}
 			addr := ln.Addr().String()
 			fmt.Fprintf(a.errw, "mdsa: serving on http://%s (%d plugins, %s)\n", addr, len(h.Plugins()), tenantsLine(h))
+			if cfg.Console.Enabled {
+				fmt.Fprintf(a.errw, "mdsa: operator console on http://%s/console/ (log in with the admin key or a tenant's key)\n", addr)
+			}
 			log.Info("serving", "addr", addr, "tenants", len(cfg.Tenants))
 			if len(cfg.Tenants) == 0 && !loopback(ln.Addr()) {
 				fmt.Fprintf(a.errw, "warning: serving OPEN (no [[tenants]] in %s, so no API key is needed) on %s, which is reachable from other machines\n", cfg.File, addr)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -316,7 +317,9 @@ func (s *Server) consoleLive(w http.ResponseWriter, r *http.Request, sess *conso
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	sc := sess.Scope()
-	var seq uint64
+	// A reconnecting EventSource sends the id of the last frame it got:
+	// carry on from there, so nothing is listed twice or lost.
+	seq, _ := strconv.ParseUint(r.Header.Get("Last-Event-ID"), 10, 64)
 	tick := time.NewTicker(liveInterval)
 	defer tick.Stop()
 	expire := time.NewTimer(time.Until(sess.Expires))
@@ -329,7 +332,8 @@ func (s *Server) consoleLive(w http.ResponseWriter, r *http.Request, sess *conso
 		if err != nil {
 			return nil
 		}
-		buf = append(append(append(buf[:0], "data: "...), data...), "\n\n"...)
+		buf = append(append(buf[:0], "id: "...), strconv.FormatUint(f.Seq, 10)...)
+		buf = append(append(append(buf, "\ndata: "...), data...), "\n\n"...)
 		if _, err := w.Write(buf); err != nil {
 			return nil
 		}

@@ -1,12 +1,16 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -286,4 +290,125 @@ func TestConsoleInBrowser(t *testing.T) {
 	if len(rows) == 0 {
 		t.Fatal("globex's console lists none of its requests")
 	}
+}
+
+// BenchmarkConsoleBrowser measures the console in headless Chromium: the
+// first paint and bytes of the page, then whether its live view keeps up
+// while the server answers 1,000 routing requests a second for 10 s (how
+// late frames arrive, how long the page takes to draw one, how many of
+// the requests it listed or counted). One iteration is the whole run:
+//
+//	go test -run '^$' -bench ConsoleBrowser -benchtime 1x ./host/server
+func BenchmarkConsoleBrowser(b *testing.B) {
+	cfg := consoleConfig(b)
+	h := tenantHost(b)
+	ts := startServer(b, newServer(b, h, cfg))
+	ctx := benchBrowser(b)
+	const rate, seconds = 1000, 10
+	for b.Loop() {
+		var paint, transfer float64
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate(ts.URL+"/console/"),
+			chromedp.WaitVisible("#login-form"),
+			chromedp.SendKeys("#key", adminKey),
+			chromedp.Click("#login-form button"),
+			chromedp.WaitVisible("#tabs"),
+			waitJS(`window.__mdsa.frames > 0`),
+			js(`(performance.getEntriesByName("first-contentful-paint")[0] || {startTime: -1}).startTime`, &paint),
+			js(`performance.getEntriesByType("navigation").concat(performance.getEntriesByType("resource"))
+				.filter((e) => !e.name.includes("/api/")).reduce((n, e) => n + e.transferSize, 0)`, &transfer),
+		); err != nil {
+			b.Fatal(err)
+		}
+		sent, failed := paced(b, ts.URL, rate, seconds*time.Second)
+		var st struct {
+			Frames      float64 `json:"frames"`
+			Listed      float64 `json:"listed"`
+			Skipped     float64 `json:"skipped"`
+			MaxLagMs    float64 `json:"maxLagMs"`
+			MaxRenderMs float64 `json:"maxRenderMs"`
+		}
+		if err := chromedp.Do(ctx, chromedp.Sleep(time.Second), js(`window.__mdsa`, &st)); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(paint, "first-paint-ms")
+		b.ReportMetric(transfer/1024, "page-KB")
+		b.ReportMetric(float64(sent)/seconds, "offered-req/s")
+		b.ReportMetric(float64(failed), "failed")
+		b.ReportMetric(st.MaxLagMs, "max-frame-lag-ms")
+		b.ReportMetric(st.MaxRenderMs, "max-render-ms")
+		b.ReportMetric(st.Frames/(seconds+2), "frames/s")
+		b.ReportMetric(100*(st.Listed+st.Skipped)/float64(sent), "accounted-%")
+	}
+}
+
+// benchBrowser is browser for a benchmark.
+func benchBrowser(b *testing.B) context.Context {
+	b.Helper()
+	path := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		b.Skip("chromium is not installed (make setup-servers installs it)")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.WindowSize(1440, 1000), chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-dev-shm-usage", true))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	b.Cleanup(cancel)
+	bctx, cancel2 := chromedp.NewContext(actx)
+	b.Cleanup(cancel2)
+	if err := chromedp.Do(bctx); err != nil {
+		b.Fatal(err)
+	}
+	return bctx
+}
+
+// paced sends rate routing requests a second (acme's) for d, from a pool
+// of clients, and returns how many were sent and how many failed.
+func paced(b *testing.B, base string, rate int, d time.Duration) (sent, failed int64) {
+	body := []byte(`{"query":"` + qSupport + `"}`)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	defer tr.CloseIdleConnections()
+	work := make(chan struct{}, rate)
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for range 32 {
+		wg.Go(func() {
+			for range work {
+				req, _ := http.NewRequest(http.MethodPost, base+"/v1/route", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+acmeKey)
+				resp, err := client.Do(req)
+				if err != nil {
+					bad.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					bad.Add(1)
+				}
+			}
+		})
+	}
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	for now := range tick.C {
+		if now.Sub(start) >= d {
+			break
+		}
+		due := int64(now.Sub(start).Seconds() * float64(rate))
+		for ; sent < due; sent++ {
+			work <- struct{}{}
+		}
+	}
+	tick.Stop()
+	close(work)
+	wg.Wait()
+	return sent, bad.Load()
 }

@@ -87,7 +87,12 @@ func (cc *consoleClient) frame() console.Frame {
 		b, _ := io.ReadAll(resp.Body)
 		cc.t.Fatalf("live: %d %s", resp.StatusCode, b)
 	}
-	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	br := bufio.NewReader(resp.Body)
+	id, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(id, "id: ") {
+		cc.t.Fatalf("live: %q %v", id, err)
+	}
+	line, err := br.ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "data: ") {
 		cc.t.Fatalf("live: %q %v", line, err)
 	}
@@ -217,6 +222,22 @@ func TestConsoleTrafficIsScopedByTenant(t *testing.T) {
 	mine := ids(acme.frame())
 	if len(mine) != 1 || mine[aID].Tenant != "acme" {
 		t.Fatalf("acme sees %v", mine)
+	}
+
+	// A reconnecting view (Last-Event-ID) gets only what came after.
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/console/api/live", nil)
+	req.Header.Set("Last-Event-ID", "2")
+	resp, err := admin.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	br.ReadString('\n')
+	line, _ := br.ReadString('\n')
+	resp.Body.Close()
+	var resumed console.Frame
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &resumed); err != nil || len(resumed.Requests) != 1 || resumed.Requests[0].Seq != 3 {
+		t.Fatalf("resumed after 2: %v %s", err, line)
 	}
 
 	// The request explained: its routing terms, for its own tenant only.

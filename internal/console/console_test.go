@@ -2,6 +2,7 @@ package console
 
 import (
 	"compress/gzip"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -77,8 +78,14 @@ func TestRecorderBoundsAndSkips(t *testing.T) {
 		r.Record(e)
 	}
 	f := r.Snapshot(Scope{All: true}, 0, 20)
-	if len(f.Requests) != 20 || f.Skipped != 30 || f.Seq != 1000 || f.Requests[19].Seq != 1000 {
-		t.Fatalf("1000 requests, 50 kept, 20 listed: %d listed, %d skipped, seq %d", len(f.Requests), f.Skipped, f.Seq)
+	if len(f.Requests) != 20 || f.Total != 1000 || f.Seq != 1000 || f.Requests[19].Seq != 1000 {
+		t.Fatalf("1000 requests, 50 kept, 20 listed: %d listed, total %d, seq %d", len(f.Requests), f.Total, f.Seq)
+	}
+	if f := r.Snapshot(Scope{Tenant: "t"}, 990, 20); len(f.Requests) != 10 || f.Total != 1000 {
+		t.Fatalf("after 990: %d listed, total %d", len(f.Requests), f.Total)
+	}
+	if f := r.Snapshot(Scope{Tenant: "other"}, 0, 20); len(f.Requests) != 0 || f.Total != 0 {
+		t.Fatalf("another tenant: %d listed, total %d", len(f.Requests), f.Total)
 	}
 	// Big strings are cut on a rune boundary.
 	e := ev("big", "t", "d", "ok", time.Millisecond)
@@ -232,4 +239,40 @@ func FuzzRecord(f *testing.F) {
 			t.Fatalf("snapshot: %+v", f.Requests)
 		}
 	})
+}
+
+// BenchmarkRecord is what recording one request costs the server.
+func BenchmarkRecord(b *testing.B) {
+	r := NewRecorder(500)
+	e := ev("id", "acme", "support", "ok", 3*time.Millisecond)
+	e.Validation.Issues = []abi.Issue{{Code: "c", Severity: "info", Message: "m"}}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r.Record(e)
+		}
+	})
+}
+
+// BenchmarkFrame is what one live frame costs the server: a snapshot of a
+// full recorder (60 busy seconds, 5 tenants, 4 domains) and its JSON.
+func BenchmarkFrame(b *testing.B) {
+	r, c := newTestRecorder(500)
+	tenants := []string{"acme", "globex", "initech", "umbrella", "hooli"}
+	domains := []string{"finance", "medical", "support", "technical"}
+	for s := range 60 {
+		c.t = time.Unix(1_800_000_000+int64(s), 0)
+		for i := range 1000 {
+			r.Record(ev("id", tenants[i%5], domains[i%4], "ok", time.Duration(i)*time.Microsecond))
+		}
+	}
+	b.ReportAllocs()
+	var seq uint64
+	for b.Loop() {
+		f := r.Snapshot(Scope{All: true}, seq, 200)
+		seq = f.Seq - 300 // as if 300 requests came since the last frame
+		if _, err := json.Marshal(f); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

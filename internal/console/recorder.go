@@ -152,12 +152,15 @@ type Recorder struct {
 	ring []Event
 	seq  uint64
 	secs [historySeconds + 1]second
-	now  func() time.Time
+	// totals counts every request recorded, per tenant (tenant names
+	// come from the configuration, so the map is small).
+	totals map[string]uint64
+	now    func() time.Time
 }
 
 // NewRecorder keeps the last recent requests (at least 1).
 func NewRecorder(recent int) *Recorder {
-	return &Recorder{ring: make([]Event, max(recent, 1)), now: time.Now}
+	return &Recorder{ring: make([]Event, max(recent, 1)), totals: map[string]uint64{}, now: time.Now}
 }
 
 // Record adds a finished request; strings are cut to the recorder's caps.
@@ -202,6 +205,7 @@ func (r *Recorder) Record(ev Event) {
 	defer r.mu.Unlock()
 	r.seq++
 	ev.Seq = r.seq
+	r.totals[ev.Tenant]++
 	r.ring[r.seq%uint64(len(r.ring))] = ev
 	s := r.second(ev.Time.Unix())
 	td := tenantDomain{ev.Tenant, ev.Domain}
@@ -329,12 +333,14 @@ type Frame struct {
 	TokensPerSecond float64      `json:"tokens_per_second"`
 	Stages          []StageStats `json:"stages"`
 	Table           []Row        `json:"table"`
-	// Requests are those recorded after the frame's cursor, newest last;
-	// Skipped counts newer-than-cursor requests left out (too many at
-	// once) and Seq is the cursor for the next frame.
+	// Requests are those recorded after the frame's cursor, newest last
+	// (at most the frame's maximum: the newest); Seq is the cursor for
+	// the next frame. Total counts every request of the scope recorded
+	// since the server started: its growth between frames less the
+	// requests listed is how many arrived too fast to list.
 	Requests []Summary `json:"requests"`
-	Skipped  uint64    `json:"skipped"`
 	Seq      uint64    `json:"seq"`
+	Total    uint64    `json:"total"`
 }
 
 // Snapshot builds the frame that a viewer of scope sees, with the
@@ -389,7 +395,12 @@ func (r *Recorder) Snapshot(sc Scope, seq uint64, maxRequests int) Frame {
 		}
 		f.Series = append(f.Series, p)
 	}
-	f.Requests, f.Skipped, f.Seq = r.since(sc, seq, maxRequests)
+	f.Requests, f.Seq = r.since(sc, seq, maxRequests)
+	if sc.All {
+		f.Total = r.seq
+	} else {
+		f.Total = r.totals[sc.Tenant]
+	}
 	r.mu.Unlock()
 
 	f.RPS = float64(last10.Requests) / 10
@@ -425,21 +436,16 @@ func (r *Recorder) Snapshot(sc Scope, seq uint64, maxRequests int) Frame {
 
 // since lists the requests of scope recorded after seq, at most max of
 // them (the newest), oldest first; r.mu is held.
-func (r *Recorder) since(sc Scope, seq uint64, maxN int) ([]Summary, uint64, uint64) {
+func (r *Recorder) since(sc Scope, seq uint64, maxN int) ([]Summary, uint64) {
 	n := uint64(len(r.ring))
 	first := seq + 1
 	if r.seq >= n && first <= r.seq-n {
 		first = r.seq - n + 1 // older ones are overwritten
 	}
 	var picked []*Event
-	var skipped uint64
-	for s := r.seq; s >= first && s > 0; s-- {
+	for s := r.seq; s >= first && s > 0 && len(picked) < maxN; s-- {
 		ev := &r.ring[s%n]
 		if ev.Seq != s || !sc.sees(ev.Tenant) {
-			continue
-		}
-		if len(picked) >= maxN {
-			skipped++
 			continue
 		}
 		picked = append(picked, ev)
@@ -448,7 +454,7 @@ func (r *Recorder) since(sc Scope, seq uint64, maxN int) ([]Summary, uint64, uin
 	for i := len(picked) - 1; i >= 0; i-- {
 		out = append(out, summarize(picked[i]))
 	}
-	return out, skipped, r.seq
+	return out, r.seq
 }
 
 func summarize(ev *Event) Summary {

@@ -7,7 +7,7 @@
   // Figures about the live view itself, read by the browser tests and the
   // console benchmark: frames received, requests listed, how late frames
   // arrived.
-  const stats = window.__mdsa = { frames: 0, listed: 0, skipped: 0, lagMs: 0, maxLagMs: 0, renderMs: 0 };
+  const stats = window.__mdsa = { frames: 0, listed: 0, skipped: 0, lagMs: 0, maxLagMs: 0, renderMs: 0, maxRenderMs: 0 };
   const MAX_ROWS = 200;
 
   function el(tag, props, ...kids) {
@@ -49,7 +49,7 @@
     $("detail").replaceChildren(el("p", { class: "note" }, "No request selected."));
     for (const id of ["plugin-list", "model-list", "tenant-list", "table", "stages"]) $(id).tBodies[0].replaceChildren();
     $("pg-stages").replaceChildren(); $("pg-answer").textContent = ""; $("hw").textContent = "";
-    stats.skipped = 0;
+    stats.skipped = 0; state.total = undefined;
     $("tabs").hidden = true; $("logout").hidden = true; $("who").textContent = "";
     for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "login";
   }
@@ -99,6 +99,7 @@
       stats.maxLagMs = Math.max(stats.maxLagMs, stats.lagMs);
       renderFrame(f);
       stats.renderMs = performance.now() - t0;
+      stats.maxRenderMs = Math.max(stats.maxRenderMs, stats.renderMs);
     };
     es.onerror = () => {
       // The server closes the stream at shutdown or when the session ends;
@@ -123,7 +124,11 @@
       el("td", null, r.requests), el("td", null, r.ok), el("td", null, r.flagged), el("td", null, r.out_of_scope),
       el("td", { class: r.errors ? "error" : "" }, r.errors), el("td", null, r.refused), el("td", null, r.tokens_out))));
     drawCharts(f.series);
-    addRows(f.requests, f.skipped);
+    // Requests that arrived too fast to list: the scope's count grew by
+    // more than the frame lists.
+    const skipped = state.total === undefined ? 0 : Math.max(0, f.total - state.total - f.requests.length);
+    state.total = f.total;
+    addRows(f.requests, skipped);
   }
 
   function drawCharts(series) {
@@ -278,7 +283,20 @@
       $("budget").replaceChildren(el("span", null, "Models this tenant may use: " + m.models.map((x) => x.name).join(", ")));
       fill($("model-list").tBodies[0], []);
     }
-    $("hw").textContent = m.hardware ? JSON.stringify({ hardware: m.hardware, recommendation: m.recommendation }, null, 2) : (m.hardware_error || "Only an admin sees the hardware.");
+    if (m.hardware) {
+      const hw = m.hardware, rec = m.recommendation || {}, c = hw.cpu || {}, mem = hw.memory || {};
+      const gpus = (hw.gpus || []).map((g) => (g.name || g.vendor) + " " + bytes(g.vram_total_bytes || g.vram_bytes || 0)).join(", ") || "none";
+      $("hw-summary").replaceChildren(
+        el("li", null, "CPU: " + (c.model || "?") + ", " + c.cores + " cores, " + c.threads + " threads" + (c.quota_cpus ? ", cgroup quota " + c.quota_cpus + " CPUs" : "")),
+        el("li", null, "Memory: " + bytes(mem.available_bytes || 0) + " available of " + bytes(mem.total_bytes || 0)),
+        el("li", null, "GPUs: " + gpus),
+        el("li", null, "Recommended: " + (rec.threads || "?") + " decode threads, model memory budget " + bytes(rec.memory_budget_bytes || 0) +
+          (rec.vram_budget_bytes ? ", VRAM budget " + bytes(rec.vram_budget_bytes) : "")));
+      $("hw").textContent = JSON.stringify({ hardware: hw, recommendation: rec }, null, 2);
+    } else {
+      $("hw-summary").replaceChildren();
+      $("hw").textContent = m.hardware_error || "Only an admin sees the hardware.";
+    }
   }
 
   // --- tenants ---
