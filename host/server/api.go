@@ -189,25 +189,10 @@ func (s *Server) query(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
-	req, aerr := decodeQuery(data)
+	hreq, aerr := c.hostRequest(data, true)
 	if aerr != nil {
 		return aerr
 	}
-	if req.RequestID != "" && c.r.Header.Get(headerRequestID) == "" {
-		c.id = req.RequestID
-		c.w.Header().Set(headerRequestID, c.id)
-	}
-	if aerr := c.checkDomain(req.Domain); aerr != nil {
-		return aerr
-	}
-	n, aerr := c.maxTokens(req.Generation.MaxTokens, "generation.max_tokens")
-	if aerr != nil {
-		return aerr
-	}
-	hreq := req.Request
-	c.query, c.forced = hreq.Query, hreq.Domain != ""
-	hreq.Generation.MaxTokens = n
-	hreq.RequestID = c.id
 	hreq.OnCache = c.setCacheHeader
 	res, err := c.ht.Process(c.r.Context(), hreq)
 	c.record(res)
@@ -216,6 +201,32 @@ func (s *Server) query(c *call) *apiError {
 	}
 	c.json(http.StatusOK, wire.FromResult(res))
 	return nil
+}
+
+// hostRequest decodes a /v1/query body into the host request it asks for,
+// checked against the tenant's domains and limits; takeID makes the
+// body's request_id the call's (unless the X-Request-Id header gave one).
+func (c *call) hostRequest(data []byte, takeID bool) (host.Request, *apiError) {
+	req, aerr := decodeQuery(data)
+	if aerr != nil {
+		return host.Request{}, aerr
+	}
+	if takeID && req.RequestID != "" && c.r.Header.Get(headerRequestID) == "" {
+		c.id = req.RequestID
+		c.w.Header().Set(headerRequestID, c.id)
+	}
+	if aerr := c.checkDomain(req.Domain); aerr != nil {
+		return host.Request{}, aerr
+	}
+	n, aerr := c.maxTokens(req.Generation.MaxTokens, "generation.max_tokens")
+	if aerr != nil {
+		return host.Request{}, aerr
+	}
+	hreq := req.Request
+	c.query, c.forced = hreq.Query, hreq.Domain != ""
+	hreq.Generation.MaxTokens = n
+	hreq.RequestID = c.id
+	return hreq, nil
 }
 
 // checkDomain refuses a forced domain d ("": route) that the tenant may not

@@ -575,21 +575,10 @@ func (s *Server) playground(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
-	req, aerr := decodeQuery(data)
+	hreq, aerr := c.hostRequest(data, false)
 	if aerr != nil {
 		return aerr
 	}
-	if aerr := c.checkDomain(req.Domain); aerr != nil {
-		return aerr
-	}
-	n, aerr := c.maxTokens(req.Generation.MaxTokens, "generation.max_tokens")
-	if aerr != nil {
-		return aerr
-	}
-	hreq := req.Request
-	c.query, c.forced = hreq.Query, hreq.Domain != ""
-	hreq.Generation.MaxTokens = n
-	hreq.RequestID = c.id
 	started := false
 	send := func(event string, v any) error {
 		data, err := json.Marshal(v)
