@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -110,6 +111,12 @@ type Result struct {
 	FinishReason string
 	Tokens       Tokens
 	Timings      Timings
+	// Conversation, for a routed query with earlier user turns, says how
+	// they weighed in the routing (router.conversation_switch).
+	Conversation *router.Conversation
+	// HistoryDropped counts the oldest history messages left out of the
+	// prompt so that it fit the model's context.
+	HistoryDropped int
 	// Cache is CacheHit when the answer came from the response cache (no
 	// plugin or model ran; Tokens are 0), CacheMiss when it was computed
 	// and kept, "" when the request is not one the cache keeps.
@@ -191,9 +198,9 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 		}
 	} else {
 		rctx, end := h.stage(ctx, "mdsa.route")
-		d := st.router.Route(rctx, req.Query)
+		d, conv := h.routeRequest(rctx, st.router, req)
 		end(nil)
-		res.Domain, res.Confidence, res.Alternatives = d.Domain, d.Confidence, d.Alternatives
+		res.Domain, res.Confidence, res.Alternatives, res.Conversation = d.Domain, d.Confidence, d.Alternatives, conv
 		if req.OnRoute != nil {
 			if err := req.OnRoute(d); err != nil {
 				return res, err
@@ -255,30 +262,46 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 		res.Response, res.Validation = hr.Response, hr.Validation
 		res.Model, res.FinishReason = u.model, u.finish
 	} else {
-		t = time.Now()
-		pctx, end := h.stage(ctx, "mdsa.prompt")
-		pr, err := p.Prompt(pctx, preq)
-		end(err)
-		if err != nil {
-			return res, fmt.Errorf("host: request %s: plugin %s: prompt: %w", req.RequestID, p.Name(), err)
-		}
-		res.Timings.Prompt = time.Since(t)
+		var gen engine.Result
+		// A conversation longer than the model's context loses its oldest
+		// turns rather than failing (each pass drops at least one).
+		for {
+			t = time.Now()
+			pctx, end := h.stage(ctx, "mdsa.prompt")
+			pr, err := p.Prompt(pctx, preq)
+			end(err)
+			if err != nil {
+				return res, fmt.Errorf("host: request %s: plugin %s: prompt: %w", req.RequestID, p.Name(), err)
+			}
+			res.Timings.Prompt += time.Since(t)
 
-		man := p.Manifest()
-		lease, err := h.lease(ctx, man.Model, st.models)
-		if err != nil {
-			return res, fmt.Errorf("host: request %s: model for plugin %s: %w", req.RequestID, p.Name(), err)
+			man := p.Manifest()
+			lease, err := h.lease(ctx, man.Model, st.models)
+			if err != nil {
+				return res, fmt.Errorf("host: request %s: model for plugin %s: %w", req.RequestID, p.Name(), err)
+			}
+			params := h.params(man.Generation, pr.Generation, req.Generation)
+			t = time.Now()
+			gctx, end := h.stage(ctx, "mdsa.generate")
+			gen, err = lease.Engine().Generate(gctx, engine.Request{Messages: toEngineMessages(pr.Messages), Params: params}, onToken)
+			end(err)
+			var cle *engine.ContextLengthError
+			if err != nil && len(preq.History) > 0 && gen.TokensOut == 0 && errors.As(err, &cle) {
+				drop := dropForContext(ctx, lease.Engine(), preq.History, cle, params.MaxTokens)
+				lease.Release()
+				preq.History = preq.History[drop:]
+				res.HistoryDropped += drop
+				log.Info("conversation over the model's context: oldest turns left out",
+					"dropped", drop, "kept", len(preq.History), "tokens", cle.Tokens, "context", cle.Context)
+				continue
+			}
+			lease.Release()
+			if err != nil {
+				return res, fmt.Errorf("host: request %s: generate: %w", req.RequestID, err)
+			}
+			res.Timings.Generate = time.Since(t)
+			break
 		}
-		params := h.params(man.Generation, pr.Generation, req.Generation)
-		t = time.Now()
-		gctx, end := h.stage(ctx, "mdsa.generate")
-		gen, err := lease.Engine().Generate(gctx, engine.Request{Messages: toEngineMessages(pr.Messages), Params: params}, onToken)
-		end(err)
-		lease.Release()
-		if err != nil {
-			return res, fmt.Errorf("host: request %s: generate: %w", req.RequestID, err)
-		}
-		res.Timings.Generate = time.Since(t)
 		res.Model, res.FinishReason = gen.Model, gen.FinishReason
 		res.Tokens = Tokens{Prompt: gen.TokensIn, Completion: gen.TokensOut, Cached: gen.TokensCached}
 
@@ -311,6 +334,56 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 	log.Info("answered", "domain", res.Domain, "status", res.Status, "tokens", res.Tokens.Completion,
 		"total_ms", res.Timings.Total)
 	return res, nil
+}
+
+// dropForContext says how many of the oldest history messages to leave
+// out so that a prompt of cle.Tokens tokens leaves room for maxTokens of
+// answer (or, at worst, half the context): the messages' own token counts
+// when the engine knew the prompt's, else half of them. At least one.
+func dropForContext(ctx context.Context, e engine.Engine, history []abi.Message, cle *engine.ContextLengthError, maxTokens int) int {
+	if cle.Tokens <= 0 || cle.Context <= 0 {
+		return max(len(history)/2, 1)
+	}
+	target := max(cle.Context-maxTokens, cle.Context/2)
+	excess := cle.Tokens - target
+	drop := 0
+	for drop < len(history) && excess > 0 {
+		n, err := e.CountTokens(ctx, history[drop].Content)
+		if err != nil {
+			n = len(history[drop].Content) / 4 // an estimate beats giving up
+		}
+		excess -= n + messageOverhead
+		drop++
+	}
+	// Whole turns: what is kept starts with a user message.
+	for drop < len(history) && history[drop].Role != abi.RoleUser {
+		drop++
+	}
+	return max(drop, 1)
+}
+
+// messageOverhead is about what a chat template adds per message (role
+// markers, separators), in tokens.
+const messageOverhead = 4
+
+// routeRequest routes req's query, reading it with the conversation's
+// earlier user turns when it has some (router.conversation_switch > 0).
+func (h *Host) routeRequest(ctx context.Context, r router.Router, req Request) (router.Decision, *router.Conversation) {
+	sw := h.cfg.Router.ConversationSwitch
+	if sw <= 0 || len(req.History) == 0 {
+		return r.Route(ctx, req.Query), nil
+	}
+	var turns []string
+	for _, m := range req.History {
+		if m.Role == abi.RoleUser {
+			turns = append(turns, m.Content)
+		}
+	}
+	if len(turns) == 0 {
+		return r.Route(ctx, req.Query), nil
+	}
+	d, conv := router.RouteConversation(ctx, r, req.Query, turns, router.ConversationOptions{Switch: sw})
+	return d, &conv
 }
 
 // Host sampling defaults, used where neither plugin nor request sets a value.

@@ -117,6 +117,11 @@ type Router struct {
 	EmbedModel string `toml:"embed_model"`
 	// OutOfScopeMessage is the answer given to out-of-scope queries.
 	OutOfScopeMessage string `toml:"out_of_scope_message"`
+	// ConversationSwitch makes routing conversation-aware: a query with
+	// earlier user turns stays in the domain those turns route to unless
+	// it alone routes elsewhere with at least this confidence. 0 routes
+	// every query alone.
+	ConversationSwitch float64 `toml:"conversation_switch"`
 }
 
 // Plugins sets the sandbox limits applied to every plugin.
@@ -519,10 +524,11 @@ func Default() Config {
 			KeepAlive:          Duration{10 * time.Minute},
 		},
 		Router: Router{
-			Threshold:         0.3,
-			TopK:              3,
-			Background:        true,
-			OutOfScopeMessage: "Sorry, that question is outside the domains I can help with.",
+			Threshold:          0.3,
+			TopK:               3,
+			ConversationSwitch: 0.8,
+			Background:         true,
+			OutOfScopeMessage:  "Sorry, that question is outside the domains I can help with.",
 		},
 		Server: Server{
 			Listen:        "127.0.0.1:8080",

@@ -108,6 +108,9 @@ func (c *Config) validate(data []byte) error {
 			return fail(fmt.Sprintf("%g is out of range [0, 1]", t), "router", "thresholds", d)
 		}
 	}
+	if v := c.Router.ConversationSwitch; v < 0 || v > 1 || v != v {
+		return fail(fmt.Sprintf("%v is out of range [0, 1] (0 = route every query alone)", v), "router", "conversation_switch")
+	}
 	if k := c.Router.TopK; k < 1 || k > 100 {
 		return fail(fmt.Sprintf("%d is out of range [1, 100]", k), "router", "top_k")
 	}

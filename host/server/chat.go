@@ -72,6 +72,11 @@ type mdsaInfo struct {
 	Status     string         `json:"status"`
 	Validation abi.Validation `json:"validation"`
 	TimingsMS  wire.Timings   `json:"timings_ms"`
+	// Conversation says how the earlier user turns weighed in routing;
+	// HistoryDropped counts the oldest messages left out of the prompt to
+	// fit the model's context.
+	Conversation   *router.Conversation `json:"conversation,omitempty"`
+	HistoryDropped int                  `json:"history_dropped,omitempty"`
 	// Response is the final (validated) text; sent in the last chunk of a
 	// stream only, since validation may revise what was streamed.
 	Response *string `json:"response,omitempty"`
@@ -323,7 +328,8 @@ func usageOf(res host.Result) chatUsage {
 
 func info(res host.Result) mdsaInfo {
 	return mdsaInfo{RequestID: res.RequestID, Domain: res.Domain, Cache: res.Cache, Confidence: res.Confidence, Status: string(res.Status),
-		Validation: res.Validation, TimingsMS: wire.FromTimings(res.Timings)}
+		Validation: res.Validation, TimingsMS: wire.FromTimings(res.Timings), Conversation: res.Conversation,
+		HistoryDropped: res.HistoryDropped}
 }
 
 // chatStream answers with server-sent events: a chunk per piece of text as

@@ -27,6 +27,11 @@ type Result struct {
 	TimingsMS    Timings         `json:"timings_ms"`
 	// Cache is "hit", "miss" or absent (not a request the cache keeps).
 	Cache string `json:"cache,omitempty"`
+	// Conversation says how earlier user turns weighed in the routing.
+	Conversation *router.Conversation `json:"conversation,omitempty"`
+	// HistoryDropped counts the oldest messages left out of the prompt
+	// to fit the model's context.
+	HistoryDropped int `json:"history_dropped,omitempty"`
 }
 
 // Timings are host.Timings in milliseconds, to the microsecond.
@@ -44,6 +49,7 @@ func FromResult(r host.Result) Result {
 		RequestID: r.RequestID, Status: string(r.Status), Domain: r.Domain, Confidence: r.Confidence,
 		Alternatives: r.Alternatives, Response: r.Response, Validation: r.Validation, Model: r.Model,
 		FinishReason: r.FinishReason, Tokens: r.Tokens, TimingsMS: FromTimings(r.Timings), Cache: r.Cache,
+		Conversation: r.Conversation, HistoryDropped: r.HistoryDropped,
 	}
 }
 
