@@ -526,7 +526,7 @@ func Default() Config {
 		Router: Router{
 			Threshold:          0.3,
 			TopK:               3,
-			ConversationSwitch: 0.8,
+			ConversationSwitch: 0.7,
 			Background:         true,
 			OutOfScopeMessage:  "Sorry, that question is outside the domains I can help with.",
 		},

@@ -26,7 +26,7 @@ type ConversationOptions struct {
 
 // DefaultSwitch is ConversationOptions.Switch's default, chosen on a
 // development set of dialogues (never the test set).
-const DefaultSwitch = 0.8
+const DefaultSwitch = 0.7
 
 // Conversation reasons.
 const (
