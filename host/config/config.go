@@ -36,6 +36,8 @@ type Config struct {
 	Cache    Cache              `toml:"cache"`
 	// Console is the operator console in the browser (/console/).
 	Console Console `toml:"console"`
+	// Conversations are kept by the server ([conversations]).
+	Conversations Conversations `toml:"conversations"`
 	// Tenants share the server; with none, mdsa serve has one open tenant
 	// ("default") that may use every plugin and model.
 	Tenants []Tenant `toml:"tenants"`
@@ -277,6 +279,25 @@ type Console struct {
 	MaxSessions int `toml:"max_sessions"`
 	// MaxStreams bounds the live views open at once, over all sessions.
 	MaxStreams int `toml:"max_streams"`
+}
+
+// Conversations are conversations the server keeps, per tenant: a client
+// sends a conversation_id instead of the whole history, and each answered
+// turn is appended.
+type Conversations struct {
+	// Enabled serves /v1/conversations and conversation_id.
+	Enabled bool `toml:"enabled"`
+	// Store is "sqlite" (a file of this server).
+	Store string `toml:"store"`
+	// Path is the SQLite file (relative to this file's directory).
+	Path string `toml:"path"`
+	// MaxPerTenant, MaxMessages and MaxKB bound what a tenant may keep: a
+	// tenant's conversations, one conversation's messages and its size.
+	MaxPerTenant int `toml:"max_per_tenant"`
+	MaxMessages  int `toml:"max_messages"`
+	MaxKB        int `toml:"max_kb"`
+	// TTL deletes a conversation not used for this long.
+	TTL Duration `toml:"ttl"`
 }
 
 // Redis is the Redis (or Valkey) server that replicas share.
@@ -541,6 +562,8 @@ func Default() Config {
 		Redis:   Redis{Timeout: Duration{100 * time.Millisecond}, KeyPrefix: "mdsa:"},
 		Cache:   Cache{Mode: "deterministic", MaxMB: 64, TTL: Duration{10 * time.Minute}, Store: "memory"},
 		Console: Console{Recent: 500, SessionTTL: Duration{12 * time.Hour}, MaxSessions: 1000, MaxStreams: 32},
+		Conversations: Conversations{Store: "sqlite", Path: ".cache/mdsa/conversations.db", MaxPerTenant: 10000,
+			MaxMessages: 1000, MaxKB: 1024, TTL: Duration{30 * 24 * time.Hour}},
 		Plugins: Plugins{
 			Timeout:         Duration{time.Second},
 			ThrottleAfter:   Duration{5 * time.Millisecond},

@@ -230,6 +230,24 @@ func (c *Config) validate(data []byte) error {
 	if c.Console.Enabled && len(c.Server.AdminKeys) == 0 && c.Server.AdminKeyEnv == "" && len(c.Tenants) == 0 {
 		return fail("the console needs someone to log in: set server.admin_keys or server.admin_key_env, or configure [[tenants]]", "console", "enabled")
 	}
+	if c.Conversations.Store != "sqlite" {
+		return fail(fmt.Sprintf("%q: want sqlite", c.Conversations.Store), "conversations", "store")
+	}
+	if c.Conversations.Enabled && c.Conversations.Path == "" {
+		return fail("the SQLite file's path is empty", "conversations", "path")
+	}
+	if n := c.Conversations.MaxPerTenant; n < 1 || n > 100000000 {
+		return fail(fmt.Sprintf("%d is out of range [1, 100000000]", n), "conversations", "max_per_tenant")
+	}
+	if n := c.Conversations.MaxMessages; n < 2 || n > 1000000 {
+		return fail(fmt.Sprintf("%d is out of range [2, 1000000]", n), "conversations", "max_messages")
+	}
+	if n := c.Conversations.MaxKB; n < 1 || n > 1<<20 {
+		return fail(fmt.Sprintf("%d is out of range [1, %d]", n, 1<<20), "conversations", "max_kb")
+	}
+	if d := c.Conversations.TTL.Duration; d < time.Minute || d > 10*365*24*time.Hour {
+		return fail(fmt.Sprintf("%s is out of range [1m, 87600h]", d), "conversations", "ttl")
+	}
 	for i, t := range c.Tenants {
 		if t.Cache != "" && !slices.Contains(cacheModes, t.Cache) {
 			return fail(fmt.Sprintf("tenant %q: cache %q: want off, deterministic or always", t.Name, t.Cache), "tenants", strconv.Itoa(i), "cache")

@@ -199,6 +199,7 @@ func (s *Server) query(c *call) *apiError {
 	if err != nil {
 		return hostError(c.id, err)
 	}
+	c.keepTurn(hreq.Query, res.Response)
 	c.json(http.StatusOK, wire.FromResult(res))
 	return nil
 }
@@ -223,6 +224,9 @@ func (c *call) hostRequest(data []byte, takeID bool) (host.Request, *apiError) {
 		return host.Request{}, aerr
 	}
 	hreq := req.Request
+	if hreq.History, aerr = c.withConversation(req.ConversationID, hreq.History); aerr != nil {
+		return host.Request{}, aerr
+	}
 	c.query, c.forced = hreq.Query, hreq.Domain != ""
 	hreq.Generation.MaxTokens = n
 	hreq.RequestID = c.id

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,9 +41,9 @@ const headerRequestID = "X-Request-Id"
 // routes builds the handler of the whole API.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	api := map[string]string{} // path -> allowed method, for 405s
+	api := map[string][]string{} // path -> allowed methods, for 405s
 	add := func(method, path, endpoint string, h func(*call) *apiError) {
-		api[path] = method
+		api[path] = append(api[path], method)
 		mux.HandleFunc(method+" "+path, func(w http.ResponseWriter, r *http.Request) {
 			s.serveAPI(w, r, endpoint, h)
 		})
@@ -53,6 +54,10 @@ func (s *Server) routes() http.Handler {
 	add(http.MethodGet, "/v1/models/{model...}", epModels, s.getModel)
 	add(http.MethodPost, "/v1/query", epQuery, s.query)
 	add(http.MethodPost, "/v1/route", epRoute, s.route)
+	add(http.MethodPost, "/v1/conversations", epConversations, s.convCreate)
+	add(http.MethodGet, "/v1/conversations", epConversations, s.convList)
+	add(http.MethodGet, "/v1/conversations/{id}", epConversations, s.convGet)
+	add(http.MethodDelete, "/v1/conversations/{id}", epConversations, s.convDelete)
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -67,19 +72,21 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	s.adminRoutes(mux)
 	s.consoleRoutes(mux)
-	api["/healthz"], api["/readyz"], api["/metrics"] = http.MethodGet, http.MethodGet, http.MethodGet
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		api[p] = []string{http.MethodGet}
+	}
 
 	// The same paths with any other method: 405 in OpenAI's format (the
 	// mux's own 405 is plain text).
-	for path, method := range api {
+	for path, methods := range api {
+		allow := strings.Join(methods, ", ")
+		if slices.Contains(methods, http.MethodGet) {
+			allow += ", HEAD"
+		}
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-			allow := method
-			if method == http.MethodGet {
-				allow = "GET, HEAD"
-			}
 			w.Header().Set("Allow", allow)
 			s.refuse(w, r, &apiError{Status: http.StatusMethodNotAllowed, Type: typeInvalidRequest, Code: "method_not_allowed",
-				Message: "method " + r.Method + " is not allowed on " + r.URL.Path + "; use " + method, Refused: refusedBadRequest})
+				Message: "method " + r.Method + " is not allowed on " + r.URL.Path + "; use " + strings.Join(methods, " or "), Refused: refusedBadRequest})
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -148,6 +155,8 @@ type call struct {
 	query  string
 	forced bool
 	res    host.Result
+	// convID is the kept conversation the request continues, if any.
+	convID string
 }
 
 // serveAPI runs an API endpoint: authenticate, admit, handle, account.

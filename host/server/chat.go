@@ -130,8 +130,17 @@ func (s *Server) chat(c *call) *apiError {
 		return aerr
 	}
 	if raw {
+		if req.ConversationID != "" {
+			return badRequest("conversation_id", "unsupported_value",
+				"conversation_id: a kept conversation is answered by a domain (model \"mdsa\" or a domain's name), not by the raw model %q", clip(req.Model, 80))
+		}
 		return c.chatModel(req, maxTokens)
 	}
+	history, aerr := c.withConversation(req.ConversationID, req.History)
+	if aerr != nil {
+		return aerr
+	}
+	req.History = history
 	c.query, c.forced = req.Query, domain != ""
 	hreq := host.Request{Query: req.Query, History: req.History, Domain: domain,
 		Generation: req.generation(maxTokens), RequestID: c.id, OnCache: c.setCacheHeader}
@@ -153,6 +162,7 @@ func (s *Server) chat(c *call) *apiError {
 		Usage: usageOf(res),
 		MDSA:  info(res),
 	}
+	c.keepTurn(req.Query, res.Response)
 	c.json(http.StatusOK, out)
 	return nil
 }
@@ -382,6 +392,7 @@ func (c *call) chatStream(req chatRequest, hreq host.Request) *apiError {
 	}
 	mi := info(res)
 	mi.Response = &res.Response
+	c.keepTurn(req.Query, res.Response)
 	sse.finish(res, mi, req.IncludeUsage)
 	return nil
 }

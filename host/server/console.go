@@ -623,6 +623,7 @@ func (s *Server) playground(c *call) *apiError {
 		send("error", aerr.body())
 		return nil
 	}
+	c.keepTurn(hreq.Query, res.Response)
 	send("done", map[string]any{"ms": elapsed(), "result": wire.FromResult(res)})
 	return nil
 }

@@ -38,6 +38,9 @@ type chatRequest struct {
 	Seed           *uint32
 	Stream         bool
 	IncludeUsage   bool
+	// ConversationID names a conversation the server keeps
+	// ([conversations]): its messages come before these.
+	ConversationID string
 }
 
 // decodeChat decodes and checks a chat completion request. Every error is a
@@ -56,7 +59,8 @@ func decodeChat(data []byte) (chatRequest, *apiError) {
 		penalty        float64
 	)
 	aerr = object(raw, "", map[string]field{
-		"model": str(&r.Model),
+		"model":           str(&r.Model),
+		"conversation_id": str(&r.ConversationID),
 		"messages": func(v json.RawMessage, _ string) *apiError {
 			messages = v
 			return nil
@@ -331,6 +335,8 @@ func decodeEmbeddings(data []byte) (embeddingsRequest, *apiError) {
 // key decides the tenant).
 type queryRequest struct {
 	host.Request
+	// ConversationID names a conversation the server keeps.
+	ConversationID string
 }
 
 // decodeQuery decodes and checks a native query request.
@@ -341,7 +347,8 @@ func decodeQuery(data []byte) (queryRequest, *apiError) {
 		return r, aerr
 	}
 	aerr = object(raw, "", map[string]field{
-		"query": str(&r.Query),
+		"query":           str(&r.Query),
+		"conversation_id": str(&r.ConversationID),
 		"history": func(v json.RawMessage, path string) *apiError {
 			var list []json.RawMessage
 			if json.Unmarshal(v, &list) != nil {

@@ -22,12 +22,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/config"
 	"github.com/mdsa-go/mdsa/host/plugin"
+	"github.com/mdsa-go/mdsa/internal/convstore"
 	"github.com/mdsa-go/mdsa/internal/redislimits"
 	"github.com/mdsa-go/mdsa/internal/telemetry"
 	"github.com/mdsa-go/mdsa/internal/tenant"
@@ -59,6 +61,10 @@ type Server struct {
 	shared *redislimits.Store
 	// console is the operator console's state; nil when it is off.
 	console *consoleState
+	// convs keeps conversations ([conversations]); nil when off.
+	convs      convstore.Store
+	convMu     sync.Mutex
+	convClosed bool
 }
 
 // Option changes how New builds a Server.
@@ -158,6 +164,12 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 		names = append(names, t.Name)
 	}
 	s.pace = newPacer(cfg.Server.RefusalDelay.Duration, names)
+	if s.convs, err = openConversations(cfg); err != nil {
+		if shared != nil {
+			shared.Close()
+		}
+		return nil, err
+	}
 	if cc := cfg.Console; cc.Enabled {
 		s.console = newConsoleState(cc.Recent, cc.MaxSessions, cc.MaxStreams, cc.SessionTTL.Duration)
 	}
@@ -194,6 +206,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if s.convs != nil {
+		go s.sweepConversations(ctx)
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("server: serving on %s: %w", ln.Addr(), err)
@@ -234,10 +249,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // Close frees what the server holds besides its listener (the connections
 // to Redis); Serve calls it when it returns. It is safe to call twice.
 func (s *Server) Close() error {
+	var errs []error
 	if s.shared != nil {
-		return s.shared.Close()
+		errs = append(errs, s.shared.Close())
 	}
-	return nil
+	s.convMu.Lock()
+	if s.convs != nil && !s.convClosed {
+		s.convClosed = true
+		errs = append(errs, s.convs.Close())
+	}
+	s.convMu.Unlock()
+	return errors.Join(errs...)
 }
 
 // redisLimits connects the shared limit state of server.limits = "redis".
