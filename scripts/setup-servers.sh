@@ -2,7 +2,9 @@
 # Installs the real servers the integration tests start on loopback (Debian
 # packages): redis-server for limits shared by replicas, docker-registry (the
 # CNCF distribution server) for plugins pulled from an OCI registry,
-# chromium (headless) for the operator console's browser tests. Idempotent: does
+# chromium (headless) for the operator console's browser tests, postgresql
+# for conversations shared by replicas (tests run its initdb and postgres
+# from /usr/lib/postgresql/*/bin as the postgres user). Idempotent: does
 # nothing when they are there. Needs root (or sudo) to install. Without
 # them the tests that need them skip (under CI they fail instead).
 set -eu
@@ -11,9 +13,17 @@ missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+# The server's programs are not on PATH: look for initdb where Debian puts it.
+have_initdb() {
+	for f in /usr/lib/postgresql/*/bin/initdb; do
+		[ -x "$f" ] && return 0
+	done
+	return 1
+}
+have_initdb || missing="$missing postgresql"
 
 if [ -z "$missing" ]; then
-	echo "setup-servers: present: $(redis-server --version | cut -d' ' -f1-3)"
+	echo "setup-servers: present: $(redis-server --version | cut -d' ' -f1-3), $(ls -d /usr/lib/postgresql/*/bin/initdb | head -n1)"
 	exit 0
 fi
 
@@ -35,5 +45,6 @@ $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 if command -v systemctl >/dev/null 2>&1; then
 	$SUDO systemctl disable --now redis-server docker-registry >/dev/null 2>&1 || true
+	$SUDO systemctl disable --now postgresql >/dev/null 2>&1 || true
 fi
 echo "setup-servers: installed: $(redis-server --version | cut -d' ' -f1-3)"

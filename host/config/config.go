@@ -287,10 +287,15 @@ type Console struct {
 type Conversations struct {
 	// Enabled serves /v1/conversations and conversation_id.
 	Enabled bool `toml:"enabled"`
-	// Store is "sqlite" (a file of this server).
+	// Store is "sqlite" (a file of this server) or "postgres" (shared by
+	// replicas).
 	Store string `toml:"store"`
 	// Path is the SQLite file (relative to this file's directory).
 	Path string `toml:"path"`
+	// URL is the PostgreSQL server (postgres://USER[:PASSWORD]@HOST/DB),
+	// or URLEnv the environment variable that holds it (for a password).
+	URL    string `toml:"url"`
+	URLEnv string `toml:"url_env"`
 	// MaxPerTenant, MaxMessages and MaxKB bound what a tenant may keep: a
 	// tenant's conversations, one conversation's messages and its size.
 	MaxPerTenant int `toml:"max_per_tenant"`

@@ -230,11 +230,20 @@ func (c *Config) validate(data []byte) error {
 	if c.Console.Enabled && len(c.Server.AdminKeys) == 0 && c.Server.AdminKeyEnv == "" && len(c.Tenants) == 0 {
 		return fail("the console needs someone to log in: set server.admin_keys or server.admin_key_env, or configure [[tenants]]", "console", "enabled")
 	}
-	if c.Conversations.Store != "sqlite" {
-		return fail(fmt.Sprintf("%q: want sqlite", c.Conversations.Store), "conversations", "store")
-	}
-	if c.Conversations.Enabled && c.Conversations.Path == "" {
-		return fail("the SQLite file's path is empty", "conversations", "path")
+	switch c.Conversations.Store {
+	case "sqlite":
+		if c.Conversations.Enabled && c.Conversations.Path == "" {
+			return fail("the SQLite file's path is empty", "conversations", "path")
+		}
+	case "postgres":
+		if c.Conversations.URL == "" && c.Conversations.URLEnv == "" {
+			return fail("store = \"postgres\" needs url or url_env", "conversations", "store")
+		}
+		if u := c.Conversations.URL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+			return fail("want postgres://USER@HOST/DB", "conversations", "url")
+		}
+	default:
+		return fail(fmt.Sprintf("%q: want sqlite or postgres", c.Conversations.Store), "conversations", "store")
 	}
 	if n := c.Conversations.MaxPerTenant; n < 1 || n > 100000000 {
 		return fail(fmt.Sprintf("%d is out of range [1, 100000000]", n), "conversations", "max_per_tenant")

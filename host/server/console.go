@@ -417,13 +417,9 @@ type consolePlugin struct {
 }
 
 func (s *Server) consolePlugins(w http.ResponseWriter, r *http.Request, sess *console.Session) *apiError {
-	name := ""
-	if !sess.Admin {
-		name = sess.Tenant
-	}
-	ht, err := s.h.Tenant(name)
-	if err != nil {
-		return internalError(w.Header().Get(headerRequestID), err)
+	ht, aerr := s.sessionTenant(w, sess)
+	if aerr != nil {
+		return aerr
 	}
 	stats := ht.PluginStats()
 	out := []consolePlugin{}
@@ -451,6 +447,20 @@ func (s *Server) consolePlugins(w http.ResponseWriter, r *http.Request, sess *co
 	return nil
 }
 
+// sessionTenant is the host's view a session sees: the default space's
+// (every plugin) for an admin, the tenant's own for a tenant.
+func (s *Server) sessionTenant(w http.ResponseWriter, sess *console.Session) (*host.Tenant, *apiError) {
+	name := ""
+	if !sess.Admin {
+		name = sess.Tenant
+	}
+	ht, err := s.h.Tenant(name)
+	if err != nil {
+		return nil, internalError(w.Header().Get(headerRequestID), err)
+	}
+	return ht, nil
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
 
 func (s *Server) consoleRollback(w http.ResponseWriter, r *http.Request, _ *console.Session) *apiError {
@@ -473,13 +483,9 @@ func (s *Server) consoleRollback(w http.ResponseWriter, r *http.Request, _ *cons
 }
 
 func (s *Server) consoleModels(w http.ResponseWriter, r *http.Request, sess *console.Session) *apiError {
-	name := ""
-	if !sess.Admin {
-		name = sess.Tenant
-	}
-	ht, err := s.h.Tenant(name)
-	if err != nil {
-		return internalError(w.Header().Get(headerRequestID), err)
+	ht, aerr := s.sessionTenant(w, sess)
+	if aerr != nil {
+		return aerr
 	}
 	out := map[string]any{"models": ht.Models()}
 	if sess.Admin {

@@ -32,15 +32,30 @@ const epConversations = "conversations"
 const conversationSweep = 10 * time.Minute
 
 // openConversations opens the store of [conversations], or nil when off.
-func openConversations(cfg config.Config) (convstore.Store, error) {
+func openConversations(cfg config.Config, getenv func(string) string) (convstore.Store, error) {
 	cc := cfg.Conversations
 	if !cc.Enabled {
 		return nil, nil
 	}
-	st, err := convstore.OpenSQLite(context.Background(), cfg.Resolve(cc.Path), convstore.Limits{
-		MaxPerTenant: cc.MaxPerTenant, MaxMessages: cc.MaxMessages, MaxBytes: int64(cc.MaxKB) << 10, TTL: cc.TTL.Duration})
+	l := convstore.Limits{MaxPerTenant: cc.MaxPerTenant, MaxMessages: cc.MaxMessages, MaxBytes: int64(cc.MaxKB) << 10, TTL: cc.TTL.Duration}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var st convstore.Store
+	var err error
+	switch cc.Store {
+	case "postgres":
+		url := cc.URL
+		if cc.URLEnv != "" {
+			if url = getenv(cc.URLEnv); url == "" {
+				return nil, fmt.Errorf("server: [conversations] url_env in %s: environment variable %s is unset or empty", cfg.File, cc.URLEnv)
+			}
+		}
+		st, err = convstore.OpenPostgres(ctx, url, l)
+	default:
+		st, err = convstore.OpenSQLite(ctx, cfg.Resolve(cc.Path), l)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("server: [conversations] in %s: %w", cfg.File, err)
+		return nil, fmt.Errorf("server: [conversations] (%s) in %s: %w", cc.Store, cfg.File, err)
 	}
 	return st, nil
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 
 // convConfig is the multi-tenant configuration with conversations kept
@@ -14,11 +16,14 @@ func convConfig(t testing.TB) (cfgPath string, maxMessages int) {
 	return filepath.Join(t.TempDir(), "conversations.db"), 6
 }
 
-func convServer(t *testing.T) string {
+func convServer(t *testing.T, store string) string {
 	t.Helper()
 	cfg := tenantConfig(t)
 	cfg.Conversations.Enabled = true
 	cfg.Conversations.Path, cfg.Conversations.MaxMessages = convConfig(t)
+	if store == "postgres" {
+		cfg.Conversations.Store, cfg.Conversations.URL = "postgres", testutil.StartPostgres(t)
+	}
 	return startServer(t, newServer(t, tenantHost(t), cfg)).URL
 }
 
@@ -53,7 +58,12 @@ func getConversation(t *testing.T, url, key, id string) convObject {
 }
 
 func TestConversationsKeptPerTenant(t *testing.T) {
-	url := convServer(t)
+	for _, store := range []string{"sqlite", "postgres"} {
+		t.Run(store, func(t *testing.T) { testConversationsKept(t, convServer(t, store)) })
+	}
+}
+
+func testConversationsKept(t *testing.T, url string) {
 	id := newConversation(t, url, acmeKey)
 
 	// A turn through /v1/query, then a follow-up that says little alone.

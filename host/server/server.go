@@ -164,7 +164,7 @@ func New(h *host.Host, cfg config.Config, opts ...Option) (*Server, error) {
 		names = append(names, t.Name)
 	}
 	s.pace = newPacer(cfg.Server.RefusalDelay.Duration, names)
-	if s.convs, err = openConversations(cfg); err != nil {
+	if s.convs, err = openConversations(cfg, o.getenv); err != nil {
 		if shared != nil {
 			shared.Close()
 		}

@@ -2,8 +2,10 @@
 // an ordered history of chat messages per conversation, owned by exactly one
 // tenant.
 //
-// The one implementation, OpenSQLite, stores them in an embedded SQLite
-// database (github.com/ncruces/go-sqlite3, pure Go, no cgo). Every query is
+// OpenSQLite stores them in an embedded SQLite database
+// (github.com/ncruces/go-sqlite3, pure Go, no cgo); OpenPostgres in a
+// PostgreSQL database (github.com/jackc/pgx/v5), which several replicas of
+// MDSA can share. Both behave alike. Every query is
 // parameterised, and every query made for a tenant is scoped by tenant in its
 // WHERE clause (only Sweep, which expires all tenants alike, is not): a
 // tenant can neither read, change, list nor delete another tenant's
@@ -21,6 +23,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -126,7 +129,7 @@ type Store interface {
 	Close() error
 }
 
-// Option configures OpenSQLite.
+// Option configures OpenSQLite and OpenPostgres.
 type Option func(*options)
 
 type options struct {
@@ -141,6 +144,32 @@ func WithClock(now func() time.Time) Option {
 			o.now = now
 		}
 	}
+}
+
+// newOptions applies opts to the defaults.
+func newOptions(opts []Option) options {
+	o := options{now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// checkLimits refuses negative limits.
+func checkLimits(l Limits) error {
+	if l.MaxPerTenant < 0 || l.MaxMessages < 0 || l.MaxBytes < 0 || l.TTL < 0 {
+		return fmt.Errorf("convstore: open: negative limit in %+v", l)
+	}
+	return nil
+}
+
+// expiryCutoff returns the Updated time, in Unix nanoseconds, at or before
+// which a conversation has expired at now: math.MinInt64 without a TTL.
+func expiryCutoff(l Limits, now int64) int64 {
+	if l.TTL <= 0 {
+		return math.MinInt64
+	}
+	return now - int64(l.TTL)
 }
 
 // newID returns a fresh random conversation id.

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -76,13 +75,10 @@ func OpenSQLite(ctx context.Context, path string, l Limits, opts ...Option) (Sto
 	if path == "" {
 		return nil, errors.New("convstore: open: empty path")
 	}
-	if l.MaxPerTenant < 0 || l.MaxMessages < 0 || l.MaxBytes < 0 || l.TTL < 0 {
-		return nil, fmt.Errorf("convstore: open: negative limit in %+v", l)
+	if err := checkLimits(l); err != nil {
+		return nil, err
 	}
-	o := options{now: time.Now}
-	for _, opt := range opts {
-		opt(&o)
-	}
+	o := newOptions(opts)
 	s := &sqliteStore{limits: l, now: o.now}
 
 	writerPragmas := []string{
@@ -185,12 +181,7 @@ func (s *sqliteStore) migrate(ctx context.Context) error {
 
 // cutoff returns the Updated time, in Unix nanoseconds, at or before which a
 // conversation has expired at now: math.MinInt64 without a TTL.
-func (s *sqliteStore) cutoff(now int64) int64 {
-	if s.limits.TTL <= 0 {
-		return math.MinInt64
-	}
-	return now - int64(s.limits.TTL)
-}
+func (s *sqliteStore) cutoff(now int64) int64 { return expiryCutoff(s.limits, now) }
 
 func (s *sqliteStore) nowNano() int64 { return s.now().UnixNano() }
 
