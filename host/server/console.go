@@ -85,6 +85,7 @@ func (cs *consoleState) record(c *call, status string, code int, total time.Dura
 		PromptTokens: c.tokens.Prompt, CompletionTokens: c.tokens.Completion, CachedTokens: c.tokens.Cached,
 		Query: c.query, Forced: c.forced, Alternatives: c.res.Alternatives, Validation: c.res.Validation,
 		Response: c.res.Response, Model: c.res.Model, FinishReason: c.res.FinishReason,
+		Conversation: c.res.Conversation, HistoryDropped: c.res.HistoryDropped,
 	}
 	ev.Stages[console.StageRoute] = c.timings.Route
 	ev.Stages[console.StagePrompt] = c.timings.Prompt

@@ -251,6 +251,16 @@ func TestConsoleTrafficIsScopedByTenant(t *testing.T) {
 		t.Fatalf("another tenant's request: %d %s", r.code, r.body)
 	}
 
+	// A follow-up's detail says how its conversation weighed in.
+	q := map[string]any{"query": "and how long will that take?", "generation": map[string]int{"max_tokens": 2},
+		"history": []map[string]string{{"role": "user", "content": qSupport}, {"role": "assistant", "content": "Sorry about that."}}}
+	fr := do(t, http.MethodPost, ts.URL+"/v1/query", acmeKey, q)
+	var fd requestDetail
+	if r := acme.do(http.MethodGet, "/console/api/requests/"+fr.header.Get(headerRequestID), nil, nil); r.code != 200 ||
+		json.Unmarshal(r.body, &fd) != nil || fd.Conversation == nil || fd.Conversation.Prior != "support" {
+		t.Fatalf("follow-up detail: %d %s", r.code, r.body)
+	}
+
 	// Tenants, plugins and models: a tenant sees its own.
 	var tl struct{ Tenants []consoleTenant }
 	if r := acme.do(http.MethodGet, "/console/api/tenants", nil, nil); json.Unmarshal(r.body, &tl) != nil || len(tl.Tenants) != 1 ||

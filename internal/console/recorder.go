@@ -74,6 +74,10 @@ type Event struct {
 	ResponseCut  bool            `json:"response_cut,omitempty"`
 	Model        string          `json:"model,omitempty"`
 	FinishReason string          `json:"finish_reason,omitempty"`
+	// Conversation says how earlier turns weighed in the routing;
+	// HistoryDropped counts messages left out to fit the context.
+	Conversation   *router.Conversation `json:"conversation,omitempty"`
+	HistoryDropped int                  `json:"history_dropped,omitempty"`
 }
 
 // Summary is the part of an Event the live request list shows.

@@ -208,6 +208,14 @@
     if (r.error) kids.push(el("p", { class: "error" }, r.error));
     kids.push(el("h4", null, "Query"), el("pre", { class: "pre", id: "detail-query" }, r.query + (r.query_cut ? " …(cut)" : "")));
     if (r.forced) kids.push(el("p", { class: "note" }, "The request named its domain: no routing."));
+    const cv = r.conversation;
+    if (cv) {
+      const why = { same_domain: "the query alone agrees with the conversation", follow_up: "a follow-up: kept in the conversation's domain",
+        switched: "the query alone clearly belongs elsewhere: switched", no_context: "the earlier turns route nowhere: the query alone decided" }[cv.reason] || cv.reason;
+      kids.push(el("h4", null, "Conversation"), el("p", null, "Earlier turns: " + (cv.prior || "no domain") + " (" + fmt(cv.prior_confidence, 2) +
+        "); the query alone: " + (cv.alone || "out of scope") + " (" + fmt(cv.alone_confidence, 2) + ", switching needs " + fmt(cv.switch, 2) + "). " + why + "."));
+    }
+    if (r.history_dropped) kids.push(el("p", { class: "note" }, r.history_dropped + " of the oldest history messages were left out to fit the model's context."));
     const ex = r.explanation;
     if (ex) {
       kids.push(el("h4", null, "Routing"), el("p", null, "Decision: " + (ex.decision.out_of_scope ? "out of scope" : ex.decision.domain) +
