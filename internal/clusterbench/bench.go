@@ -524,8 +524,10 @@ func failover(ctx context.Context, o Options, client *http.Client) (Failover, er
 	outs := load(ctx, client, g.url, 12, d, true, func(r *rand.Rand) []byte {
 		return chatBody("remote", domains[r.IntN(len(domains))], "question "+strconv.Itoa(r.IntN(1e6)), true)
 	})
-	// Give the readmission its time: a health check, then traffic.
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && served.Load() == 0; {
+	// Give the readmission its time: a health check once the ejection's
+	// cool-down is over (it doubles while the server stays down), then
+	// traffic. Generous for a busy machine; it ends as soon as it served.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && served.Load() == 0; {
 		send(ctx, client, g.url, chatBody("remote", domains[0], "after", true), true)
 	}
 	stopWatch()
