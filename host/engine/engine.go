@@ -32,6 +32,13 @@ type Params struct {
 	// a prompt of more tokens, with an error wrapping ErrOverBudget: the
 	// caller's budget of work, such as a plugin's host-work tokens.
 	MaxPromptTokens int `json:"-"`
+	// Grammar, when set, is a GBNF grammar (root rule "root") every
+	// generated text must match: tokens that would leave it are never
+	// sampled, and the end of generation only comes where the grammar may
+	// end (host/grammar makes them from JSON Schemas). A grammar that does
+	// not parse is an error wrapping ErrInvalidInput. An engine that cannot
+	// constrain its output returns ErrNotSupported.
+	Grammar string `json:"-"`
 }
 
 // Request is one generation. Exactly one of Messages (the model's chat

@@ -27,6 +27,18 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, onToken engin
 		return res, errNoDecoder
 	}
 
+	if g := req.Params.Grammar; g != "" {
+		// Parsed here so that a bad grammar is the caller's error; the
+		// scheduler builds each sequence's own sampler from it.
+		if len(g) > maxGrammarBytes {
+			return res, fmt.Errorf("llamacpp: the grammar has %d bytes, at most %d: %w", len(g), maxGrammarBytes, engine.ErrInvalidInput)
+		}
+		gs := llama.SamplerInitGrammar(e.vocab, g, "root")
+		if gs == 0 {
+			return res, fmt.Errorf("llamacpp: the grammar does not parse (GBNF, root rule \"root\"): %w", engine.ErrInvalidInput)
+		}
+		llama.SamplerFree(gs)
+	}
 	tokens, err := e.promptTokens(req)
 	if err != nil {
 		return res, err
@@ -121,14 +133,25 @@ func tokenPiece(vocab llama.Vocab, tok llama.Token, buf []byte) ([]byte, []byte)
 	return buf[:n], buf
 }
 
-// newSampler builds the sampler chain for p. With IgnoreEOS it starts with a
-// bias that bans the end-of-generation tokens eog. Temperature 0 (or below)
+// newSampler builds the sampler chain for p. A Grammar comes first. With
+// IgnoreEOS a bias bans the end-of-generation tokens eog. Temperature 0 (or below)
 // is greedy decoding and ignores the other settings. Otherwise the chain is
 // repeat penalty (when RepeatPenalty is set and not 1), top-k (when > 0),
 // top-p (when in (0,1)), temperature, and a seeded draw; Seed 0 means a
 // random seed.
-func newSampler(p engine.Params, nVocab int32, eog []llama.Token) llama.Sampler {
+// maxGrammarBytes bounds a grammar (llama.cpp expands repetitions into
+// rules, so its cost grows with the text).
+const maxGrammarBytes = 256 << 10
+
+func newSampler(p engine.Params, vocab llama.Vocab, nVocab int32, eog []llama.Token) llama.Sampler {
 	chain := llama.SamplerChainInit(llama.SamplerChainParams{NoPerf: 1})
+	if p.Grammar != "" {
+		// First, so that no other sampler keeps only tokens the grammar
+		// forbids. Generate checked that it parses.
+		if g := llama.SamplerInitGrammar(vocab, p.Grammar, "root"); g != 0 {
+			llama.SamplerChainAdd(chain, g)
+		}
+	}
 	if p.IgnoreEOS && len(eog) > 0 {
 		bias := make([]llama.LogitBias, len(eog))
 		for i, t := range eog {

@@ -446,7 +446,7 @@ func (s *sched) assign(r *genRequest) {
 	if r.params.IgnoreEOS {
 		eog = s.e.specials.eog // Generate waited for them
 	}
-	target.sampler = newSampler(r.params, s.nVocab, eog)
+	target.sampler = newSampler(r.params, s.e.vocab, s.nVocab, eog)
 	target.st = newStreamer(r.params.Stop, r.publish)
 	target.res = engine.Result{Model: s.e.info.Name, TokensIn: len(r.tokens), TokensCached: n}
 }

@@ -51,6 +51,8 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, onToken engin
 		return engine.Result{}, fmt.Errorf("openai: request sets both Messages and Prompt; set one: %w", engine.ErrInvalidInput)
 	case len(req.Messages) == 0 && req.Prompt == "":
 		return engine.Result{}, fmt.Errorf("openai: request has neither Messages nor Prompt: %w", engine.ErrInvalidInput)
+	case req.Params.Grammar != "":
+		return engine.Result{}, fmt.Errorf("openai: grammar-constrained generation on remote servers: %w", engine.ErrNotSupported)
 	}
 	if n := req.Params.MaxPromptTokens; n > 0 {
 		if err := e.checkPromptBudget(ctx, req, n); err != nil {
