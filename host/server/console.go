@@ -367,7 +367,7 @@ func (s *Server) consoleRequest(w http.ResponseWriter, r *http.Request, sess *co
 	d, ok := s.console.rec.Get(sess.Scope(), id)
 	if !ok {
 		return &apiError{Status: http.StatusNotFound, Type: typeInvalidRequest, Code: "request_not_found",
-			Message: fmt.Sprintf("request %q is not among the %s's recent requests (console.recent)", clip(id, 40), "console")}
+			Message: fmt.Sprintf("request %q is not among the console's recent requests (console.recent) that this login may see", clip(id, 40))}
 	}
 	out := requestDetail{Detail: d}
 	routed := d.Endpoint == epQuery || d.Endpoint == epChat || d.Endpoint == epRoute || d.Endpoint == epPlayground

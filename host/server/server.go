@@ -62,9 +62,8 @@ type Server struct {
 	// console is the operator console's state; nil when it is off.
 	console *consoleState
 	// convs keeps conversations ([conversations]); nil when off.
-	convs      convstore.Store
-	convMu     sync.Mutex
-	convClosed bool
+	convs     convstore.Store
+	convClose sync.Once
 }
 
 // Option changes how New builds a Server.
@@ -253,12 +252,9 @@ func (s *Server) Close() error {
 	if s.shared != nil {
 		errs = append(errs, s.shared.Close())
 	}
-	s.convMu.Lock()
-	if s.convs != nil && !s.convClosed {
-		s.convClosed = true
-		errs = append(errs, s.convs.Close())
+	if s.convs != nil {
+		s.convClose.Do(func() { errs = append(errs, s.convs.Close()) })
 	}
-	s.convMu.Unlock()
 	return errors.Join(errs...)
 }
 
