@@ -22,7 +22,8 @@ import (
 type Options struct {
 	// MaxStringLen bounds the length, in characters (an escape sequence
 	// counts as one), of every string; default 256. A schema's maxLength
-	// above it is lowered to it.
+	// above it is lowered to it. Negative: strings without a maxLength are
+	// unbounded (generation is then bounded only by its token limit).
 	MaxStringLen int
 	// MaxItems bounds arrays that have no maxItems, and the members of
 	// objects and arrays whose shape the schema leaves open; default 32.
@@ -30,6 +31,14 @@ type Options struct {
 	// MaxDepth bounds the nesting of schemas, and of the open-ended JSON
 	// values allowed where a schema does not constrain them; default 8.
 	MaxDepth int
+	// Lenient ignores what the grammar cannot express instead of failing:
+	// unknown keywords (minimum, pattern, ...), unknown formats (a plain
+	// string) and additionalProperties other than false (only the declared
+	// properties are generated). The grammar then accepts documents the
+	// schema may refuse, so a caller that needs validity checks the result
+	// against the schema. For best-effort schemas such as OpenAI's
+	// non-strict tool parameters.
+	Lenient bool
 }
 
 const (
@@ -47,7 +56,7 @@ const (
 )
 
 func (o Options) withDefaults() Options {
-	if o.MaxStringLen <= 0 {
+	if o.MaxStringLen == 0 {
 		o.MaxStringLen = defaultMaxStringLen
 	}
 	if o.MaxItems <= 0 {
@@ -92,6 +101,68 @@ func FromSchema(schema []byte, o Options) (string, error) {
 	if _, err := c.ref("#", "", 0, map[string]bool{}); err != nil {
 		return "", err
 	}
+	return c.output()
+}
+
+// Named is a JSON Schema to be compiled under the rule name Rule; a nil
+// Schema stands for any JSON object (as JSONObject). Lenient compiles this
+// one schema as Options.Lenient does.
+type Named struct {
+	Rule    string
+	Schema  []byte
+	Lenient bool
+}
+
+// Compose compiles several schemas into one grammar whose root rule is
+// root (a GBNF expression that may refer to each schema's Rule and to the
+// rule "ws", an optional space or newline). Each schema's $refs resolve
+// within that schema; helper rules are shared. Rule names must be
+// lower-case letters, digits and '-', must not be "root" or repeat, and
+// may clash with no generated rule (use a prefix such as "tool-"). A
+// schema's error is a *SchemaError whose Path is prefixed by its index,
+// "/3/properties/x" for the fourth schema.
+func Compose(root string, schemas []Named, o Options) (string, error) {
+	c := newCompiler(o, nil)
+	c.ws()
+	for _, n := range schemas {
+		if n.Rule == "" || sanitize(n.Rule) != n.Rule || c.names[n.Rule] {
+			return "", schemaErr("", "bad or repeated rule name "+strconv.Quote(n.Rule))
+		}
+		c.names[n.Rule] = true
+	}
+	total, lenient := 0, c.o.Lenient
+	for i, n := range schemas {
+		if n.Schema == nil {
+			c.rules = append(c.rules, rule{n.Rule, c.anyObject()})
+			continue
+		}
+		c.o.Lenient = lenient || n.Lenient
+		total += len(n.Schema)
+		if len(n.Schema) > maxSchemaBytes || total > 4*maxSchemaBytes {
+			return "", schemaErr("/"+strconv.Itoa(i), "schemas larger than 64 KB each or 256 KB in all")
+		}
+		v, err := parseSchema(n.Schema)
+		if err != nil {
+			return "", prefixErr(err, i)
+		}
+		c.root, c.rootName = v, n.Rule
+		c.defs, c.inProg = map[string]string{}, map[string]bool{}
+		if _, err := c.ref("#", "", 0, map[string]bool{}); err != nil {
+			return "", prefixErr(err, i)
+		}
+	}
+	c.rules = append([]rule{{"root", root}}, c.rules...)
+	return c.output()
+}
+
+func prefixErr(err error, i int) error {
+	if se, ok := err.(*SchemaError); ok {
+		return schemaErr("/"+strconv.Itoa(i)+se.Path, se.Msg)
+	}
+	return err
+}
+
+func (c *compiler) output() (string, error) {
 	out := c.render()
 	if len(out) > maxGrammarBytes {
 		return "", schemaErr("", "grammar larger than 1 MB")
@@ -102,22 +173,24 @@ func FromSchema(schema []byte, o Options) (string, error) {
 type rule struct{ name, body string }
 
 type compiler struct {
-	o      Options
-	root   *value
-	rules  []rule
-	names  map[string]bool   // rule names taken
-	defs   map[string]string // $ref -> rule name
-	inProg map[string]bool   // $refs being compiled
-	size   int
+	o        Options
+	root     *value
+	rootName string // the rule of "#"
+	rules    []rule
+	names    map[string]bool   // rule names taken
+	defs     map[string]string // $ref -> rule name
+	inProg   map[string]bool   // $refs being compiled
+	size     int
 }
 
 func newCompiler(o Options, root *value) *compiler {
 	return &compiler{
-		o:      o.withDefaults(),
-		root:   root,
-		names:  map[string]bool{"root": true},
-		defs:   map[string]string{},
-		inProg: map[string]bool{},
+		o:        o.withDefaults(),
+		root:     root,
+		rootName: "root",
+		names:    map[string]bool{"root": true},
+		defs:     map[string]string{},
+		inProg:   map[string]bool{},
 	}
 }
 
@@ -206,9 +279,14 @@ func (c *compiler) str(min, max int) string {
 	return c.helper(name, `"\"" `+repeat(ch, min, max)+` "\""`)
 }
 
-// repeat renders x{min,max} in a form llama.cpp accepts; x is one atom.
+// repeat renders x{min,max} (max < 0: x{min,}) in a form llama.cpp
+// accepts; x is one atom.
 func repeat(x string, min, max int) string {
 	switch {
+	case max < 0 && min == 0:
+		return x + "*"
+	case max < 0:
+		return x + "{" + strconv.Itoa(min) + ",}"
 	case max == 0:
 		return `""`
 	case min == max && min == 1:
@@ -339,7 +417,7 @@ func (c *compiler) ref(ref, path string, depth int, unguarded map[string]bool) (
 	var target *value
 	var tpath, name string
 	if ref == "#" {
-		target, tpath, name = c.root, "", "root"
+		target, tpath, name = c.root, "", c.rootName
 	} else {
 		var rest, container string
 		switch {
@@ -401,7 +479,11 @@ func (c *compiler) compile(v *value, path string, depth int, ung map[string]bool
 		switch {
 		case annotations[k]:
 		case keywords[k]:
+			if c.o.Lenient && k == "additionalProperties" {
+				continue
+			}
 			validation = append(validation, k)
+		case c.o.Lenient:
 		default:
 			return "", schemaErr(path+"/"+escapePointer(k), "unsupported keyword "+strconv.Quote(k))
 		}
@@ -646,12 +728,14 @@ func (c *compiler) stringType(v *value, path string) (string, error) {
 		case "uuid":
 			return `"\"" ` + c.uuid() + ` "\""`, nil
 		}
-		return "", schemaErr(path+"/format", "unsupported format "+strconv.Quote(f.s))
+		if !c.o.Lenient {
+			return "", schemaErr(path+"/format", "unsupported format "+strconv.Quote(f.s))
+		}
 	}
-	if !hasMax || maxL > c.o.MaxStringLen {
+	if !hasMax || (c.o.MaxStringLen >= 0 && maxL > c.o.MaxStringLen) {
 		maxL = c.o.MaxStringLen
 	}
-	if minL > maxL {
+	if maxL >= 0 && minL > maxL {
 		p := path + "/minLength"
 		return "", schemaErr(p, "minLength exceeds maxLength (or MaxStringLen "+strconv.Itoa(c.o.MaxStringLen)+")")
 	}
@@ -711,7 +795,7 @@ func (c *compiler) array(v *value, path string, depth int) (string, error) {
 }
 
 func (c *compiler) object(v *value, path string, depth int) (string, error) {
-	if ap := v.get("additionalProperties"); ap != nil && !(ap.kind == 'b' && !ap.b) {
+	if ap := v.get("additionalProperties"); ap != nil && !(ap.kind == 'b' && !ap.b) && !c.o.Lenient {
 		return "", schemaErr(path+"/additionalProperties", "additionalProperties other than false is unsupported")
 	}
 	props := v.get("properties")

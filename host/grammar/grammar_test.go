@@ -415,6 +415,8 @@ var cases = []schemaCase{
 		valid: []string{`"ab"`, `"abcd"`, `"a\nc"`, `"é√x"`}, invalid: []string{`"a"`, `"abcde"`, `12`, `"ab`}},
 	{name: "max-string-len", schema: `{"type":"string"}`, opts: Options{MaxStringLen: 3},
 		valid: []string{`""`, `"abc"`}, invalid: []string{`"abcd"`}},
+	{name: "unbounded-string", schema: `{"type":"object","properties":{"a":{"type":"string","minLength":1},"b":{"type":"string"},"c":{"type":"string","maxLength":2}},"required":["a","b","c"]}`, opts: Options{MaxStringLen: -1},
+		valid: []string{`{"a":"` + strings.Repeat("x", 600) + `","b":"","c":"ab"}`}, invalid: []string{`{"a":"","b":"","c":""}`, `{"a":"x","b":"","c":"abc"}`}},
 	{name: "enum", schema: `{"enum":["red","green",3,null,true]}`,
 		valid: []string{`"red"`, `"green"`, `3`, `null`, `true`}, invalid: []string{`"blue"`, `false`, `4`, `"Red"`}},
 	{name: "enum-typed", schema: `{"type":"string","enum":["a","b",1]}`,
@@ -479,6 +481,67 @@ func TestFromSchemaMatches(t *testing.T) {
 		})
 	}
 }
+
+func TestLenient(t *testing.T) {
+	schema := `{"type":"object","properties":{"n":{"type":"number","minimum":0},"s":{"type":"string","pattern":"^a","format":"email"},"o":{"type":"object","additionalProperties":true}},"required":["n","s","o"],"additionalProperties":{"type":"integer"}}`
+	if _, err := FromSchema([]byte(schema), Options{}); err == nil {
+		t.Fatal("strict: unsupported keywords accepted")
+	}
+	src, err := FromSchema([]byte(schema), Options{Lenient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := parseGBNF(src)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, src)
+	}
+	if !accepts(t, g, `{"n":-1,"s":"x","o":{}}`) {
+		t.Errorf("lenient grammar rejects a document of the schema's shape\n%s", src)
+	}
+	for _, d := range []string{`{"n":1,"s":"x"}`, `{"n":1,"s":"x","o":{},"extra":1}`, `{"n":"1","s":"x","o":{}}`} {
+		if accepts(t, g, d) {
+			t.Errorf("lenient grammar accepts %s\n%s", d, src)
+		}
+	}
+}
+
+func TestCompose(t *testing.T) {
+	a := `{"type":"object","properties":{"x":{"type":"integer"}},"required":["x"],"additionalProperties":false}`
+	b := `{"$defs":{"v":{"type":"boolean"}},"type":"object","properties":{"y":{"$ref":"#/$defs/v"},"z":{"$ref":"#"}}}`
+	src, err := Compose(`"A" ws tool-a | "B" ws tool-b | "C" tool-c | "D" tool-d`, []Named{{Rule: "tool-a", Schema: []byte(a)}, {Rule: "tool-b", Schema: []byte(b)},
+		{Rule: "tool-c"}, {Rule: "tool-d", Schema: []byte(`{"type":"integer","minimum":1}`), Lenient: true}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := parseGBNF(src)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, src)
+	}
+	for _, d := range []string{`A{"x":1}`, `B {"y":true}`, `B{"z":{"z":{}}}`, `C{"any":[1,{"b":null}]}`, `D-5`} {
+		if !accepts(t, g, d) {
+			t.Errorf("rejects %s\n%s", d, src)
+		}
+	}
+	for _, d := range []string{`A{"y":true}`, `B{"x":1}`, `B{"z":{"x":1}}`, `{"x":1}`, `C[]`, `D1.5`} {
+		if accepts(t, g, d) {
+			t.Errorf("accepts %s\n%s", d, src)
+		}
+	}
+	composed = src
+	_, err = Compose(`tool-a`, []Named{{Rule: "tool-a", Schema: []byte(a)}, {Rule: "tool-b", Schema: []byte(`{"type":"string","pattern":"x"}`)}}, Options{})
+	var se *SchemaError
+	if !errors.As(err, &se) || se.Path != "/1/pattern" {
+		t.Fatalf("error %v, want a SchemaError at /1/pattern", err)
+	}
+	for _, bad := range []string{"root", "Tool", "", "ws"} {
+		if _, err := Compose(`x`, []Named{{Rule: bad, Schema: []byte(a)}}, Options{}); err == nil {
+			t.Errorf("rule name %q accepted", bad)
+		}
+	}
+}
+
+// composed is TestCompose's grammar, for TestLlamaParsesGrammars.
+var composed string
 
 func TestPropertyOrderKept(t *testing.T) {
 	src, err := FromSchema([]byte(`{"type":"object","properties":{"zeta":{"type":"integer"},"alpha":{"type":"integer"}},"required":["zeta","alpha"],"additionalProperties":false}`), Options{})
@@ -623,6 +686,9 @@ func TestLlamaParsesGrammars(t *testing.T) {
 	}
 	for _, c := range cases {
 		grammars[c.name] = compileCase(t, c)
+	}
+	if composed != "" {
+		grammars["composed"] = composed
 	}
 	// a known-bad grammar must fail, proving the check can fail
 	if s := llama.SamplerInitGrammar(vocab, `root ::= undefined-rule`, "root"); s != 0 {

@@ -103,6 +103,8 @@ type Engine struct {
 
 	pieceOnce sync.Once           // maxPiece, computed on the first long prompt
 	maxPiece  int                 // bytes of the longest token text
+	utf8Once  sync.Once           // utf8, built before the first constrained generation
+	utf8      *utf8Table          // for the UTF-8 guard of constrained generations
 	cparam    llama.ContextParams // of the generation context
 
 	hasDecoder bool

@@ -38,6 +38,7 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, onToken engin
 			return res, fmt.Errorf("llamacpp: the grammar does not parse (GBNF, root rule \"root\"): %w", engine.ErrInvalidInput)
 		}
 		llama.SamplerFree(gs)
+		e.utf8Once.Do(func() { e.utf8 = newUTF8Table(e.vocab, llama.VocabNTokens(e.vocab)) })
 	}
 	tokens, err := e.promptTokens(req)
 	if err != nil {

@@ -103,6 +103,10 @@ type slot struct {
 	nIn     int         // tokens this slot put in the current batch
 	outIdx  int32       // batch index of its token with logits, -1 if none
 	piece   []byte
+	// guard is set for a constrained generation (a grammar): utf8 holds
+	// the incomplete character its text ends in (see utf8guard.go).
+	guard bool
+	utf8  []byte
 }
 
 // sched runs every generation of one Engine on one llama.cpp context with
@@ -447,6 +451,7 @@ func (s *sched) assign(r *genRequest) {
 		eog = s.e.specials.eog // Generate waited for them
 	}
 	target.sampler = newSampler(r.params, s.e.vocab, s.nVocab, eog)
+	target.guard, target.utf8 = r.params.Grammar != "" && s.e.utf8 != nil, nil
 	target.st = newStreamer(r.params.Stop, r.publish)
 	target.res = engine.Result{Model: s.e.info.Name, TokensIn: len(r.tokens), TokensCached: n}
 }
@@ -579,6 +584,11 @@ func (s *sched) step() {
 	}
 	for _, sl := range in {
 		if sl.outIdx >= 0 && sl.r != nil {
+			if sl.guard {
+				if logits, err := llama.GetLogitsIth(s.lctx, sl.outIdx, int(s.nVocab)); err == nil && logits != nil {
+					s.e.utf8.mask(logits, sl.utf8)
+				}
+			}
 			s.accept(sl, llama.SamplerSample(sl.sampler, s.lctx, sl.outIdx))
 		}
 	}
@@ -612,6 +622,9 @@ func (s *sched) accept(sl *slot, tok llama.Token) {
 	sl.res.TokensOut++
 	var b []byte
 	b, sl.piece = tokenPiece(s.e.vocab, tok, sl.piece)
+	if sl.guard {
+		sl.utf8 = advance(sl.utf8, b)
+	}
 	if stopped, _ := sl.st.push(b); stopped {
 		s.finish(sl, engine.FinishStop)
 		return
