@@ -31,6 +31,8 @@ var (
 	ErrInputTooLarge = errors.New("input too large")
 	// ErrNoHandle: Handle was called on a plugin without a handle export.
 	ErrNoHandle = errors.New("plugin has no handle export")
+	// ErrNoTool: Tool was called for a tool the plugin does not declare.
+	ErrNoTool = errors.New("plugin has no such tool")
 	// ErrCapability: the plugin called a host function whose capability it
 	// did not declare.
 	ErrCapability = errors.New("capability denied")

@@ -19,6 +19,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 
+	"github.com/mdsa-go/mdsa/host/structured"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -39,6 +40,7 @@ type Plugin struct {
 	manifest    abi.Manifest
 	caps        capSet
 	hasHandle   bool
+	tools       []structured.Tool // compiled from the manifest's tools
 	compileTime time.Duration
 	language    string // Language of the original module bytes
 
@@ -222,6 +224,49 @@ func (p *Plugin) Handle(ctx context.Context, req abi.PromptRequest) (abi.HandleR
 	var resp abi.HandleResponse
 	err := p.call(ctx, abi.ExportHandle, req, func(out []byte) (err error) {
 		resp, err = abi.DecodeHandleResponse(out)
+		return err
+	})
+	return resp, err
+}
+
+// setTools compiles the tools manifest m declares; a plugin that declares
+// tools must export tool.
+func (p *Plugin) setTools(m abi.Manifest, hasExport bool) error {
+	if len(m.Tools) == 0 {
+		return nil
+	}
+	if !hasExport {
+		return fmt.Errorf("manifest: tools: %d tools declared but no %q export", len(m.Tools), abi.ExportTool)
+	}
+	for i, spec := range m.Tools {
+		t, err := structured.NewTool(spec.Name, spec.Description, spec.Parameters, false)
+		if err != nil {
+			return fmt.Errorf("manifest: tools[%d]: %w", i, err)
+		}
+		t.Domain = m.Name
+		p.tools = append(p.tools, t)
+	}
+	return nil
+}
+
+// Tools returns the plugin's tools (ABI 1.1), compiled; nil when it has
+// none. The slice is shared: do not modify it.
+func (p *Plugin) Tools() []structured.Tool { return p.tools }
+
+// Tool calls the tool export to run one of the plugin's tools. It fails
+// with ErrNoTool when the plugin declares no tool of that name.
+func (p *Plugin) Tool(ctx context.Context, req abi.ToolRequest) (abi.ToolResponse, error) {
+	known := false
+	for _, t := range p.tools {
+		known = known || t.Name == req.Name
+	}
+	if !known {
+		return abi.ToolResponse{}, &CallError{Plugin: p.name, Export: abi.ExportTool, Kind: ErrNoTool,
+			Err: fmt.Errorf("no tool named %q", req.Name)}
+	}
+	var resp abi.ToolResponse
+	err := p.call(ctx, abi.ExportTool, req, func(out []byte) (err error) {
+		resp, err = abi.DecodeToolResponse(out)
 		return err
 	})
 	return resp, err

@@ -648,8 +648,13 @@ func (r *Runtime) load(ctx context.Context, source string, wasm []byte, cfg load
 		m, err = abi.DecodeManifest(out)
 		return err
 	})
+	hasTool := inst.ext.FunctionExists(abi.ExportTool)
 	p.pool.release(inst, reuse)
 	if err != nil {
+		p.abandon()
+		return fail(err)
+	}
+	if err := p.setTools(m, hasTool); err != nil {
 		p.abandon()
 		return fail(err)
 	}
@@ -671,7 +676,7 @@ func (r *Runtime) load(ctx context.Context, source string, wasm []byte, cfg load
 	}
 	r.log.Log(ctx, lvl, "plugin loaded", "plugin", m.Name, "version", m.Version, "path", source,
 		"sha256", hash[:12], "compile_ms", float64(p.compileTime.Microseconds())/1000,
-		"capabilities", m.Capabilities, "handle", p.hasHandle)
+		"capabilities", m.Capabilities, "handle", p.hasHandle, "tools", len(p.tools))
 	return p, nil
 }
 

@@ -303,6 +303,7 @@ func init() {
 			"The user's country, if known: {{context.country|not stated}}.",
 		Template:   "{{query}}",
 		MaxHistory: 8,
+		Tools:      []sdk.Tool{loanPayment},
 		Validators: []sdk.Validator{
 			sdk.MinLength(1),
 			sdk.MaxLength(3000),

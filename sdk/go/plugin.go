@@ -49,6 +49,27 @@ type Plugin struct {
 	// Handle, when set, replaces the default handle export. It only runs when
 	// the plugin imports the sdk/go/handle package, which adds the export.
 	Handle func(env *Env, req abi.PromptRequest) (abi.HandleResponse, error)
+
+	// Tools are functions the model may call while answering a query of
+	// the domain (ABI 1.1): Compile declares them in the manifest (and sets
+	// its abi_minor), and the tool export runs them.
+	Tools []Tool
+}
+
+// Tool is one of a plugin's tools.
+type Tool struct {
+	// Name is 1-64 of [A-Za-z0-9_-]; Description tells the model what the
+	// tool does and when to call it.
+	Name        string
+	Description string
+	// Parameters is the JSON Schema of the arguments (an object schema);
+	// "" means the tool takes none. The host makes the model write
+	// arguments of this shape and checks them before Run sees them.
+	Parameters string
+	// Run computes the result the model reads. An error is reported to the
+	// model as a failed call (its message is the content), which the model
+	// may correct.
+	Run func(env *Env, args json.RawMessage) (string, error)
 }
 
 // Compiled is a checked Plugin with its templates parsed and its describe
@@ -121,6 +142,24 @@ func Compile(p Plugin) (*Compiled, error) {
 			errs = append(errs, err)
 		}
 	}
+	if len(p.Tools) > 0 {
+		m.Tools = m.Tools[:0:0]
+		m.ABIMinor = max(m.ABIMinor, 1)
+		for i, t := range p.Tools {
+			if t.Run == nil {
+				errs = append(errs, fmt.Errorf("Tools[%d] %q: Run is nil", i, t.Name))
+			}
+			spec := abi.ToolSpec{Name: t.Name, Description: t.Description}
+			if t.Parameters != "" {
+				if !json.Valid([]byte(t.Parameters)) {
+					errs = append(errs, fmt.Errorf("Tools[%d] %q: Parameters is not JSON", i, t.Name))
+					continue
+				}
+				spec.Parameters = json.RawMessage(t.Parameters)
+			}
+			m.Tools = append(m.Tools, spec)
+		}
+	}
 	if len(errs) == 0 {
 		// The host's own checks, so that a plugin that would be refused at
 		// load fails here, in native tests, with the same message.
@@ -133,6 +172,7 @@ func Compile(p Plugin) (*Compiled, error) {
 	}
 	// Later edits to the caller's slices must not change the plugin.
 	c.p.Validators = slices.Clone(p.Validators)
+	c.p.Tools = slices.Clone(p.Tools)
 	c.p.Manifest = *m
 	if c.describe, err = json.Marshal(c.p.Manifest); err != nil {
 		return nil, fmt.Errorf("plugin %q: encode manifest: %w", m.Name, err)
@@ -329,8 +369,29 @@ func (c *Compiled) handle(env *Env, req *abi.PromptRequest) (abi.HandleResponse,
 	return env.DefaultHandle(*req)
 }
 
+// tool runs the tool req names; its error becomes a failed call the model
+// reads. A name the plugin does not declare is the host's mistake: an
+// error of the export.
+func (c *Compiled) tool(env *Env, req *abi.ToolRequest) (abi.ToolResponse, error) {
+	for _, t := range c.p.Tools {
+		if t.Name != req.Name {
+			continue
+		}
+		args := req.Arguments
+		if len(args) == 0 {
+			args = json.RawMessage("{}")
+		}
+		out, err := t.Run(env, args)
+		if err != nil {
+			return abi.ToolResponse{Content: err.Error(), IsError: true}, nil
+		}
+		return abi.ToolResponse{Content: out}, nil
+	}
+	return abi.ToolResponse{}, fmt.Errorf("no tool named %q", req.Name)
+}
+
 // Invoke runs the export named export (abi.ExportDescribe, ExportPrompt,
-// ExportValidate or ExportHandle) on input, the JSON the host would pass,
+// ExportValidate, ExportHandle or ExportTool) on input, the JSON the host would pass,
 // and returns the JSON output. h serves host calls; nil means WasmHost.
 // Errors say which export failed and why; a panic in plugin code is
 // recovered and returned as an error. The wasm exports are thin wrappers
@@ -397,6 +458,16 @@ func (c *Compiled) invoke(h *Host, export string, input, dst []byte, owned bool)
 			return nil, fmt.Errorf("%s: %w", export, err)
 		}
 		return encodeHandleResponse(&res), nil
+	case abi.ExportTool:
+		var req abi.ToolRequest
+		if err := json.Unmarshal(input, &req); err != nil {
+			return nil, fmt.Errorf("%s: decode input: %w", export, err)
+		}
+		res, err := c.tool(&Env{Host: h, c: c}, &req)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", export, err)
+		}
+		return json.Marshal(res)
 	default:
 		return nil, fmt.Errorf("unknown export %q", export)
 	}

@@ -122,7 +122,9 @@ func evaluate(c *Check, req abi.ValidateRequest, validators []Validator) abi.Val
 	}
 	out := abi.Validation{Issues: issues}
 	out.Score, out.OK = scoreOK(issues)
-	if c.Response != req.Response {
+	// A structured answer (JSON the client asked for) is reported on, not
+	// revised: a disclaimer appended would break it.
+	if c.Response != req.Response && req.ResponseFormat == nil {
 		out.Response = &c.Response
 	}
 	return out

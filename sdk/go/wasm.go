@@ -303,6 +303,9 @@ func exportPrompt() int32 { return runExport(abi.ExportPrompt) }
 //go:wasmexport validate
 func exportValidate() int32 { return runExport(abi.ExportValidate) }
 
+//go:wasmexport tool
+func exportTool() int32 { return runExport(abi.ExportTool) }
+
 // ServeHandle serves the handle export. Only the sdk/go/handle package calls
 // it, so that the export exists only in plugins that import that package.
 func ServeHandle() int32 { return runExport(abi.ExportHandle) }

@@ -7,8 +7,17 @@
 // its Go rendering.
 package abi
 
+import "encoding/json"
+
 // Version is the plugin ABI version this package describes.
 const Version = 1
+
+// Minor is the minor version of ABI 1 this package describes: 1 adds
+// plugin tools (Manifest.Tools, the tool export) and the response format in
+// the prompt and validate inputs. Minor versions only add (sdk/ABI.md,
+// section 9): a plugin of a later minor version loads on an older host,
+// which ignores what it does not know.
+const Minor = 1
 
 // Names of the functions a plugin exports.
 const (
@@ -16,6 +25,8 @@ const (
 	ExportPrompt   = "prompt"
 	ExportValidate = "validate"
 	ExportHandle   = "handle"
+	// ExportTool runs one of the plugin's tools (ABI 1.1).
+	ExportTool = "tool"
 )
 
 // HostModule is the Wasm import module that holds the MDSA host functions.
@@ -44,7 +55,10 @@ const (
 
 // Manifest is what the describe export returns.
 type Manifest struct {
-	ABI          int        `json:"abi"`
+	ABI int `json:"abi"`
+	// ABIMinor is the minor version the plugin is written for (0 when
+	// absent); declaring Tools needs 1.
+	ABIMinor     int        `json:"abi_minor,omitempty"`
 	Name         string     `json:"name"`
 	Version      string     `json:"version"`
 	Description  string     `json:"description,omitempty"`
@@ -53,6 +67,48 @@ type Manifest struct {
 	Model        ModelPref  `json:"model"`
 	Generation   Generation `json:"generation"`
 	Capabilities []string   `json:"capabilities"`
+	// Tools are functions the plugin implements in its tool export, which
+	// the host lets the model call while answering a query of the domain
+	// (ABI 1.1).
+	Tools []ToolSpec `json:"tools,omitempty"`
+}
+
+// ToolSpec declares one of a plugin's tools.
+type ToolSpec struct {
+	// Name is 1-64 of [A-Za-z0-9_-], unique within the plugin.
+	Name string `json:"name"`
+	// Description tells the model what the tool does and when to use it.
+	Description string `json:"description,omitempty"`
+	// Parameters is the JSON Schema (an object schema) of the arguments;
+	// absent means none.
+	Parameters json.RawMessage `json:"parameters,omitempty"`
+}
+
+// ToolRequest is the input of the tool export: which tool, its arguments
+// (a JSON object valid against the tool's parameters) and the query being
+// answered.
+type ToolRequest struct {
+	Name      string          `json:"name"`
+	Arguments json.RawMessage `json:"arguments"`
+	Query     string          `json:"query,omitempty"`
+}
+
+// ToolResponse is the output of the tool export: what the model reads as
+// the call's result. IsError says the call failed (bad arguments, say);
+// the model reads Content all the same and may try again.
+type ToolResponse struct {
+	Content string `json:"content"`
+	IsError bool   `json:"is_error,omitempty"`
+}
+
+// ResponseFormat tells a plugin that the client asked for a structured
+// answer (ABI 1.1): Type "json_object" or "json_schema" (with Schema). The
+// host enforces it while generating; a plugin should not revise such an
+// answer into something else (the host keeps the model's answer when a
+// revision is not valid).
+type ResponseFormat struct {
+	Type   string          `json:"type"`
+	Schema json.RawMessage `json:"schema,omitempty"`
 }
 
 // ModelPref says which model the plugin wants the host to run for it.
@@ -92,6 +148,8 @@ type PromptRequest struct {
 	Query   string            `json:"query"`
 	History []Message         `json:"history,omitempty"`
 	Context map[string]string `json:"context,omitempty"`
+	// ResponseFormat is set when the client asked for a structured answer.
+	ResponseFormat *ResponseFormat `json:"response_format,omitempty"`
 }
 
 // PromptResponse is the output of the prompt export.
@@ -105,6 +163,8 @@ type ValidateRequest struct {
 	Query    string `json:"query"`
 	Response string `json:"response"`
 	Domain   string `json:"domain"`
+	// ResponseFormat is set when the client asked for a structured answer.
+	ResponseFormat *ResponseFormat `json:"response_format,omitempty"`
 }
 
 // Severity levels of a validation issue.

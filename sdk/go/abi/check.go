@@ -24,29 +24,33 @@ import (
 
 // Bounds enforced by the Check and Decode functions. Lengths are in bytes.
 const (
-	MaxNameLen         = 64      // Manifest.Name
-	MaxVersionLen      = 64      // Manifest.Version
-	MaxDescriptionLen  = 4096    // Manifest.Description
-	MaxKeywords        = 1024    // entries in Manifest.Keywords
-	MaxKeywordLen      = 128     // one keyword
-	MaxExamples        = 1024    // entries in Manifest.Examples
-	MaxExampleLen      = 2048    // one example utterance
-	MaxPrefer          = 16      // entries in ModelPref.Prefer
-	MaxModelNameLen    = 256     // one preferred model name
-	MaxMinContext      = 1 << 24 // ModelPref.MinContext
-	MaxCapabilities    = 16      // entries in Manifest.Capabilities
-	MaxGenTokens       = 1 << 20 // Generation.MaxTokens
-	MaxTopK            = 1 << 20 // Generation.TopK
-	MaxTemperature     = 10      // Generation.Temperature
-	MaxRepeatPenalty   = 10      // Generation.RepeatPenalty
-	MaxStops           = 16      // entries in Generation.Stop
-	MaxStopLen         = 256     // one stop string
-	MaxMessages        = 512     // messages in a prompt or generate request
-	MaxContentLen      = 1 << 20 // one message, prompt, response or text
-	MaxIssues          = 256     // Validation.Issues
-	MaxIssueCodeLen    = 64      // Issue.Code
-	MaxIssueMessageLen = 4096    // Issue.Message
-	MaxEmbedInputs     = 512     // EmbedRequest.Input entries
+	MaxNameLen         = 64       // Manifest.Name
+	MaxVersionLen      = 64       // Manifest.Version
+	MaxDescriptionLen  = 4096     // Manifest.Description
+	MaxKeywords        = 1024     // entries in Manifest.Keywords
+	MaxKeywordLen      = 128      // one keyword
+	MaxExamples        = 1024     // entries in Manifest.Examples
+	MaxExampleLen      = 2048     // one example utterance
+	MaxPrefer          = 16       // entries in ModelPref.Prefer
+	MaxModelNameLen    = 256      // one preferred model name
+	MaxMinContext      = 1 << 24  // ModelPref.MinContext
+	MaxCapabilities    = 16       // entries in Manifest.Capabilities
+	MaxGenTokens       = 1 << 20  // Generation.MaxTokens
+	MaxTopK            = 1 << 20  // Generation.TopK
+	MaxTemperature     = 10       // Generation.Temperature
+	MaxRepeatPenalty   = 10       // Generation.RepeatPenalty
+	MaxStops           = 16       // entries in Generation.Stop
+	MaxStopLen         = 256      // one stop string
+	MaxMessages        = 512      // messages in a prompt or generate request
+	MaxContentLen      = 1 << 20  // one message, prompt, response or text
+	MaxIssues          = 256      // Validation.Issues
+	MaxIssueCodeLen    = 64       // Issue.Code
+	MaxIssueMessageLen = 4096     // Issue.Message
+	MaxEmbedInputs     = 512      // EmbedRequest.Input entries
+	MaxTools           = 32       // Manifest.Tools
+	MaxToolNameLen     = 64       // ToolSpec.Name
+	MaxToolSchemaLen   = 64 << 10 // ToolSpec.Parameters
+	MaxToolContentLen  = 64 << 10 // ToolResponse.Content
 )
 
 // ErrUnsupportedABI is matched (with errors.Is) by the error DecodeManifest
@@ -94,6 +98,7 @@ const (
 	docGenerate       = "generate request"
 	docEmbed          = "embed request"
 	docCountTokens    = "count_tokens request"
+	docToolResponse   = "tool response"
 )
 
 // DecodeManifest decodes and checks the output of the describe export.
@@ -231,7 +236,74 @@ func CheckManifest(m *Manifest) error {
 		}
 		seen[cp] = true
 	}
+	c.tools(m)
 	return c.err
+}
+
+// DecodeToolResponse decodes and checks the output of the tool export.
+func DecodeToolResponse(data []byte) (ToolResponse, error) {
+	var r ToolResponse
+	if err := decodeStrict(docToolResponse, data, &r); err != nil {
+		return ToolResponse{}, err
+	}
+	c := checker{doc: docToolResponse}
+	c.text("content", r.Content, MaxToolContentLen, false)
+	if c.err != nil {
+		return ToolResponse{}, c.err
+	}
+	return r, nil
+}
+
+// ValidToolName reports whether s is a valid tool name: 1 to
+// MaxToolNameLen bytes of ASCII letters, digits, '_' and '-'.
+func ValidToolName(s string) bool {
+	if len(s) == 0 || len(s) > MaxToolNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// tools checks the tool declarations of a manifest (the host also compiles
+// each schema when it loads the plugin).
+func (c *checker) tools(m *Manifest) {
+	if m.ABIMinor < 0 {
+		c.fail("abi_minor", fmt.Sprintf("%d is negative", m.ABIMinor))
+	}
+	if len(m.Tools) == 0 {
+		return
+	}
+	if m.ABIMinor < 1 {
+		c.fail("tools", "tools need abi_minor 1 or later")
+	}
+	if len(m.Tools) > MaxTools {
+		c.fail("tools", fmt.Sprintf("%d entries, at most %d allowed", len(m.Tools), MaxTools))
+	}
+	seen := make(map[string]bool, len(m.Tools))
+	for i, t := range m.Tools {
+		f := index("tools", i)
+		switch {
+		case !ValidToolName(t.Name):
+			c.fail(f+".name", fmt.Sprintf("%s must match [A-Za-z0-9_-]{1,%d}", quote(t.Name), MaxToolNameLen))
+		case seen[t.Name]:
+			c.fail(f+".name", fmt.Sprintf("duplicate tool %s", quote(t.Name)))
+		}
+		seen[t.Name] = true
+		c.text(f+".description", t.Description, MaxDescriptionLen, false)
+		if p := bytes.TrimSpace(t.Parameters); len(p) > 0 {
+			switch {
+			case len(p) > MaxToolSchemaLen:
+				c.fail(f+".parameters", fmt.Sprintf("%d bytes, at most %d allowed", len(p), MaxToolSchemaLen))
+			case p[0] != '{' && string(p) != "null":
+				c.fail(f+".parameters", "must be a JSON Schema object")
+			}
+		}
+	}
 }
 
 // CheckPromptResponse checks the output of the prompt export: 1 to
