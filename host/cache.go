@@ -108,7 +108,7 @@ type cacheKeys struct{ exact, group string }
 
 // keys returns the cache keys of req for tenant on plugin p.
 func (c *responseCache) keys(tenant, model string, p *plugin.Plugin, domain string, req Request) cacheKeys {
-	if c == nil {
+	if c == nil || req.Format != nil || req.Tools != nil || len(req.Turns) > 0 {
 		return cacheKeys{}
 	}
 	switch c.modes[tenant] {

@@ -80,7 +80,7 @@ func testConfig(t testing.TB, pluginsDir string) config.Config {
 	cfg.File = "test.toml"
 	cfg.Host.PluginsDir = pluginsDir
 	cfg.Host.CacheDir = fixture.cacheDir
-	cfg.Engine.ContextSize = 512
+	cfg.Engine.ContextSize = 2048 // finance offers its tool: a longer system prompt
 	cfg.Engine.Parallel = 2
 	cfg.Engine.Threads = 1 // llama.cpp threads spin: 2 on 2 shared cores degrade badly
 	return cfg

@@ -14,6 +14,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/host/router"
+	"github.com/mdsa-go/mdsa/host/structured"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -38,6 +39,18 @@ type Request struct {
 	// error it returns ends the request with that error. A streaming
 	// caller uses it to name the domain before the first token.
 	OnRoute func(router.Decision) error `json:"-"`
+	// Format, when set, constrains the answer to JSON (structured outputs):
+	// the model can only write JSON of the format (json_schema, strict:
+	// valid by construction), and a validator's revision that breaks it is
+	// dropped.
+	Format *structured.Format `json:"-"`
+	// Tools are the client's tools the model may call, and how (nil:
+	// none); the calls it makes are the answer (Result.ToolCalls). The
+	// routed domain's own tools (ABI 1.1) are added; the host runs those.
+	Tools *structured.Toolset `json:"-"`
+	// Turns are the rounds of tool calls and their results that followed
+	// Query: the client ran its tools and sends the results back.
+	Turns []structured.Turn `json:"-"`
 	// OnCache, when set, is called with CacheHit or CacheMiss as soon as
 	// the response cache has looked the request up (before any text of a
 	// hit is passed on); not called for requests the cache does not keep.
@@ -117,6 +130,13 @@ type Result struct {
 	// HistoryDropped counts the oldest history messages left out of the
 	// prompt so that it fit the model's context.
 	HistoryDropped int
+	// ToolCalls are the calls of the client's tools the model made: the
+	// answer is these calls (Response is empty, FinishReason
+	// FinishToolCalls).
+	ToolCalls []structured.Call
+	// ToolSteps are the calls of the domain's own tools the host ran while
+	// answering, in order.
+	ToolSteps []ToolStep
 	// Cache is CacheHit when the answer came from the response cache (no
 	// plugin or model ran; Tokens are 0), CacheMiss when it was computed
 	// and kept, "" when the request is not one the cache keeps.
@@ -242,12 +262,15 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 			req.OnCache(CacheMiss)
 		}
 	}
-	preq := abi.PromptRequest{Query: req.Query, History: req.History, Context: req.Context}
+	preq := abi.PromptRequest{Query: req.Query, History: req.History, Context: req.Context, ResponseFormat: abiFormat(req.Format)}
 	// The request's max_tokens (already resolved against its tenant's
 	// limit) bounds what the plugin's own generations may produce too.
 	ctx = plugin.WithRequestInfo(ctx, plugin.RequestInfo{ID: req.RequestID, Tenant: tenant, MaxTokens: req.Generation.MaxTokens})
 
 	if p.HasHandle() {
+		if req.Tools != nil && len(req.Tools.Tools) > 0 {
+			return res, fmt.Errorf("host: request %s: domain %s: %w", req.RequestID, res.Domain, ErrToolsUnsupported)
+		}
 		u := &usage{}
 		t = time.Now()
 		hctx, end := h.stage(ctx, "mdsa.handle")
@@ -261,8 +284,19 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 		res.Timings.Generate = time.Since(t)
 		res.Response, res.Validation = hr.Response, hr.Validation
 		res.Model, res.FinishReason = u.model, u.finish
+		if req.Format != nil {
+			res.Response = checkFormat(req.Format, hr.Response, &res.Validation, u.finish)
+		}
 	} else {
-		var gen engine.Result
+		ts, err := h.requestTools(req, p)
+		if err != nil {
+			return res, fmt.Errorf("host: request %s: %w", req.RequestID, err)
+		}
+		var formatInstr string
+		if req.Format != nil {
+			formatInstr = req.Format.Instruction()
+		}
+		var tr turnResult
 		// A conversation longer than the model's context loses its oldest
 		// turns rather than failing (each pass drops at least one).
 		for {
@@ -281,12 +315,20 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 				return res, fmt.Errorf("host: request %s: model for plugin %s: %w", req.RequestID, p.Name(), err)
 			}
 			params := h.params(man.Generation, pr.Generation, req.Generation)
+			msgs := pr.Messages
+			if req.Format != nil || ts.Active() {
+				// The plugin's stop strings could cut JSON or a call short;
+				// only the client's own apply.
+				params.Stop = req.Generation.Stop
+				msgs = structured.Instruct(msgs, formatInstr, ts.Instruction())
+			}
+			msgs = append(msgs, structured.Messages(req.Turns)...)
 			t = time.Now()
 			gctx, end := h.stage(ctx, "mdsa.generate")
-			gen, err = lease.Engine().Generate(gctx, engine.Request{Messages: toEngineMessages(pr.Messages), Params: params}, onToken)
+			tr, err = h.generateTurns(gctx, lease.Engine(), p, req.Query, msgs, params, ts, req.Format, onToken)
 			end(err)
 			var cle *engine.ContextLengthError
-			if err != nil && len(preq.History) > 0 && gen.TokensOut == 0 && errors.As(err, &cle) {
+			if err != nil && len(preq.History) > 0 && tr.gen.TokensOut == 0 && len(tr.steps) == 0 && errors.As(err, &cle) {
 				drop := dropForContext(ctx, lease.Engine(), preq.History, cle, params.MaxTokens)
 				lease.Release()
 				preq.History = preq.History[drop:]
@@ -296,29 +338,40 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 				continue
 			}
 			lease.Release()
+			res.ToolSteps = tr.steps
 			if err != nil {
+				res.Tokens = Tokens{Prompt: tr.gen.TokensIn, Completion: tr.gen.TokensOut, Cached: tr.gen.TokensCached}
 				return res, fmt.Errorf("host: request %s: generate: %w", req.RequestID, err)
 			}
 			res.Timings.Generate = time.Since(t)
 			break
 		}
+		gen := tr.gen
 		res.Model, res.FinishReason = gen.Model, gen.FinishReason
 		res.Tokens = Tokens{Prompt: gen.TokensIn, Completion: gen.TokensOut, Cached: gen.TokensCached}
 
-		t = time.Now()
-		vctx, end := h.stage(ctx, "mdsa.validate")
-		v, err := p.Validate(vctx, abi.ValidateRequest{Query: req.Query, Response: gen.Text, Domain: res.Domain})
-		end(err)
-		if err != nil {
-			return res, fmt.Errorf("host: request %s: plugin %s: validate: %w", req.RequestID, p.Name(), err)
+		if len(tr.calls) > 0 {
+			// The answer is calls of the client's tools: nothing to validate.
+			res.ToolCalls = tr.calls
+			res.Validation = abi.Validation{OK: true, Score: 1, Issues: []abi.Issue{}}
+		} else {
+			t = time.Now()
+			vctx, end := h.stage(ctx, "mdsa.validate")
+			v, err := p.Validate(vctx, abi.ValidateRequest{Query: req.Query, Response: gen.Text, Domain: res.Domain, ResponseFormat: preq.ResponseFormat})
+			end(err)
+			if err != nil {
+				return res, fmt.Errorf("host: request %s: plugin %s: validate: %w", req.RequestID, p.Name(), err)
+			}
+			res.Timings.Validate = time.Since(t)
+			res.Response = gen.Text
+			if req.Format != nil {
+				res.Response = checkFormat(req.Format, gen.Text, &v, gen.FinishReason)
+			} else if v.Response != nil {
+				res.Response = *v.Response
+				v.Response = nil
+			}
+			res.Validation = v
 		}
-		res.Timings.Validate = time.Since(t)
-		res.Response = gen.Text
-		if v.Response != nil {
-			res.Response = *v.Response
-			v.Response = nil
-		}
-		res.Validation = v
 	}
 	if res.Validation.Issues == nil {
 		res.Validation.Issues = []abi.Issue{}

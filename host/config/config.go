@@ -186,6 +186,10 @@ type Plugins struct {
 	// plugin that needs config to describe itself can load. A tenant's
 	// plugin_config is laid over it, key by key.
 	Config map[string]map[string]string `toml:"config"`
+	// MaxToolSteps bounds the rounds of a domain's own tools (ABI 1.1) in
+	// one request: model, tool calls, model again. After the last round
+	// the model answers without them. 0 turns plugin tools off.
+	MaxToolSteps int `toml:"max_tool_steps"`
 }
 
 // Shape is [plugins.shape]: the most a plugin module may declare, read
@@ -585,6 +589,7 @@ func Default() Config {
 			CompileTimeout:  Duration{10 * time.Second},
 			CompileMemoryMB: 512,
 			Registry:        PluginRegistry{Poll: Duration{2 * time.Second}},
+			MaxToolSteps:    4,
 		},
 	}
 }

@@ -117,6 +117,9 @@ func (c *Config) validate(data []byte) error {
 	if d := c.Engine.KeepAlive.Duration; d < 0 {
 		return fail(fmt.Sprintf("%s must not be negative", d), "engine", "keep_alive")
 	}
+	if n := c.Plugins.MaxToolSteps; n < 0 || n > 32 {
+		return fail(fmt.Sprintf("%d is out of range [0, 32] (0 turns the domains' tools off)", n), "plugins", "max_tool_steps")
+	}
 	if d := c.Plugins.Timeout.Duration; d <= 0 {
 		return fail(fmt.Sprintf("%s must be positive", d), "plugins", "timeout")
 	}

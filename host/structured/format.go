@@ -138,12 +138,14 @@ func newValidator(schema []byte) (*jsonschema.Schema, error) {
 	c := jsonschema.NewCompiler()
 	c.UseLoader(jsonschema.SchemeURLLoader{}) // no files, no network
 	c.AssertFormat()
-	const url = "mem:///schema.json"
-	if err := c.AddResource(url, doc); err != nil {
+	if err := c.AddResource(schemaURL, doc); err != nil {
 		return nil, err
 	}
-	return c.Compile(url)
+	return c.Compile(schemaURL)
 }
+
+// schemaURL is where a schema lives for the validator (nowhere real).
+const schemaURL = "mem:///schema.json"
 
 // Grammar is the GBNF grammar (root "root") of the format.
 func (f *Format) Grammar() string { return f.grammar }
@@ -172,7 +174,7 @@ func (f *Format) Check(text string) error {
 		return fmt.Errorf("not a JSON object: %w", err)
 	}
 	if err := f.validator.Validate(doc); err != nil {
-		return fmt.Errorf("not valid against the schema: %s", clip(oneLine(err.Error()), 500))
+		return fmt.Errorf("not valid against the schema: %s", validationMsg(err))
 	}
 	return nil
 }
@@ -200,3 +202,11 @@ func clip(s string, n int) string {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// validationMsg is a validator's error without the library's preamble.
+func validationMsg(err error) string {
+	s := oneLine(err.Error())
+	s = strings.TrimPrefix(s, "jsonschema validation failed with '"+schemaURL+"#' - ")
+	s = strings.TrimPrefix(s, "jsonschema validation failed with '"+schemaURL+"#'")
+	return clip(strings.TrimSpace(s), 500)
+}

@@ -250,3 +250,14 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestValidationMessage(t *testing.T) {
+	f, err := NewSchemaFormat("p", json.RawMessage(person), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.Check(`{"name":"Ann","age":-1}`)
+	if err == nil || strings.Contains(err.Error(), "mem://") || !strings.Contains(err.Error(), "/age") {
+		t.Fatalf("message %v", err)
+	}
+}

@@ -92,7 +92,7 @@ func (t Tool) Check(args string) error {
 		return nil
 	}
 	if err := t.validator.Validate(doc); err != nil {
-		return fmt.Errorf("the arguments are not valid against the parameters: %s", clip(oneLine(err.Error()), 500))
+		return fmt.Errorf("the arguments are not valid against the parameters: %s", validationMsg(err))
 	}
 	return nil
 }

@@ -3,8 +3,8 @@
  *
  * Header-only and libc-free: include it in the one C file of a plugin,
  * declare an mdsa_plugin, and expand MDSA_PLUGIN(name) to define the
- * describe, prompt and validate exports (MDSA_PLUGIN_HANDLE(name) adds the
- * optional handle export). Build:
+ * describe, prompt, validate and tool exports (MDSA_PLUGIN_HANDLE(name)
+ * adds the optional handle export). Build:
  *
  *   clang --target=wasm32 -O2 -mbulk-memory -nostdlib -ffreestanding \
  *         -Wl,--no-entry -Wl,--strip-all -o plugin.wasm plugin.c
@@ -46,6 +46,17 @@
 
 /** The plugin ABI version this SDK speaks. */
 #define MDSA_ABI_VERSION 1
+/**
+ * The minor version of ABI 1 the manifest states when the plugin declares
+ * tools (minor 1 added them and the tool export).
+ */
+#define MDSA_ABI_MINOR_TOOLS 1
+
+/** Bounds of tool declarations the host enforces (sdk/ABI.md section 4.5). */
+#define MDSA_MAX_TOOLS 32
+#define MDSA_MAX_TOOL_NAME_LEN 64
+#define MDSA_MAX_TOOL_DESCRIPTION_LEN 4096
+#define MDSA_MAX_TOOL_SCHEMA_LEN 65536
 
 /** A byte string (UTF-8 text); not NUL-terminated. */
 typedef struct mdsa_str {
@@ -246,6 +257,55 @@ typedef int (*mdsa_prompt_fn)(struct mdsa_env *env, const mdsa_prompt_request *r
 /** A custom validate function: fill out; return 0, or call mdsa_fail and return non-zero. */
 typedef int (*mdsa_validate_fn)(struct mdsa_env *env, const mdsa_validate_request *req, mdsa_validation *out);
 
+struct mdsa_json;
+
+/** The input of the tool export: which tool, its arguments and the query being answered. */
+typedef struct mdsa_tool_request {
+	mdsa_str name;
+	/*
+	 * The arguments (see mdsa_json_get, mdsa_json_number, ...): a JSON
+	 * object the host checked against the tool's parameters; an empty object
+	 * when the call has none. Never NULL.
+	 */
+	const struct mdsa_json *arguments;
+	mdsa_str query;
+} mdsa_tool_request;
+
+/**
+ * What a tool returns: content, the text the model reads as the call's
+ * result (at most 64 KB), and is_error for a failed call (bad arguments,
+ * say), which the model reads and may correct. Set it with mdsa_tool_ok or
+ * mdsa_tool_error.
+ */
+typedef struct mdsa_tool_result {
+	mdsa_str content;
+	bool is_error;
+} mdsa_tool_result;
+
+/**
+ * A tool's run function: fill out (mdsa_tool_ok / mdsa_tool_error) and
+ * return 0; or call mdsa_fail and return non-zero to fail the export
+ * instead (for what the model cannot fix).
+ */
+typedef int (*mdsa_tool_fn)(struct mdsa_env *env, const mdsa_tool_request *req, mdsa_tool_result *out);
+
+/**
+ * A tool the model may call while answering a query of the domain (ABI
+ * 1.1, sdk/ABI.md section 4.5). Declaring tools puts "abi_minor": 1 and the
+ * tools in the manifest.
+ */
+typedef struct mdsa_tool {
+	const char *name;        /* 1-64 of [A-Za-z0-9_-], unique within the plugin */
+	const char *description; /* what the tool does and when to use it, for the model; may be NULL */
+	const char *parameters;  /* the JSON Schema of the arguments (an object schema, at most 64 KB), or NULL for none */
+	mdsa_tool_fn run;
+} mdsa_tool;
+
+/** MDSA_TOOL(name, description, parameters, fn): one tool declaration. */
+#define MDSA_TOOL(NAME, DESCRIPTION, PARAMETERS, FN) {.name = (NAME), .description = (DESCRIPTION), .parameters = (PARAMETERS), .run = (FN)}
+/** Ends a tool list. */
+#define MDSA_TOOLS_END {.name = NULL}
+
 /**
  * A plugin declaration. name, version and keywords or examples are
  * required; everything else has a default:
@@ -256,6 +316,7 @@ typedef int (*mdsa_validate_fn)(struct mdsa_env *env, const mdsa_validate_reques
  *  - validate runs validators in order.
  * Templates understand {{query}}, {{context.KEY}}, {{context.KEY|default}}
  * and \{{ for a literal "{{". prompt_fn / validate_fn replace the defaults.
+ * tools declares functions the model may call (run by the tool export).
  */
 typedef struct mdsa_plugin {
 	const char *name;
@@ -274,6 +335,7 @@ typedef struct mdsa_plugin {
 	const mdsa_validator *validators; /* ended by MDSA_VALIDATORS_END, or NULL */
 	mdsa_prompt_fn prompt_fn;
 	mdsa_validate_fn validate_fn;
+	const mdsa_tool *tools;          /* ended by MDSA_TOOLS_END, or NULL for none */
 } mdsa_plugin;
 
 /** What custom functions receive. */
@@ -1531,6 +1593,38 @@ static double mdsa_json_number(const mdsa_json *v, double def) {
 	return neg ? -d : d;
 }
 
+/**
+ * Appends v as compact JSON: strings re-escaped (valid UTF-8 out), numbers
+ * as they were written.
+ */
+static void mdsa_sb_json_value(mdsa_sb *b, const mdsa_json *v) {
+	if (v == NULL) {
+		mdsa_sb_puts(b, "null");
+		return;
+	}
+	switch (v->kind) {
+	case MDSA_J_NULL: mdsa_sb_puts(b, "null"); break;
+	case MDSA_J_BOOL: mdsa_sb_puts(b, v->boolean ? "true" : "false"); break;
+	case MDSA_J_NUMBER: mdsa_sb_str(b, v->str); break;
+	case MDSA_J_STRING: mdsa_sb_json_str(b, v->str); break;
+	case MDSA_J_ARRAY:
+	case MDSA_J_OBJECT: {
+		bool object = v->kind == MDSA_J_OBJECT;
+		mdsa_sb_byte(b, object ? '{' : '[');
+		for (const mdsa_json *m = v->first; m != NULL; m = m->next) {
+			if (m != v->first) mdsa_sb_byte(b, ',');
+			if (object) {
+				mdsa_sb_json_str(b, m->key);
+				mdsa_sb_byte(b, ':');
+			}
+			mdsa_sb_json_value(b, m);
+		}
+		mdsa_sb_byte(b, object ? '}' : ']');
+		break;
+	}
+	}
+}
+
 /* ------------------------------------------------------------------------ */
 /* Host I/O                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -2256,6 +2350,8 @@ static struct {
 	bool ready;
 	mdsa_str error; /* why the plugin cannot serve */
 	mdsa__template system, user;
+	int n_tools;
+	mdsa_json **tool_params; /* n_tools parsed parameters (NULL: none) */
 } mdsa__state;
 
 static bool mdsa__valid_name(const char *s) {
@@ -2272,6 +2368,16 @@ static int mdsa__count(const char *const *list) {
 	int n = 0;
 	while (list != NULL && list[n] != NULL) n++;
 	return n;
+}
+
+static bool mdsa__valid_tool_name(const char *s) {
+	size_t n = mdsa_strlen(s);
+	if (n == 0 || n > MDSA_MAX_TOOL_NAME_LEN) return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
+	}
+	return true;
 }
 
 static void mdsa__check_plugin(const mdsa_plugin *p, mdsa_sb *e) {
@@ -2344,6 +2450,59 @@ static void mdsa__check_plugin(const mdsa_plugin *p, mdsa_sb *e) {
 	if (!mdsa__template_parse(ut, &mdsa__state.user, &te)) {
 		MDSA__ERR("template: template: ");
 		mdsa_sb_str(e, mdsa_sb_view(&te));
+	}
+	int nt = 0;
+	while (p->tools != NULL && p->tools[nt].name != NULL) nt++;
+	mdsa__state.n_tools = 0;
+	mdsa__state.tool_params = (mdsa_json **)mdsa_alloc(sizeof(mdsa_json *) * (size_t)(nt > 0 ? nt : 1));
+	if (mdsa__state.tool_params == NULL) {
+		MDSA__ERR("out of memory");
+		nt = 0;
+	}
+	mdsa__state.n_tools = nt;
+	if (nt > MDSA_MAX_TOOLS) {
+		MDSA__ERR("manifest declares ");
+		mdsa_sb_int(e, nt);
+		mdsa_sb_puts(e, " tools, at most 32");
+	}
+	for (int i = 0; i < nt; i++) {
+		const mdsa_tool *t = &p->tools[i];
+		mdsa__state.tool_params[i] = NULL;
+		mdsa_sb at = {0};
+		mdsa_sb_puts(&at, "tools[");
+		mdsa_sb_int(&at, i);
+		mdsa_sb_puts(&at, "] ");
+		mdsa_sb_json_cstr(&at, t->name);
+		mdsa_sb_byte(&at, 0);
+		const char *w = at.failed ? "tools" : at.ptr;
+		if (!mdsa__valid_tool_name(t->name)) MDSA__ERR(w, ": want a name of 1-64 of [A-Za-z0-9_-]");
+		for (int j = 0; j < i; j++) {
+			if (mdsa_str_eq(mdsa_s(t->name), mdsa_s(p->tools[j].name))) {
+				MDSA__ERR(w, ": the name is declared twice");
+				break;
+			}
+		}
+		if (t->description != NULL && mdsa_strlen(t->description) > MDSA_MAX_TOOL_DESCRIPTION_LEN)
+			MDSA__ERR(w, ": description is longer than 4096 bytes");
+		if (t->run == NULL) MDSA__ERR(w, ": run function is NULL");
+		mdsa_str schema = mdsa_trim(mdsa_s(t->parameters != NULL ? t->parameters : ""));
+		if (schema.len == 0) continue;
+		if (schema.len > MDSA_MAX_TOOL_SCHEMA_LEN) {
+			MDSA__ERR(w, ": parameters: ");
+			mdsa_sb_int(e, (int64_t)schema.len);
+			mdsa_sb_puts(e, " bytes, at most 65536");
+			continue;
+		}
+		mdsa_str perr = {0};
+		mdsa_json *v = mdsa_json_parse(schema, &perr);
+		if (v == NULL) {
+			MDSA__ERR(w, ": parameters: not JSON: ");
+			mdsa_sb_str(e, perr);
+		} else if (v->kind != MDSA_J_OBJECT) {
+			MDSA__ERR(w, ": parameters: want a JSON Schema object");
+		} else {
+			mdsa__state.tool_params[i] = v;
+		}
 	}
 #undef MDSA__ERR
 }
@@ -2602,6 +2761,10 @@ static int mdsa__describe(const mdsa_plugin *p) {
 	mdsa_sb_grow(&b, 4096);
 	mdsa_sb_puts(&b, "{\"abi\":");
 	mdsa_sb_int(&b, MDSA_ABI_VERSION);
+	if (mdsa__state.n_tools > 0) {
+		mdsa_sb_puts(&b, ",\"abi_minor\":");
+		mdsa_sb_int(&b, MDSA_ABI_MINOR_TOOLS);
+	}
 	mdsa_sb_puts(&b, ",\"name\":");
 	mdsa_sb_json_cstr(&b, p->name);
 	mdsa_sb_puts(&b, ",\"version\":");
@@ -2634,6 +2797,25 @@ static int mdsa__describe(const mdsa_plugin *p) {
 	mdsa__gen_object(&b, &p->generation);
 	mdsa_sb_puts(&b, ",\"capabilities\":");
 	mdsa__json_str_list(&b, p->capabilities);
+	if (mdsa__state.n_tools > 0) {
+		mdsa_sb_puts(&b, ",\"tools\":[");
+		for (int i = 0; i < mdsa__state.n_tools; i++) {
+			const mdsa_tool *t = &p->tools[i];
+			if (i > 0) mdsa_sb_byte(&b, ',');
+			mdsa_sb_puts(&b, "{\"name\":");
+			mdsa_sb_json_cstr(&b, t->name);
+			if (t->description != NULL && t->description[0] != 0) {
+				mdsa_sb_puts(&b, ",\"description\":");
+				mdsa_sb_json_cstr(&b, t->description);
+			}
+			if (mdsa__state.tool_params[i] != NULL) {
+				mdsa_sb_puts(&b, ",\"parameters\":");
+				mdsa_sb_json_value(&b, mdsa__state.tool_params[i]);
+			}
+			mdsa_sb_byte(&b, '}');
+		}
+		mdsa_sb_byte(&b, ']');
+	}
 	mdsa_sb_byte(&b, '}');
 	return mdsa__finish("describe", &b);
 }
@@ -2708,9 +2890,62 @@ static int mdsa__handle(const mdsa_plugin *p) {
 	return mdsa__finish("handle", &b);
 }
 
+/** Sets out to a successful call whose result is content; returns 0. */
+static int mdsa_tool_ok(mdsa_tool_result *out, mdsa_str content) {
+	out->content = content;
+	out->is_error = false;
+	return 0;
+}
+
+/** Sets out to a failed call (is_error) that message explains to the model; returns 0. */
+static int mdsa_tool_error(mdsa_tool_result *out, mdsa_str message) {
+	out->content = message;
+	out->is_error = true;
+	return 0;
+}
+
+/** mdsa_tool_error with a NUL-terminated message. */
+static inline int mdsa_tool_errors(mdsa_tool_result *out, const char *message) { return mdsa_tool_error(out, mdsa_s(message)); }
+
+static int mdsa__tool(const mdsa_plugin *p) {
+	static const mdsa_json no_arguments = {.kind = MDSA_J_OBJECT};
+	if (!mdsa__begin(p, "tool")) return 1;
+	mdsa_json *v = mdsa__decode_input("tool");
+	if (v == NULL) return 1;
+	mdsa_tool_request req = {0};
+	mdsa_str err = {0};
+	if (!mdsa__field_str(v, mdsa_s(""), "name", &req.name, &err) || !mdsa__field_str(v, mdsa_s(""), "query", &req.query, &err))
+		return mdsa__fail_export("tool", err);
+	const mdsa_json *args = mdsa_json_get(v, "arguments");
+	req.arguments = args != NULL && args->kind != MDSA_J_NULL ? args : &no_arguments;
+	for (int i = 0; i < mdsa__state.n_tools; i++) {
+		const mdsa_tool *t = &p->tools[i];
+		if (!mdsa_str_eqs(req.name, t->name)) continue;
+		mdsa_env env = {.plugin = p, .export_name = "tool"};
+		mdsa_tool_result out = {0};
+		if (t->run(&env, &req, &out) != 0) {
+			mdsa_str why = env.error.len > 0 ? env.error : mdsa_s("tool function failed");
+			return mdsa__fail_export("tool", mdsa_concat3(req.name, mdsa_s(": "), why));
+		}
+		mdsa_sb b = {0};
+		mdsa_sb_grow(&b, out.content.len + 32);
+		mdsa_sb_puts(&b, "{\"content\":");
+		mdsa_sb_json_str(&b, out.content);
+		if (out.is_error) mdsa_sb_puts(&b, ",\"is_error\":true");
+		mdsa_sb_byte(&b, '}');
+		return mdsa__finish("tool", &b);
+	}
+	mdsa_sb m = {0};
+	mdsa_sb_puts(&m, "no tool named ");
+	mdsa_sb_json_str(&m, req.name);
+	return mdsa__fail_export("tool", mdsa_sb_view(&m));
+}
+
 /**
- * MDSA_PLUGIN(p) defines the describe, prompt and validate exports serving
- * the mdsa_plugin variable p. Use it once, at file scope.
+ * MDSA_PLUGIN(p) defines the describe, prompt, validate and tool exports
+ * serving the mdsa_plugin variable p. Use it once, at file scope. The tool
+ * export runs p.tools; for a plugin without tools it is never called
+ * (every name is unknown to it).
  */
 #define MDSA_PLUGIN(P)                                                             \
 	__attribute__((export_name("describe"))) int mdsa_export_describe(void) {      \
@@ -2721,6 +2956,9 @@ static int mdsa__handle(const mdsa_plugin *p) {
 	}                                                                              \
 	__attribute__((export_name("validate"))) int mdsa_export_validate(void) {      \
 		return mdsa__validate(&(P));                                               \
+	}                                                                              \
+	__attribute__((export_name("tool"))) int mdsa_export_tool(void) {              \
+		return mdsa__tool(&(P));                                                   \
 	}
 
 /**

@@ -367,6 +367,9 @@ func (s *sched) free() {
 		if sl.sampler != 0 {
 			llama.SamplerFree(sl.sampler)
 		}
+		if sl.grammar != 0 {
+			llama.SamplerFree(sl.grammar)
+		}
 	}
 	s.cache.free()
 	llama.Free(s.lctx)

@@ -134,7 +134,8 @@ func tokenPiece(vocab llama.Vocab, tok llama.Token, buf []byte) ([]byte, []byte)
 	return buf[:n], buf
 }
 
-// newSampler builds the sampler chain for p. A Grammar comes first. With
+// newSampler builds the sampler chain for p (a Grammar is not part of it:
+// see sched.sample). With
 // IgnoreEOS a bias bans the end-of-generation tokens eog. Temperature 0 (or below)
 // is greedy decoding and ignores the other settings. Otherwise the chain is
 // repeat penalty (when RepeatPenalty is set and not 1), top-k (when > 0),
@@ -146,13 +147,6 @@ const maxGrammarBytes = 256 << 10
 
 func newSampler(p engine.Params, vocab llama.Vocab, nVocab int32, eog []llama.Token) llama.Sampler {
 	chain := llama.SamplerChainInit(llama.SamplerChainParams{NoPerf: 1})
-	if p.Grammar != "" {
-		// First, so that no other sampler keeps only tokens the grammar
-		// forbids. Generate checked that it parses.
-		if g := llama.SamplerInitGrammar(vocab, p.Grammar, "root"); g != 0 {
-			llama.SamplerChainAdd(chain, g)
-		}
-	}
 	if p.IgnoreEOS && len(eog) > 0 {
 		bias := make([]llama.LogitBias, len(eog))
 		for i, t := range eog {

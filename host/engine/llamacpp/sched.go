@@ -103,10 +103,14 @@ type slot struct {
 	nIn     int         // tokens this slot put in the current batch
 	outIdx  int32       // batch index of its token with logits, -1 if none
 	piece   []byte
-	// guard is set for a constrained generation (a grammar): utf8 holds
-	// the incomplete character its text ends in (see utf8guard.go).
-	guard bool
-	utf8  []byte
+	// grammar is the grammar sampler of a constrained generation (0:
+	// none), kept out of the chain (see sample); cands is its candidate
+	// buffer. guard is set with a UTF-8 table: utf8 holds the incomplete
+	// character the text ends in (see utf8guard.go).
+	grammar llama.Sampler
+	cands   []llama.TokenData
+	guard   bool
+	utf8    []byte
 }
 
 // sched runs every generation of one Engine on one llama.cpp context with
@@ -451,7 +455,11 @@ func (s *sched) assign(r *genRequest) {
 		eog = s.e.specials.eog // Generate waited for them
 	}
 	target.sampler = newSampler(r.params, s.e.vocab, s.nVocab, eog)
-	target.guard, target.utf8 = r.params.Grammar != "" && s.e.utf8 != nil, nil
+	if r.params.Grammar != "" {
+		// Generate checked that it parses.
+		target.grammar = llama.SamplerInitGrammar(s.e.vocab, r.params.Grammar, "root")
+	}
+	target.guard, target.utf8 = target.grammar != 0 && s.e.utf8 != nil, nil
 	target.st = newStreamer(r.params.Stop, r.publish)
 	target.res = engine.Result{Model: s.e.info.Name, TokensIn: len(r.tokens), TokensCached: n}
 }
@@ -584,12 +592,7 @@ func (s *sched) step() {
 	}
 	for _, sl := range in {
 		if sl.outIdx >= 0 && sl.r != nil {
-			if sl.guard {
-				if logits, err := llama.GetLogitsIth(s.lctx, sl.outIdx, int(s.nVocab)); err == nil && logits != nil {
-					s.e.utf8.mask(logits, sl.utf8)
-				}
-			}
-			s.accept(sl, llama.SamplerSample(sl.sampler, s.lctx, sl.outIdx))
+			s.accept(sl, s.sample(sl))
 		}
 	}
 }
@@ -671,6 +674,10 @@ func (s *sched) release(sl *slot, dropCache bool) {
 		sl.cached = sl.cached[:0]
 	}
 	llama.SamplerFree(sl.sampler)
+	if sl.grammar != 0 {
+		llama.SamplerFree(sl.grammar)
+		sl.grammar = 0
+	}
 	s.clock++
 	sl.r, sl.sampler, sl.st, sl.hasNext, sl.lastUse = nil, 0, nil, false, s.clock
 }

@@ -32,11 +32,12 @@ type utf8Table struct {
 	// text: the only ones that may follow an incomplete character.
 	cont      []llama.Token
 	contPiece [][]byte
+	contIndex map[llama.Token]int // position in cont
 }
 
 // newUTF8Table classifies the n tokens of vocab.
 func newUTF8Table(vocab llama.Vocab, n int32) *utf8Table {
-	t := &utf8Table{kind: make([]uint8, n)}
+	t := &utf8Table{kind: make([]uint8, n), contIndex: map[llama.Token]int{}}
 	var buf []byte
 	for tok := llama.Token(0); tok < llama.Token(n); tok++ {
 		var b []byte
@@ -46,6 +47,7 @@ func newUTF8Table(vocab llama.Vocab, n int32) *utf8Table {
 			t.kind[tok] = utf8Empty
 		case isContinuation(b[0]):
 			t.kind[tok] = utf8Bad
+			t.contIndex[tok] = len(t.cont)
 			t.cont = append(t.cont, tok)
 			t.contPiece = append(t.contPiece, append([]byte(nil), b...))
 		default:
@@ -75,6 +77,23 @@ func utf8Tail(b []byte) (int, bool) {
 		i += size
 	}
 	return 0, true
+}
+
+// allows reports whether tok may follow a text ending in the incomplete
+// character pending: what mask would leave.
+func (t *utf8Table) allows(tok llama.Token, pending []byte) bool {
+	if tok < 0 || int(tok) >= len(t.kind) || t.kind[tok] == utf8Empty {
+		return true
+	}
+	if len(pending) == 0 {
+		return t.kind[tok] == utf8Good
+	}
+	i, ok := t.contIndex[tok]
+	if !ok {
+		return false
+	}
+	_, valid := utf8Tail(append(append([]byte(nil), pending...), t.contPiece[i]...))
+	return valid
 }
 
 // mask bans, in logits, the tokens that may not follow a text ending in

@@ -30,13 +30,14 @@ func TestUTF8Tail(t *testing.T) {
 // the tokens that go on with it. Control tokens stay the grammar's call.
 func TestUTF8Mask(t *testing.T) {
 	pieces := []string{"", "a", "\x97", "\x97\x93", "\xe8", "\xe8\x97\x93", "\xbf\xbf\xbf", "\xc3a"}
-	tab := &utf8Table{kind: make([]uint8, len(pieces))}
+	tab := &utf8Table{kind: make([]uint8, len(pieces)), contIndex: map[llama.Token]int{}}
 	for i, p := range pieces {
 		switch _, ok := utf8Tail([]byte(p)); {
 		case p == "":
 			tab.kind[i] = utf8Empty
 		case isContinuation(p[0]):
 			tab.kind[i] = utf8Bad
+			tab.contIndex[llama.Token(i)] = len(tab.cont)
 			tab.cont = append(tab.cont, llama.Token(i))
 			tab.contPiece = append(tab.contPiece, []byte(p))
 		case ok:
@@ -64,6 +65,9 @@ func TestUTF8Mask(t *testing.T) {
 	} {
 		got := allowed(c.pending)
 		for i := range got {
+			if tab.allows(llama.Token(i), []byte(c.pending)) != got[i] {
+				t.Errorf("after %q: allows(%q) disagrees with mask", c.pending, pieces[i])
+			}
 			if got[i] != c.want[i] {
 				t.Errorf("after %q: token %q allowed %v, want %v", c.pending, pieces[i], got[i], c.want[i])
 			}

@@ -9,9 +9,13 @@
 //   mdsa.register(p);
 //   export { describe, prompt, validate } from "<path>/sdk/assemblyscript/assembly/index";
 //
+// (add tool to the re-exports when the plugin declares tools, handle when it
+// runs whole requests itself).
+//
 // Build with --use abort=<path>/sdk/assemblyscript/assembly/io/mdsaAbort.
 
 export {
+  ABI_MINOR_TOOLS,
   ABI_VERSION,
   CAP_COUNT_TOKENS,
   CAP_EMBED,
@@ -22,6 +26,10 @@ export {
   GenerateResponse,
   Generation,
   HandleResponse,
+  MAX_TOOLS,
+  MAX_TOOL_DESCRIPTION_LEN,
+  MAX_TOOL_NAME_LEN,
+  MAX_TOOL_SCHEMA_LEN,
   Message,
   ModelPref,
   Plugin,
@@ -33,12 +41,16 @@ export {
   ROLE_USER,
   TIER_DOMAIN,
   TIER_REASONER,
+  Tool,
+  ToolFn,
+  ToolResult,
   ValidateFn,
   ValidateRequest,
   describe,
   handle,
   prompt,
   register,
+  tool,
   validate,
 } from "./plugin";
 export {

@@ -43,6 +43,13 @@ export class JValue {
     return v.str;
   }
 
+  /** The number member key, or def when absent or not a number. */
+  getNumber(key: string, def: f64 = NaN): f64 {
+    const v = this.get(key);
+    if (v === null || v.kind != JKind.Number) return def;
+    return v.num;
+  }
+
   /** The number member key as an integer, or def when absent or not a number. */
   getInt(key: string, def: i64 = 0): i64 {
     const v = this.get(key);
@@ -528,6 +535,14 @@ export class JSONWriter {
     const n = s.length;
     this.reserve(n);
     for (let i = 0; i < n; i++) this.put(<u32>s.charCodeAt(i));
+    return this;
+  }
+
+  /** Appends raw bytes (UTF-8 JSON text the caller has checked). */
+  rawBytes(b: Uint8Array): JSONWriter {
+    this.reserve(b.length);
+    memory.copy(this.buf.dataStart + <usize>this.len, b.dataStart, <usize>b.length);
+    this.len += b.length;
     return this;
   }
 

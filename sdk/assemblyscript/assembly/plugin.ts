@@ -1,7 +1,8 @@
 // The plugin declaration and the ABI v1 exports of the MDSA AssemblyScript
 // SDK. A plugin builds a Plugin, passes it to register() at the top level of
 // its entry file, and re-exports describe, prompt and validate (and, if it
-// wants the host to let it drive generation itself, handle).
+// wants the host to let it drive generation itself, handle; if it declares
+// tools, tool).
 
 import { JKind, JSONWriter, JValue, parseJSON } from "./json";
 import { HOST_COUNT_TOKENS, HOST_EMBED, HOST_GENERATE, hostCall, readInput, setError, setOutput } from "./io";
@@ -11,6 +12,18 @@ import { Issue, Validation, Validator, evaluate } from "./validators";
 
 /** The plugin ABI version this SDK speaks. */
 export const ABI_VERSION: i32 = 1;
+
+/**
+ * The minor version of ABI 1 a manifest states when the plugin declares
+ * tools (the tool export and the manifest's tools came with minor 1).
+ */
+export const ABI_MINOR_TOOLS: i32 = 1;
+
+/** Bounds of tool declarations the host enforces (sdk/ABI.md section 4.5). */
+export const MAX_TOOLS: i32 = 32;
+export const MAX_TOOL_NAME_LEN: i32 = 64;
+export const MAX_TOOL_DESCRIPTION_LEN: i32 = 4096;
+export const MAX_TOOL_SCHEMA_LEN: i32 = 64 << 10;
 
 /** Model tiers. */
 export const TIER_DOMAIN = "domain";
@@ -216,6 +229,66 @@ export class HandleResponse {
   validation: Validation = new Validation();
 }
 
+/**
+ * What a tool returns: content, the text the model reads as the call's
+ * result (at most 64 KB), and whether the call failed. A failed call
+ * (ToolResult.error) is not an export failure: the model reads the message
+ * and may call again with better arguments.
+ */
+export class ToolResult {
+  content: string;
+  isError: bool;
+
+  constructor(content: string, isError: bool = false) {
+    this.content = content;
+    this.isError = isError;
+  }
+
+  /** A successful call whose result is content. */
+  static ok(content: string): ToolResult {
+    return new ToolResult(content, false);
+  }
+
+  /** A failed call (bad arguments, say): message tells the model why. */
+  static error(message: string): ToolResult {
+    return new ToolResult(message, true);
+  }
+}
+
+/**
+ * A tool's run function: args are the call's arguments (a JSON object,
+ * already checked by the host against the tool's parameters; an empty
+ * object when the call has none), env.query the query being answered.
+ * Return ToolResult.ok(content) or ToolResult.error(message); env.fail
+ * fails the whole export instead (for what the model cannot fix).
+ */
+export type ToolFn = (env: Env, args: JValue) => ToolResult;
+
+/**
+ * A tool the model may call while answering a query of the domain (ABI
+ * 1.1, sdk/ABI.md section 4.5). Declaring one puts "abi_minor": 1 and the
+ * tool in the manifest; the entry file must then re-export tool.
+ */
+export class Tool {
+  /** 1-64 of [A-Za-z0-9_-], unique within the plugin. */
+  name: string;
+  /** What the tool does and when to use it, for the model (at most 4096 bytes). */
+  description: string;
+  /**
+   * The JSON Schema of the arguments, as JSON text: an object schema
+   * ({"type": "object", ...}) of at most 64 KB; "" means no arguments.
+   */
+  parameters: string;
+  run: ToolFn;
+
+  constructor(name: string, description: string, parameters: string, run: ToolFn) {
+    this.name = name;
+    this.description = description;
+    this.parameters = parameters;
+    this.run = run;
+  }
+}
+
 /** A custom prompt function; call env.fail to fail the export. */
 export type PromptFn = (env: Env, req: PromptRequest) => PromptResponse;
 /** A custom validate function; call env.fail to fail the export. */
@@ -231,7 +304,8 @@ export type ValidateFn = (env: Env, req: ValidateRequest) => Validation;
  *    ("{{query}}") as the final user message;
  *  - validate runs validators in order.
  *
- * promptFn and validateFn replace those defaults.
+ * promptFn and validateFn replace those defaults. tools declares functions
+ * the model may call while answering (run by the tool export).
  */
 export class Plugin {
   name: string;
@@ -251,6 +325,8 @@ export class Plugin {
   validators: Validator[] = [];
   promptFn: PromptFn | null = null;
   validateFn: ValidateFn | null = null;
+  /** Tools the model may call (at most MAX_TOOLS); see Tool. */
+  tools: Tool[] = [];
 
   constructor(name: string, version: string) {
     this.name = name;
@@ -263,6 +339,8 @@ export class Env {
   plugin: Plugin;
   /** Set by fail: the export then fails with this message. */
   error: string = "";
+  /** The query of the request being served ("" in describe). */
+  query: string = "";
   private c: Compiled;
 
   constructor(c: Compiled) {
@@ -446,6 +524,25 @@ function validName(s: string): bool {
   return true;
 }
 
+function validToolName(s: string): bool {
+  if (s.length == 0 || s.length > MAX_TOOL_NAME_LEN) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c == 0x5f || c == 0x2d)) return false;
+  }
+  return true;
+}
+
+// A string as a JSON string literal, for messages.
+function quoted(s: string): string {
+  return new JSONWriter(s.length + 2).str(s).toString();
+}
+
+// The UTF-8 bytes of a tool's parameters (unpaired surrogates replaced).
+function schemaBytes(t: Tool): Uint8Array {
+  return Uint8Array.wrap(String.UTF8.encode(t.parameters, false, String.UTF8.ErrorMode.REPLACE));
+}
+
 /** A checked plugin with its templates parsed and its manifest encoded. */
 export class Compiled {
   plugin: Plugin;
@@ -486,14 +583,45 @@ export class Compiled {
       const e = unchecked(p.validators[i]).configError;
       if (e.length > 0) errs.push(e);
     }
+    this.checkTools(errs);
     if (errs.length > 0) return 'plugin "' + p.name + '": ' + errs.join("; ");
     return "";
+  }
+
+  private checkTools(errs: string[]): void {
+    const tools = this.plugin.tools;
+    if (tools.length > MAX_TOOLS) errs.push("manifest declares " + tools.length.toString() + " tools, at most " + MAX_TOOLS.toString());
+    for (let i = 0; i < tools.length; i++) {
+      const t = unchecked(tools[i]);
+      const at = "tools[" + i.toString() + "] " + quoted(t.name);
+      if (!validToolName(t.name)) errs.push(at + ": want a name of 1-64 of [A-Za-z0-9_-]");
+      for (let j = 0; j < i; j++) {
+        if (unchecked(tools[j]).name == t.name) {
+          errs.push(at + ": the name is declared twice");
+          break;
+        }
+      }
+      if (String.UTF8.byteLength(t.description) > MAX_TOOL_DESCRIPTION_LEN) {
+        errs.push(at + ": description is longer than " + MAX_TOOL_DESCRIPTION_LEN.toString() + " bytes");
+      }
+      if (trimSpace(t.parameters).length == 0) continue;
+      const b = schemaBytes(t);
+      if (b.length > MAX_TOOL_SCHEMA_LEN) {
+        errs.push(at + ": parameters: " + b.length.toString() + " bytes, at most " + MAX_TOOL_SCHEMA_LEN.toString());
+        continue;
+      }
+      const r = parseJSON(b);
+      const v = r.value;
+      if (v === null) errs.push(at + ": parameters: not JSON: " + r.error);
+      else if (v.kind != JKind.Object) errs.push(at + ": parameters: want a JSON Schema object");
+    }
   }
 
   private encodeManifest(): Uint8Array {
     const p = this.plugin;
     const w = new JSONWriter(4096);
     w.raw('{"abi":').int(ABI_VERSION);
+    if (p.tools.length > 0) w.key("abi_minor").int(ABI_MINOR_TOOLS);
     w.key("name").str(p.name);
     w.key("version").str(p.version);
     if (p.description.length > 0) w.key("description").str(p.description);
@@ -517,6 +645,19 @@ export class Compiled {
     w.key("generation");
     p.generation.write(w);
     w.key("capabilities").strings(p.capabilities);
+    if (p.tools.length > 0) {
+      w.key("tools").byte(0x5b);
+      for (let i = 0; i < p.tools.length; i++) {
+        const t = unchecked(p.tools[i]);
+        if (i > 0) w.byte(0x2c);
+        w.raw('{"name":').str(t.name);
+        if (t.description.length > 0) w.key("description").str(t.description);
+        // Checked to be one JSON object, so it goes in as written.
+        if (trimSpace(t.parameters).length > 0) w.key("parameters").rawBytes(schemaBytes(t));
+        w.byte(0x7d);
+      }
+      w.byte(0x5d);
+    }
     w.byte(0x7d);
     return w.bytes().slice();
   }
@@ -700,6 +841,7 @@ export function prompt(): i32 {
   const req = decodePromptRequest("prompt", v);
   if (req === null) return 1;
   const env = new Env(c);
+  env.query = req.query;
   const r = c.prompt(env, req);
   if (r === null) {
     setError("prompt: " + env.error);
@@ -729,6 +871,7 @@ export function validate(): i32 {
   if (resp !== null) req.response = resp.str;
   if (dom !== null) req.domain = dom.str;
   const env = new Env(c);
+  env.query = req.query;
   const res = c.validate(env, req);
   if (res === null) {
     setError("validate: " + env.error);
@@ -755,6 +898,7 @@ export function handle(): i32 {
   const req = decodePromptRequest("handle", v);
   if (req === null) return 1;
   const env = new Env(c);
+  env.query = req.query;
   const pr = c.prompt(env, req);
   if (pr === null) {
     setError("handle: " + env.error);
@@ -781,4 +925,47 @@ export function handle(): i32 {
   writeValidation(w, val);
   w.byte(0x7d);
   return setOutput("handle", w.bytes()) ? 0 : 1;
+}
+
+/**
+ * The tool export (ABI 1.1; re-export it when the plugin declares tools):
+ * runs the tool the input names with its arguments and outputs
+ * {"content": ..., "is_error": true|absent}. A tool's ToolResult.error is
+ * a failed call the model reads; an unknown name, malformed input or
+ * env.fail fail the export ("tool: ...").
+ */
+export function tool(): i32 {
+  const c = current("tool");
+  if (c === null) return 1;
+  const v = decodeInput("tool");
+  if (v === null) return 1;
+  const ok = new StaticArray<bool>(1);
+  ok[0] = true;
+  const n = field("tool", v, "name", JKind.String, "a string", ok);
+  if (!ok[0]) return 1;
+  const q = field("tool", v, "query", JKind.String, "a string", ok);
+  if (!ok[0]) return 1;
+  const name = n === null ? "" : n.str;
+  let args = v.get("arguments");
+  if (args === null || args.kind == JKind.Null) args = new JValue(JKind.Object);
+  const tools = c.plugin.tools;
+  for (let i = 0; i < tools.length; i++) {
+    const t = unchecked(tools[i]);
+    if (t.name != name) continue;
+    const env = new Env(c);
+    if (q !== null) env.query = q.str;
+    const run = t.run;
+    const r = run(env, args);
+    if (env.error.length > 0) {
+      setError("tool: " + name + ": " + env.error);
+      return 1;
+    }
+    const w = new JSONWriter(r.content.length + 32);
+    w.raw('{"content":').str(r.content);
+    if (r.isError) w.raw(',"is_error":true');
+    w.byte(0x7d);
+    return setOutput("tool", w.bytes()) ? 0 : 1;
+  }
+  setError("tool: no tool named " + quoted(name));
+  return 1;
 }

@@ -2,7 +2,9 @@
 // templates with context placeholders and a literal "{{", a custom prompt
 // function with generation overrides and a failure, a custom validate
 // function that builds on the defaults and calls Env.countTokens, Env.embed
-// (the query "embed please", see sdkcheck.Embed), and the handle export.
+// (the query "embed please", see sdkcheck.Embed), the handle export, and
+// tools: "add" (sums two numbers, a failed call for bad arguments, an export
+// failure for a = 13) and "query" (no parameters; returns env.query).
 // Built by sdk_test.go from this directory.
 import * as mdsa from "../assembly/index";
 
@@ -56,6 +58,26 @@ function customValidate(env: mdsa.Env, req: mdsa.ValidateRequest): mdsa.Validati
   return v;
 }
 
+// add: {"sum": a + b}; a failed call when a or b is not a number; a = 13
+// fails the export (env.fail).
+function addTool(env: mdsa.Env, args: mdsa.JValue): mdsa.ToolResult {
+  const a = args.getNumber("a");
+  const b = args.getNumber("b");
+  if (isNaN(a) || isNaN(b)) return mdsa.ToolResult.error("a and b must be numbers");
+  if (a == 13) {
+    env.fail("unlucky number");
+    return mdsa.ToolResult.ok("");
+  }
+  const w = new mdsa.JSONWriter();
+  w.raw('{"sum":').num(a + b).byte(0x7d);
+  return mdsa.ToolResult.ok(w.toString());
+}
+
+// query: the query being answered, and how many arguments came.
+function queryTool(env: mdsa.Env, args: mdsa.JValue): mdsa.ToolResult {
+  return mdsa.ToolResult.ok(env.query + " (" + args.keys.length.toString() + " arguments)");
+}
+
 const p = new mdsa.Plugin("features", "0.1.0");
 p.keywords = ["feature"];
 p.capabilities = [mdsa.CAP_GENERATE, mdsa.CAP_EMBED, mdsa.CAP_COUNT_TOKENS];
@@ -64,6 +86,15 @@ p.template = "Q: {{query}} ({{context.lang}})";
 p.validators = [mdsa.bannedTerms(["forbidden phrase"]), mdsa.requireDisclaimer("Test disclaimer.")];
 p.promptFn = customPrompt;
 p.validateFn = customValidate;
+p.tools = [
+  new mdsa.Tool(
+    "add",
+    "Adds two numbers exactly. Use it for any sum.",
+    '{"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number", "description": "the second \u00e9 addend"}}, "required": ["a", "b"]}',
+    addTool,
+  ),
+  new mdsa.Tool("query", "Returns the query.", "", queryTool),
+];
 mdsa.register(p);
 
-export { describe, prompt, validate, handle } from "../assembly/index";
+export { describe, prompt, validate, handle, tool } from "../assembly/index";

@@ -11,12 +11,26 @@ static const mdsa_validator validators[] = {
 	MDSA_VALIDATORS_END,
 };
 
+static int noop(mdsa_env *env, const mdsa_tool_request *req, mdsa_tool_result *out) {
+	(void)env;
+	(void)req;
+	return mdsa_tool_ok(out, mdsa_s(""));
+}
+
+static const mdsa_tool tools[] = {
+	MDSA_TOOL("bad name", NULL, NULL, noop),
+	MDSA_TOOL("t", NULL, "{nope", noop),
+	MDSA_TOOL("t", NULL, "[1]", NULL),
+	MDSA_TOOLS_END,
+};
+
 static const mdsa_plugin bad = {
 	.name = "Bad Name",
 	.version = "1",
 	.capabilities = capabilities,
 	.template_ = "{{nope}}",
 	.validators = validators,
+	.tools = tools,
 };
 
 MDSA_PLUGIN(bad)

@@ -3,7 +3,9 @@
  * context placeholders and a literal "{{", a custom prompt function with
  * generation overrides, a custom validate function calling the defaults and
  * mdsa_count_tokens, mdsa_embed (the query "embed please", see
- * sdkcheck.Embed), and the handle export. Built by sdk_test.go.
+ * sdkcheck.Embed), the handle export, and tools: "add" (sums two numbers, a
+ * failed call for bad arguments, an export failure for a = 13) and "query"
+ * (no parameters; returns the query). Built by sdk_test.go.
  */
 #include "../mdsa.h"
 
@@ -66,6 +68,53 @@ static int custom_validate(mdsa_env *env, const mdsa_validate_request *req, mdsa
 	return mdsa_validation_add(out, "token_count", MDSA_INFO, mdsa_sb_view(&m));
 }
 
+/* Appends x with at most 6 decimals (mdsa_sb_decimal takes no sign). */
+static void put_number(mdsa_sb *b, double x) {
+	if (x < 0) {
+		mdsa_sb_byte(b, '-');
+		x = -x;
+	}
+	mdsa_sb_decimal(b, x);
+}
+
+/* add: {"sum": a + b}; a failed call when a or b is not a number; a = 13
+ * fails the export. */
+static int add_tool(mdsa_env *env, const mdsa_tool_request *req, mdsa_tool_result *out) {
+	const mdsa_json *a = mdsa_json_get(req->arguments, "a");
+	const mdsa_json *b = mdsa_json_get(req->arguments, "b");
+	if (a == NULL || a->kind != MDSA_J_NUMBER || b == NULL || b->kind != MDSA_J_NUMBER)
+		return mdsa_tool_errors(out, "a and b must be numbers");
+	double x = mdsa_json_number(a, 0), y = mdsa_json_number(b, 0);
+	if (x == 13) return mdsa_fails(env, "unlucky number");
+	mdsa_sb s = {0};
+	mdsa_sb_puts(&s, "{\"sum\":");
+	put_number(&s, x + y);
+	mdsa_sb_byte(&s, '}');
+	if (s.failed) return mdsa_fails(env, "out of memory");
+	return mdsa_tool_ok(out, mdsa_sb_view(&s));
+}
+
+/* query: the query being answered, and how many arguments came. */
+static int query_tool(mdsa_env *env, const mdsa_tool_request *req, mdsa_tool_result *out) {
+	(void)env;
+	mdsa_sb s = {0};
+	mdsa_sb_str(&s, req->query);
+	mdsa_sb_puts(&s, " (");
+	mdsa_sb_int(&s, req->arguments->count);
+	mdsa_sb_puts(&s, " arguments)");
+	return mdsa_tool_ok(out, mdsa_sb_view(&s));
+}
+
+static const mdsa_tool tools[] = {
+	MDSA_TOOL("add", "Adds two numbers exactly. Use it for any sum.",
+	          "{\"type\": \"object\",\n"
+	          " \"properties\": {\"a\": {\"type\": \"number\"}, \"b\": {\"type\": \"number\", \"description\": \"the second \\u00e9 addend\", \"maximum\": 1e300}},\n"
+	          " \"required\": [\"a\", \"b\"]}",
+	          add_tool),
+	MDSA_TOOL("query", "Returns the query.", NULL, query_tool),
+	MDSA_TOOLS_END,
+};
+
 static const mdsa_validator validators[] = {
 	MDSA_BANNED_TERMS(banned),
 	MDSA_REQUIRE_DISCLAIMER("Test disclaimer.", NULL),
@@ -82,6 +131,7 @@ static const mdsa_plugin features = {
 	.validators = validators,
 	.prompt_fn = custom_prompt,
 	.validate_fn = custom_validate,
+	.tools = tools,
 };
 
 MDSA_PLUGIN(features)
