@@ -263,7 +263,7 @@ func fileSafe(name string) string {
 // generate runs messages on catalog model name for tenant, as they are: no
 // routing, no plugin. The model must be one the tenant may use; gen is
 // merged with the host's sampling defaults and engine.max_tokens.
-func (h *Host) generate(ctx context.Context, tenant, model string, messages []engine.Message, gen abi.Generation, onToken engine.TokenFunc) (engine.Result, error) {
+func (h *Host) generate(ctx context.Context, tenant, model string, messages []engine.Message, gen abi.Generation, grammar string, onToken engine.TokenFunc) (engine.Result, error) {
 	if h.closed.Load() {
 		return engine.Result{}, ErrClosed
 	}
@@ -279,7 +279,9 @@ func (h *Host) generate(ctx context.Context, tenant, model string, messages []en
 		return engine.Result{}, err
 	}
 	defer l.Release()
-	return l.Engine().Generate(ctx, engine.Request{Messages: messages, Params: h.params(gen)}, onToken)
+	params := h.params(gen)
+	params.Grammar = grammar
+	return l.Engine().Generate(ctx, engine.Request{Messages: messages, Params: params}, onToken)
 }
 
 // remoteEngines holds the remote engines the registry opened.

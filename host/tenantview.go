@@ -90,5 +90,12 @@ func (t *Tenant) Embed(ctx context.Context, model string, inputs []string) (Embe
 // capped by engine.max_tokens. onToken, when set, receives the text as it
 // is produced.
 func (t *Tenant) Generate(ctx context.Context, model string, messages []engine.Message, gen abi.Generation, onToken engine.TokenFunc) (engine.Result, error) {
-	return t.h.generate(ctx, t.name, model, messages, gen, onToken)
+	return t.h.generate(ctx, t.name, model, messages, gen, "", onToken)
+}
+
+// GenerateConstrained is Generate under a GBNF grammar (root rule "root";
+// "" for none) that every generated text must match, such as
+// host/structured makes from response formats and tools.
+func (t *Tenant) GenerateConstrained(ctx context.Context, model string, messages []engine.Message, gen abi.Generation, grammar string, onToken engine.TokenFunc) (engine.Result, error) {
+	return t.h.generate(ctx, t.name, model, messages, gen, grammar, onToken)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/mdsa-go/mdsa/host/engine"
@@ -103,7 +102,7 @@ func (h *Host) generateTurns(ctx context.Context, e engine.Engine, p *plugin.Plu
 		params.MaxTokens = budget
 		tok := onToken
 		if cur.Active() && onToken != nil {
-			tok = answerOnly(onToken)
+			tok = structured.AnswerOnly(onToken)
 		}
 		gen, err := e.Generate(ctx, engine.Request{Messages: toEngineMessages(msgs), Params: params}, tok)
 		out.turns = round
@@ -177,24 +176,6 @@ func (h *Host) runTool(ctx context.Context, p *plugin.Plugin, ts *structured.Too
 	}
 	step.Content, step.IsError = resp.Content, resp.IsError
 	return step, nil
-}
-
-// answerOnly passes on the text of an answer and swallows that of calls,
-// which start with '<' (see structured.IsCall).
-func answerOnly(onToken engine.TokenFunc) engine.TokenFunc {
-	decided, call := false, false
-	return func(piece string) error {
-		if !decided {
-			if piece == "" {
-				return nil
-			}
-			decided, call = true, strings.HasPrefix(piece, "<")
-		}
-		if call {
-			return nil
-		}
-		return onToken(piece)
-	}
 }
 
 // checkFormat applies the response format to a final answer: a revision by

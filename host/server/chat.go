@@ -11,6 +11,7 @@ import (
 	"github.com/mdsa-go/mdsa/host"
 	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/router"
+	"github.com/mdsa-go/mdsa/host/structured"
 	"github.com/mdsa-go/mdsa/internal/tenant"
 	"github.com/mdsa-go/mdsa/internal/wire"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
@@ -42,9 +43,35 @@ type chatChoice struct {
 }
 
 type chatMessage struct {
-	Role    string  `json:"role"`
-	Content string  `json:"content"`
-	Refusal *string `json:"refusal"`
+	Role      string     `json:"role"`
+	Content   string     `json:"content"`
+	Refusal   *string    `json:"refusal"`
+	ToolCalls []toolCall `json:"tool_calls,omitempty"`
+}
+
+// toolCall is OpenAI's tool call object; Index is set in stream deltas.
+type toolCall struct {
+	Index    *int         `json:"index,omitempty"`
+	ID       string       `json:"id"`
+	Type     string       `json:"type"`
+	Function toolFunction `json:"function"`
+}
+
+type toolFunction struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+// toolCallsOf maps the model's calls; stream deltas carry an index.
+func toolCallsOf(calls []structured.Call, indexed bool) []toolCall {
+	out := make([]toolCall, len(calls))
+	for i, c := range calls {
+		out[i] = toolCall{ID: c.ID, Type: "function", Function: toolFunction{Name: c.Name, Arguments: c.Arguments}}
+		if indexed {
+			out[i].Index = &i
+		}
+	}
+	return out
 }
 
 type chatUsage struct {
@@ -77,6 +104,8 @@ type mdsaInfo struct {
 	// fit the model's context.
 	Conversation   *router.Conversation `json:"conversation,omitempty"`
 	HistoryDropped int                  `json:"history_dropped,omitempty"`
+	// ToolSteps are the domain's own tools the host ran while answering.
+	ToolSteps []host.ToolStep `json:"tool_steps,omitempty"`
 	// Response is the final (validated) text; sent in the last chunk of a
 	// stream only, since validation may revise what was streamed.
 	Response *string `json:"response,omitempty"`
@@ -101,8 +130,9 @@ type chunkChoice struct {
 }
 
 type chunkDelta struct {
-	Role    string `json:"role,omitempty"`
-	Content string `json:"content,omitempty"`
+	Role      string     `json:"role,omitempty"`
+	Content   string     `json:"content,omitempty"`
+	ToolCalls []toolCall `json:"tool_calls,omitempty"`
 }
 
 // chat serves POST /v1/chat/completions.
@@ -143,7 +173,8 @@ func (s *Server) chat(c *call) *apiError {
 	req.History = history
 	c.query, c.forced = req.Query, domain != ""
 	hreq := host.Request{Query: req.Query, History: req.History, Domain: domain,
-		Generation: req.generation(maxTokens), RequestID: c.id, OnCache: c.setCacheHeader}
+		Generation: req.generation(maxTokens), RequestID: c.id, OnCache: c.setCacheHeader,
+		Format: req.Format, Tools: req.Tools, Turns: req.Turns}
 	if req.System != "" {
 		hreq.Context = map[string]string{"system": req.System}
 	}
@@ -157,12 +188,16 @@ func (s *Server) chat(c *call) *apiError {
 	}
 	out := chatCompletion{
 		ID: "chatcmpl-" + c.id, Object: "chat.completion", Created: c.start.Unix(), Model: modelID(res.Domain),
-		Choices: []chatChoice{{Message: chatMessage{Role: abi.RoleAssistant, Content: res.Response},
+		Choices: []chatChoice{{Message: chatMessage{Role: abi.RoleAssistant, Content: res.Response, ToolCalls: toolCallsOf(res.ToolCalls, false)},
 			FinishReason: finishReason(res)}},
 		Usage: usageOf(res),
 		MDSA:  info(res),
 	}
-	c.keepTurn(req.Query, res.Response)
+	if len(res.ToolCalls) == 0 && len(req.Turns) == 0 {
+		// A kept conversation holds the user's and the assistant's words;
+		// rounds of the client's tools stay with the client.
+		c.keepTurn(req.Query, res.Response)
+	}
 	c.json(http.StatusOK, out)
 	return nil
 }
@@ -204,15 +239,23 @@ func (c *call) catalogModel(model string) (bool, *apiError) {
 // chatModel answers a chat completion from a catalog model as it is: the
 // messages go to the model, its text comes back (streamed when asked).
 func (c *call) chatModel(req chatRequest, maxTokens int) *apiError {
-	var msgs []engine.Message
+	var msgs []abi.Message
 	if req.System != "" {
-		msgs = append(msgs, engine.Message{Role: "system", Content: req.System})
+		msgs = append(msgs, abi.Message{Role: abi.RoleSystem, Content: req.System})
 	}
-	for _, m := range req.History {
-		msgs = append(msgs, engine.Message{Role: m.Role, Content: m.Content})
-	}
-	msgs = append(msgs, engine.Message{Role: abi.RoleUser, Content: req.Query})
+	msgs = append(msgs, req.History...)
+	msgs = append(msgs, abi.Message{Role: abi.RoleUser, Content: req.Query})
 	gen := req.generation(maxTokens)
+	var formatInstr string
+	if req.Format != nil {
+		formatInstr = req.Format.Instruction()
+	}
+	msgs = structured.Instruct(msgs, formatInstr, req.Tools.Instruction())
+	msgs = append(msgs, structured.Messages(req.Turns)...)
+	grammar, err := structured.Grammar(req.Tools, req.Format)
+	if err != nil {
+		return structuredError("tools", err)
+	}
 	ctx := c.r.Context()
 	var sse *sseStream
 	var onToken engine.TokenFunc
@@ -225,13 +268,20 @@ func (c *call) chatModel(req chatRequest, maxTokens int) *apiError {
 			}
 			return sse.delta(chunkDelta{Content: piece})
 		}
+		if req.Tools.Active() {
+			onToken = structured.AnswerOnly(onToken)
+		}
+	}
+	emsgs := make([]engine.Message, len(msgs))
+	for i, m := range msgs {
+		emsgs[i] = engine.Message{Role: m.Role, Content: m.Content}
 	}
 	t0 := time.Now()
-	res, err := c.ht.Generate(ctx, req.Model, msgs, gen, onToken)
+	res, err := c.ht.GenerateConstrained(ctx, req.Model, emsgs, gen, grammar, onToken)
 	c.tokens = host.Tokens{Prompt: res.TokensIn, Completion: res.TokensOut, Cached: res.TokensCached}
 	c.timings = host.Timings{Generate: time.Since(t0)}
 	hres := host.Result{Response: res.Text, FinishReason: res.FinishReason, Status: host.StatusOK, RequestID: c.id,
-		Tokens: c.tokens, Timings: c.timings}
+		Tokens: c.tokens, Timings: c.timings, Validation: abi.Validation{OK: true, Score: 1, Issues: []abi.Issue{}}}
 	if err != nil {
 		aerr := c.hostError(err)
 		if sse == nil || !sse.started {
@@ -243,16 +293,28 @@ func (c *call) chatModel(req chatRequest, maxTokens int) *apiError {
 		}
 		return nil
 	}
+	if req.Tools.Active() && structured.IsCall(res.Text) {
+		hres.Response = ""
+		if calls, ok := structured.Parse(res.Text); ok {
+			hres.ToolCalls, hres.FinishReason = calls, host.FinishToolCalls
+		}
+	}
 	c.status = host.StatusOK
 	if sse == nil {
 		c.json(http.StatusOK, chatCompletion{
 			ID: "chatcmpl-" + c.id, Object: "chat.completion", Created: c.start.Unix(), Model: req.Model,
-			Choices: []chatChoice{{Message: chatMessage{Role: abi.RoleAssistant, Content: res.Text},
+			Choices: []chatChoice{{Message: chatMessage{Role: abi.RoleAssistant, Content: hres.Response, ToolCalls: toolCallsOf(hres.ToolCalls, false)},
 				FinishReason: finishReason(hres)}},
 			Usage: usageOf(hres),
 			MDSA:  info(hres),
 		})
 		return nil
+	}
+	if len(hres.ToolCalls) > 0 {
+		if err := sse.delta(chunkDelta{ToolCalls: toolCallsOf(hres.ToolCalls, true)}); err != nil {
+			c.err = hostError(c.id, fmt.Errorf("%w: %w", errClientGone, err))
+			return nil
+		}
 	}
 	sse.finish(hres, info(hres), req.IncludeUsage)
 	return nil
@@ -324,8 +386,11 @@ func modelID(domain string) string {
 }
 
 func finishReason(res host.Result) string {
-	if res.FinishReason == engine.FinishLength {
+	switch res.FinishReason {
+	case engine.FinishLength:
 		return "length"
+	case host.FinishToolCalls:
+		return "tool_calls"
 	}
 	return "stop"
 }
@@ -339,7 +404,7 @@ func usageOf(res host.Result) chatUsage {
 func info(res host.Result) mdsaInfo {
 	return mdsaInfo{RequestID: res.RequestID, Domain: res.Domain, Cache: res.Cache, Confidence: res.Confidence, Status: string(res.Status),
 		Validation: res.Validation, TimingsMS: wire.FromTimings(res.Timings), Conversation: res.Conversation,
-		HistoryDropped: res.HistoryDropped}
+		HistoryDropped: res.HistoryDropped, ToolSteps: res.ToolSteps}
 }
 
 // chatStream answers with server-sent events: a chunk per piece of text as
@@ -390,9 +455,17 @@ func (c *call) chatStream(req chatRequest, hreq host.Request) *apiError {
 			return nil
 		}
 	}
+	if len(res.ToolCalls) > 0 {
+		if err := sse.delta(chunkDelta{ToolCalls: toolCallsOf(res.ToolCalls, true)}); err != nil {
+			c.err = hostError(c.id, fmt.Errorf("%w: %w", errClientGone, err))
+			return nil
+		}
+	}
 	mi := info(res)
 	mi.Response = &res.Response
-	c.keepTurn(req.Query, res.Response)
+	if len(res.ToolCalls) == 0 && len(req.Turns) == 0 {
+		c.keepTurn(req.Query, res.Response)
+	}
 	sse.finish(res, mi, req.IncludeUsage)
 	return nil
 }

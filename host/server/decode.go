@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/mdsa-go/mdsa/host"
+	"github.com/mdsa-go/mdsa/host/structured"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -41,6 +42,12 @@ type chatRequest struct {
 	// ConversationID names a conversation the server keeps
 	// ([conversations]): its messages come before these.
 	ConversationID string
+	// Format is the response format (nil: text); Tools the client's tools
+	// and how the model may call them (nil: none); Turns the rounds of
+	// tool calls and results after the query.
+	Format *structured.Format
+	Tools  *structured.Toolset
+	Turns  []structured.Turn
 }
 
 // decodeChat decodes and checks a chat completion request. Every error is a
@@ -57,6 +64,10 @@ func decodeChat(data []byte) (chatRequest, *apiError) {
 		n              int64 = 1
 		logprobs       bool
 		penalty        float64
+		tools          []structured.Tool
+		choice         structured.Choice
+		choiceGiven    bool
+		parallel       = true
 	)
 	aerr = object(raw, "", map[string]field{
 		"model":           str(&r.Model),
@@ -89,19 +100,14 @@ func decodeChat(data []byte) (chatRequest, *apiError) {
 		"user":              str(new(string)),
 		"metadata":          ignore,
 		"store":             boolean(new(bool)),
-		"response_format": func(v json.RawMessage, path string) *apiError {
-			var typ string
-			if err := object(v, path, map[string]field{"type": str(&typ)}); err != nil {
-				return err
-			}
-			if typ != "text" {
-				return badRequest(join(path, "type"), "unsupported_value", "%s: only \"text\" is supported, got %q", join(path, "type"), clip(typ, 64))
-			}
-			return nil
+		"response_format":   responseFormat(&r.Format),
+		"tools":             toolDefs(&tools),
+		"tool_choice": func(v json.RawMessage, path string) *apiError {
+			choiceGiven = true
+			return toolChoice(&choice)(v, path)
 		},
-		"tools":       unsupported("tools (function calling) are not supported"),
-		"tool_choice": unsupported("tools (function calling) are not supported"),
-		"functions":   unsupported("functions (function calling) are not supported"),
+		"parallel_tool_calls": boolean(&parallel),
+		"functions":           unsupported("functions (the old function calling) are not supported: use tools"),
 	})
 	if aerr != nil {
 		return r, aerr
@@ -126,6 +132,9 @@ func decodeChat(data []byte) (chatRequest, *apiError) {
 	if aerr := r.decodeMessages(messages); aerr != nil {
 		return r, aerr
 	}
+	if aerr := r.toolset(tools, choice, choiceGiven, parallel); aerr != nil {
+		return r, aerr
+	}
 	return r, nil
 }
 
@@ -147,58 +156,64 @@ func (r *chatRequest) decodeMessages(raw json.RawMessage) *apiError {
 		return badRequest("messages", "empty_messages", "messages is empty: give at least one user message")
 	}
 	var system []string
+	msgs := make([]chatMsg, 0, len(list))
 	lastUser := -1
 	for i, m := range list {
-		path := index("messages", i)
-		var role string
-		var content *string
+		cm := chatMsg{path: index("messages", i)}
+		path := cm.path
 		aerr := object(m, path, map[string]field{
-			"role": str(&role),
+			"role": str(&cm.role),
 			"content": func(v json.RawMessage, p string) *apiError {
 				s, err := decodeContent(v, p)
-				content = &s
+				cm.content = &s
 				return err
 			},
-			"name":    str(new(string)),
-			"refusal": ignore,
+			"name":         str(new(string)),
+			"refusal":      ignore,
+			"tool_calls":   toolCalls(&cm.calls),
+			"tool_call_id": str(&cm.callID),
 		})
 		if aerr != nil {
 			return aerr
 		}
-		switch role {
+		if len(cm.calls) > 0 && cm.role != abi.RoleAssistant {
+			return badRequest(join(path, "tool_calls"), "invalid_value", "%s.tool_calls: only assistant messages carry tool calls", path)
+		}
+		switch cm.role {
 		case abi.RoleSystem, "developer":
-			if content != nil && *content != "" {
-				system = append(system, *content)
+			if cm.content != nil && *cm.content != "" {
+				system = append(system, *cm.content)
 			}
+			continue
 		case abi.RoleUser:
-			if content == nil {
+			if cm.content == nil {
 				return badRequest(join(path, "content"), "missing_field", "%s.content is required for a user message", path)
 			}
-			lastUser = len(r.History)
-			r.History = append(r.History, abi.Message{Role: abi.RoleUser, Content: *content})
+			lastUser = len(msgs)
 		case abi.RoleAssistant:
-			c := ""
-			if content != nil {
-				c = *content
+		case roleTool:
+			if cm.callID == "" {
+				return badRequest(join(path, "tool_call_id"), "missing_field", "%s.tool_call_id is required for a tool message: the id of the call it answers", path)
 			}
-			r.History = append(r.History, abi.Message{Role: abi.RoleAssistant, Content: c})
 		case "":
-			return badRequest(join(path, "role"), "missing_field", "%s.role is required: system, user or assistant", path)
+			return badRequest(join(path, "role"), "missing_field", "%s.role is required: system, user, assistant or tool", path)
 		default:
-			return badRequest(join(path, "role"), "unsupported_value", "%s.role %q is not supported: use system, user or assistant", path, clip(role, 64))
+			return badRequest(join(path, "role"), "unsupported_value", "%s.role %q is not supported: use system, user, assistant or tool", path, clip(cm.role, 64))
 		}
+		msgs = append(msgs, cm)
 	}
 	if lastUser < 0 {
 		return badRequest("messages", "missing_user_message", "messages has no user message: the last user message is the query")
 	}
-	if lastUser != len(r.History)-1 {
-		return badRequest("messages", "invalid_value", "messages must end with a user message (the query); an assistant message follows the last one")
+	history, aerr := foldHistory(msgs[:lastUser])
+	if aerr != nil {
+		return aerr
 	}
-	r.Query = r.History[lastUser].Content
-	r.History = r.History[:lastUser]
-	if len(r.History) == 0 {
-		r.History = nil
+	if r.Turns, aerr = tailTurns(msgs[lastUser+1:]); aerr != nil {
+		return aerr
 	}
+	r.Query = *msgs[lastUser].content
+	r.History = history
 	if strings.TrimSpace(r.Query) == "" {
 		return badRequest("messages", "invalid_value", "the last user message is empty: it is the query")
 	}

@@ -155,9 +155,14 @@ func hostError(reqID string, err error) *apiError {
 	var ce *plugin.CallError
 	var le *tenant.LimitError
 	var cle *engine.ContextLengthError
+	var clash *host.ToolClashError
 	switch {
 	case errors.As(err, &le):
 		return limitError(le, "")
+	case errors.As(err, &clash):
+		return structuredError("", clash.Err)
+	case errors.Is(err, host.ErrToolsUnsupported):
+		return badRequest("tools", "unsupported_value", "tools: %v", err)
 	case errors.As(err, &cle):
 		param := "messages"
 		if strings.HasPrefix(cle.What, "embedding input") {

@@ -105,7 +105,7 @@ func baseConfig(t testing.TB, pluginsDir string) config.Config {
 	cfg.Host.PluginsDir = pluginsDir
 	cfg.Host.CacheDir = fixture.cacheDir
 	cfg.Engine.LibDir = testutil.LlamaLibDir(t)
-	cfg.Engine.ContextSize = 1024
+	cfg.Engine.ContextSize = 2048 // finance offers its tool: a longer system prompt
 	cfg.Engine.Parallel = 2
 	cfg.Engine.Threads = 1
 	cfg.Engine.MemoryBudgetMB = 1024

@@ -11,6 +11,7 @@ import (
 
 	"github.com/openai/openai-go"
 	"github.com/openai/openai-go/option"
+	"github.com/openai/openai-go/shared"
 
 	"github.com/mdsa-go/mdsa/internal/gguf"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
@@ -263,4 +264,125 @@ func toF32(v []float64) []float32 {
 		out[i] = float32(f)
 	}
 	return out
+}
+
+// Structured outputs and tools through the official client: a strict
+// schema answer, tool calls (plain and streamed) and the round trip of
+// their results, with real llama.cpp and the synthetic model.
+func TestOpenAIStructuredOutputsAndTools(t *testing.T) {
+	h := openHost(t)
+	ts := startServer(t, newServer(t, h, openConfig(t)))
+	client := openaiClient(ts.URL, "any-key-on-an-open-server")
+	ctx := context.Background()
+	temp := openai.Float(1)
+
+	schema := map[string]any{"type": "object", "properties": map[string]any{
+		"summary": map[string]any{"type": "string", "maxLength": 40},
+		"urgent":  map[string]any{"type": "boolean"},
+	}, "required": []string{"summary", "urgent"}, "additionalProperties": false}
+	c, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+		Model: "mdsa/support", Temperature: temp, MaxTokens: openai.Int(400), Seed: openai.Int(2),
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(qSupport)},
+		ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{
+			JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: "ticket", Schema: schema, Strict: openai.Bool(true)}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ticket struct {
+		Summary *string `json:"summary"`
+		Urgent  *bool   `json:"urgent"`
+	}
+	dec := json.NewDecoder(strings.NewReader(c.Choices[0].Message.Content))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ticket); err != nil || ticket.Summary == nil || ticket.Urgent == nil || len([]rune(*ticket.Summary)) > 40 {
+		t.Fatalf("not the schema's JSON (%v): %q", err, c.Choices[0].Message.Content)
+	}
+
+	weather := openai.ChatCompletionToolParam{Function: shared.FunctionDefinitionParam{
+		Name: "get_weather", Description: openai.String("The weather in a city"), Strict: openai.Bool(true),
+		Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{
+			"city": map[string]any{"type": "string", "maxLength": 30}}, "required": []string{"city"}, "additionalProperties": false}}}
+	params := openai.ChatCompletionNewParams{
+		Model: "mdsa/support", Temperature: temp, MaxTokens: openai.Int(400), Seed: openai.Int(3),
+		ParallelToolCalls: openai.Bool(false),
+		Messages:          []openai.ChatCompletionMessageParamUnion{openai.UserMessage(qSupport)},
+		Tools:             []openai.ChatCompletionToolParam{weather},
+		ToolChoice:        openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")},
+	}
+	c, err = client.Chat.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := c.Choices[0]
+	if ch.FinishReason != "tool_calls" || len(ch.Message.ToolCalls) == 0 {
+		t.Fatalf("finish %q, calls %+v, content %q", ch.FinishReason, ch.Message.ToolCalls, ch.Message.Content)
+	}
+	for _, call := range ch.Message.ToolCalls {
+		var args struct {
+			City *string `json:"city"`
+		}
+		if call.Function.Name != "get_weather" || !strings.HasPrefix(call.ID, "call_") ||
+			json.Unmarshal([]byte(call.Function.Arguments), &args) != nil || args.City == nil {
+			t.Fatalf("call %+v", call)
+		}
+	}
+
+	// The client runs the tool and sends the results back.
+	follow := params
+	follow.ToolChoice = openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("none")}
+	follow.Messages = append(append([]openai.ChatCompletionMessageParamUnion{}, params.Messages...), ch.Message.ToParam())
+	for _, call := range ch.Message.ToolCalls {
+		follow.Messages = append(follow.Messages, openai.ToolMessage("sunny, 24 C", call.ID))
+	}
+	c, err = client.Chat.Completions.New(ctx, follow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch := c.Choices[0]; ch.FinishReason == "tool_calls" || len(ch.Message.ToolCalls) != 0 || ch.Message.Content == "" {
+		t.Fatalf("after the results: %+v", ch)
+	}
+
+	// Streamed: the calls arrive as tool_calls deltas, no call markup as content.
+	stream := client.Chat.Completions.NewStreaming(ctx, params)
+	var acc openai.ChatCompletionAccumulator
+	for stream.Next() {
+		chunk := stream.Current()
+		acc.AddChunk(chunk)
+		for _, d := range chunk.Choices {
+			if strings.Contains(d.Delta.Content, "tool_call") {
+				t.Fatalf("call markup streamed as content: %q", d.Delta.Content)
+			}
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(acc.Choices) != 1 || acc.Choices[0].FinishReason != "tool_calls" || len(acc.Choices[0].Message.ToolCalls) == 0 ||
+		acc.Choices[0].Message.ToolCalls[0].Function.Name != "get_weather" {
+		t.Fatalf("streamed: %+v", acc.Choices)
+	}
+
+	// A strict schema the grammar cannot express is the client's mistake,
+	// named by its place.
+	_, err = client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+		Model: "mdsa", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(qSupport)},
+		ResponseFormat: openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{
+			JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: "x", Strict: openai.Bool(true),
+				Schema: map[string]any{"type": "object", "properties": map[string]any{"n": map[string]any{"type": "string", "pattern": "^a"}}}}}},
+	})
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest || apiErr.Param != "response_format.json_schema.schema" ||
+		!strings.Contains(apiErr.Message, "/properties/n/pattern") {
+		t.Fatalf("an inexpressible strict schema: %v", err)
+	}
+	// A client tool named like one of the domain's is refused for it.
+	clash := params
+	clash.Model = "mdsa/finance"
+	clash.Tools = []openai.ChatCompletionToolParam{{Function: shared.FunctionDefinitionParam{Name: "loan_payment"}}}
+	clash.ToolChoice = openai.ChatCompletionToolChoiceOptionUnionParam{}
+	_, err = client.Chat.Completions.New(ctx, clash)
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest || apiErr.Param != "tools" || !strings.Contains(apiErr.Message, "domain finance") {
+		t.Fatalf("a clash with the domain's tool: %v", err)
+	}
 }

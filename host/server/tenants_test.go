@@ -194,10 +194,10 @@ func TestErrorCodes(t *testing.T) {
 	}
 
 	// 400 for prompts the model cannot take, which OpenAI clients do not
-	// retry: longer than the context (1024 tokens here), a NUL byte.
+	// retry: longer than the context (2048 tokens here), a NUL byte.
 	long := chatBody("mdsa/support", strings.Repeat("where is my order? ", 700))
 	e = check("context length", do(t, http.MethodPost, chat, acmeKey, long), 400, "context_length_exceeded", "raise engine.context_size")
-	if e.Error.Param == nil || *e.Error.Param != "messages" || !strings.Contains(e.Error.Message, "holds 1024 tokens") {
+	if e.Error.Param == nil || *e.Error.Param != "messages" || !strings.Contains(e.Error.Message, "holds 2048 tokens") {
 		t.Fatalf("context length: %+v", e.Error)
 	}
 	check("NUL byte", do(t, http.MethodPost, chat, acmeKey, chatBody("mdsa/support", "where is\x00 my order")), 400, "invalid_input", "NUL byte")

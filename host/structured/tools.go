@@ -148,7 +148,7 @@ func (ts *Toolset) add(tools []Tool) error {
 		if o, ok := ts.Find(t.Name); ok {
 			if o.Domain != "" || t.Domain != "" {
 				d := o.Domain + t.Domain
-				return fieldErr("tools["+strconv.Itoa(i)+"].name", fmt.Sprintf("%q is a tool of the domain %s; rename yours", t.Name, d))
+				return fieldErr("tools", fmt.Sprintf("%q is a tool of the domain %s; rename yours", t.Name, d))
 			}
 			return fieldErr("tools["+strconv.Itoa(i)+"].name", fmt.Sprintf("%q is given twice", t.Name))
 		}
@@ -301,6 +301,24 @@ func RenderResults(results []Result) string {
 // than an answer: under the toolset's grammar an answer never starts with
 // '<' and a call always does.
 func IsCall(text string) bool { return strings.HasPrefix(text, "<") }
+
+// AnswerOnly wraps a streaming callback so that it receives the text of
+// an answer and nothing of calls (which start with '<', see IsCall).
+func AnswerOnly(onPiece func(string) error) func(string) error {
+	decided, call := false, false
+	return func(piece string) error {
+		if !decided {
+			if piece == "" {
+				return nil
+			}
+			decided, call = true, strings.HasPrefix(piece, "<")
+		}
+		if call {
+			return nil
+		}
+		return onPiece(piece)
+	}
+}
 
 // Parse reads the calls in text, as made under the toolset's grammar, and
 // gives each a new id. ok is false when text is not calls or is cut short

@@ -8,6 +8,7 @@ package c_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/mdsa-go/mdsa/internal/sdkcheck"
@@ -396,6 +397,85 @@ func TestFeatures(t *testing.T) {
 	}
 }
 
+// TestTools checks plugin tools (ABI 1.1) through the host: the manifest's
+// abi_minor and tools, a good call, a failed call for bad arguments,
+// mdsa_fail inside a tool, an unknown name, and the query reaching the
+// tool; and that a plugin without tools declares none.
+func TestTools(t *testing.T) {
+	plain, _ := wasm(t)
+	p := sdkcheck.Load(t, "features.wasm", build.features, &sdkcheck.FakeServices{})
+	m := p.Manifest()
+	if m.ABIMinor != 1 || len(m.Tools) != 2 || m.Tools[0].Name != "add" || m.Tools[1].Name != "query" ||
+		m.Tools[0].Description != "Adds two numbers exactly. Use it for any sum." || m.Tools[1].Parameters != nil {
+		t.Fatalf("manifest: abi_minor %d, tools %+v", m.ABIMinor, m.Tools)
+	}
+	// The schema as declared, written compactly (numbers as they were).
+	if want := `{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number","description":"the second é addend",` +
+		`"maximum":1e300}},"required":["a","b"]}`; string(m.Tools[0].Parameters) != want {
+		t.Fatalf("parameters:\n got %s\nwant %s", m.Tools[0].Parameters, want)
+	}
+	if ts := p.Tools(); len(ts) != 2 || ts[0].Name != "add" || ts[1].Name != "query" {
+		t.Fatalf("compiled tools: %+v", ts)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args, content string
+		isError       bool
+	}{
+		{`{"a":2,"b":3.5}`, `{"sum":5.5}`, false},
+		{`{"b":1000,"a":-1e3,"extra":[1]}`, `{"sum":0}`, false},
+		{`{"a":-2.25,"b":1}`, `{"sum":-1.25}`, false},
+		{`{"a":"2","b":3}`, "a and b must be numbers", true},
+		{`{"a":1}`, "a and b must be numbers", true},
+		{`null`, "a and b must be numbers", true},
+	} {
+		r, err := p.Tool(ctx, abi.ToolRequest{Name: "add", Arguments: json.RawMessage(tc.args)})
+		if err != nil || r.Content != tc.content || r.IsError != tc.isError {
+			t.Errorf("add(%s) = %+v, %v; want %q (is_error %v)", tc.args, r, err, tc.content, tc.isError)
+		}
+	}
+	q := "What is \"2+2\"?\n🙂"
+	if r, err := p.Tool(ctx, abi.ToolRequest{Name: "query", Arguments: json.RawMessage(`{}`), Query: q}); err != nil ||
+		r != (abi.ToolResponse{Content: q + " (0 arguments)"}) {
+		t.Errorf("query tool: %+v, %v", r, err)
+	}
+	if _, err := p.Tool(ctx, abi.ToolRequest{Name: "add", Arguments: json.RawMessage(`{"a":13,"b":1}`)}); !errors.Is(err, plugin.ErrFailed) ||
+		!strings.Contains(err.Error(), "tool: add: unlucky number") {
+		t.Errorf("mdsa_fail in a tool: %v", err)
+	}
+	if _, err := p.Tool(ctx, abi.ToolRequest{Name: "nope", Arguments: json.RawMessage(`{}`)}); !errors.Is(err, plugin.ErrNoTool) {
+		t.Errorf("unknown tool through the host: %v", err)
+	}
+	// The export itself, with inputs the host never sends.
+	raw := sdkcheck.RawPluginWithHost(t, build.features, func(string, []byte) []byte { return nil })
+	for _, tc := range []struct{ input, want string }{
+		{`{"name":"nope","arguments":{}}`, `tool: no tool named "nope"`},
+		{`{"arguments":{}}`, `tool: no tool named ""`},
+		{`{"name":5}`, "tool: decode input: name: want a string"},
+		{`{"name":"add","query":[]}`, "tool: decode input: query: want a string"},
+		{`[]`, "tool: decode input: want a JSON object"},
+		{`{"name":"add"`, "tool: decode input: unexpected end of JSON input at byte 13"},
+	} {
+		if _, msg := sdkcheck.CallRaw(t, raw, "tool", []byte(tc.input)); msg != tc.want {
+			t.Errorf("tool(%s): error %q, want %q", tc.input, msg, tc.want)
+		}
+	}
+	out, msg := sdkcheck.CallRaw(t, raw, "tool", []byte(`{"name":"query","arguments":{"x":[1,{"y":null}],"z":"w"},"query":"q"}`))
+	if r, err := abi.DecodeToolResponse(out); msg != "" || err != nil || r != (abi.ToolResponse{Content: "q (2 arguments)"}) {
+		t.Errorf("raw query: %s %q %v", out, msg, err)
+	}
+
+	// A plugin without tools declares none and keeps abi_minor 0 (its
+	// tool export knows no name).
+	l := sdkcheck.Load(t, "travel.wasm", plain, nil)
+	if lm := l.Manifest(); lm.ABIMinor != 0 || lm.Tools != nil || l.Tools() != nil {
+		t.Errorf("travel declares tools: %d %+v", lm.ABIMinor, lm.Tools)
+	}
+	if _, msg := sdkcheck.CallRaw(t, sdkcheck.RawPlugin(t, plain), "tool", []byte(`{"name":"add","arguments":{}}`)); msg != `tool: no tool named "add"` {
+		t.Errorf("travel's tool export: %q", msg)
+	}
+}
+
 // TestEmbed checks mdsa_embed through the features plugin (see
 // sdkcheck.Embed): vectors intact through the host, refusals and
 // undecodable replies as the result's error_code / error_message.
@@ -433,6 +513,20 @@ func TestBadPluginRefused(t *testing.T) {
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("load error lacks %q:\n%v", want, err)
+		}
+	}
+	// The host clips the message; describe itself lists every reason,
+	// the tools' too.
+	_, msg := sdkcheck.CallRaw(t, sdkcheck.RawPlugin(t, build.bad), "describe", nil)
+	for _, want := range []string{
+		`tools[0] "bad name": want a name of 1-64 of [A-Za-z0-9_-]`,
+		`tools[1] "t": parameters: not JSON: expected a string as object key at byte 1`,
+		`tools[2] "t": the name is declared twice`,
+		`tools[2] "t": run function is NULL`,
+		`tools[2] "t": parameters: want a JSON Schema object`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("describe error lacks %q:\n%s", want, msg)
 		}
 	}
 }

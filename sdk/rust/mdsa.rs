@@ -44,7 +44,7 @@
 //! that move bytes 8 at a time; a JSON value parser and writer; the ABI's
 //! JSON shapes; the host-function wrappers ([`generate`], [`embed`],
 //! [`count_tokens`]); prompt templates; validators; the declarative
-//! [`Plugin`] and its export glue. Nothing here panics on any input: bad
+//! [`Plugin`] (with its tools, ABI 1.1) and its export glue. Nothing here panics on any input: bad
 //! input is an error the export reports with `error_set`. (A panic in
 //! plugin code traps the instance, which the host then discards.)
 
@@ -59,11 +59,16 @@ use std::fmt;
 /// The plugin ABI version this SDK speaks.
 pub const ABI_VERSION: i64 = 1;
 
+/// The minor version of ABI 1 a manifest states when the plugin declares
+/// tools (minor 1 added them and the tool export).
+pub const ABI_MINOR_TOOLS: i64 = 1;
+
 /// Export names.
 pub const EXPORT_DESCRIBE: &str = "describe";
 pub const EXPORT_PROMPT: &str = "prompt";
 pub const EXPORT_VALIDATE: &str = "validate";
 pub const EXPORT_HANDLE: &str = "handle";
+pub const EXPORT_TOOL: &str = "tool";
 
 /// Capabilities a manifest may declare.
 pub const CAP_GENERATE: &str = "generate";
@@ -120,6 +125,10 @@ pub const MAX_MESSAGES: usize = 512;
 pub const MAX_ISSUES: usize = 256;
 pub const MAX_ISSUE_CODE_LEN: usize = 64;
 pub const MAX_ISSUE_MESSAGE_LEN: usize = 4096;
+pub const MAX_TOOLS: usize = 32;
+pub const MAX_TOOL_NAME_LEN: usize = 64;
+pub const MAX_TOOL_SCHEMA_LEN: usize = 64 << 10;
+pub const MAX_TOOL_CONTENT_LEN: usize = 64 << 10;
 
 /// Deepest JSON nesting the parser accepts (the host's documents nest 3
 /// levels deep).
@@ -1298,9 +1307,25 @@ pub struct ModelPref {
     pub min_context: u32,
 }
 
+/// One tool in the manifest (ABI 1.1, sdk/ABI.md section 4.5).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolSpec {
+    /// 1-64 of [A-Za-z0-9_-], unique within the plugin.
+    pub name: String,
+    /// What the tool does and when to use it, for the model.
+    pub description: String,
+    /// The JSON Schema of the arguments, as JSON text (an object schema of
+    /// at most 64 KB); "" means no arguments.
+    pub parameters: String,
+}
+
 /// What describe returns.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Manifest {
+    /// The minor version of ABI 1 the plugin is written for (0: none
+    /// stated); declaring tools needs ABI_MINOR_TOOLS, which
+    /// Plugin::compile sets.
+    pub abi_minor: i64,
     pub name: String,
     pub version: String,
     pub description: String,
@@ -1309,6 +1334,15 @@ pub struct Manifest {
     pub model: ModelPref,
     pub generation: Generation,
     pub capabilities: Vec<String>,
+    /// Tools the plugin implements (the tool export runs them).
+    pub tools: Vec<ToolSpec>,
+}
+
+/// Whether s is a valid tool name: 1-64 of [A-Za-z0-9_-].
+pub fn valid_tool_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_TOOL_NAME_LEN
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
 }
 
 impl Manifest {
@@ -1365,6 +1399,46 @@ impl Manifest {
                 return Err(format!("manifest capability {c:?} is listed twice"));
             }
         }
+        self.check_tools()
+    }
+
+    fn check_tools(&self) -> Result<(), String> {
+        if self.abi_minor < 0 {
+            return Err(format!("manifest abi_minor {} is negative", self.abi_minor));
+        }
+        if self.tools.is_empty() {
+            return Ok(());
+        }
+        if self.abi_minor < ABI_MINOR_TOOLS {
+            return Err(format!("manifest tools need abi_minor {ABI_MINOR_TOOLS} or later (abi_minor is {})", self.abi_minor));
+        }
+        if self.tools.len() > MAX_TOOLS {
+            return Err(format!("manifest declares {} tools, at most {MAX_TOOLS}", self.tools.len()));
+        }
+        for (i, t) in self.tools.iter().enumerate() {
+            let at = format!("manifest tools[{i}] {:?}", t.name);
+            if !valid_tool_name(&t.name) {
+                return Err(format!("{at}: want a name of 1-{MAX_TOOL_NAME_LEN} of [A-Za-z0-9_-]"));
+            }
+            if self.tools[..i].iter().any(|o| o.name == t.name) {
+                return Err(format!("{at}: the name is declared twice"));
+            }
+            if t.description.len() > MAX_DESCRIPTION_LEN {
+                return Err(format!("{at}: description: {} bytes, at most {MAX_DESCRIPTION_LEN}", t.description.len()));
+            }
+            let schema = t.parameters.trim();
+            if schema.is_empty() {
+                continue;
+            }
+            if schema.len() > MAX_TOOL_SCHEMA_LEN {
+                return Err(format!("{at}: parameters: {} bytes, at most {MAX_TOOL_SCHEMA_LEN}", schema.len()));
+            }
+            match Json::parse(schema.as_bytes()) {
+                Ok(Json::Object(_)) => {}
+                Ok(_) => return Err(format!("{at}: parameters: want a JSON Schema object")),
+                Err(e) => return Err(format!("{at}: parameters: {e}")),
+            }
+        }
         Ok(())
     }
 
@@ -1372,7 +1446,11 @@ impl Manifest {
     pub fn to_json(&self) -> String {
         let mut out = String::new();
         let mut w = ObjWriter::new(&mut out);
-        w.int("abi", ABI_VERSION).str("name", &self.name).str("version", &self.version);
+        w.int("abi", ABI_VERSION);
+        if self.abi_minor != 0 {
+            w.int("abi_minor", self.abi_minor);
+        }
+        w.str("name", &self.name).str("version", &self.version);
         if !self.description.is_empty() {
             w.str("description", &self.description);
         }
@@ -1392,6 +1470,28 @@ impl Manifest {
         });
         w.raw("generation", |o| self.generation.write(o));
         w.strs("capabilities", &self.capabilities);
+        if !self.tools.is_empty() {
+            w.raw("tools", |o| {
+                o.push('[');
+                for (i, t) in self.tools.iter().enumerate() {
+                    if i > 0 {
+                        o.push(',');
+                    }
+                    let mut tw = ObjWriter::new(o);
+                    tw.str("name", &t.name);
+                    if !t.description.is_empty() {
+                        tw.str("description", &t.description);
+                    }
+                    let schema = t.parameters.trim();
+                    if !schema.is_empty() {
+                        // check() parsed it as one JSON object: it goes in as written.
+                        tw.raw("parameters", |o| o.push_str(schema));
+                    }
+                    tw.end();
+                }
+                o.push(']');
+            });
+        }
         w.end();
         out
     }
@@ -1578,6 +1678,51 @@ impl HandleResponse {
         let mut w = ObjWriter::new(&mut out);
         w.str("response", &self.response);
         w.raw("validation", |o| self.validation.write(o));
+        w.end();
+        out
+    }
+}
+
+/// The input of the tool export (ABI 1.1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolRequest {
+    /// Which tool to run.
+    pub name: String,
+    /// The arguments: a JSON object the host checked against the tool's
+    /// parameters; an empty object when the call has none.
+    pub arguments: Json,
+    /// The query being answered.
+    pub query: String,
+}
+
+impl ToolRequest {
+    /// Decodes the JSON the host sends.
+    pub fn decode(input: &[u8]) -> Result<ToolRequest, String> {
+        let v = parse_object(input)?;
+        let arguments = match v.get("arguments") {
+            None | Some(Json::Null) => Json::Object(Vec::new()),
+            Some(a) => a.clone(),
+        };
+        Ok(ToolRequest { name: field_str(&v, "name")?, arguments, query: field_str(&v, "query")? })
+    }
+}
+
+/// The output of the tool export: what the model reads as the call's
+/// result, and whether the call failed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolResponse {
+    pub content: String,
+    pub is_error: bool,
+}
+
+impl ToolResponse {
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(self.content.len() + 32);
+        let mut w = ObjWriter::new(&mut out);
+        w.str("content", &self.content);
+        if self.is_error {
+            w.boolean("is_error", true);
+        }
         w.end();
         out
     }
@@ -2364,6 +2509,7 @@ pub fn redact_emails_validator() -> Validator {
 type PromptFn = Box<dyn Fn(&Env, &PromptRequest) -> Result<PromptResponse, String>>;
 type ValidateFn = Box<dyn Fn(&Env, &ValidateRequest) -> Result<Validation, String>>;
 type HandleFn = Box<dyn Fn(&Env, &PromptRequest) -> Result<HandleResponse, String>>;
+type ToolFn = Box<dyn Fn(&Env, &Json) -> Result<String, String>>;
 
 /// A domain plugin, declared. Only the manifest is required; the defaults:
 ///
@@ -2377,7 +2523,8 @@ type HandleFn = Box<dyn Fn(&Env, &PromptRequest) -> Result<HandleResponse, Strin
 ///   mdsa_generate and validate in one call.
 ///
 /// on_prompt, on_validate and on_handle replace those defaults; they get an
-/// [`Env`] with the defaults to build on.
+/// [`Env`] with the defaults to build on. [`Plugin::tool`] declares tools
+/// the model may call (run by the tool export).
 pub struct Plugin {
     pub manifest: Manifest,
     pub system: String,
@@ -2387,6 +2534,8 @@ pub struct Plugin {
     prompt: Option<PromptFn>,
     validate: Option<ValidateFn>,
     handle: Option<HandleFn>,
+    // The run functions of manifest.tools, in the same order.
+    tool_fns: Vec<ToolFn>,
 }
 
 fn strings(list: &[&str]) -> Vec<String> {
@@ -2405,6 +2554,7 @@ impl Plugin {
             prompt: None,
             validate: None,
             handle: None,
+            tool_fns: Vec::new(),
         }
     }
     /// One line for humans.
@@ -2483,11 +2633,44 @@ impl Plugin {
         self.handle = Some(Box::new(f));
         self
     }
+    /// Declares a tool the model may call while answering a query of the
+    /// domain (ABI 1.1): name (1-64 of [A-Za-z0-9_-], unique), a description
+    /// for the model, the JSON Schema of the arguments as JSON text (an
+    /// object schema; "" for none) and the function that runs it. run gets
+    /// the arguments (a JSON object, empty when the call has none;
+    /// [`Env::query`] is the query) and returns the content the model reads,
+    /// or an error message, which the model reads as a failed call
+    /// (is_error) and may correct. The manifest then states abi_minor 1.
+    pub fn tool(
+        mut self,
+        name: &str,
+        description: &str,
+        parameters: &str,
+        run: impl Fn(&Env, &Json) -> Result<String, String> + 'static,
+    ) -> Self {
+        self.manifest.tools.push(ToolSpec {
+            name: name.to_string(),
+            description: description.to_string(),
+            parameters: parameters.to_string(),
+        });
+        self.tool_fns.push(Box::new(run));
+        self
+    }
 
     /// Checks the declaration and prepares it for serving.
-    pub fn compile(self) -> Result<Compiled, String> {
+    pub fn compile(mut self) -> Result<Compiled, String> {
         let name = self.manifest.name.clone();
         let fail = |e: String| format!("plugin {name:?}: {e}");
+        if !self.manifest.tools.is_empty() {
+            self.manifest.abi_minor = self.manifest.abi_minor.max(ABI_MINOR_TOOLS);
+        }
+        if self.manifest.tools.len() != self.tool_fns.len() {
+            return Err(fail(format!(
+                "manifest declares {} tools but {} run functions: declare tools with Plugin::tool",
+                self.manifest.tools.len(),
+                self.tool_fns.len()
+            )));
+        }
         self.manifest.check().map_err(fail)?;
         for v in &self.validators {
             if let Some(e) = &v.err {
@@ -2512,15 +2695,21 @@ pub struct Compiled {
     prompt_size: usize, // bytes of the templates' literal text
 }
 
-/// What custom prompt, validate and handle functions get: the plugin's
-/// defaults and the host functions.
+/// What custom prompt, validate and handle functions and tools get: the
+/// plugin's defaults and the host functions.
 pub struct Env<'a> {
     c: &'a Compiled,
+    query: &'a str,
 }
 
 impl<'a> Env<'a> {
     pub fn manifest(&self) -> &Manifest {
         &self.c.p.manifest
+    }
+    /// The query a tool call serves ("" outside the tool export: prompt,
+    /// validate and handle functions have it in their request).
+    pub fn query(&self) -> &str {
+        self.query
     }
     /// The default prompt: system, history, template.
     pub fn default_prompt(&self, req: &PromptRequest) -> PromptResponse {
@@ -2645,12 +2834,26 @@ impl Compiled {
         }
     }
 
+    /// Runs the tool req names: its error is a failed call (is_error) the
+    /// model reads; an undeclared name is an error of the export.
+    fn tool(&self, req: &ToolRequest) -> Result<ToolResponse, String> {
+        let i = match self.p.manifest.tools.iter().position(|t| t.name == req.name) {
+            Some(i) => i,
+            None => return Err(format!("no tool named {:?}", req.name)),
+        };
+        let env = Env { c: self, query: &req.query };
+        Ok(match (self.p.tool_fns[i])(&env, &req.arguments) {
+            Ok(content) => ToolResponse { content, is_error: false },
+            Err(message) => ToolResponse { content: message, is_error: true },
+        })
+    }
+
     /// Runs export on input (the JSON the host passes) and returns the
     /// JSON output; errors name the export and say what failed. The wasm
     /// exports are thin wrappers around it, so native tests run the same
     /// code.
     pub fn invoke(&self, export: &str, input: &[u8]) -> Result<Vec<u8>, String> {
-        let env = Env { c: self };
+        let env = Env { c: self, query: "" };
         let out = match export {
             EXPORT_DESCRIBE => return Ok(self.describe.clone()),
             EXPORT_PROMPT => PromptRequest::decode(input).and_then(|r| {
@@ -2673,6 +2876,7 @@ impl Compiled {
                     }
                 })
                 .map(|h| h.to_json()),
+            EXPORT_TOOL => ToolRequest::decode(input).and_then(|r| self.tool(&r)).map(|t| t.to_json()),
             _ => return Err(format!("unknown export {export:?}")),
         };
         out.map(String::into_bytes).map_err(|e| format!("{export}: {e}"))
@@ -2703,8 +2907,10 @@ pub fn serve(c: &Result<Compiled, String>, export: &str) -> i32 {
     }
 }
 
-/// Exports a plugin: `export_plugin!(f)` exports describe, prompt and
-/// validate; `export_plugin!(f, handle)` adds handle. f is a function
+/// Exports a plugin: `export_plugin!(f)` exports describe, prompt, validate
+/// and tool (which runs the plugin's tools; a plugin without tools declares
+/// none, and its tool export knows no name); `export_plugin!(f, handle)`
+/// adds handle. f is a function
 /// returning the [`Plugin`]; it runs once per instance (the result is
 /// cached, an optimisation the ABI allows). The SDK must be the crate-root
 /// module `mdsa`. The exported functions are named `__mdsa_*` in Rust, so
@@ -2726,6 +2932,10 @@ macro_rules! export_plugin {
         #[export_name = "validate"]
         pub extern "C" fn __mdsa_validate() -> i32 {
             __MDSA_PLUGIN.with(|c| $crate::mdsa::serve(c, $crate::mdsa::EXPORT_VALIDATE))
+        }
+        #[export_name = "tool"]
+        pub extern "C" fn __mdsa_tool() -> i32 {
+            __MDSA_PLUGIN.with(|c| $crate::mdsa::serve(c, $crate::mdsa::EXPORT_TOOL))
         }
     };
     ($build:path) => {
@@ -3037,6 +3247,71 @@ mod tests {
             out,
             r#"{"abi":1,"name":"demo","version":"1.0.0","description":"D \"q\"","keywords":["k"],"examples":["e"],"model":{"tier":"domain","prefer":["m"],"min_context":2048},"generation":{"max_tokens":10,"temperature":0.3},"capabilities":["generate"]}"#
         );
+    }
+
+    fn calc() -> Compiled {
+        Plugin::new("calc", "1.0.0")
+            .keywords(&["sum"])
+            .tool(
+                "add",
+                "Adds two numbers.",
+                r#" {"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}},"required":["a","b"]} "#,
+                |_env: &Env, args: &Json| match (args.get("a").and_then(Json::as_f64), args.get("b").and_then(Json::as_f64)) {
+                    (Some(a), Some(b)) => {
+                        let mut out = String::new();
+                        ObjWriter::new(&mut out).num("sum", a + b).end();
+                        Ok(out)
+                    }
+                    _ => Err("a and b must be numbers".to_string()),
+                },
+            )
+            .tool("query", "", "", |env: &Env, args: &Json| Ok(format!("{} {}", env.query(), args.to_json())))
+            .compile()
+            .unwrap()
+    }
+
+    #[test]
+    fn tools() {
+        let c = calc();
+        assert_eq!(c.manifest().abi_minor, ABI_MINOR_TOOLS);
+        let out = String::from_utf8(c.invoke(EXPORT_DESCRIBE, b"").unwrap()).unwrap();
+        assert_eq!(
+            out,
+            r#"{"abi":1,"abi_minor":1,"name":"calc","version":"1.0.0","keywords":["sum"],"examples":[],"model":{},"generation":{},"capabilities":[],"tools":[{"name":"add","description":"Adds two numbers.","parameters":{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}},"required":["a","b"]}},{"name":"query"}]}"#
+        );
+        let call = |input: &str| c.invoke(EXPORT_TOOL, input.as_bytes()).map(|o| String::from_utf8(o).unwrap());
+        assert_eq!(call(r#"{"name":"add","arguments":{"a":2,"b":3.5}}"#).unwrap(), r#"{"content":"{\"sum\":5.5}"}"#);
+        assert_eq!(
+            call(r#"{"name":"add","arguments":{"a":"2","b":3}}"#).unwrap(),
+            r#"{"content":"a and b must be numbers","is_error":true}"#
+        );
+        assert_eq!(call(r#"{"name":"query","query":"q\"1"}"#).unwrap(), r#"{"content":"q\"1 {}"}"#);
+        assert_eq!(call(r#"{"name":"nope","arguments":{}}"#).unwrap_err(), r#"tool: no tool named "nope""#);
+        assert!(call(r#"{"name":5}"#).unwrap_err().starts_with("tool: field \"name\": want a string"));
+        assert!(call("[]").unwrap_err().starts_with("tool: decode input"));
+        // No tools: no abi_minor, no tools, and every name is unknown.
+        let d = demo();
+        assert!(!String::from_utf8(d.invoke(EXPORT_DESCRIBE, b"").unwrap()).unwrap().contains("tools"));
+        assert_eq!(d.invoke(EXPORT_TOOL, br#"{"name":"add"}"#).unwrap_err(), r#"tool: no tool named "add""#);
+    }
+
+    #[test]
+    fn tool_errors() {
+        let ok = |_: &Env, _: &Json| Ok(String::new());
+        let bad = |p: Plugin| p.keywords(&["k"]).compile().err().unwrap();
+        assert!(bad(Plugin::new("p", "1").tool("bad name", "", "", ok)).contains(r#"tools[0] "bad name": want a name"#));
+        assert!(bad(Plugin::new("p", "1").tool("t", "", "", ok).tool("t", "", "", ok)).contains("declared twice"));
+        assert!(bad(Plugin::new("p", "1").tool("t", "", "{nope", ok)).contains("parameters: invalid JSON at byte 1"));
+        assert!(bad(Plugin::new("p", "1").tool("t", "", "[1]", ok)).contains("want a JSON Schema object"));
+        assert!(bad(Plugin::new("p", "1").tool("t", &"d".repeat(MAX_DESCRIPTION_LEN + 1), "", ok)).contains("description"));
+        let mut many = Plugin::new("p", "1");
+        for i in 0..=MAX_TOOLS {
+            many = many.tool(&format!("t{i}"), "", "", ok);
+        }
+        assert!(bad(many).contains("33 tools, at most 32"));
+        let mut p = Plugin::new("p", "1");
+        p.manifest.tools.push(ToolSpec { name: "x".into(), ..ToolSpec::default() });
+        assert!(bad(p).contains("declare tools with Plugin::tool"));
     }
 
     #[test]

@@ -576,6 +576,99 @@ func TestHandleAndHostCalls(t *testing.T) {
 	}
 }
 
+// TestTools checks plugin tools (ABI 1.1) through the host: the manifest's
+// abi_minor and tools, a good call, a failed call for bad arguments, an
+// unknown name, the query and a host call from a tool; the tool export
+// with inputs the host never sends; and that a plugin without tools
+// declares none.
+func TestTools(t *testing.T) {
+	svc := &services{}
+	p := load(t, "echo", wasm(t, "echo"), svc)
+	m := p.Manifest()
+	if m.ABIMinor != 1 || len(m.Tools) != 2 || m.Tools[0].Name != "add" || m.Tools[1].Name != "query" ||
+		m.Tools[0].Description != "Adds two numbers exactly. Use it for any sum." || m.Tools[1].Parameters != nil {
+		t.Fatalf("manifest: abi_minor %d, tools %+v", m.ABIMinor, m.Tools)
+	}
+	var schema struct {
+		Properties map[string]struct {
+			Type        string `json:"type"`
+			Description string `json:"description"`
+		} `json:"properties"`
+		Required []string `json:"required"`
+	}
+	if err := json.Unmarshal(m.Tools[0].Parameters, &schema); err != nil || schema.Properties["b"].Description != "the second é addend" ||
+		schema.Properties["a"].Type != "number" || !slices.Equal(schema.Required, []string{"a", "b"}) {
+		t.Fatalf("parameters %s: %+v %v", m.Tools[0].Parameters, schema, err)
+	}
+	if ts := p.Tools(); len(ts) != 2 || ts[0].Name != "add" || ts[1].Name != "query" {
+		t.Fatalf("compiled tools: %+v", ts)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args, content string
+		isError       bool
+	}{
+		{`{"a":2,"b":3.5}`, `{"sum":5.5}`, false},
+		{`{"b":1000,"a":-1e3,"extra":[1]}`, `{"sum":0}`, false},
+		{`{"a":0.1,"b":0.2}`, `{"sum":0.30000000000000004}`, false},
+		{`{"a":"2","b":3}`, "a and b must be numbers", true},
+		{`{"a":1}`, "a and b must be numbers", true},
+		{`null`, "a and b must be numbers", true},
+	} {
+		r, err := p.Tool(ctx, abi.ToolRequest{Name: "add", Arguments: json.RawMessage(tc.args)})
+		if err != nil || r.Content != tc.content || r.IsError != tc.isError {
+			t.Errorf("add(%s) = %+v, %v; want %q (is_error %v)", tc.args, r, err, tc.content, tc.isError)
+		}
+	}
+	q := "What is \"2+2\"?\n🙂"
+	if r, err := p.Tool(ctx, abi.ToolRequest{Name: "query", Arguments: json.RawMessage(`{"x":1}`), Query: q}); err != nil ||
+		r != (abi.ToolResponse{Content: q + " (1 arguments, 4 tokens)"}) {
+		t.Errorf("query tool: %+v, %v", r, err)
+	}
+	svc.mu.Lock()
+	counts := slices.Clone(svc.counts)
+	svc.mu.Unlock()
+	if !slices.Equal(counts, []string{q}) {
+		t.Errorf("count_tokens from the tool export: %q", counts)
+	}
+	if _, err := p.Tool(ctx, abi.ToolRequest{Name: "nope", Arguments: json.RawMessage(`{}`)}); !errors.Is(err, plugin.ErrNoTool) {
+		t.Errorf("unknown tool through the host: %v", err)
+	}
+
+	// The export itself, with inputs the host never sends (the stub host
+	// refuses count_tokens: a failed call, not a failed export).
+	r := newRaw(t, wasm(t, "echo"))
+	for _, tc := range []struct{ input, want string }{
+		{`{"name":"nope","arguments":{}}`, `tool: no tool named "nope"`},
+		{`{"arguments":{}}`, `tool: no tool named ""`},
+		{`{"name":5}`, `tool: field "name": want a string, got a number`},
+		{`{"name":"add","query":[]}`, `tool: field "query": want a string, got an array`},
+		{`[]`, "tool: decode input: want a JSON object, got an array"},
+		{`{"name":"add"`, "tool: decode input: invalid JSON at byte 13"},
+	} {
+		rc, out, trap, err := r.call(abi.ExportTool, []byte(tc.input))
+		if trap || rc == 0 || err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("tool(%s): rc=%d out=%s trap=%v err=%v, want %q", tc.input, rc, out, trap, err, tc.want)
+		}
+	}
+	rc, out, _, err := r.call(abi.ExportTool, []byte(`{"name":"query","arguments":null,"query":"q"}`))
+	if res, derr := abi.DecodeToolResponse(out); rc != 0 || err != nil || derr != nil ||
+		res != (abi.ToolResponse{Content: "count_tokens: unavailable: stub", IsError: true}) {
+		t.Errorf("raw query: rc=%d %s %v %v", rc, out, err, derr)
+	}
+
+	// A plugin without tools declares none and keeps abi_minor 0 (its
+	// tool export knows no name).
+	hr := load(t, "hr", wasm(t, "hr"), nil)
+	if hm := hr.Manifest(); hm.ABIMinor != 0 || hm.Tools != nil || hr.Tools() != nil {
+		t.Errorf("hr declares tools: %d %+v", hm.ABIMinor, hm.Tools)
+	}
+	if _, _, _, err := newRaw(t, wasm(t, "hr")).call(abi.ExportTool, []byte(`{"name":"add","arguments":{}}`)); err == nil ||
+		err.Error() != `tool: no tool named "add"` {
+		t.Errorf("hr's tool export: %v", err)
+	}
+}
+
 func TestConcurrent(t *testing.T) {
 	p := load(t, "hr", wasm(t, "hr"), nil)
 	ctx := context.Background()

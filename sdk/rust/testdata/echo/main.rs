@@ -2,7 +2,9 @@
 //! host function: mdsa_count_tokens on the query, mdsa_embed when the
 //! context asks for it, then mdsa_generate with its prompt; a model_denied
 //! refusal is answered without the model. Its custom prompt lowers
-//! max_tokens to 7, which the test sees arrive at the host.
+//! max_tokens to 7, which the test sees arrive at the host. It declares two
+//! tools: "add" (sums two numbers; a failed call for bad arguments) and
+//! "query" (no parameters; the query and its mdsa_count_tokens count).
 
 #[path = "../../mdsa.rs"]
 mod mdsa;
@@ -52,6 +54,32 @@ fn handle(env: &Env, req: &PromptRequest) -> Result<HandleResponse, String> {
     }
 }
 
+const ADD_PARAMETERS: &str = r#"{
+  "type": "object",
+  "properties": {"a": {"type": "number"}, "b": {"type": "number", "description": "the second é addend"}},
+  "required": ["a", "b"]
+}"#;
+
+// add: {"sum": a + b}, or a failed call when a or b is not a number.
+fn add(_env: &Env, args: &Json) -> Result<String, String> {
+    match (args.get("a").and_then(Json::as_f64), args.get("b").and_then(Json::as_f64)) {
+        (Some(a), Some(b)) => {
+            let mut out = String::new();
+            ObjWriter::new(&mut out).num("sum", a + b).end();
+            Ok(out)
+        }
+        _ => Err("a and b must be numbers".to_string()),
+    }
+}
+
+// query: the query, how many arguments came, and its token count (a host
+// call from the tool export).
+fn query(env: &Env, args: &Json) -> Result<String, String> {
+    let n = env.count_tokens(env.query()).map_err(|e| format!("count_tokens: {e}"))?;
+    let k = args.as_object().map_or(0, |m| m.len());
+    Ok(format!("{} ({k} arguments, {n} tokens)", env.query()))
+}
+
 fn plugin() -> Plugin {
     Plugin::new("echo", "0.0.1")
         .keywords(&["echo"])
@@ -62,6 +90,8 @@ fn plugin() -> Plugin {
         .validator(require_disclaimer("Echo disclaimer.", &[]))
         .on_prompt(prompt)
         .on_handle(handle)
+        .tool("add", "Adds two numbers exactly. Use it for any sum.", ADD_PARAMETERS, add)
+        .tool("query", "Returns the query.", "", query)
 }
 
 export_plugin!(plugin, handle);
