@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mdsa-go/mdsa/host/structured"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -197,6 +198,27 @@ var chatSeeds = []string{
 	`{"model":"","messages":[{"role":"user","content":"x"}]}`,
 	"{\"model\":\"mdsa\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}",
 	`{"a":1,"a":2}`, `null`, `"x"`, `{`, ``,
+	`{"model":"mdsa","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"r","strict":true,"schema":{"type":"object","properties":{"a":{"type":"array","items":{"enum":[1,"b",null]},"maxItems":2}},"required":["a"]}}}}`,
+	`{"model":"mdsa","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"},"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"n":{"type":"number","minimum":1}}}}}],"tool_choice":{"type":"function","function":{"name":"f"}},"parallel_tool_calls":false}`,
+	`{"model":"mdsa","messages":[{"role":"user","content":"a"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"n\":2}"}}]},{"role":"tool","tool_call_id":"c1","content":"4"},{"role":"assistant","content":"four"},{"role":"user","content":"b"},{"role":"assistant","tool_calls":[{"id":"c2","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c2","content":[{"type":"text","text":"5"}]}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required"}`,
+}
+
+func TestDecodeToolRounds(t *testing.T) {
+	r, aerr := decodeChat([]byte(chatSeeds[len(chatSeeds)-1]))
+	if aerr != nil {
+		t.Fatal(aerr)
+	}
+	if r.Query != "b" || len(r.History) != 2 || r.History[1].Role != abi.RoleAssistant ||
+		!strings.Contains(r.History[1].Content, "<tool_call>") || !strings.Contains(r.History[1].Content, "<tool_response>\n4\n</tool_response>") ||
+		!strings.HasSuffix(r.History[1].Content, "four") {
+		t.Fatalf("history %+v, query %q", r.History, r.Query)
+	}
+	if len(r.Turns) != 1 || r.Turns[0].Calls[0].ID != "c2" || r.Turns[0].Results[0].Content != "5" || r.Turns[0].Results[0].Name != "f" {
+		t.Fatalf("turns %+v", r.Turns)
+	}
+	if r.Tools == nil || r.Tools.Choice.Mode != "required" || !r.Tools.Parallel {
+		t.Fatalf("tools %+v", r.Tools)
+	}
 }
 
 func FuzzDecodeChat(f *testing.F) {
@@ -217,8 +239,15 @@ func FuzzDecodeChat(f *testing.F) {
 		}
 		checkHistory(t, r.History)
 		checkGeneration(t, r.generation(r.MaxTokens))
+		// Whatever is accepted compiles to a grammar.
+		g, err := structured.Grammar(r.Tools, r.Format)
+		if err != nil || (r.Tools.Active() || r.Format != nil) && g == "" {
+			t.Fatalf("accepted tools or format give no grammar: %v", err)
+		}
 		again, _ := decodeChat(data)
-		if !reflect.DeepEqual(r, again) {
+		g2, _ := structured.Grammar(again.Tools, again.Format)
+		r.Tools, r.Format, again.Tools, again.Format = nil, nil, nil, nil
+		if !reflect.DeepEqual(r, again) || g != g2 {
 			t.Fatal("decoding is not deterministic")
 		}
 	})

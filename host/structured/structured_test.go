@@ -261,3 +261,30 @@ func TestValidationMessage(t *testing.T) {
 		t.Fatalf("message %v", err)
 	}
 }
+
+// Schemas come from clients: any document either compiles to a grammar and
+// a validator or is an *Error, never a panic; and a compiled format's check
+// never panics on any text.
+func FuzzSchemaFormat(f *testing.F) {
+	f.Add([]byte(person), true, `{"name":"a","age":1}`)
+	f.Add([]byte(`{"type":"object","properties":{"a":{"$ref":"#"}}}`), false, `{"a":{}}`)
+	f.Add([]byte(`{"anyOf":[{"type":"string","format":"date"},{"enum":[1,null]}]}`), true, `"2024-01-01"`)
+	f.Add([]byte(`{"type":"object","properties":{"x":{"type":"string","pattern":"(a+)+$"}}}`), false, `{"x":"aaaa"}`)
+	f.Fuzz(func(t *testing.T, schema []byte, strict bool, doc string) {
+		fm, err := NewSchemaFormat("f", schema, strict)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			return
+		}
+		if fm.Grammar() == "" {
+			t.Fatal("a format without a grammar")
+		}
+		_ = fm.Check(doc)
+		if tool, err := NewTool("t", "", schema, strict); err == nil {
+			_ = tool.Check(doc)
+		}
+	})
+}
