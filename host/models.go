@@ -281,7 +281,11 @@ func (h *Host) generate(ctx context.Context, tenant, model string, messages []en
 	defer l.Release()
 	params := h.params(gen)
 	params.Grammar = grammar
-	return l.Engine().Generate(ctx, engine.Request{Messages: messages, Params: params}, onToken)
+	res, err := l.Engine().Generate(ctx, engine.Request{Messages: messages, Params: params}, onToken)
+	if err != nil && grammar != "" && errors.Is(err, engine.ErrNotSupported) {
+		err = fmt.Errorf("%w: %w", ErrConstrainedUnsupported, err)
+	}
+	return res, err
 }
 
 // remoteEngines holds the remote engines the registry opened.

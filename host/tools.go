@@ -17,6 +17,11 @@ import (
 // which cannot make tool calls.
 var ErrToolsUnsupported = errors.New("the domain answers through its handle export and cannot call tools")
 
+// ErrConstrainedUnsupported is the error of a request with a response
+// format or tools whose model runs on an engine that cannot constrain its
+// output (a remote server).
+var ErrConstrainedUnsupported = errors.New("the model's engine cannot constrain its output (structured outputs and tools need the embedded engine)")
+
 // ToolClashError is the error of a request whose client tools name a tool
 // of the domain that answers it.
 type ToolClashError struct {
@@ -105,6 +110,9 @@ func (h *Host) generateTurns(ctx context.Context, e engine.Engine, p *plugin.Plu
 			tok = structured.AnswerOnly(onToken)
 		}
 		gen, err := e.Generate(ctx, engine.Request{Messages: toEngineMessages(msgs), Params: params}, tok)
+		if err != nil && params.Grammar != "" && errors.Is(err, engine.ErrNotSupported) {
+			err = fmt.Errorf("%w: %w", ErrConstrainedUnsupported, err)
+		}
 		out.turns = round
 		out.gen.TokensIn += gen.TokensIn
 		out.gen.TokensCached += gen.TokensCached

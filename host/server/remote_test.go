@@ -65,6 +65,17 @@ func TestRawModelChat(t *testing.T) {
 		t.Errorf("stream: %d chunks, %d usage chunks, done %v", chunks, usages, done)
 	}
 
+	// The raw model under a response format answers a JSON object.
+	jbody := chatBody("tiny", "Describe yourself.")
+	jbody["max_tokens"] = 60
+	jbody["response_format"] = map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "me", "strict": true,
+		"schema": map[string]any{"type": "object", "properties": map[string]any{"n": map[string]string{"type": "integer"}}, "required": []string{"n"}}}}
+	r = do(t, http.MethodPost, url+"/v1/chat/completions", acmeKey, jbody)
+	var n struct{ N *int64 }
+	if r.code != http.StatusOK || json.Unmarshal(r.body, &cc) != nil || json.Unmarshal([]byte(cc.Choices[0].Message.Content), &n) != nil || n.N == nil {
+		t.Fatalf("raw model, json_schema: %d %s", r.code, r.body)
+	}
+
 	// acme may use tiny only.
 	if r := do(t, http.MethodPost, url+"/v1/chat/completions", acmeKey, chatBody("tiny2", "hi")); r.code == http.StatusOK {
 		t.Errorf("acme used tiny2: %s", r.body)
@@ -118,6 +129,14 @@ func TestRemoteBackendModel(t *testing.T) {
 	if m := do(t, http.MethodGet, gw+"/metrics", "", nil); !strings.Contains(string(m.body), `mdsa_backend_up{backend="`+node.URL+`",model="remote"} 1`) ||
 		!strings.Contains(string(m.body), `mdsa_backend_requests_total{backend="`+node.URL+`",model="remote",result="served"} 2`) {
 		t.Errorf("the gateway's metrics lack the backend: %s", m.body)
+	}
+	// A remote engine takes no grammar: structured requests are the
+	// client's 400, not a 500.
+	body = chatBody("remote", "Say something.")
+	body["response_format"] = map[string]string{"type": "json_object"}
+	r = do(t, http.MethodPost, gw+"/v1/chat/completions", "", body)
+	if r.code != http.StatusBadRequest || r.errorDoc(t).Error.Code != "model_not_supported" || !strings.Contains(string(r.body), "embedded engine") {
+		t.Fatalf("a format on a remote model: %d %s", r.code, r.body)
 	}
 	node.Close()
 	r = do(t, http.MethodPost, gw+"/v1/query", "", map[string]any{"query": qSupport, "generation": map[string]int{"max_tokens": 6}})

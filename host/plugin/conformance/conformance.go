@@ -21,6 +21,7 @@ const (
 	CheckPrompt   = "prompt"
 	CheckValidate = "validate"
 	CheckHandle   = "handle"
+	CheckTools    = "tools"
 	CheckSandbox  = "sandbox"
 	CheckLatency  = "latency"
 )
@@ -74,8 +75,9 @@ type Options struct {
 	// MaxCallLatency is the budget of the median prompt+validate pair of
 	// the latency check. Default DefaultMaxCallLatency.
 	MaxCallLatency time.Duration
-	// SlowCall is the budget of any single prompt, validate or handle call
-	// (16 KB and 64 KB inputs included); a slower call fails its check.
+	// SlowCall is the budget of any single prompt, validate, handle or
+	// tool call (16 KB and 64 KB inputs included); a slower call fails its
+	// check.
 	// Calls are timed by the plugin's own CPU time (plugin.Stats.GuestTime,
 	// at most the wall time), so neither a busy machine nor the host's
 	// throttling of long calls fails a plugin. Default DefaultSlowCall.
@@ -86,9 +88,10 @@ type Options struct {
 
 	// quick leaves out the 16 KB and 64 KB inputs (CheckLoaded).
 	quick bool
-	// CacheDir is the wazero compilation cache directory of the sandbox
-	// check's own probe instance, which feeds exports raw, malformed input
-	// (something a plugin.Plugin never sends). Pass the Runtime's
+	// CacheDir is the wazero compilation cache directory of the tools and
+	// sandbox checks' own probe instance, which feeds exports raw,
+	// malformed input and unknown tool names (something a plugin.Plugin
+	// never sends). Pass the Runtime's
 	// plugin.Options.CacheDir so the module is compiled only once. Empty:
 	// the probe compiles the module again, in memory.
 	CacheDir string
@@ -134,7 +137,7 @@ type Report struct {
 	InstantiateMS float64 `json:"instantiate_ms"`
 	// CallUS holds median call times in microseconds: "prompt", "validate"
 	// and "prompt+validate" from the latency check, "handle" from the
-	// handle check.
+	// handle check, "tool" from the tools check.
 	CallUS map[string]float64 `json:"call_us"`
 }
 
@@ -202,6 +205,11 @@ func Check(ctx context.Context, rt *plugin.Runtime, name string, wasm []byte, op
 		defer cancel()
 		_ = p.Close(cctx)
 	}()
+	defer func() {
+		if c.pr != nil {
+			c.pr.close(context.WithoutCancel(ctx))
+		}
+	}()
 	c.p = p
 	rep.Plugin, rep.Version = p.Name(), p.Version()
 	ct := p.Stats().CompileTime
@@ -214,6 +222,7 @@ func Check(ctx context.Context, rt *plugin.Runtime, name string, wasm []byte, op
 	c.run(CheckPrompt, 0, c.checkPrompt)
 	c.run(CheckValidate, 0, c.checkValidate)
 	c.run(CheckHandle, 0, c.checkHandle)
+	c.run(CheckTools, 0, c.checkTools)
 	c.run(CheckSandbox, 0, c.checkSandbox)
 	c.run(CheckLatency, 0, c.checkLatency)
 
@@ -253,6 +262,10 @@ type checker struct {
 	dead map[string]error
 	// note is set by a passing check that has something to say.
 	note string
+	// pr is the probe instance of the tools and sandbox checks, made on
+	// first use (prErr when that failed).
+	pr    *prober
+	prErr error
 }
 
 // maxProblems bounds the problems listed in one Detail.

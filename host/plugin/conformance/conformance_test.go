@@ -32,7 +32,7 @@ func TestSupportPasses(t *testing.T) {
 	for _, c := range rep.Checks {
 		names = append(names, c.Name)
 	}
-	want := []string{CheckDescribe, CheckPrompt, CheckValidate, CheckHandle, CheckSandbox, CheckLatency}
+	want := []string{CheckDescribe, CheckPrompt, CheckValidate, CheckHandle, CheckTools, CheckSandbox, CheckLatency}
 	if strings.Join(names, ",") != strings.Join(want, ",") {
 		t.Fatalf("checks %v, want %v", names, want)
 	}
@@ -52,6 +52,12 @@ func TestSupportPasses(t *testing.T) {
 	}
 	if h, _ := rep.Result(CheckHandle); !strings.Contains(h.Detail, "no handle export") {
 		t.Fatalf("handle detail: %q", h.Detail)
+	}
+	if tl, _ := rep.Result(CheckTools); !tl.Passed || tl.Detail != "no tools (nothing to check)" {
+		t.Fatalf("tools result: %+v", tl)
+	}
+	if _, ok := rep.CallUS["tool"]; ok {
+		t.Fatalf("support has no tools, yet call_us has tool: %v", rep.CallUS)
 	}
 	if l, _ := rep.Result(CheckLatency); !strings.Contains(l.Detail, "p50 prompt+validate") {
 		t.Fatalf("latency detail: %q", l.Detail)
@@ -293,7 +299,7 @@ func TestHandle(t *testing.T) {
 		logReport(t, rep)
 		t.Fatalf("handle with fake services: %+v, call_us %v", h, rep.CallUS)
 	}
-	for _, name := range []string{CheckPrompt, CheckValidate, CheckSandbox, CheckLatency} {
+	for _, name := range []string{CheckPrompt, CheckValidate, CheckTools, CheckSandbox, CheckLatency} {
 		if r, _ := rep.Result(name); !r.Passed {
 			t.Fatalf("%s failed: %+v", name, r)
 		}

@@ -1,8 +1,9 @@
 // Package conformance is the MDSA plugin conformance kit: it loads a plugin
 // module into a plugin.Runtime and checks that it keeps the ABI v1 contract
 // (sdk/ABI.md) well enough to be deployed: a useful manifest, well-formed
-// prompts and verdicts for awkward inputs, a clean failure on malformed
-// input, deterministic answers, and calls fast enough for the request path.
+// prompts and verdicts for awkward inputs, tools that answer any arguments
+// with a result or an error result, a clean failure on malformed input,
+// deterministic answers, and calls fast enough for the request path.
 //
 // Check runs every check and returns a Report; it never needs a model. The
 // Runtime passed to Check should be built with FakeServices as its
@@ -37,6 +38,19 @@
 //   - handle: when the module exports handle, it answers the prompt samples
 //     with a well-formed result (host calls served by the Runtime's
 //     Services). Passes, with a note, when there is no handle export.
+//   - tools: when the manifest declares tools, each one is called with
+//     arguments made from its parameters schema: a minimal valid object
+//     (the required properties, with const, enum or simple values of
+//     their types within their bounds), the empty object and, when
+//     properties are required, an object with values of the wrong types
+//     in them. Every call must succeed, an error result (is_error) must
+//     say why in its content, content must be valid UTF-8 within
+//     abi.MaxToolContentLen, each call within Options.SlowCall, and the
+//     same call twice must return the same result. On the probe instance
+//     the tool export must fail with an error (not succeed, trap or hang)
+//     for a tool name the plugin does not declare, and still run a valid
+//     call afterwards, and must fail on malformed JSON. Passes, with a
+//     note, when there are no tools.
 //   - sandbox: malformed JSON input makes each export fail cleanly (an
 //     error or a trap, not a success and not a hang), the instance that
 //     reported the error still serves a valid call afterwards, the plugin

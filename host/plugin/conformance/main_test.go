@@ -19,6 +19,8 @@ import (
 var fix struct {
 	support, bad []byte // plugins/support and host/plugin/testdata/bad
 	good         []byte // host/plugin/testdata/good: a thin manifest, but a handle export
+	finance      []byte // plugins/finance: a tool (loan_payment)
+	tools        []byte // testdata/tools: two tools, misbehaving by config mode
 	cacheDir     string
 	rt           *plugin.Runtime
 }
@@ -35,9 +37,11 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	pkgs := map[string]*[]byte{
-		"plugins/support":           &fix.support,
-		"host/plugin/testdata/bad":  &fix.bad,
-		"host/plugin/testdata/good": &fix.good,
+		"plugins/support":                        &fix.support,
+		"host/plugin/testdata/bad":               &fix.bad,
+		"host/plugin/testdata/good":              &fix.good,
+		"plugins/finance":                        &fix.finance,
+		"host/plugin/conformance/testdata/tools": &fix.tools,
 	}
 	var (
 		wg   sync.WaitGroup

@@ -209,6 +209,15 @@ func probeHostFunctions() []extism.HostFunction {
 	)
 }
 
+// probe returns the Check's probe, made on first use (the tools and sandbox
+// checks share it; Check closes it).
+func (c *checker) probe() (*prober, error) {
+	if c.pr == nil && c.prErr == nil {
+		c.pr, c.prErr = newProber(c.ctx, c.wasm, c.opts.Limits, c.opts.Config, c.opts.CacheDir)
+	}
+	return c.pr, c.prErr
+}
+
 // malformedInputs are fed to every export: a JSON object cut short, text
 // that is not JSON, and a bare opening bracket.
 func malformedInputs() []string {
@@ -224,11 +233,10 @@ func (c *checker) probeMalformed() []string {
 	if c.p.HasHandle() {
 		exports = append(exports, abi.ExportHandle)
 	}
-	pr, err := newProber(c.ctx, c.wasm, c.opts.Limits, c.opts.Config, c.opts.CacheDir)
+	pr, err := c.probe()
 	if err != nil {
 		return []string{fmt.Sprintf("malformed-input probe: %v", err)}
 	}
-	defer pr.close(context.WithoutCancel(c.ctx))
 
 	valid := map[string][]byte{}
 	valid[abi.ExportPrompt], _ = json.Marshal(c.samples[0].req)
