@@ -28,9 +28,10 @@ func (a *app) pluginsTestCmd() *cobra.Command {
 		Use:   "test FILE.wasm",
 		Short: "Run the conformance kit on a plugin module",
 		Long: "Loads FILE.wasm with the configured sandbox limits and compilation cache, checks that it keeps the\n" +
-			"plugin contract (sdk/ABI.md): its manifest, prompt and validate (and handle) on awkward inputs, a\n" +
-			"clean failure on malformed input, determinism and call latency. No model is used: host calls get a\n" +
-			"fixed generation. Exits non-zero if any check fails.",
+			"plugin contract (sdk/ABI.md): its manifest, prompt and validate (and handle) on awkward inputs, its\n" +
+			"tools on arguments made from their schemas (and an unknown tool name), a clean failure on malformed\n" +
+			"input, determinism and call latency. No model is used: host calls get a fixed generation. Exits\n" +
+			"non-zero if any check fails.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pluginConfig, err := parseKVs(kvs)

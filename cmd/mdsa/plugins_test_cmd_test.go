@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 
 // conformanceJSON is the part of `plugins test --json` the tests read.
@@ -46,7 +48,7 @@ func TestPluginsTestSupport(t *testing.T) {
 		t.Fatalf("%v\n%s\n%s", err, out, stderr)
 	}
 	rep := decodeConformance(t, out)
-	if rep.Plugin != "support" || rep.Passed == nil || !*rep.Passed || len(rep.Checks) != 6 || rep.CompileMS == nil ||
+	if rep.Plugin != "support" || rep.Passed == nil || !*rep.Passed || len(rep.Checks) != 7 || rep.CompileMS == nil ||
 		rep.CallUS["prompt"] <= 0 || rep.CallUS["validate"] <= 0 || len(rep.SHA256) != 64 {
 		t.Fatalf("report: %s", out)
 	}
@@ -60,7 +62,8 @@ func TestPluginsTestSupport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, want := range []string{"plugin support 1.0.0 (", "PASS  describe", "PASS  latency", "p50 prompt+validate", "compile ", "PASS: 6 checks"} {
+	for _, want := range []string{"plugin support 1.0.0 (", "PASS  describe", "PASS  tools", "no tools (nothing to check)", "PASS  latency",
+		"p50 prompt+validate", "compile ", "PASS: 7 checks"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("text report lacks %q:\n%s", want, out)
 		}
@@ -101,5 +104,24 @@ func TestPluginsTestArgs(t *testing.T) {
 	kv, err := parseKVs([]string{"mode=a=b", "empty="})
 	if err != nil || kv["mode"] != "a=b" || kv["empty"] != "" || len(kv) != 2 {
 		t.Fatalf("parseKVs: %v %v", kv, err)
+	}
+}
+
+// TestPluginsTestTools runs the kit on the finance plugin, which declares a
+// tool: the tools check runs it and the figures include its calls.
+func TestPluginsTestTools(t *testing.T) {
+	wasm := filepath.Join(t.TempDir(), "finance.wasm")
+	if err := testutil.BuildPlugin("plugins/finance", wasm); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "--config", fix.config, "plugins", "test", "--max-latency", latencyBudget, wasm)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"plugin finance 1.0.0 (", "PASS  tools", "1 tool(s), 6 calls", "an unknown tool name and malformed input fail cleanly",
+		"us, tool ", "PASS: 7 checks"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("text report lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -121,6 +121,9 @@ func compileSchema(field string, schema json.RawMessage, strict bool, o grammar.
 	if err != nil {
 		return nil, "", nil, schemaError(field, err)
 	}
+	if p, why := recursionRisk(trimmed); why != "" {
+		return nil, "", nil, &Error{Field: field, Pointer: p, Msg: why}
+	}
 	v, err := newValidator(trimmed)
 	if err != nil {
 		return nil, "", nil, fieldErr(field, "not a valid JSON Schema: "+clip(err.Error(), 300))
@@ -168,6 +171,9 @@ func (f *Format) Check(text string) error {
 	}
 	if f.validator == nil {
 		return nil
+	}
+	if depthOver(trimmed, maxCheckDepth) {
+		return fmt.Errorf("nested deeper than %d levels", maxCheckDepth)
 	}
 	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(trimmed))
 	if err != nil {

@@ -288,3 +288,48 @@ func FuzzSchemaFormat(f *testing.F) {
 		}
 	})
 }
+
+// Schemas whose checking would be exponential are refused; recursion with
+// one recursive branch per applicator is fine, and checks are linear.
+func TestRecursionRisk(t *testing.T) {
+	for _, c := range []struct {
+		schema, pointer string
+	}{
+		{`{"type":"object","properties":{"a":{"allOf":[{"$ref":"#"},{"$ref":"#"}]}}}`, "/properties/a/allOf"},
+		{`{"$defs":{"n":{"type":"object","properties":{"k":{"oneOf":[{"$ref":"#/$defs/n"},{"type":"array","items":{"$ref":"#/$defs/n"}}]}}}},"$ref":"#/$defs/n"}`, "/$defs/n/properties/k/oneOf"},
+		{`{"type":"object","properties":{"a":{"$dynamicRef":"#x"}}}`, "/properties/a/$dynamicRef"},
+	} {
+		_, err := NewSchemaFormat("r", json.RawMessage(c.schema), false)
+		var e *Error
+		if !errors.As(err, &e) || e.Pointer != c.pointer {
+			t.Errorf("%s: %v, want an error at %s", c.schema, err, c.pointer)
+		}
+	}
+	ok := `{"$defs":{"n":{"type":"object","properties":{"v":{"type":"integer"},"next":{"anyOf":[{"$ref":"#/$defs/n"},{"type":"null"}]}},"required":["v","next"]}},"$ref":"#/$defs/n"}`
+	f, err := NewSchemaFormat("list", json.RawMessage(ok), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deep := strings.Repeat(`{"v":1,"next":`, 70) + "null" + strings.Repeat("}", 70)
+	if err := f.Check(deep); err == nil || !strings.Contains(err.Error(), "deeper than 64") {
+		t.Fatalf("a document nested 70 deep: %v", err)
+	}
+	shallow := strings.Repeat(`{"v":1,"next":`, 60) + "null" + strings.Repeat("}", 60)
+	if err := f.Check(shallow); err != nil {
+		t.Fatalf("60 deep: %v", err)
+	}
+	if depthOver(`{"s":"[[[[[[[[[[[[\"{{{{{{"}`, 2) {
+		t.Error("brackets inside strings counted")
+	}
+}
+
+func TestRecursionRiskSiblings(t *testing.T) {
+	for _, schema := range []string{
+		`{"type":"object","properties":{"a":{"$ref":"#","allOf":[{"$ref":"#"}]}}}`,
+		`{"type":"object","properties":{"a":{"if":{"$ref":"#"},"then":{"$ref":"#"}}}}`,
+	} {
+		if _, err := NewSchemaFormat("r", json.RawMessage(schema), false); err == nil || !strings.Contains(err.Error(), "exponential") {
+			t.Errorf("%s: %v", schema, err)
+		}
+	}
+}

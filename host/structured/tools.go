@@ -84,6 +84,9 @@ func NewTool(name, description string, parameters json.RawMessage, strict bool) 
 // Check reports why args (a JSON document) are not valid arguments of the
 // tool; nil when they are.
 func (t Tool) Check(args string) error {
+	if depthOver(args, maxCheckDepth) {
+		return fmt.Errorf("the arguments are nested deeper than %d levels", maxCheckDepth)
+	}
 	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(args))
 	if err != nil {
 		return fmt.Errorf("the arguments are not JSON: %w", err)

@@ -1,9 +1,11 @@
 package conformance
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
+	"github.com/mdsa-go/mdsa/host/structured"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -66,6 +68,28 @@ func FuzzPromptMessages(f *testing.F) {
 		}
 		if !found || r.Messages[len(r.Messages)-1].Role != abi.RoleUser {
 			t.Fatalf("passed a prompt without the query last from the user: %+v", r.Messages)
+		}
+	})
+}
+
+func FuzzToolArgs(f *testing.F) {
+	f.Add(`{"type":"object","properties":{"a":{"type":"number","exclusiveMinimum":0},"b":{"enum":["x","y"]}},"required":["a","b"]}`)
+	f.Add(`{"type":"object","properties":{"l":{"type":"array","items":{"$ref":"#/$defs/p"},"minItems":3,"uniqueItems":true}},"required":["l"],"$defs":{"p":{"type":"object","properties":{"s":{"type":"string","minLength":2,"format":"email"}},"required":["s"]}}}`)
+	f.Add(`{"type":"object","properties":{"n":{"allOf":[{"$ref":"#"},{"$ref":"#"}]}},"required":["n"]}`)
+	f.Add(`{"type":"object","properties":{"i":{"type":"integer","minimum":0.5,"exclusiveMaximum":3,"multipleOf":2}},"required":["i"]}`)
+	f.Fuzz(func(t *testing.T, params string) {
+		tool, err := structured.NewTool("t", "", json.RawMessage(params), false)
+		if err != nil {
+			return
+		}
+		for _, s := range toolArgSets(tool.Parameters) {
+			var obj map[string]any
+			if err := json.Unmarshal(s.args, &obj); err != nil || obj == nil {
+				t.Fatalf("%s arguments %s are not a JSON object: %v", s.name, s.args, err)
+			}
+			if len(s.args) > 8<<20 {
+				t.Fatalf("%s arguments have %d bytes", s.name, len(s.args))
+			}
 		}
 	})
 }

@@ -91,13 +91,15 @@ func mustJSON(v any) json.RawMessage {
 }
 
 // maxSchemaDepth bounds the generator's recursion ($refs that refer to
-// themselves, deeply nested objects).
-const maxSchemaDepth = 24
+// themselves, deeply nested objects): deeper values are "x". It is kept
+// low because validating a value against a schema whose allOf refers back
+// to itself takes time exponential in the value's depth.
+const maxSchemaDepth = 8
 
 // genBudget bounds the schemas the generator visits for one tool (a
 // schema whose allOf branches refer back to it, or nested arrays with
 // large minItems, would otherwise take exponential time).
-const genBudget = 20000
+const genBudget = 5000
 
 // schemaGen generates values from one schema document.
 type schemaGen struct {
@@ -469,6 +471,10 @@ var formatSamples = map[string]string{
 	"regex":                 "a",
 }
 
+// maxGenString bounds the length of a generated string (minLength may ask
+// for more than is sensible to send).
+const maxGenString = 1024
+
 // stringValue is "example" (or the sample of a known format), cut or
 // padded to the length bounds.
 func stringValue(m map[string]any) string {
@@ -479,7 +485,7 @@ func stringValue(m map[string]any) string {
 		}
 	}
 	if n, ok := intKeyword(m, "minLength"); ok && len([]rune(s)) < n {
-		s += strings.Repeat("x", min(n, 1<<12)-len([]rune(s)))
+		s += strings.Repeat("x", min(n, maxGenString)-len([]rune(s)))
 	}
 	if n, ok := intKeyword(m, "maxLength"); ok && len([]rune(s)) > n {
 		s = string([]rune(s)[:max(n, 0)])

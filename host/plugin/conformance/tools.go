@@ -66,10 +66,12 @@ func (c *checker) checkTools() []string {
 	}
 	calls, invalidMinimal := c.toolCalls(tools)
 	var (
-		probs  []string
-		times  []time.Duration
-		rep    repeats
-		hinted bool
+		probs []string
+		times []time.Duration
+		rep   repeats
+		// hinted, hintedEmpty: the advice on failed calls and empty
+		// error results was given (once is enough).
+		hinted, hintedEmpty bool
 	)
 calls:
 	for i, tc := range calls {
@@ -88,6 +90,10 @@ calls:
 		}
 		times = append(times, d)
 		for _, p := range checkToolResponse(r1) {
+			if p == emptyErrorProblem && !hintedEmpty {
+				p += " (the content must tell the model what was wrong)"
+				hintedEmpty = true
+			}
 			probs = append(probs, fmt.Sprintf("%s: %s", tc.what, p))
 		}
 		if p, ok := c.slow(tc.what, d); ok {
@@ -118,11 +124,24 @@ calls:
 		c.note = fmt.Sprintf("%d tool(s), %d calls (minimal, empty and wrong-type arguments, each twice), p50 %s; "+
 			"an unknown tool name and malformed input fail cleanly", len(tools), len(times), round(median(times)))
 		if len(invalidMinimal) > 0 {
-			c.note += fmt.Sprintf("; the generated minimal arguments of %s are not valid against the schema, so every call was an invalid one",
+			c.note += fmt.Sprintf("; the generated minimal arguments of %s are not valid against their schemas (beyond the generator), so none of their calls had valid arguments",
 				strings.Join(invalidMinimal, ", "))
 		}
 	}
 	return probs
+}
+
+// emptyErrorProblem is checkToolResponse's problem with an error result
+// that does not say what went wrong.
+const emptyErrorProblem = "is_error with empty content"
+
+// firstLine cuts a message at its first line break (a trap's message goes
+// on with the wasm stack trace).
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return strings.TrimSpace(s[:i])
+	}
+	return s
 }
 
 // checkToolResponse checks a tool's result beyond the host's decoding: an
@@ -130,7 +149,7 @@ calls:
 func checkToolResponse(r abi.ToolResponse) []string {
 	var probs []string
 	if r.IsError && strings.TrimSpace(r.Content) == "" {
-		probs = append(probs, "is_error with empty content (the content must tell the model what was wrong)")
+		probs = append(probs, emptyErrorProblem)
 	}
 	if !utf8.ValidString(r.Content) {
 		probs = append(probs, "content is not valid UTF-8")
@@ -148,7 +167,7 @@ func checkToolResponse(r abi.ToolResponse) []string {
 // JSON must fail (an error or a trap) and not hang.
 func (c *checker) probeTool(tools []structured.Tool, calls []toolCall) []string {
 	if cause := c.dead[abi.ExportTool]; cause != nil {
-		return []string{fmt.Sprintf("tool not probed with an unknown tool name: it timed out earlier (%v)", cause)}
+		return []string{fmt.Sprintf("tool not probed with an unknown tool name or malformed input: it timed out earlier (%v)", cause)}
 	}
 	pr, err := c.probe()
 	if err != nil {
@@ -176,8 +195,8 @@ func (c *checker) probeTool(tools []structured.Tool, calls []toolCall) []string 
 	case hung:
 		probs = append(probs, fmt.Sprintf("tool hung on the unknown tool %q: %v", unknownToolName, err))
 	case trapped:
-		probs = append(probs, fmt.Sprintf("tool trapped on the unknown tool %q (%v); it must fail with an error message, not trap (a trap costs the host the instance)",
-			unknownToolName, err))
+		probs = append(probs, fmt.Sprintf("tool trapped on the unknown tool %q (%s); it must fail with an error message, not trap (a trap costs the host the instance)",
+			unknownToolName, firstLine(errString(err))))
 	case errored:
 		if c.ctx.Err() != nil {
 			return append(probs, fmt.Sprintf("tool: %v", c.ctx.Err()))
@@ -188,8 +207,8 @@ func (c *checker) probeTool(tools []structured.Tool, calls []toolCall) []string 
 		// The instance reported a clean error: it must still work.
 		o2, res, err2 := pr.call(c.ctx, abi.ExportTool, validIn)
 		if o2 != succeeded {
-			probs = append(probs, fmt.Sprintf("tool failed cleanly on the unknown tool %q, but the same instance then failed a valid call of %s: %v",
-				unknownToolName, valid.Name, err2))
+			probs = append(probs, fmt.Sprintf("tool failed cleanly on the unknown tool %q, but the same instance then failed a valid call of %s: %s",
+				unknownToolName, valid.Name, firstLine(errString(err2))))
 			pr.drop()
 		} else if _, err := abi.DecodeToolResponse(res); err != nil {
 			probs = append(probs, fmt.Sprintf("tool failed cleanly on the unknown tool %q, but the same instance then answered a valid call of %s with invalid output: %v",

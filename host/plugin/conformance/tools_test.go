@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -228,6 +229,8 @@ func TestToolModes(t *testing.T) {
 		}},
 		{mode: "emptyerr", detail: []string{`tool add with wrong-type arguments {"a":"not the right type","b":"not the right type"}: is_error with empty content`}},
 		{mode: "random", detail: []string{`tool add with minimal arguments {"a":1,"b":1}: not deterministic: the same call returned "2 (call 1)", then "2 (call 2)"`}},
+		// One timeout, then no more calls of the export.
+		{mode: "loop", detail: []string{`tool add with minimal arguments {"a":1,"b":1}: `, "timed out", "tool not probed with an unknown tool name or malformed input: it timed out earlier"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.mode, func(t *testing.T) {
@@ -261,6 +264,9 @@ func TestToolModes(t *testing.T) {
 				logReport(t, rep)
 				t.Fatalf("only tools should fail: %+v", f)
 			}
+			if timeout := DefaultLimits().CallTimeout; tc.mode == "loop" && r.Duration > timeout+3*time.Second {
+				t.Fatalf("tools check took %s: it waited for the spinning export more than once", r.Duration)
+			}
 		})
 	}
 }
@@ -272,5 +278,31 @@ func TestToolSlowCall(t *testing.T) {
 	if r.Passed || !strings.Contains(r.Detail, "tool add with minimal arguments") || !strings.Contains(r.Detail, "over the 1ns budget of one call") {
 		logReport(t, rep)
 		t.Fatalf("tools: %+v", r)
+	}
+}
+
+func TestToolCalls(t *testing.T) {
+	ids := compileTool(t, `{"type":"object","properties":{"id":{"type":"string","pattern":"^[0-9]{4}$"}},"required":["id"]}`)
+	ids.Name = "ids"
+	none := compileTool(t, ``)
+	none.Name = "none"
+	c := &checker{samples: []sample{{"plain", abi.PromptRequest{Query: "which id?"}}}}
+	calls, invalid := c.toolCalls([]structured.Tool{ids, none})
+	var got []string
+	for _, tc := range calls {
+		if tc.req.Query != "which id?" {
+			t.Fatalf("query %q", tc.req.Query)
+		}
+		got = append(got, fmt.Sprintf("%s %s %v", tc.req.Name, tc.req.Arguments, tc.valid))
+	}
+	want := []string{`ids {"id":"example"} false`, `ids {} false`, `ids {"id":12.5} false`, `none {} true`}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("calls\n got %q\nwant %q", got, want)
+	}
+	if len(invalid) != 1 || invalid[0] != "ids" {
+		t.Fatalf("invalid minimal: %v", invalid)
+	}
+	if !strings.HasPrefix(calls[2].what, `tool ids with wrong-type arguments {"id":12.5}`) {
+		t.Fatalf("what: %q", calls[2].what)
 	}
 }

@@ -11,6 +11,7 @@
 //   - failargs: fails the call (an error) on bad arguments.
 //   - emptyerr: answers bad arguments with is_error and empty content.
 //   - random: the same call gives a different result each time.
+//   - loop: spins on every call of a declared tool.
 //
 // Its prompt and validate exports conform, so only the tools check tells
 // the modes apart. One module for all modes: compiling a Go module under
@@ -116,6 +117,11 @@ func tool() int32 {
 	var req abi.ToolRequest
 	if err := json.Unmarshal(kernel.Input(), &req); err != nil {
 		return fail("tool: decode input: " + err.Error())
+	}
+	if getMode() == "loop" && req.Name != "" && req.Name != "conformance-no-such-tool" {
+		for {
+			calls++
+		}
 	}
 	content, err := run(req)
 	switch {
