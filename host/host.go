@@ -39,6 +39,7 @@ import (
 	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/host/router"
+	"github.com/mdsa-go/mdsa/internal/knowledge"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -54,6 +55,8 @@ type Host struct {
 	pinned string
 	closed atomic.Bool
 	tracer trace.Tracer
+	// kb holds the tenants' knowledge bases ([knowledge]); nil when off.
+	kb *knowledge.Store
 	// remotes are the remote engines the registry has opened, by model
 	// name, for their backends' status (the latest one of each name).
 	remotes remoteEngines
@@ -285,6 +288,10 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Host, error) 
 		closeAll()
 		rt.Close(ctx)
 		h.models.Close()
+		return nil, err
+	}
+	if err := h.openKnowledge(ctx); err != nil {
+		h.Close()
 		return nil, err
 	}
 	return h, nil
@@ -535,6 +542,9 @@ func (h *Host) Close() error {
 		}
 	}
 	errs = append(errs, h.rt.Close(ctx), h.models.Close(), h.cache.close())
+	if h.kb != nil {
+		errs = append(errs, h.kb.Close())
+	}
 	return errors.Join(errs...)
 }
 

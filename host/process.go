@@ -102,6 +102,9 @@ func (t Tokens) Charged() int { return t.Prompt + t.Completion + t.Embedded }
 // request.
 type Timings struct {
 	Route, Prompt, Generate, Validate, Total time.Duration
+	// Retrieve is the knowledge-base search of a domain that declares
+	// one (part of Prompt's stage before the plugin runs).
+	Retrieve time.Duration
 }
 
 // Result is the answer to a Request. (The HTTP API and the CLI's --json
@@ -137,6 +140,9 @@ type Result struct {
 	// ToolSteps are the calls of the domain's own tools the host ran while
 	// answering, in order.
 	ToolSteps []ToolStep
+	// Citations are the passages of the domain's knowledge base the prompt
+	// was given (numbered in its context as [1], [2], ...).
+	Citations []Citation
 	// Cache is CacheHit when the answer came from the response cache (no
 	// plugin or model ran; Tokens are 0), CacheMiss when it was computed
 	// and kept, "" when the request is not one the cache keeps.
@@ -263,6 +269,24 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 		}
 	}
 	preq := abi.PromptRequest{Query: req.Query, History: req.History, Context: req.Context, ResponseFormat: abiFormat(req.Format)}
+	if spec := p.Manifest().Knowledge; spec != nil && h.kb != nil {
+		t = time.Now()
+		kctx, end := h.stage(ctx, "mdsa.retrieve")
+		passages, cites, err := h.retrieve(kctx, tenant, spec, req.Query)
+		end(err)
+		res.Timings.Retrieve = time.Since(t)
+		if err != nil {
+			// The answer goes on without the knowledge base.
+			log.Warn("knowledge base search failed", "domain", res.Domain, "kb", spec.KB, "err", err)
+		} else if passages != "" {
+			ctxMap := make(map[string]string, len(req.Context)+1)
+			for k, v := range req.Context {
+				ctxMap[k] = v
+			}
+			ctxMap[abi.ContextKnowledge] = passages
+			preq.Context, res.Citations = ctxMap, cites
+		}
+	}
 	// The request's max_tokens (already resolved against its tenant's
 	// limit) bounds what the plugin's own generations may produce too.
 	ctx = plugin.WithRequestInfo(ctx, plugin.RequestInfo{ID: req.RequestID, Tenant: tenant, MaxTokens: req.Generation.MaxTokens})

@@ -15,7 +15,7 @@ func (a *app) benchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure MDSA components",
 	}
-	cmd.AddCommand(a.benchRouteCmd(), a.benchHotswapCmd(), a.benchServeCmd(), a.benchEngineCmd(), a.benchHostileCmd(), a.benchClusterCmd())
+	cmd.AddCommand(a.benchRouteCmd(), a.benchHotswapCmd(), a.benchServeCmd(), a.benchEngineCmd(), a.benchHostileCmd(), a.benchClusterCmd(), a.benchRetrievalCmd())
 	return cmd
 }
 

@@ -119,7 +119,7 @@ func newRootApp(out, errw io.Writer) (*cobra.Command, *app) {
 	root.SetErr(errw)
 	root.PersistentFlags().StringVarP(&a.configPath, "config", "c", "", "configuration file (default: ./mdsa.toml if present, else built-in defaults)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "", "override host.log_level: debug, info, warn, error")
-	root.AddCommand(a.askCmd(), a.routeCmd(), a.pluginsCmd(), a.modelsCmd(), a.hwCmd(), a.configCmd(), a.versionCmd(), a.benchCmd(), a.serveCmd())
+	root.AddCommand(a.askCmd(), a.routeCmd(), a.pluginsCmd(), a.modelsCmd(), a.hwCmd(), a.configCmd(), a.versionCmd(), a.benchCmd(), a.serveCmd(), a.kbCmd())
 	return root, a
 }
 

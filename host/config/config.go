@@ -38,6 +38,8 @@ type Config struct {
 	Console Console `toml:"console"`
 	// Conversations are kept by the server ([conversations]).
 	Conversations Conversations `toml:"conversations"`
+	// Knowledge holds the tenants' knowledge bases ([knowledge]).
+	Knowledge Knowledge `toml:"knowledge"`
 	// Tenants share the server; with none, mdsa serve has one open tenant
 	// ("default") that may use every plugin and model.
 	Tenants []Tenant `toml:"tenants"`
@@ -309,6 +311,28 @@ type Conversations struct {
 	TTL Duration `toml:"ttl"`
 }
 
+// Knowledge configures the tenants' knowledge bases: documents ingested
+// through /v1/knowledge or `mdsa kb`, searched by BM25 (and by vectors
+// with an embedding model) for plugins that declare a knowledge base and
+// for mdsa_retrieve.
+type Knowledge struct {
+	// Enabled serves /v1/knowledge and retrieval.
+	Enabled bool `toml:"enabled"`
+	// Path is the SQLite file (relative to this file's directory).
+	Path string `toml:"path"`
+	// EmbedModel, when set, is the catalog model that embeds chunks and
+	// queries, for hybrid (BM25 + vector) ranking.
+	EmbedModel string `toml:"embed_model"`
+	// MaxDocKB bounds one document; MaxDocsPerTenant, MaxChunksPerTenant
+	// and MaxKBsPerTenant what a tenant may keep.
+	MaxDocKB           int `toml:"max_doc_kb"`
+	MaxDocsPerTenant   int `toml:"max_docs_per_tenant"`
+	MaxChunksPerTenant int `toml:"max_chunks_per_tenant"`
+	MaxKBsPerTenant    int `toml:"max_kbs_per_tenant"`
+	// ChunkChars is the target size of a chunk, in characters.
+	ChunkChars int `toml:"chunk_chars"`
+}
+
 // Redis is the Redis (or Valkey) server that replicas share.
 type Redis struct {
 	// URL is redis://[user:password@]HOST:PORT[/DB], rediss:// for TLS,
@@ -573,6 +597,8 @@ func Default() Config {
 		Console: Console{Recent: 500, SessionTTL: Duration{12 * time.Hour}, MaxSessions: 1000, MaxStreams: 32},
 		Conversations: Conversations{Store: "sqlite", Path: ".cache/mdsa/conversations.db", MaxPerTenant: 10000,
 			MaxMessages: 1000, MaxKB: 1024, TTL: Duration{30 * 24 * time.Hour}},
+		Knowledge: Knowledge{Path: ".cache/mdsa/knowledge.db", MaxDocKB: 1024, MaxDocsPerTenant: 10000,
+			MaxChunksPerTenant: 200000, MaxKBsPerTenant: 100, ChunkChars: 1000},
 		Plugins: Plugins{
 			Timeout:         Duration{time.Second},
 			ThrottleAfter:   Duration{5 * time.Millisecond},

@@ -260,6 +260,28 @@ func (c *Config) validate(data []byte) error {
 	if d := c.Conversations.TTL.Duration; d < time.Minute || d > 10*365*24*time.Hour {
 		return fail(fmt.Sprintf("%s is out of range [1m, 87600h]", d), "conversations", "ttl")
 	}
+	if c.Knowledge.Enabled && c.Knowledge.Path == "" {
+		return fail("the knowledge bases need a file", "knowledge", "path")
+	}
+	for _, b := range []struct {
+		v, lo, hi int
+		key       string
+	}{
+		{c.Knowledge.MaxDocKB, 1, 64 << 10, "max_doc_kb"},
+		{c.Knowledge.MaxDocsPerTenant, 1, 100000000, "max_docs_per_tenant"},
+		{c.Knowledge.MaxChunksPerTenant, 1, 1000000000, "max_chunks_per_tenant"},
+		{c.Knowledge.MaxKBsPerTenant, 1, 100000, "max_kbs_per_tenant"},
+		{c.Knowledge.ChunkChars, 200, 8000, "chunk_chars"},
+	} {
+		if b.v < b.lo || b.v > b.hi {
+			return fail(fmt.Sprintf("%d is out of range [%d, %d]", b.v, b.lo, b.hi), "knowledge", b.key)
+		}
+	}
+	if e := c.Knowledge.EmbedModel; e != "" {
+		if _, ok := c.Models[e]; !ok {
+			return fail(fmt.Sprintf("model %q is not in the catalog (have: %s)", e, strings.Join(names, ", ")), "knowledge", "embed_model")
+		}
+	}
 	for i, t := range c.Tenants {
 		if t.Cache != "" && !slices.Contains(cacheModes, t.Cache) {
 			return fail(fmt.Sprintf("tenant %q: cache %q: want off, deterministic or always", t.Name, t.Cache), "tenants", strconv.Itoa(i), "cache")

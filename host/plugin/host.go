@@ -27,6 +27,14 @@ type Services interface {
 	CountTokens(ctx context.Context, call Call, req abi.CountTokensRequest) (abi.CountTokensResponse, error)
 }
 
+// Retriever is implemented by Services that serve mdsa_retrieve (ABI 1.1):
+// a search of the calling tenant's knowledge bases. req.KB is already
+// resolved (the manifest's knowledge base when the plugin left it empty)
+// and TopK set. Services without it refuse the call as unavailable.
+type Retriever interface {
+	Retrieve(ctx context.Context, call Call, req abi.RetrieveRequest) (abi.RetrieveResponse, error)
+}
+
 // Call tells Services who is calling: which plugin, in which export call of
 // which request. It is only valid during the Services call.
 type Call struct {
@@ -82,6 +90,8 @@ func capBit(c string) capSet {
 		return 2
 	case abi.CapCountTokens:
 		return 4
+	case abi.CapRetrieve:
+		return 8
 	}
 	return 0
 }
@@ -168,6 +178,7 @@ func (r *Runtime) hostFunctions() []extism.HostFunction {
 		def(abi.HostGenerate, abi.CapGenerate, r.hostGenerate),
 		def(abi.HostEmbed, abi.CapEmbed, r.hostEmbed),
 		def(abi.HostCountTokens, abi.CapCountTokens, r.hostCountTokens),
+		def(abi.HostRetrieve, abi.CapRetrieve, r.hostRetrieve),
 	}, kernelGuards(true)...)
 }
 
@@ -435,6 +446,45 @@ func (r *Runtime) hostEmbed(st *callState, call Call, in []byte) any {
 	}
 	st.workLeft -= max(resp.Tokens, 0)
 	return resp
+}
+
+func (r *Runtime) hostRetrieve(st *callState, call Call, in []byte) any {
+	req, err := abi.DecodeRetrieveRequest(in)
+	if err != nil {
+		return st.refuse(abi.ErrBadRequest, err.Error())
+	}
+	rs, ok := r.services.(Retriever)
+	if !ok {
+		return st.refuse(abi.ErrUnavailable, abi.HostRetrieve+": no knowledge service")
+	}
+	if req.KB == "" && call.Manifest != nil && call.Manifest.Knowledge != nil {
+		req.KB = call.Manifest.Knowledge.KB
+	}
+	if req.KB == "" {
+		return st.refuse(abi.ErrBadRequest, abi.HostRetrieve+": no kb given and the manifest declares no knowledge base")
+	}
+	if req.TopK == 0 {
+		req.TopK = defaultTopK(call.Manifest)
+	}
+	resp, refusal := callService(r, st, abi.HostRetrieve, func(ctx context.Context) (abi.RetrieveResponse, error) {
+		return rs.Retrieve(ctx, call, req)
+	})
+	if refusal != nil {
+		return *refusal
+	}
+	if resp.Passages == nil {
+		resp.Passages = []abi.Passage{}
+	}
+	return resp
+}
+
+// defaultTopK is the passages a retrieval returns when not told: the
+// manifest's knowledge.top_k, else 4.
+func defaultTopK(m *abi.Manifest) int {
+	if m != nil && m.Knowledge != nil && m.Knowledge.TopK > 0 {
+		return m.Knowledge.TopK
+	}
+	return 4
 }
 
 func (r *Runtime) hostCountTokens(st *callState, call Call, in []byte) any {

@@ -58,6 +58,7 @@ func (s *Server) routes() http.Handler {
 	add(http.MethodGet, "/v1/conversations", epConversations, s.convList)
 	add(http.MethodGet, "/v1/conversations/{id}", epConversations, s.convGet)
 	add(http.MethodDelete, "/v1/conversations/{id}", epConversations, s.convDelete)
+	s.knowledgeRoutes(add)
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -339,9 +340,14 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, timeout time.
 // body reads the request body, at most server.max_body_bytes of it.
 func (c *call) body() ([]byte, *apiError) {
 	limit := c.s.cfg.Server.MaxBodyBytes
+	return c.readLimited(limit, "this server's limit of "+itoa(limit)+" bytes (server.max_body_bytes)")
+}
+
+// readLimited reads the body, at most limit bytes (what names the limit in
+// the 413).
+func (c *call) readLimited(limit int64, what string) ([]byte, *apiError) {
 	tooLarge := &apiError{Status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: "request_too_large",
-		Message: "the request body is over this server's limit of " + itoa(limit) + " bytes (server.max_body_bytes)",
-		Refused: refusedTooLarge}
+		Message: "the request body is over " + what, Refused: refusedTooLarge}
 	if c.r.ContentLength > limit {
 		return nil, tooLarge
 	}

@@ -106,6 +106,8 @@ type mdsaInfo struct {
 	HistoryDropped int                  `json:"history_dropped,omitempty"`
 	// ToolSteps are the domain's own tools the host ran while answering.
 	ToolSteps []host.ToolStep `json:"tool_steps,omitempty"`
+	// Citations are the knowledge-base passages the prompt was given.
+	Citations []host.Citation `json:"citations,omitempty"`
 	// Response is the final (validated) text; sent in the last chunk of a
 	// stream only, since validation may revise what was streamed.
 	Response *string `json:"response,omitempty"`
@@ -404,7 +406,7 @@ func usageOf(res host.Result) chatUsage {
 func info(res host.Result) mdsaInfo {
 	return mdsaInfo{RequestID: res.RequestID, Domain: res.Domain, Cache: res.Cache, Confidence: res.Confidence, Status: string(res.Status),
 		Validation: res.Validation, TimingsMS: wire.FromTimings(res.Timings), Conversation: res.Conversation,
-		HistoryDropped: res.HistoryDropped, ToolSteps: res.ToolSteps}
+		HistoryDropped: res.HistoryDropped, ToolSteps: res.ToolSteps, Citations: res.Citations}
 }
 
 // chatStream answers with server-sent events: a chunk per piece of text as

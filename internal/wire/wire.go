@@ -32,11 +32,17 @@ type Result struct {
 	// HistoryDropped counts the oldest messages left out of the prompt
 	// to fit the model's context.
 	HistoryDropped int `json:"history_dropped,omitempty"`
+	// ToolSteps are the domain's own tools the host ran.
+	ToolSteps []host.ToolStep `json:"tool_steps,omitempty"`
+	// Citations are the knowledge-base passages the prompt was given.
+	Citations []host.Citation `json:"citations,omitempty"`
 }
 
 // Timings are host.Timings in milliseconds, to the microsecond.
 type Timings struct {
-	Route    float64 `json:"route"`
+	Route float64 `json:"route"`
+	// Retrieve is the knowledge-base search of a domain that declares one.
+	Retrieve float64 `json:"retrieve,omitempty"`
 	Prompt   float64 `json:"prompt"`
 	Generate float64 `json:"generate"`
 	Validate float64 `json:"validate"`
@@ -49,13 +55,13 @@ func FromResult(r host.Result) Result {
 		RequestID: r.RequestID, Status: string(r.Status), Domain: r.Domain, Confidence: r.Confidence,
 		Alternatives: r.Alternatives, Response: r.Response, Validation: r.Validation, Model: r.Model,
 		FinishReason: r.FinishReason, Tokens: r.Tokens, TimingsMS: FromTimings(r.Timings), Cache: r.Cache,
-		Conversation: r.Conversation, HistoryDropped: r.HistoryDropped,
+		Conversation: r.Conversation, HistoryDropped: r.HistoryDropped, ToolSteps: r.ToolSteps, Citations: r.Citations,
 	}
 }
 
 // FromTimings converts host.Timings to milliseconds.
 func FromTimings(t host.Timings) Timings {
-	return Timings{Route: Millis(t.Route), Prompt: Millis(t.Prompt), Generate: Millis(t.Generate),
+	return Timings{Route: Millis(t.Route), Retrieve: Millis(t.Retrieve), Prompt: Millis(t.Prompt), Generate: Millis(t.Generate),
 		Validate: Millis(t.Validate), Total: Millis(t.Total)}
 }
 

@@ -188,6 +188,9 @@ func init() {
 				RepeatPenalty: sdk.F32(1.1),
 			},
 			Capabilities: []string{abi.CapGenerate},
+			// The tenant's help centre, when it has uploaded one
+			// (/v1/knowledge/support/documents or mdsa kb add support ...).
+			Knowledge: &abi.KnowledgeSpec{KB: "support", TopK: 4},
 		},
 		System: "You are a friendly, efficient customer-support agent for {{context.company|our shop}}. " +
 			"Help with orders, shipping, returns, refunds, exchanges, accounts, billing and warranties. " +
@@ -196,7 +199,9 @@ func init() {
 			"Never ask for or repeat full card numbers, passwords, email addresses or phone numbers. " +
 			"If the customer is upset, acknowledge it briefly and offer to escalate to a human agent. " +
 			"Store policy notes: {{context.policy|none provided}}.",
-		Template:   "{{query}}",
+		// Passages found in the help centre go with the question (not in the
+		// system message, whose tokens the engine keeps evaluated).
+		Template:   "{{query}}\n\nHelp-centre passages (use them when they answer the question, and cite them as [n]): {{context.knowledge|none found}}",
 		MaxHistory: 10,
 		Validators: []sdk.Validator{
 			sdk.MinLength(1),

@@ -138,6 +138,32 @@ func (h *Host) CountTokens(text string) (int, error) {
 	return r.Count, err
 }
 
+type retrieveReply struct {
+	abi.RetrieveResponse
+	Error *abi.ErrorBody `json:"error"`
+}
+
+// Retrieve searches the tenant's knowledge base (req.KB, or the one the
+// manifest declares) for passages about req.Query (mdsa_retrieve, ABI
+// 1.1). Needs the "retrieve" capability. A module imports mdsa_retrieve
+// only when it calls Retrieve, so plugins that do not keep loading on hosts
+// without it.
+func (h *Host) Retrieve(req abi.RetrieveRequest) (abi.RetrieveResponse, error) {
+	call := HostCaller(callWasmRetrieve)
+	if h != nil && h != wasmHost && h.call != nil {
+		call = h.call
+	}
+	var r retrieveReply
+	err := (&Host{call: call}).invoke(abi.HostRetrieve, req, &r, func() *abi.ErrorBody { return r.Error })
+	if err == nil && r.Passages == nil {
+		r.Passages = []abi.Passage{}
+	}
+	return r.RetrieveResponse, err
+}
+
+// Retrieve calls mdsa_retrieve through WasmHost.
+func Retrieve(req abi.RetrieveRequest) (abi.RetrieveResponse, error) { return wasmHost.Retrieve(req) }
+
 // Generate calls mdsa_generate through WasmHost.
 func Generate(req abi.GenerateRequest) (abi.GenerateResponse, error) {
 	return wasmHost.Generate(req)

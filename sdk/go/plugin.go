@@ -102,7 +102,7 @@ func Compile(p Plugin) (*Compiled, error) {
 		errs = append(errs, errors.New("manifest version is empty"))
 	}
 	for _, c := range m.Capabilities {
-		if c != abi.CapGenerate && c != abi.CapEmbed && c != abi.CapCountTokens {
+		if !abi.KnownCapability(c) {
 			errs = append(errs, fmt.Errorf("manifest capability %q is unknown", c))
 		}
 	}
@@ -141,6 +141,9 @@ func Compile(p Plugin) (*Compiled, error) {
 		if err := v.validate(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if m.Knowledge != nil || slices.Contains(m.Capabilities, abi.CapRetrieve) {
+		m.ABIMinor = max(m.ABIMinor, 1)
 	}
 	if len(p.Tools) > 0 {
 		m.Tools = m.Tools[:0:0]

@@ -61,6 +61,15 @@ func mdsaEmbed(offset uint64) uint64
 //go:wasmimport extism:host/user mdsa_count_tokens
 func mdsaCountTokens(offset uint64) uint64
 
+//go:wasmimport extism:host/user mdsa_retrieve
+func mdsaRetrieve(offset uint64) uint64
+
+// callWasmRetrieve calls mdsa_retrieve; apart from callWasmHost so that a
+// module imports it only when it calls Retrieve.
+func callWasmRetrieve(function string, request []byte) ([]byte, error) {
+	return callImport(function, request, mdsaRetrieve)
+}
+
 // Scratch buffers for the export's input and output. A wasm instance runs
 // one export at a time on one thread and exports never re-enter, so each
 // call can reuse them; their contents never outlive the call (the prompt
@@ -236,19 +245,24 @@ func writeBlock(b []byte) uint64 {
 // plugin allocates and frees the request block; the reply block is
 // allocated by the host and freed here after it has been copied.
 func callWasmHost(function string, request []byte) ([]byte, error) {
-	in := writeBlock(request)
-	var out uint64
+	var imp func(uint64) uint64
 	switch function {
 	case abi.HostGenerate:
-		out = mdsaGenerate(in)
+		imp = mdsaGenerate
 	case abi.HostEmbed:
-		out = mdsaEmbed(in)
+		imp = mdsaEmbed
 	case abi.HostCountTokens:
-		out = mdsaCountTokens(in)
+		imp = mdsaCountTokens
 	default:
-		extismFree(in)
 		return nil, fmt.Errorf("unknown host function %q", function)
 	}
+	return callImport(function, request, imp)
+}
+
+// callImport sends request to the host function imp and reads its reply.
+func callImport(function string, request []byte, imp func(uint64) uint64) ([]byte, error) {
+	in := writeBlock(request)
+	out := imp(in)
 	extismFree(in)
 	if out == 0 {
 		return nil, &HostError{Function: function, Code: abi.ErrUnavailable, Message: "the host returned no reply"}

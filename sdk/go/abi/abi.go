@@ -37,6 +37,8 @@ const (
 	HostGenerate    = "mdsa_generate"
 	HostEmbed       = "mdsa_embed"
 	HostCountTokens = "mdsa_count_tokens"
+	// HostRetrieve searches the tenant's knowledge bases (ABI 1.1).
+	HostRetrieve = "mdsa_retrieve"
 )
 
 // Capabilities a plugin may declare in its Manifest. A host function refuses
@@ -45,6 +47,8 @@ const (
 	CapGenerate    = "generate"
 	CapEmbed       = "embed"
 	CapCountTokens = "count_tokens"
+	// CapRetrieve allows mdsa_retrieve (ABI 1.1).
+	CapRetrieve = "retrieve"
 )
 
 // Model tiers a plugin may ask for.
@@ -67,10 +71,54 @@ type Manifest struct {
 	Model        ModelPref  `json:"model"`
 	Generation   Generation `json:"generation"`
 	Capabilities []string   `json:"capabilities"`
+	// Knowledge names the tenant's knowledge base the host searches with
+	// each query before the prompt export, putting the passages found in
+	// the prompt request's context ("knowledge") and citing them in the
+	// result (ABI 1.1).
+	Knowledge *KnowledgeSpec `json:"knowledge,omitempty"`
 	// Tools are functions the plugin implements in its tool export, which
 	// the host lets the model call while answering a query of the domain
 	// (ABI 1.1).
 	Tools []ToolSpec `json:"tools,omitempty"`
+}
+
+// KnowledgeSpec declares the knowledge base a plugin answers from.
+type KnowledgeSpec struct {
+	// KB is the knowledge base's name within the tenant
+	// ([a-z0-9][a-z0-9_-]{0,63}).
+	KB string `json:"kb"`
+	// TopK is how many passages to retrieve (1-20; 0 means 4).
+	TopK int `json:"top_k,omitempty"`
+}
+
+// ContextKnowledge is the prompt context key under which the host puts the
+// passages retrieved for a plugin that declares Knowledge: numbered
+// "[n] Title: text" blocks, which the plugin's template can show (for
+// example {{context.knowledge|}}) and the model can cite by number.
+const ContextKnowledge = "knowledge"
+
+// RetrieveRequest is the input of mdsa_retrieve: a query over one of the
+// tenant's knowledge bases (KB; "" means the one the manifest declares).
+type RetrieveRequest struct {
+	Query string `json:"query"`
+	KB    string `json:"kb,omitempty"`
+	TopK  int    `json:"top_k,omitempty"`
+}
+
+// RetrieveResponse is the output of mdsa_retrieve: the passages found,
+// best first.
+type RetrieveResponse struct {
+	Passages []Passage `json:"passages"`
+}
+
+// Passage is one retrieved chunk of a document.
+type Passage struct {
+	Document string  `json:"document"`
+	Title    string  `json:"title"`
+	Source   string  `json:"source,omitempty"`
+	Chunk    int     `json:"chunk"`
+	Text     string  `json:"text"`
+	Score    float64 `json:"score"`
 }
 
 // ToolSpec declares one of a plugin's tools.

@@ -51,6 +51,8 @@ const (
 	MaxToolNameLen     = 64       // ToolSpec.Name
 	MaxToolSchemaLen   = 64 << 10 // ToolSpec.Parameters
 	MaxToolContentLen  = 64 << 10 // ToolResponse.Content
+	MaxRetrieveTopK    = 20       // KnowledgeSpec.TopK, RetrieveRequest.TopK
+	MaxRetrieveQuery   = 4096     // RetrieveRequest.Query
 )
 
 // ErrUnsupportedABI is matched (with errors.Is) by the error DecodeManifest
@@ -99,6 +101,7 @@ const (
 	docEmbed          = "embed request"
 	docCountTokens    = "count_tokens request"
 	docToolResponse   = "tool response"
+	docRetrieve       = "retrieve request"
 )
 
 // DecodeManifest decodes and checks the output of the describe export.
@@ -254,6 +257,40 @@ func DecodeToolResponse(data []byte) (ToolResponse, error) {
 	return r, nil
 }
 
+// DecodeRetrieveRequest decodes and checks the input a plugin passes to
+// mdsa_retrieve.
+func DecodeRetrieveRequest(data []byte) (RetrieveRequest, error) {
+	var r RetrieveRequest
+	if err := decodeStrict(docRetrieve, data, &r); err != nil {
+		return RetrieveRequest{}, err
+	}
+	c := checker{doc: docRetrieve}
+	c.text("query", r.Query, MaxRetrieveQuery, true)
+	if r.KB != "" && !ValidKBName(r.KB) {
+		c.fail("kb", fmt.Sprintf("%s must match [a-z0-9][a-z0-9_-]{0,63}", quote(r.KB)))
+	}
+	c.intRange("top_k", r.TopK, 0, MaxRetrieveTopK)
+	if c.err != nil {
+		return RetrieveRequest{}, c.err
+	}
+	return r, nil
+}
+
+// ValidKBName reports whether s is a valid knowledge base name:
+// [a-z0-9][a-z0-9_-]{0,63}.
+func ValidKBName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || i > 0 && (c == '_' || c == '-')) {
+			return false
+		}
+	}
+	return true
+}
+
 // ValidToolName reports whether s is a valid tool name: 1 to
 // MaxToolNameLen bytes of ASCII letters, digits, '_' and '-'.
 func ValidToolName(s string) bool {
@@ -274,6 +311,20 @@ func ValidToolName(s string) bool {
 func (c *checker) tools(m *Manifest) {
 	if m.ABIMinor < 0 {
 		c.fail("abi_minor", fmt.Sprintf("%d is negative", m.ABIMinor))
+	}
+	if k := m.Knowledge; k != nil {
+		if m.ABIMinor < 1 {
+			c.fail("knowledge", "knowledge needs abi_minor 1 or later")
+		}
+		if !ValidKBName(k.KB) {
+			c.fail("knowledge.kb", fmt.Sprintf("%s must match [a-z0-9][a-z0-9_-]{0,63}", quote(k.KB)))
+		}
+		c.intRange("knowledge.top_k", k.TopK, 0, MaxRetrieveTopK)
+	}
+	for _, cp := range m.Capabilities {
+		if cp == CapRetrieve && m.ABIMinor < 1 {
+			c.fail("capabilities", "retrieve needs abi_minor 1 or later")
+		}
 	}
 	if len(m.Tools) == 0 {
 		return
@@ -386,7 +437,7 @@ func ValidName(s string) bool {
 // KnownCapability reports whether c is a capability this ABI version defines.
 func KnownCapability(c string) bool {
 	switch c {
-	case CapGenerate, CapEmbed, CapCountTokens:
+	case CapGenerate, CapEmbed, CapCountTokens, CapRetrieve:
 		return true
 	}
 	return false

@@ -1,0 +1,79 @@
+package host
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mdsa-go/mdsa/host/config"
+	"github.com/mdsa-go/mdsa/internal/knowledge"
+	"github.com/mdsa-go/mdsa/internal/testutil"
+)
+
+// A plugin that declares a knowledge base gets the tenant's passages in its
+// context, cited in the result, and finds them itself through
+// mdsa_retrieve; another tenant's notes are never among them.
+func TestKnowledgeForPlugins(t *testing.T) {
+	dir := t.TempDir()
+	if err := testutil.BuildPlugin("host/testdata/retriever", filepath.Join(dir, "retriever.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, dir)
+	cfg.Knowledge.Enabled = true
+	cfg.Knowledge.Path = filepath.Join(t.TempDir(), "kb.db")
+	hash := "sha256:" + strings.Repeat("0", 64)
+	cfg.Tenants = []config.Tenant{{Name: "other", APIKeys: []string{hash}, Plugins: []string{"retriever"}}}
+	h, err := New(context.Background(), cfg, WithLogger(quietLogger()), WithEngine(&fakeEngine{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx := context.Background()
+	mine, err := h.Tenant("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := h.Tenant("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(tn *Tenant, kb, title, body string) knowledge.Document {
+		d, err := tn.AddDocument(ctx, kb, knowledge.Input{Title: title, Type: knowledge.TypeText, Body: []byte(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	d := add(mine, "notes", "Boiler", "The boiler service is due every March; the engineer is called Sam.")
+	add(mine, "notes", "Car", "The car insurance renews in July.")
+	add(mine, "recipes", "Bread", "Knead the dough for ten minutes.")
+	add(other, "notes", "Secret", "The boiler code of the other tenant is 1234.")
+
+	res, err := mine.Process(ctx, Request{Query: "when is the boiler service due?", Domain: "retriever"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(res.Response, "retrieved=Boiler") || !strings.Contains(res.Response, "context=[1] Boiler: ") ||
+		strings.Contains(res.Response, "Secret") || strings.Contains(res.Response, "1234") {
+		t.Fatalf("response %q", res.Response)
+	}
+	if len(res.Citations) == 0 || res.Citations[0].Document != d.ID || res.Citations[0].KB != "notes" || res.Timings.Retrieve <= 0 {
+		t.Fatalf("citations %+v, retrieve %s", res.Citations, res.Timings.Retrieve)
+	}
+	// Another base of the same tenant, by name.
+	res, err = mine.Process(ctx, Request{Query: "how long to knead dough", Domain: "retriever", Context: map[string]string{"kb": "recipes"}})
+	if err != nil || !strings.HasPrefix(res.Response, "retrieved=Bread") {
+		t.Fatalf("%q %v", res.Response, err)
+	}
+	// The other tenant sees only its own.
+	res, err = other.Process(ctx, Request{Query: "boiler", Domain: "retriever"})
+	if err != nil || !strings.HasPrefix(res.Response, "retrieved=Secret |") {
+		t.Fatalf("other tenant: %q %v", res.Response, err)
+	}
+	// A base that does not exist: nothing found, no error.
+	res, err = other.Process(ctx, Request{Query: "boiler", Domain: "retriever", Context: map[string]string{"kb": "recipes"}})
+	if err != nil || !strings.HasPrefix(res.Response, "retrieved= |") {
+		t.Fatalf("missing base: %q %v", res.Response, err)
+	}
+}

@@ -1,0 +1,228 @@
+package knowledge
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// Search returns the k (1..MaxK) chunks of the tenant's knowledge base kb
+// most relevant to query, best first. The query is untrusted text: it is
+// cut into at most MaxQueryTerms words (see queryTerms), any of which may
+// match; a query with no word is ErrInvalid. Chunks are ranked by BM25
+// (Hit.Score is the negated BM25 score); with an Embedder, also by the
+// cosine similarity of their vectors to the query's, and the top 100 of
+// both rankings are fused by reciprocal rank fusion with k = 60 (Hit.Score
+// is the fused score, the sum of 1/(60+rank) over the rankings that found
+// the chunk). An unknown knowledge base is
+// ErrNotFound; an Embedder's failure fails the search.
+func (s *Store) Search(ctx context.Context, tenant, kb, query string, k int) ([]Hit, error) {
+	if err := checkScope(tenant, kb); err != nil {
+		return nil, fmt.Errorf("knowledge: search: %w", err)
+	}
+	if k < 1 || k > MaxK {
+		return nil, fmt.Errorf("knowledge: search %s: %w: k is %d, not within 1..%d", kb, ErrInvalid, k, MaxK)
+	}
+	if len(query) > MaxQueryLen {
+		return nil, fmt.Errorf("knowledge: search %s: %w: query is %d bytes, more than %d", kb, ErrInvalid, len(query), MaxQueryLen)
+	}
+	terms := queryTerms(query)
+	if len(terms) == 0 {
+		return nil, fmt.Errorf("knowledge: search %s: %w: query %q holds no word to search for", kb, ErrInvalid, truncate(query, 80))
+	}
+	chunks, err := kbExists(ctx, s.r, tenant, kb)
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: search: %w", err)
+	}
+	var semantic []scored
+	depth := k
+	if s.embedder != nil {
+		depth = rankDepth
+		q, err := embed(ctx, s.embedder, []string{strings.ToValidUTF8(query, " ")})
+		if err != nil {
+			return nil, fmt.Errorf("knowledge: search %s: query: %w", kb, err)
+		}
+		if semantic, err = s.semantic(ctx, tenant, kb, chunks, q[0]); err != nil {
+			return nil, fmt.Errorf("knowledge: search %s: %w", kb, err)
+		}
+	}
+	lexical, err := s.lexical(ctx, tenant, kb, terms, depth)
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: search %s: %w", kb, err)
+	}
+
+	var ranked []fused
+	if s.embedder == nil {
+		ranked = make([]fused, len(lexical))
+		for i, l := range lexical {
+			ranked[i] = fused{id: l.id, score: l.score, lexical: i + 1}
+		}
+	} else {
+		ranked = fuse(lexical, semantic)
+	}
+	ranked = ranked[:min(len(ranked), k)]
+	hits, err := s.hits(ctx, tenant, kb, ranked)
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: search %s: %w", kb, err)
+	}
+	return hits, nil
+}
+
+// lexicalSQL ranks a knowledge base's chunks by BM25. Arguments: the MATCH
+// expression (ftsQuery), the depth, tenant and knowledge base.
+const lexicalSQL = `SELECT m.id, m.score FROM (
+	   SELECT rowid AS id, bm25(chunks_fts, 0.0, 1.0) AS score
+	   FROM chunks_fts WHERE chunks_fts MATCH ?
+	   ORDER BY score LIMIT ?
+	 ) AS m
+	 CROSS JOIN chunks AS c ON c.id = m.id
+	 WHERE +c.tenant = ? AND +c.kb = ?
+	 ORDER BY m.score, m.id`
+
+// hitsSQL reads n chunks, by id, with their documents'. Arguments: tenant,
+// knowledge base, tenant, knowledge base, and the n ids.
+func hitsSQL(n int) string {
+	return `SELECT c.id, c.doc_id, c.seq, c.text, d.title, d.source
+	 FROM chunks AS c CROSS JOIN documents AS d ON d.id = c.doc_id
+	 WHERE +c.tenant = ? AND +c.kb = ? AND +d.tenant = ? AND +d.kb = ?
+	   AND c.id IN (` + strings.Repeat("?, ", n-1) + `?)`
+}
+
+// lexical returns the depth chunks of the knowledge base best ranked by
+// BM25, best first, scored by the negated BM25 score. The MATCH is
+// confined to the knowledge base by its scope token, and the join checks
+// tenant and knowledge base again (a CROSS JOIN, and unary pluses on the
+// checks, so that SQLite looks the ranked few up by id rather than scanning
+// the knowledge base's chunks).
+func (s *Store) lexical(ctx context.Context, tenant, kb string, terms []string, depth int) ([]scored, error) {
+	rows, err := s.r.QueryContext(ctx, lexicalSQL,
+		ftsQuery(scopeToken(tenant, kb), terms), depth, tenant, kb)
+	if err != nil {
+		return nil, fmt.Errorf("full-text search: %w", err)
+	}
+	defer rows.Close()
+	var out []scored
+	for rows.Next() {
+		var sc scored
+		if err := rows.Scan(&sc.id, &sc.score); err != nil {
+			return nil, fmt.Errorf("full-text search: %w", err)
+		}
+		sc.score = -sc.score
+		out = append(out, sc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("full-text search: %w", err)
+	}
+	return out, nil
+}
+
+// semantic returns the rankDepth chunks of the knowledge base whose
+// vectors are most similar to q (unit length), best first, scored by
+// cosine similarity. The vectors come from the cache, loaded into it when
+// they fit; a knowledge base too large for the cache (chunks is its chunk
+// count) is read straight from the database.
+func (s *Store) semantic(ctx context.Context, tenant, kb string, chunks int, q []float32) ([]scored, error) {
+	if chunks == 0 {
+		return nil, nil
+	}
+	if size := chunks * (len(q) + 2); s.vectors.max < 1 || size > s.vectors.max {
+		t := topK{k: rankDepth}
+		err := s.scanVectors(ctx, tenant, kb, func(id int64, v []float32) {
+			if len(v) == len(q) {
+				t.add(id, float64(dot(q, v)))
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		return t.sorted(), nil
+	}
+	set, err := s.vectors.get(ctx, scopeKey{tenant, kb}, func(ctx context.Context) (*vecSet, error) {
+		set := &vecSet{}
+		err := s.scanVectors(ctx, tenant, kb, func(id int64, v []float32) {
+			if set.dim == 0 {
+				set.dim = len(v)
+				set.ids = make([]int64, 0, chunks)
+				set.data = make([]float32, 0, chunks*len(v))
+			}
+			if len(v) == set.dim {
+				set.ids = append(set.ids, id)
+				set.data = append(set.data, v...)
+			}
+		})
+		return set, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return set.search(q, rankDepth), nil
+}
+
+// scanVectors calls f with each vector of the knowledge base, in chunk
+// order; v is reused between calls.
+func (s *Store) scanVectors(ctx context.Context, tenant, kb string, f func(id int64, v []float32)) error {
+	rows, err := s.r.QueryContext(ctx,
+		`SELECT chunk_id, vec FROM vectors WHERE tenant = ? AND kb = ? ORDER BY chunk_id`,
+		tenant, kb)
+	if err != nil {
+		return fmt.Errorf("read vectors: %w", err)
+	}
+	defer rows.Close()
+	var v []float32
+	for rows.Next() {
+		var id int64
+		var b sql.RawBytes
+		if err := rows.Scan(&id, &b); err != nil {
+			return fmt.Errorf("read vectors: %w", err)
+		}
+		v = decodeVec(v[:0], b)
+		f(id, v)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read vectors: %w", err)
+	}
+	return nil
+}
+
+// hits reads the chunks of ranked, in its order, with their documents'.
+// A chunk deleted since it was ranked is left out. (The unary pluses keep
+// SQLite from scanning the knowledge base's index for tenant and kb: the
+// chunks are looked up by id, then checked.)
+func (s *Store) hits(ctx context.Context, tenant, kb string, ranked []fused) ([]Hit, error) {
+	out := []Hit{}
+	if len(ranked) == 0 {
+		return out, nil
+	}
+	args := []any{tenant, kb, tenant, kb}
+	for _, r := range ranked {
+		args = append(args, r.id)
+	}
+	rows, err := s.r.QueryContext(ctx, hitsSQL(len(ranked)),
+		args...)
+	if err != nil {
+		return nil, fmt.Errorf("read chunks: %w", err)
+	}
+	defer rows.Close()
+	byID := make(map[int64]Hit, len(ranked))
+	for rows.Next() {
+		var id int64
+		var h Hit
+		if err := rows.Scan(&id, &h.DocID, &h.Chunk, &h.Text, &h.Title, &h.Source); err != nil {
+			return nil, fmt.Errorf("read chunks: %w", err)
+		}
+		byID[id] = h
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read chunks: %w", err)
+	}
+	for _, r := range ranked {
+		h, ok := byID[r.id]
+		if !ok {
+			continue
+		}
+		h.Score, h.Lexical, h.Semantic = r.score, r.lexical, r.semantic
+		out = append(out, h)
+	}
+	return out, nil
+}

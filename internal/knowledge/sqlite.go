@@ -1,0 +1,713 @@
+package knowledge
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/ncruces/go-sqlite3"
+	"github.com/ncruces/go-sqlite3/driver"
+	"github.com/ncruces/go-sqlite3/ext/fts5"
+)
+
+// MemoryPath opens a private in-memory database (one connection, lost on
+// Close); meant for tests.
+const MemoryPath = ":memory:"
+
+// busyTimeoutMS is how long a connection waits for a lock held by another
+// connection (or process) before failing with SQLITE_BUSY.
+const busyTimeoutMS = 10000
+
+// readerConns is the size of the pool of read-only connections of a file
+// database. Writes go through one connection of their own.
+const readerConns = 4
+
+// migrations are the schema versions, in order: migrations[i] moves the
+// database from PRAGMA user_version i to i+1. Append, never edit.
+var migrations = []string{
+	// 1: knowledge bases, documents, chunks, their vectors and the
+	// full-text index.
+	`CREATE TABLE kbs (
+		tenant    TEXT    NOT NULL,
+		name      TEXT    NOT NULL,
+		created   INTEGER NOT NULL, -- Unix nanoseconds
+		updated   INTEGER NOT NULL, -- Unix nanoseconds
+		documents INTEGER NOT NULL DEFAULT 0,
+		chunks    INTEGER NOT NULL DEFAULT 0,
+		bytes     INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (tenant, name)
+	) STRICT, WITHOUT ROWID;
+	CREATE TABLE documents (
+		id      TEXT    NOT NULL PRIMARY KEY,
+		tenant  TEXT    NOT NULL,
+		kb      TEXT    NOT NULL,
+		title   TEXT    NOT NULL,
+		source  TEXT    NOT NULL,
+		type    TEXT    NOT NULL,
+		bytes   INTEGER NOT NULL,
+		chunks  INTEGER NOT NULL,
+		created INTEGER NOT NULL, -- Unix nanoseconds
+		FOREIGN KEY (tenant, kb) REFERENCES kbs (tenant, name) ON DELETE CASCADE
+	) STRICT;
+	CREATE INDEX documents_kb_created ON documents (tenant, kb, created, id);
+	CREATE TABLE chunks (
+		id     INTEGER NOT NULL PRIMARY KEY, -- the full-text index's rowid
+		tenant TEXT    NOT NULL,
+		kb     TEXT    NOT NULL,
+		doc_id TEXT    NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+		seq    INTEGER NOT NULL, -- 0-based within the document
+		text   TEXT    NOT NULL,
+		UNIQUE (doc_id, seq)
+	) STRICT;
+	-- (doc_id, seq) serves the foreign key; (tenant, kb, doc_id) the
+	-- scoped statements, per knowledge base or per document.
+	CREATE INDEX chunks_kb ON chunks (tenant, kb, doc_id);
+	CREATE TABLE vectors (
+		chunk_id INTEGER NOT NULL PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE,
+		tenant   TEXT    NOT NULL,
+		kb       TEXT    NOT NULL,
+		vec      BLOB    NOT NULL -- unit length, float32 little-endian
+	) STRICT;
+	CREATE INDEX vectors_kb ON vectors (tenant, kb);
+	-- scope holds one token per chunk, scopeToken(tenant, kb), which
+	-- confines every MATCH to one knowledge base of one tenant.
+	CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+		scope, text,
+		content = '', contentless_delete = 1,
+		tokenize = 'porter unicode61 remove_diacritics 2'
+	);
+	CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+		DELETE FROM chunks_fts WHERE rowid = old.id;
+	END;`,
+}
+
+// Store keeps knowledge bases in a SQLite database, safe for concurrent
+// use. Writes are serialised through w, a pool of exactly one connection,
+// so concurrent writers queue in database/sql instead of failing with
+// SQLITE_BUSY; reads use r, a pool of read-only connections that WAL mode
+// lets run beside the writer. For MemoryPath, r is w. Every method takes
+// the tenant that owns what it touches and never sees another tenant's.
+type Store struct {
+	w, r     *sql.DB
+	limits   Limits
+	embedder Embedder
+	now      func() time.Time
+	vectors  *vecCache
+}
+
+// Open opens (creating it if needed) the SQLite database at path and
+// returns a Store bounded by o.Limits. The database runs in WAL mode with a
+// busy timeout and foreign keys on; its schema is created or migrated,
+// versioned by PRAGMA user_version. A database from a newer version of
+// this package is refused. path MemoryPath (":memory:") opens a private
+// in-memory database.
+func Open(ctx context.Context, path string, o Options) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("knowledge: open: empty path")
+	}
+	limits, err := o.Limits.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: open: %w", err)
+	}
+	cacheFloats := o.VectorCacheFloats
+	if cacheFloats == 0 {
+		cacheFloats = DefaultVectorCacheFloats
+	}
+	s := &Store{limits: limits, embedder: o.Embedder, now: o.Now, vectors: newVecCache(cacheFloats)}
+	if s.now == nil {
+		s.now = time.Now
+	}
+
+	writerPragmas := []string{
+		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
+		"foreign_keys(1)",
+		"journal_mode(wal)",
+		"synchronous(normal)",
+	}
+	memory := path == MemoryPath
+	w, err := driver.Open(dsn(path, writerPragmas), registerFTS5)
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	s.w, s.r = w, w
+	if err := s.init(ctx, memory); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("knowledge: open %s: %w", path, err)
+	}
+	if !memory {
+		readerPragmas := []string{
+			fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
+			"query_only(1)",
+		}
+		r, err := driver.Open(dsn(path, readerPragmas), registerFTS5)
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("knowledge: open %s: %w", path, err)
+		}
+		r.SetMaxOpenConns(readerConns)
+		r.SetMaxIdleConns(readerConns)
+		s.r = r
+	}
+	return s, nil
+}
+
+// registerFTS5 adds the FTS5 extension to each new connection: the
+// driver's default build lacks it.
+func registerFTS5(c *sqlite3.Conn) error {
+	if err := fts5.Register(c); err != nil {
+		return fmt.Errorf("register fts5: %w", err)
+	}
+	return nil
+}
+
+// dsn returns the driver's URI for path with the given PRAGMAs.
+func dsn(path string, pragmas []string) string {
+	q := url.Values{"_pragma": pragmas}.Encode()
+	if path == MemoryPath {
+		return "file::memory:?" + q
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	p := filepath.ToSlash(path)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p // a Windows drive letter
+	}
+	u := url.URL{Scheme: "file", Path: p, RawQuery: q}
+	return u.String()
+}
+
+// init checks the journal mode and brings the schema up to date.
+func (s *Store) init(ctx context.Context, memory bool) error {
+	var mode string
+	if err := s.w.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		return fmt.Errorf("journal mode: %w", err)
+	}
+	if !memory && !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q, not WAL", mode)
+	}
+	return s.migrate(ctx)
+}
+
+// migrate applies the migrations the database lacks, in one transaction.
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	var version int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("migrate: read version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("migrate: schema version %d is newer than this program's %d", version, len(migrations))
+	}
+	if version == len(migrations) {
+		return nil
+	}
+	for v := version; v < len(migrations); v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+	}
+	// PRAGMA takes no parameters; the value is this package's constant.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(migrations))); err != nil {
+		return fmt.Errorf("migrate: set version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// Close releases the database. The Store must not be used afterwards.
+func (s *Store) Close() error {
+	var errR error
+	if s.r != s.w {
+		errR = s.r.Close()
+	}
+	if err := errors.Join(errR, s.w.Close()); err != nil {
+		return fmt.Errorf("knowledge: close: %w", err)
+	}
+	return nil
+}
+
+// fromNano turns stored Unix nanoseconds back into a time.
+func fromNano(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+// checkMeta validates and cleans a title or source: valid UTF-8, at most
+// max bytes; control characters become spaces, and white space is
+// collapsed.
+func checkMeta(field, v string, max int) (string, error) {
+	if len(v) > max {
+		return "", fmt.Errorf("%w: %s is %d bytes, longer than %d", ErrInvalid, field, len(v), max)
+	}
+	if !utf8.ValidString(v) {
+		return "", fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, field)
+	}
+	v = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, v)
+	return collapseSpace(v), nil
+}
+
+// prepared is a document ready to be stored.
+type prepared struct {
+	typ, title, source string
+	chunks             []string
+}
+
+// prepare checks a document against l, extracts its text and splits it
+// into chunks.
+func prepare(l Limits, in Input) (prepared, error) {
+	var p prepared
+	var err error
+	if p.typ, err = normType(in.Type); err != nil {
+		return p, err
+	}
+	if p.title, err = checkMeta("title", in.Title, MaxTitleLen); err != nil {
+		return p, err
+	}
+	if p.source, err = checkMeta("source", in.Source, MaxSourceLen); err != nil {
+		return p, err
+	}
+	switch {
+	case len(in.Body) == 0:
+		return p, fmt.Errorf("%w: empty body", ErrInvalid)
+	case len(in.Body) > l.MaxDocBytes:
+		return p, fmt.Errorf("%w: body is %d bytes, more than MaxDocBytes %d", ErrTooLarge, len(in.Body), l.MaxDocBytes)
+	}
+	ex, err := extract(p.typ, in.Body)
+	if err != nil {
+		return p, err
+	}
+	if p.title == "" {
+		p.title = ex.title
+	}
+	maxChunks := l.maxChunksPerDoc()
+	if p.chunks = chunkSections(ex.sections, l.ChunkChars, maxChunks); p.chunks == nil {
+		return p, &LimitError{Which: "chunks per document", Limit: maxChunks, Adding: maxChunks + 1}
+	}
+	return p, nil
+}
+
+// Add stores a document in the tenant's knowledge base kb, creating the
+// knowledge base if it is new. The body is extracted according to in.Type,
+// split into chunks, embedded when the Store has an Embedder (before the
+// database is touched), and stored with its chunks and their vectors in one
+// transaction: a failed Add stores nothing. Errors: ErrInvalid,
+// ErrUnsupportedType, ErrTooLarge, and ErrLimit (a *LimitError) when the
+// tenant would exceed a limit or the document would yield more chunks than
+// a document may.
+func (s *Store) Add(ctx context.Context, tenant, kb string, in Input) (Document, error) {
+	if err := checkScope(tenant, kb); err != nil {
+		return Document{}, fmt.Errorf("knowledge: add: %w", err)
+	}
+	p, err := prepare(s.limits, in)
+	if err != nil {
+		return Document{}, fmt.Errorf("knowledge: add: %w", err)
+	}
+	chunks := p.chunks
+	var vecs [][]float32
+	if s.embedder != nil {
+		if vecs, err = embed(ctx, s.embedder, chunks); err != nil {
+			return Document{}, fmt.Errorf("knowledge: add: %w", err)
+		}
+	}
+
+	doc := Document{KB: kb, Title: p.title, Source: p.source, Type: p.typ, Bytes: len(in.Body), Chunks: len(chunks)}
+	now := s.now().UnixNano()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return Document{}, fmt.Errorf("knowledge: add: %w", err)
+	}
+	defer tx.Rollback()
+	if err := s.checkAddLimits(ctx, tx, tenant, kb, len(chunks)); err != nil {
+		return Document{}, fmt.Errorf("knowledge: add: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO kbs (tenant, name, created, updated) VALUES (?, ?, ?, ?)
+		 ON CONFLICT (tenant, name) DO NOTHING`,
+		tenant, kb, now, now); err != nil {
+		return Document{}, fmt.Errorf("knowledge: add: create knowledge base: %w", err)
+	}
+	if doc.ID, err = insertDocument(ctx, tx, tenant, doc, now); err != nil {
+		return Document{}, err
+	}
+	if err := insertChunks(ctx, tx, tenant, kb, doc.ID, chunks, vecs); err != nil {
+		return Document{}, err
+	}
+	if _, err := tx.ExecContext(ctx,
+		`UPDATE kbs SET documents = documents + 1, chunks = chunks + ?, bytes = bytes + ?, updated = max(updated, ?)
+		 WHERE tenant = ? AND name = ?`,
+		len(chunks), len(in.Body), now, tenant, kb); err != nil {
+		return Document{}, fmt.Errorf("knowledge: add: update knowledge base: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Document{}, fmt.Errorf("knowledge: add: commit: %w", err)
+	}
+	if vecs != nil {
+		s.vectors.invalidate(scopeKey{tenant, kb})
+	}
+	doc.Created = fromNano(now)
+	return doc, nil
+}
+
+// checkAddLimits returns a *LimitError when adding a document of chunks
+// chunks to the tenant's knowledge base kb would exceed a limit.
+func (s *Store) checkAddLimits(ctx context.Context, tx *sql.Tx, tenant, kb string, chunks int) error {
+	var kbs, docs, chunksHave, exists int
+	err := tx.QueryRowContext(ctx,
+		`SELECT count(*), coalesce(sum(documents), 0), coalesce(sum(chunks), 0),
+		        coalesce(sum(name = ?), 0)
+		 FROM kbs WHERE tenant = ?`,
+		kb, tenant).Scan(&kbs, &docs, &chunksHave, &exists)
+	if err != nil {
+		return fmt.Errorf("count: %w", err)
+	}
+	l := s.limits
+	switch {
+	case exists == 0 && kbs >= l.MaxKBsPerTenant:
+		return &LimitError{Which: "MaxKBsPerTenant", Limit: l.MaxKBsPerTenant, Have: kbs, Adding: 1}
+	case docs+1 > l.MaxDocsPerTenant:
+		return &LimitError{Which: "MaxDocsPerTenant", Limit: l.MaxDocsPerTenant, Have: docs, Adding: 1}
+	case chunksHave+chunks > l.MaxChunksPerTenant:
+		return &LimitError{Which: "MaxChunksPerTenant", Limit: l.MaxChunksPerTenant, Have: chunksHave, Adding: chunks}
+	}
+	return nil
+}
+
+// insertDocument stores doc's row under a fresh id and returns the id.
+func insertDocument(ctx context.Context, tx *sql.Tx, tenant string, doc Document, now int64) (string, error) {
+	// A clash of 96 random bits is all but impossible; still, never
+	// overwrite: retry with a new id.
+	for range 3 {
+		id, err := newID()
+		if err != nil {
+			return "", err
+		}
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO documents (id, tenant, kb, title, source, type, bytes, chunks, created)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			 ON CONFLICT (id) DO NOTHING`,
+			id, tenant, doc.KB, doc.Title, doc.Source, doc.Type, doc.Bytes, doc.Chunks, now)
+		if err != nil {
+			return "", fmt.Errorf("knowledge: add: document: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return "", fmt.Errorf("knowledge: add: document: %w", err)
+		} else if n == 1 {
+			return id, nil
+		}
+	}
+	return "", errors.New("knowledge: add: could not draw a free document id")
+}
+
+// insertChunks stores a document's chunks, their full-text entries and,
+// when vecs is not nil, their vectors.
+func insertChunks(ctx context.Context, tx *sql.Tx, tenant, kb, docID string, chunks []string, vecs [][]float32) error {
+	insChunk, err := tx.PrepareContext(ctx,
+		`INSERT INTO chunks (tenant, kb, doc_id, seq, text) VALUES (?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("knowledge: add: chunks: %w", err)
+	}
+	defer insChunk.Close()
+	insFTS, err := tx.PrepareContext(ctx,
+		`INSERT INTO chunks_fts (rowid, scope, text) VALUES (?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("knowledge: add: chunks: %w", err)
+	}
+	defer insFTS.Close()
+	var insVec *sql.Stmt
+	if vecs != nil {
+		if insVec, err = tx.PrepareContext(ctx,
+			`INSERT INTO vectors (chunk_id, tenant, kb, vec) VALUES (?, ?, ?, ?)`); err != nil {
+			return fmt.Errorf("knowledge: add: vectors: %w", err)
+		}
+		defer insVec.Close()
+	}
+	scope := scopeToken(tenant, kb)
+	for i, text := range chunks {
+		res, err := insChunk.ExecContext(ctx, tenant, kb, docID, i, text)
+		if err != nil {
+			return fmt.Errorf("knowledge: add: chunk %d: %w", i, err)
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("knowledge: add: chunk %d: %w", i, err)
+		}
+		if _, err := insFTS.ExecContext(ctx, id, scope, text); err != nil {
+			return fmt.Errorf("knowledge: add: index chunk %d: %w", i, err)
+		}
+		if insVec != nil {
+			if _, err := insVec.ExecContext(ctx, id, tenant, kb, encodeVec(vecs[i])); err != nil {
+				return fmt.Errorf("knowledge: add: vector of chunk %d: %w", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// docColumns are the columns scanned by scanDocument.
+const docColumns = `id, kb, title, source, type, bytes, chunks, created`
+
+// scanDocument scans a row of docColumns.
+func scanDocument(row interface{ Scan(...any) error }) (Document, error) {
+	var d Document
+	var created int64
+	if err := row.Scan(&d.ID, &d.KB, &d.Title, &d.Source, &d.Type, &d.Bytes, &d.Chunks, &created); err != nil {
+		return Document{}, err
+	}
+	d.Created = fromNano(created)
+	return d, nil
+}
+
+// Get returns the tenant's document id in knowledge base kb, or
+// ErrNotFound (for unknown, malformed or another tenant's ids).
+func (s *Store) Get(ctx context.Context, tenant, kb, id string) (Document, error) {
+	if err := checkScope(tenant, kb); err != nil {
+		return Document{}, fmt.Errorf("knowledge: get: %w", err)
+	}
+	if !validID(id) {
+		return Document{}, fmt.Errorf("knowledge: get %s/%s: %w", kb, truncate(id, 40), ErrNotFound)
+	}
+	d, err := scanDocument(s.r.QueryRowContext(ctx,
+		`SELECT `+docColumns+` FROM documents WHERE tenant = ? AND kb = ? AND id = ?`,
+		tenant, kb, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Document{}, fmt.Errorf("knowledge: get %s/%s: %w", kb, id, ErrNotFound)
+	}
+	if err != nil {
+		return Document{}, fmt.Errorf("knowledge: get %s/%s: %w", kb, id, err)
+	}
+	return d, nil
+}
+
+// kbExists returns ErrNotFound unless the tenant has knowledge base kb, and
+// the number of chunks it holds.
+func kbExists(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, tenant, kb string) (int, error) {
+	var chunks int
+	err := q.QueryRowContext(ctx,
+		`SELECT chunks FROM kbs WHERE tenant = ? AND name = ?`, tenant, kb).Scan(&chunks)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("knowledge base %s: %w", kb, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("knowledge base %s: %w", kb, err)
+	}
+	return chunks, nil
+}
+
+// List returns the documents of the tenant's knowledge base kb, newest
+// first, at most limit of them (below 1: DefaultListLimit; capped at
+// MaxListLimit). before, when not empty, is the last id of the previous
+// page: the page starts after it. An unknown knowledge base or before gives
+// ErrNotFound.
+func (s *Store) List(ctx context.Context, tenant, kb string, limit int, before string) ([]Document, error) {
+	if err := checkScope(tenant, kb); err != nil {
+		return nil, fmt.Errorf("knowledge: list: %w", err)
+	}
+	if before != "" && !validID(before) {
+		return nil, fmt.Errorf("knowledge: list %s: before %s: %w", kb, truncate(before, 40), ErrNotFound)
+	}
+	switch {
+	case limit < 1:
+		limit = DefaultListLimit
+	case limit > MaxListLimit:
+		limit = MaxListLimit
+	}
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: list %s: %w", kb, err)
+	}
+	defer tx.Rollback()
+	if _, err := kbExists(ctx, tx, tenant, kb); err != nil {
+		return nil, fmt.Errorf("knowledge: list: %w", err)
+	}
+	// The page holds what sorts after the cursor, the (created, id) of
+	// before, in (created DESC, id DESC) order.
+	query := `SELECT ` + docColumns + ` FROM documents
+		 WHERE tenant = ? AND kb = ?
+		 ORDER BY created DESC, id DESC
+		 LIMIT ?`
+	args := []any{tenant, kb, limit}
+	if before != "" {
+		var curCreated int64
+		err := tx.QueryRowContext(ctx,
+			`SELECT created FROM documents WHERE tenant = ? AND kb = ? AND id = ?`,
+			tenant, kb, before).Scan(&curCreated)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("knowledge: list %s: before %s: %w", kb, before, ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("knowledge: list %s: %w", kb, err)
+		}
+		query = `SELECT ` + docColumns + ` FROM documents
+		 WHERE tenant = ? AND kb = ? AND (created, id) < (?, ?)
+		 ORDER BY created DESC, id DESC
+		 LIMIT ?`
+		args = []any{tenant, kb, curCreated, before, limit}
+	}
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: list %s: %w", kb, err)
+	}
+	defer rows.Close()
+	out := make([]Document, 0, limit)
+	for rows.Next() {
+		d, err := scanDocument(rows)
+		if err != nil {
+			return nil, fmt.Errorf("knowledge: list %s: %w", kb, err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("knowledge: list %s: %w", kb, err)
+	}
+	return out, nil
+}
+
+// KBs returns the tenant's knowledge bases, by name.
+func (s *Store) KBs(ctx context.Context, tenant string) ([]KB, error) {
+	if err := checkTenant(tenant); err != nil {
+		return nil, fmt.Errorf("knowledge: list knowledge bases: %w", err)
+	}
+	rows, err := s.r.QueryContext(ctx,
+		`SELECT name, documents, chunks, bytes, updated FROM kbs WHERE tenant = ? ORDER BY name`,
+		tenant)
+	if err != nil {
+		return nil, fmt.Errorf("knowledge: list knowledge bases: %w", err)
+	}
+	defer rows.Close()
+	out := []KB{}
+	for rows.Next() {
+		var k KB
+		var updated int64
+		if err := rows.Scan(&k.Name, &k.Documents, &k.Chunks, &k.Bytes, &updated); err != nil {
+			return nil, fmt.Errorf("knowledge: list knowledge bases: %w", err)
+		}
+		k.Updated = fromNano(updated)
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("knowledge: list knowledge bases: %w", err)
+	}
+	return out, nil
+}
+
+// deleteDocVectorsSQL deletes a document's vectors. Arguments: tenant,
+// knowledge base, tenant, knowledge base, document id.
+const deleteDocVectorsSQL = `DELETE FROM vectors WHERE tenant = ? AND kb = ? AND chunk_id IN (
+	SELECT id FROM chunks WHERE tenant = ? AND kb = ? AND doc_id = ?)`
+
+// deleteDocChunksSQL deletes a document's chunks (and, by the trigger
+// chunks_fts_delete, their full-text entries). Arguments: tenant,
+// knowledge base, document id.
+const deleteDocChunksSQL = `DELETE FROM chunks WHERE tenant = ? AND kb = ? AND doc_id = ?`
+
+// Delete removes the tenant's document id from knowledge base kb, with its
+// chunks and vectors, or returns ErrNotFound. The knowledge base stays,
+// even when empty.
+func (s *Store) Delete(ctx context.Context, tenant, kb, id string) error {
+	if err := checkScope(tenant, kb); err != nil {
+		return fmt.Errorf("knowledge: delete: %w", err)
+	}
+	if !validID(id) {
+		return fmt.Errorf("knowledge: delete %s/%s: %w", kb, truncate(id, 40), ErrNotFound)
+	}
+	now := s.now().UnixNano()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("knowledge: delete %s/%s: %w", kb, id, err)
+	}
+	defer tx.Rollback()
+	var bytes, chunks int64
+	err = tx.QueryRowContext(ctx,
+		`SELECT bytes, chunks FROM documents WHERE tenant = ? AND kb = ? AND id = ?`,
+		tenant, kb, id).Scan(&bytes, &chunks)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("knowledge: delete %s/%s: %w", kb, id, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("knowledge: delete %s/%s: %w", kb, id, err)
+	}
+	if _, err := tx.ExecContext(ctx, deleteDocVectorsSQL, tenant, kb, tenant, kb, id); err != nil {
+		return fmt.Errorf("knowledge: delete %s/%s: vectors: %w", kb, id, err)
+	}
+	// The trigger chunks_fts_delete drops each chunk's full-text entry.
+	if _, err := tx.ExecContext(ctx, deleteDocChunksSQL, tenant, kb, id); err != nil {
+		return fmt.Errorf("knowledge: delete %s/%s: chunks: %w", kb, id, err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		`DELETE FROM documents WHERE tenant = ? AND kb = ? AND id = ?`,
+		tenant, kb, id); err != nil {
+		return fmt.Errorf("knowledge: delete %s/%s: %w", kb, id, err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		`UPDATE kbs SET documents = documents - 1, chunks = chunks - ?, bytes = bytes - ?, updated = max(updated, ?)
+		 WHERE tenant = ? AND name = ?`,
+		chunks, bytes, now, tenant, kb); err != nil {
+		return fmt.Errorf("knowledge: delete %s/%s: update knowledge base: %w", kb, id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("knowledge: delete %s/%s: commit: %w", kb, id, err)
+	}
+	s.vectors.invalidate(scopeKey{tenant, kb})
+	return nil
+}
+
+// DeleteKB removes the tenant's knowledge base kb with all its documents,
+// and returns how many documents it held, or ErrNotFound.
+func (s *Store) DeleteKB(ctx context.Context, tenant, kb string) (int, error) {
+	if err := checkScope(tenant, kb); err != nil {
+		return 0, fmt.Errorf("knowledge: delete knowledge base: %w", err)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("knowledge: delete knowledge base %s: %w", kb, err)
+	}
+	defer tx.Rollback()
+	var docs int
+	err = tx.QueryRowContext(ctx,
+		`SELECT documents FROM kbs WHERE tenant = ? AND name = ?`, tenant, kb).Scan(&docs)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("knowledge: delete knowledge base %s: %w", kb, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("knowledge: delete knowledge base %s: %w", kb, err)
+	}
+	steps := []struct{ what, query string }{
+		{"vectors", `DELETE FROM vectors WHERE tenant = ? AND kb = ?`},
+		// The trigger chunks_fts_delete drops each chunk's full-text entry.
+		{"chunks", `DELETE FROM chunks WHERE tenant = ? AND kb = ?`},
+		{"documents", `DELETE FROM documents WHERE tenant = ? AND kb = ?`},
+		{"knowledge base", `DELETE FROM kbs WHERE tenant = ? AND name = ?`},
+	}
+	for _, st := range steps {
+		if _, err := tx.ExecContext(ctx, st.query, tenant, kb); err != nil {
+			return 0, fmt.Errorf("knowledge: delete knowledge base %s: %s: %w", kb, st.what, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("knowledge: delete knowledge base %s: commit: %w", kb, err)
+	}
+	s.vectors.invalidate(scopeKey{tenant, kb})
+	return docs, nil
+}
