@@ -19,8 +19,6 @@ package convstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -28,6 +26,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mdsa-go/mdsa/internal/sqlitedb"
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
@@ -48,9 +47,6 @@ var ErrInvalid = errors.New("convstore: invalid input")
 
 // IDPrefix starts every conversation id; 24 lowercase hex digits follow.
 const IDPrefix = "conv_"
-
-// idHexLen is the number of hex digits after IDPrefix (12 random bytes).
-const idHexLen = 24
 
 // MaxTenantLen is the longest tenant name accepted, in bytes.
 const MaxTenantLen = 256
@@ -172,39 +168,22 @@ func expiryCutoff(l Limits, now int64) int64 {
 	return now - int64(l.TTL)
 }
 
-// newID returns a fresh random conversation id.
 func newID() (string, error) {
-	var b [idHexLen / 2]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("convstore: random id: %w", err)
+	id, err := sqlitedb.NewID(IDPrefix)
+	if err != nil {
+		return "", fmt.Errorf("convstore: %w", err)
 	}
-	return IDPrefix + hex.EncodeToString(b[:]), nil
+	return id, nil
 }
 
 // validID reports whether id has the form of a conversation id: IDPrefix and
 // 24 lowercase hex digits.
-func validID(id string) bool {
-	if len(id) != len(IDPrefix)+idHexLen || !strings.HasPrefix(id, IDPrefix) {
-		return false
-	}
-	for i := len(IDPrefix); i < len(id); i++ {
-		c := id[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+func validID(id string) bool { return sqlitedb.ValidID(id, IDPrefix) }
 
 // checkTenant validates a tenant name.
 func checkTenant(tenant string) error {
-	switch {
-	case tenant == "":
-		return fmt.Errorf("%w: empty tenant", ErrInvalid)
-	case len(tenant) > MaxTenantLen:
-		return fmt.Errorf("%w: tenant longer than %d bytes", ErrInvalid, MaxTenantLen)
-	case !utf8.ValidString(tenant) || strings.IndexByte(tenant, 0) >= 0:
-		return fmt.Errorf("%w: tenant is not valid UTF-8 text", ErrInvalid)
+	if err := sqlitedb.CheckTenant(tenant, MaxTenantLen); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }

@@ -5,28 +5,16 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"path/filepath"
-	"strings"
 	"time"
 
-	// The database/sql driver "sqlite3": SQLite compiled to Go, no cgo.
-	_ "github.com/ncruces/go-sqlite3/driver"
+	"github.com/mdsa-go/mdsa/internal/sqlitedb"
 
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
 // MemoryPath opens a private in-memory database (one connection, lost on
 // Close); meant for tests.
-const MemoryPath = ":memory:"
-
-// busyTimeoutMS is how long a connection waits for a lock held by another
-// connection (or process) before failing with SQLITE_BUSY.
-const busyTimeoutMS = 10000
-
-// readerConns is the size of the pool of read-only connections of a file
-// database. Writes go through one connection of their own.
-const readerConns = 4
+const MemoryPath = sqlitedb.MemoryPath
 
 // sweepBatch is how many conversations Sweep deletes per transaction, so that
 // it never holds the write lock for long.
@@ -61,6 +49,7 @@ var migrations = []string{
 // connections that WAL mode lets run beside the writer. For MemoryPath, r is
 // w.
 type sqliteStore struct {
+	db     *sqlitedb.DB
 	w, r   *sql.DB
 	limits Limits
 	now    func() time.Time
@@ -81,102 +70,12 @@ func OpenSQLite(ctx context.Context, path string, l Limits, opts ...Option) (Sto
 	o := newOptions(opts)
 	s := &sqliteStore{limits: l, now: o.now}
 
-	writerPragmas := []string{
-		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
-		"foreign_keys(1)",
-		"journal_mode(wal)",
-		"synchronous(normal)",
-	}
-	memory := path == MemoryPath
-	w, err := sql.Open("sqlite3", dsn(path, writerPragmas))
+	db, err := sqlitedb.Open(ctx, path, migrations, nil)
 	if err != nil {
-		return nil, fmt.Errorf("convstore: open %s: %w", path, err)
+		return nil, fmt.Errorf("convstore: %w", err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-	s.w, s.r = w, w
-	if err := s.init(ctx, memory); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("convstore: open %s: %w", path, err)
-	}
-	if !memory {
-		readerPragmas := []string{
-			fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
-			"query_only(1)",
-		}
-		r, err := sql.Open("sqlite3", dsn(path, readerPragmas))
-		if err != nil {
-			w.Close()
-			return nil, fmt.Errorf("convstore: open %s: %w", path, err)
-		}
-		r.SetMaxOpenConns(readerConns)
-		r.SetMaxIdleConns(readerConns)
-		s.r = r
-	}
+	s.db, s.w, s.r = db, db.W, db.R
 	return s, nil
-}
-
-// dsn returns the driver's URI for path with the given PRAGMAs.
-func dsn(path string, pragmas []string) string {
-	q := url.Values{"_pragma": pragmas}.Encode()
-	if path == MemoryPath {
-		return "file::memory:?" + q
-	}
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	p := filepath.ToSlash(path)
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p // a Windows drive letter
-	}
-	u := url.URL{Scheme: "file", Path: p, RawQuery: q}
-	return u.String()
-}
-
-// init checks the journal mode and brings the schema up to date.
-func (s *sqliteStore) init(ctx context.Context, memory bool) error {
-	var mode string
-	if err := s.w.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
-		return fmt.Errorf("journal mode: %w", err)
-	}
-	if !memory && !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("journal mode is %q, not WAL", mode)
-	}
-	return s.migrate(ctx)
-}
-
-// migrate applies the migrations the database lacks, in one transaction.
-func (s *sqliteStore) migrate(ctx context.Context) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	var version int
-	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
-		return fmt.Errorf("migrate: read version: %w", err)
-	}
-	if version > len(migrations) {
-		return fmt.Errorf("migrate: schema version %d is newer than this program's %d", version, len(migrations))
-	}
-	if version == len(migrations) {
-		return nil
-	}
-	for v := version; v < len(migrations); v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("migrate to version %d: %w", v+1, err)
-		}
-	}
-	// PRAGMA takes no parameters; the value is this package's constant.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(migrations))); err != nil {
-		return fmt.Errorf("migrate: set version: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate: commit: %w", err)
-	}
-	return nil
 }
 
 // cutoff returns the Updated time, in Unix nanoseconds, at or before which a
@@ -496,11 +395,7 @@ func (s *sqliteStore) Sweep(ctx context.Context) (int, error) {
 
 // Close implements Store.
 func (s *sqliteStore) Close() error {
-	var errR error
-	if s.r != s.w {
-		errR = s.r.Close()
-	}
-	if err := errors.Join(errR, s.w.Close()); err != nil {
+	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("convstore: close: %w", err)
 	}
 	return nil

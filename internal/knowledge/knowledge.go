@@ -28,13 +28,13 @@ package knowledge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mdsa-go/mdsa/internal/sqlitedb"
 )
 
 // ErrNotFound is returned for a document or knowledge base the tenant does
@@ -308,37 +308,21 @@ func ValidKB(name string) bool {
 
 // newID returns a fresh random document id.
 func newID() (string, error) {
-	var b [idHexLen / 2]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("knowledge: random id: %w", err)
+	id, err := sqlitedb.NewID(IDPrefix)
+	if err != nil {
+		return "", fmt.Errorf("knowledge: %w", err)
 	}
-	return IDPrefix + hex.EncodeToString(b[:]), nil
+	return id, nil
 }
 
 // validID reports whether id has the form of a document id: IDPrefix and
 // 24 lowercase hex digits.
-func validID(id string) bool {
-	if len(id) != len(IDPrefix)+idHexLen || !strings.HasPrefix(id, IDPrefix) {
-		return false
-	}
-	for i := len(IDPrefix); i < len(id); i++ {
-		c := id[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+func validID(id string) bool { return sqlitedb.ValidID(id, IDPrefix) }
 
 // checkTenant validates a tenant name.
 func checkTenant(tenant string) error {
-	switch {
-	case tenant == "":
-		return fmt.Errorf("%w: empty tenant", ErrInvalid)
-	case len(tenant) > MaxTenantLen:
-		return fmt.Errorf("%w: tenant longer than %d bytes", ErrInvalid, MaxTenantLen)
-	case !utf8.ValidString(tenant) || strings.IndexByte(tenant, 0) >= 0:
-		return fmt.Errorf("%w: tenant is not valid UTF-8 text", ErrInvalid)
+	if err := sqlitedb.CheckTenant(tenant, MaxTenantLen); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }

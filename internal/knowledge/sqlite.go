@@ -5,29 +5,20 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"path/filepath"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/ncruces/go-sqlite3"
-	"github.com/ncruces/go-sqlite3/driver"
 	"github.com/ncruces/go-sqlite3/ext/fts5"
+
+	"github.com/mdsa-go/mdsa/internal/sqlitedb"
 )
 
 // MemoryPath opens a private in-memory database (one connection, lost on
 // Close); meant for tests.
-const MemoryPath = ":memory:"
-
-// busyTimeoutMS is how long a connection waits for a lock held by another
-// connection (or process) before failing with SQLITE_BUSY.
-const busyTimeoutMS = 10000
-
-// readerConns is the size of the pool of read-only connections of a file
-// database. Writes go through one connection of their own.
-const readerConns = 4
+const MemoryPath = sqlitedb.MemoryPath
 
 // migrations are the schema versions, in order: migrations[i] moves the
 // database from PRAGMA user_version i to i+1. Append, never edit.
@@ -95,6 +86,7 @@ var migrations = []string{
 // lets run beside the writer. For MemoryPath, r is w. Every method takes
 // the tenant that owns what it touches and never sees another tenant's.
 type Store struct {
+	db       *sqlitedb.DB
 	w, r     *sql.DB
 	limits   Limits
 	embedder Embedder
@@ -125,40 +117,11 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 		s.now = time.Now
 	}
 
-	writerPragmas := []string{
-		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
-		"foreign_keys(1)",
-		"journal_mode(wal)",
-		"synchronous(normal)",
-	}
-	memory := path == MemoryPath
-	w, err := driver.Open(dsn(path, writerPragmas), registerFTS5)
+	db, err := sqlitedb.Open(ctx, path, migrations, registerFTS5)
 	if err != nil {
-		return nil, fmt.Errorf("knowledge: open %s: %w", path, err)
+		return nil, fmt.Errorf("knowledge: %w", err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-	s.w, s.r = w, w
-	if err := s.init(ctx, memory); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("knowledge: open %s: %w", path, err)
-	}
-	if !memory {
-		readerPragmas := []string{
-			fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
-			"query_only(1)",
-		}
-		r, err := driver.Open(dsn(path, readerPragmas), registerFTS5)
-		if err != nil {
-			w.Close()
-			return nil, fmt.Errorf("knowledge: open %s: %w", path, err)
-		}
-		r.SetMaxOpenConns(readerConns)
-		r.SetMaxIdleConns(readerConns)
-		s.r = r
-	}
+	s.db, s.w, s.r = db, db.W, db.R
 	return s, nil
 }
 
@@ -171,74 +134,9 @@ func registerFTS5(c *sqlite3.Conn) error {
 	return nil
 }
 
-// dsn returns the driver's URI for path with the given PRAGMAs.
-func dsn(path string, pragmas []string) string {
-	q := url.Values{"_pragma": pragmas}.Encode()
-	if path == MemoryPath {
-		return "file::memory:?" + q
-	}
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	p := filepath.ToSlash(path)
-	if !strings.HasPrefix(p, "/") {
-		p = "/" + p // a Windows drive letter
-	}
-	u := url.URL{Scheme: "file", Path: p, RawQuery: q}
-	return u.String()
-}
-
-// init checks the journal mode and brings the schema up to date.
-func (s *Store) init(ctx context.Context, memory bool) error {
-	var mode string
-	if err := s.w.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
-		return fmt.Errorf("journal mode: %w", err)
-	}
-	if !memory && !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("journal mode is %q, not WAL", mode)
-	}
-	return s.migrate(ctx)
-}
-
-// migrate applies the migrations the database lacks, in one transaction.
-func (s *Store) migrate(ctx context.Context) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	var version int
-	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
-		return fmt.Errorf("migrate: read version: %w", err)
-	}
-	if version > len(migrations) {
-		return fmt.Errorf("migrate: schema version %d is newer than this program's %d", version, len(migrations))
-	}
-	if version == len(migrations) {
-		return nil
-	}
-	for v := version; v < len(migrations); v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("migrate to version %d: %w", v+1, err)
-		}
-	}
-	// PRAGMA takes no parameters; the value is this package's constant.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(migrations))); err != nil {
-		return fmt.Errorf("migrate: set version: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate: commit: %w", err)
-	}
-	return nil
-}
-
 // Close releases the database. The Store must not be used afterwards.
 func (s *Store) Close() error {
-	var errR error
-	if s.r != s.w {
-		errR = s.r.Close()
-	}
-	if err := errors.Join(errR, s.w.Close()); err != nil {
+	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("knowledge: close: %w", err)
 	}
 	return nil
