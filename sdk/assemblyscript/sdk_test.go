@@ -12,8 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mdsa-go/mdsa/internal/sdkcheck"
-	"github.com/mdsa-go/mdsa/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +19,9 @@ import (
 	"sync"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/mdsa-go/mdsa/internal/sdkcheck"
+	"github.com/mdsa-go/mdsa/internal/testutil"
 
 	extism "github.com/extism/go-sdk"
 	"github.com/tetratelabs/wazero"
@@ -398,67 +399,16 @@ func TestFeatures(t *testing.T) {
 func TestTools(t *testing.T) {
 	plain := wasm(t)
 	p := sdkcheck.Load(t, "features.wasm", build.features, &sdkcheck.FakeServices{})
-	m := p.Manifest()
-	if m.ABIMinor != 1 || len(m.Tools) != 2 || m.Tools[0].Name != "add" || m.Tools[1].Name != "query" ||
-		m.Tools[0].Description != "Adds two numbers exactly. Use it for any sum." || m.Tools[1].Parameters != nil {
-		t.Fatalf("manifest: abi_minor %d, tools %+v", m.ABIMinor, m.Tools)
-	}
-	var schema struct {
-		Properties map[string]struct {
-			Type        string `json:"type"`
-			Description string `json:"description"`
-		} `json:"properties"`
-		Required []string `json:"required"`
-	}
-	if err := json.Unmarshal(m.Tools[0].Parameters, &schema); err != nil || schema.Properties["b"].Description != "the second é addend" ||
-		schema.Properties["a"].Type != "number" || strings.Join(schema.Required, ",") != "a,b" {
-		t.Fatalf("parameters %s: %+v %v", m.Tools[0].Parameters, schema, err)
-	}
-	if ts := p.Tools(); len(ts) != 2 || ts[0].Name != "add" || ts[1].Name != "query" {
-		t.Fatalf("compiled tools: %+v", ts)
-	}
+	sdkcheck.CheckToolManifest(t, p)
 	ctx := context.Background()
-	for _, tc := range []struct {
-		args, content string
-		isError       bool
-	}{
-		{`{"a":2,"b":3.5}`, `{"sum":5.5}`, false},
-		{`{"b":1000,"a":-1e3,"extra":[1]}`, `{"sum":0}`, false},
-		{`{"a":"2","b":3}`, "a and b must be numbers", true},
-		{`{"a":1}`, "a and b must be numbers", true},
-		{`null`, "a and b must be numbers", true},
-	} {
-		r, err := p.Tool(ctx, abi.ToolRequest{Name: "add", Arguments: json.RawMessage(tc.args)})
-		if err != nil || r.Content != tc.content || r.IsError != tc.isError {
-			t.Errorf("add(%s) = %+v, %v; want %q (is_error %v)", tc.args, r, err, tc.content, tc.isError)
-		}
-	}
-	q := "What is \"2+2\"?\n🙂"
-	if r, err := p.Tool(ctx, abi.ToolRequest{Name: "query", Arguments: json.RawMessage(`{}`), Query: q}); err != nil ||
-		r != (abi.ToolResponse{Content: q + " (0 arguments)"}) {
-		t.Errorf("query tool: %+v, %v", r, err)
-	}
+	sdkcheck.CheckToolCalls(t, p, sdkcheck.ToolCallOptions{})
 	if _, err := p.Tool(ctx, abi.ToolRequest{Name: "add", Arguments: json.RawMessage(`{"a":13,"b":1}`)}); !errors.Is(err, plugin.ErrFailed) ||
 		!strings.Contains(err.Error(), "tool: add: unlucky number") {
 		t.Errorf("env.fail in a tool: %v", err)
 	}
-	if _, err := p.Tool(ctx, abi.ToolRequest{Name: "nope", Arguments: json.RawMessage(`{}`)}); !errors.Is(err, plugin.ErrNoTool) {
-		t.Errorf("unknown tool through the host: %v", err)
-	}
 	// The export itself, with inputs the host never sends.
+	sdkcheck.CheckRawToolErrors(t, build.features)
 	raw := sdkcheck.RawPluginWithHost(t, build.features, func(string, []byte) []byte { return nil })
-	for _, tc := range []struct{ input, want string }{
-		{`{"name":"nope","arguments":{}}`, `tool: no tool named "nope"`},
-		{`{"arguments":{}}`, `tool: no tool named ""`},
-		{`{"name":5}`, "tool: decode input: name: want a string"},
-		{`{"name":"add","query":[]}`, "tool: decode input: query: want a string"},
-		{`[]`, "tool: decode input: want a JSON object"},
-		{`{"name":"add"`, "tool: decode input: unexpected end of JSON input at byte 13"},
-	} {
-		if _, msg := sdkcheck.CallRaw(t, raw, "tool", []byte(tc.input)); msg != tc.want {
-			t.Errorf("tool(%s): error %q, want %q", tc.input, msg, tc.want)
-		}
-	}
 	out, msg := sdkcheck.CallRaw(t, raw, "tool", []byte(`{"name":"add","arguments":{"a":0.1,"b":0.2}}`))
 	// The sum of the float64 values (AssemblyScript may not print it in
 	// the shortest form, but it reads back the same).

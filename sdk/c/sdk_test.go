@@ -11,8 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mdsa-go/mdsa/internal/sdkcheck"
-	"github.com/mdsa-go/mdsa/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +18,9 @@ import (
 	"sync"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/mdsa-go/mdsa/internal/sdkcheck"
+	"github.com/mdsa-go/mdsa/internal/testutil"
 
 	extism "github.com/extism/go-sdk"
 	"github.com/tetratelabs/wazero"
@@ -404,62 +405,16 @@ func TestFeatures(t *testing.T) {
 func TestTools(t *testing.T) {
 	plain, _ := wasm(t)
 	p := sdkcheck.Load(t, "features.wasm", build.features, &sdkcheck.FakeServices{})
-	m := p.Manifest()
-	if m.ABIMinor != 1 || len(m.Tools) != 2 || m.Tools[0].Name != "add" || m.Tools[1].Name != "query" ||
-		m.Tools[0].Description != "Adds two numbers exactly. Use it for any sum." || m.Tools[1].Parameters != nil {
-		t.Fatalf("manifest: abi_minor %d, tools %+v", m.ABIMinor, m.Tools)
-	}
-	// The schema as declared, written compactly (numbers as they were).
-	if want := `{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number","description":"the second é addend",` +
-		`"maximum":1e300}},"required":["a","b"]}`; string(m.Tools[0].Parameters) != want {
-		t.Fatalf("parameters:\n got %s\nwant %s", m.Tools[0].Parameters, want)
-	}
-	if ts := p.Tools(); len(ts) != 2 || ts[0].Name != "add" || ts[1].Name != "query" {
-		t.Fatalf("compiled tools: %+v", ts)
-	}
+	sdkcheck.CheckToolManifest(t, p)
 	ctx := context.Background()
-	for _, tc := range []struct {
-		args, content string
-		isError       bool
-	}{
-		{`{"a":2,"b":3.5}`, `{"sum":5.5}`, false},
-		{`{"b":1000,"a":-1e3,"extra":[1]}`, `{"sum":0}`, false},
-		{`{"a":-2.25,"b":1}`, `{"sum":-1.25}`, false},
-		{`{"a":"2","b":3}`, "a and b must be numbers", true},
-		{`{"a":1}`, "a and b must be numbers", true},
-		{`null`, "a and b must be numbers", true},
-	} {
-		r, err := p.Tool(ctx, abi.ToolRequest{Name: "add", Arguments: json.RawMessage(tc.args)})
-		if err != nil || r.Content != tc.content || r.IsError != tc.isError {
-			t.Errorf("add(%s) = %+v, %v; want %q (is_error %v)", tc.args, r, err, tc.content, tc.isError)
-		}
-	}
-	q := "What is \"2+2\"?\n🙂"
-	if r, err := p.Tool(ctx, abi.ToolRequest{Name: "query", Arguments: json.RawMessage(`{}`), Query: q}); err != nil ||
-		r != (abi.ToolResponse{Content: q + " (0 arguments)"}) {
-		t.Errorf("query tool: %+v, %v", r, err)
-	}
+	sdkcheck.CheckToolCalls(t, p, sdkcheck.ToolCallOptions{Extra: []sdkcheck.AddCase{{Args: `{"a":-2.25,"b":1}`, Content: `{"sum":-1.25}`}}})
 	if _, err := p.Tool(ctx, abi.ToolRequest{Name: "add", Arguments: json.RawMessage(`{"a":13,"b":1}`)}); !errors.Is(err, plugin.ErrFailed) ||
 		!strings.Contains(err.Error(), "tool: add: unlucky number") {
 		t.Errorf("mdsa_fail in a tool: %v", err)
 	}
-	if _, err := p.Tool(ctx, abi.ToolRequest{Name: "nope", Arguments: json.RawMessage(`{}`)}); !errors.Is(err, plugin.ErrNoTool) {
-		t.Errorf("unknown tool through the host: %v", err)
-	}
 	// The export itself, with inputs the host never sends.
+	sdkcheck.CheckRawToolErrors(t, build.features)
 	raw := sdkcheck.RawPluginWithHost(t, build.features, func(string, []byte) []byte { return nil })
-	for _, tc := range []struct{ input, want string }{
-		{`{"name":"nope","arguments":{}}`, `tool: no tool named "nope"`},
-		{`{"arguments":{}}`, `tool: no tool named ""`},
-		{`{"name":5}`, "tool: decode input: name: want a string"},
-		{`{"name":"add","query":[]}`, "tool: decode input: query: want a string"},
-		{`[]`, "tool: decode input: want a JSON object"},
-		{`{"name":"add"`, "tool: decode input: unexpected end of JSON input at byte 13"},
-	} {
-		if _, msg := sdkcheck.CallRaw(t, raw, "tool", []byte(tc.input)); msg != tc.want {
-			t.Errorf("tool(%s): error %q, want %q", tc.input, msg, tc.want)
-		}
-	}
 	out, msg := sdkcheck.CallRaw(t, raw, "tool", []byte(`{"name":"query","arguments":{"x":[1,{"y":null}],"z":"w"},"query":"q"}`))
 	if r, err := abi.DecodeToolResponse(out); msg != "" || err != nil || r != (abi.ToolResponse{Content: "q (2 arguments)"}) {
 		t.Errorf("raw query: %s %q %v", out, msg, err)

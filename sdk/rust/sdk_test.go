@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mdsa-go/mdsa/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,9 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mdsa-go/mdsa/internal/sdkcheck"
+	"github.com/mdsa-go/mdsa/internal/testutil"
 
 	extism "github.com/extism/go-sdk"
 
@@ -584,55 +586,13 @@ func TestHandleAndHostCalls(t *testing.T) {
 func TestTools(t *testing.T) {
 	svc := &services{}
 	p := load(t, "echo", wasm(t, "echo"), svc)
-	m := p.Manifest()
-	if m.ABIMinor != 1 || len(m.Tools) != 2 || m.Tools[0].Name != "add" || m.Tools[1].Name != "query" ||
-		m.Tools[0].Description != "Adds two numbers exactly. Use it for any sum." || m.Tools[1].Parameters != nil {
-		t.Fatalf("manifest: abi_minor %d, tools %+v", m.ABIMinor, m.Tools)
-	}
-	var schema struct {
-		Properties map[string]struct {
-			Type        string `json:"type"`
-			Description string `json:"description"`
-		} `json:"properties"`
-		Required []string `json:"required"`
-	}
-	if err := json.Unmarshal(m.Tools[0].Parameters, &schema); err != nil || schema.Properties["b"].Description != "the second é addend" ||
-		schema.Properties["a"].Type != "number" || !slices.Equal(schema.Required, []string{"a", "b"}) {
-		t.Fatalf("parameters %s: %+v %v", m.Tools[0].Parameters, schema, err)
-	}
-	if ts := p.Tools(); len(ts) != 2 || ts[0].Name != "add" || ts[1].Name != "query" {
-		t.Fatalf("compiled tools: %+v", ts)
-	}
-	ctx := context.Background()
-	for _, tc := range []struct {
-		args, content string
-		isError       bool
-	}{
-		{`{"a":2,"b":3.5}`, `{"sum":5.5}`, false},
-		{`{"b":1000,"a":-1e3,"extra":[1]}`, `{"sum":0}`, false},
-		{`{"a":0.1,"b":0.2}`, `{"sum":0.30000000000000004}`, false},
-		{`{"a":"2","b":3}`, "a and b must be numbers", true},
-		{`{"a":1}`, "a and b must be numbers", true},
-		{`null`, "a and b must be numbers", true},
-	} {
-		r, err := p.Tool(ctx, abi.ToolRequest{Name: "add", Arguments: json.RawMessage(tc.args)})
-		if err != nil || r.Content != tc.content || r.IsError != tc.isError {
-			t.Errorf("add(%s) = %+v, %v; want %q (is_error %v)", tc.args, r, err, tc.content, tc.isError)
-		}
-	}
-	q := "What is \"2+2\"?\n🙂"
-	if r, err := p.Tool(ctx, abi.ToolRequest{Name: "query", Arguments: json.RawMessage(`{"x":1}`), Query: q}); err != nil ||
-		r != (abi.ToolResponse{Content: q + " (1 arguments, 4 tokens)"}) {
-		t.Errorf("query tool: %+v, %v", r, err)
-	}
+	sdkcheck.CheckToolManifest(t, p)
+	sdkcheck.CheckToolCalls(t, p, sdkcheck.ToolCallOptions{QuerySuffix: " (0 arguments, 4 tokens)"})
 	svc.mu.Lock()
 	counts := slices.Clone(svc.counts)
 	svc.mu.Unlock()
-	if !slices.Equal(counts, []string{q}) {
+	if q := "What is \"2+2\"?\n🙂"; !slices.Equal(counts, []string{q}) {
 		t.Errorf("count_tokens from the tool export: %q", counts)
-	}
-	if _, err := p.Tool(ctx, abi.ToolRequest{Name: "nope", Arguments: json.RawMessage(`{}`)}); !errors.Is(err, plugin.ErrNoTool) {
-		t.Errorf("unknown tool through the host: %v", err)
 	}
 
 	// The export itself, with inputs the host never sends (the stub host
