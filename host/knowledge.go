@@ -58,33 +58,59 @@ func (h *Host) openKnowledge(ctx context.Context) error {
 	return nil
 }
 
-// kbEmbedder embeds chunks and queries with the configured model.
+// kbEmbedder embeds chunks and queries with the configured model, as the
+// tenant of the operation (its allowed models) and counting the tokens
+// (kbCall in the context).
 type kbEmbedder struct {
 	h     *Host
 	model string
 }
 
+// kbCall is the tenant a knowledge operation runs for and the tokens its
+// embeddings cost.
+type kbCall struct {
+	tenant string
+	tokens int
+}
+
+type kbCallKey struct{}
+
+// withKBCall returns a context for a knowledge operation of tenant.
+func withKBCall(ctx context.Context, tenant string) (context.Context, *kbCall) {
+	kc := &kbCall{tenant: tenant}
+	return context.WithValue(ctx, kbCallKey{}, kc), kc
+}
+
 func (e kbEmbedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
-	emb, err := e.h.embed(ctx, "", e.model, texts)
+	kc, _ := ctx.Value(kbCallKey{}).(*kbCall)
+	tenant := ""
+	if kc != nil {
+		tenant = kc.tenant
+	}
+	emb, err := e.h.embed(ctx, tenant, e.model, texts)
 	if err != nil {
 		return nil, err
+	}
+	if kc != nil {
+		kc.tokens += emb.Tokens
 	}
 	return emb.Vectors, nil
 }
 
 // retrieve searches the knowledge base a plugin declares for query and
 // returns the passages for its prompt context and the citations.
-func (h *Host) retrieve(ctx context.Context, tenant string, spec *abi.KnowledgeSpec, query string) (string, []Citation, error) {
+func (h *Host) retrieve(ctx context.Context, tenant string, spec *abi.KnowledgeSpec, query string) (string, []Citation, int, error) {
 	k := spec.TopK
 	if k <= 0 {
 		k = 4
 	}
+	ctx, kc := withKBCall(ctx, tenant)
 	hits, err := h.kb.Search(ctx, knowledgeKey(tenant), spec.KB, query, k)
 	if err != nil {
 		if errors.Is(err, knowledge.ErrNotFound) || errors.Is(err, knowledge.ErrInvalid) {
-			return "", nil, nil // no such base yet, or nothing searchable in the query
+			return "", nil, kc.tokens, nil // no such base yet, or nothing searchable in the query
 		}
-		return "", nil, err
+		return "", nil, kc.tokens, err
 	}
 	var b strings.Builder
 	cites := make([]Citation, 0, len(hits))
@@ -96,7 +122,7 @@ func (h *Host) retrieve(ctx context.Context, tenant string, spec *abi.KnowledgeS
 		b.WriteString(block)
 		cites = append(cites, Citation{KB: spec.KB, Document: hit.DocID, Title: hit.Title, Source: hit.Source, Chunk: hit.Chunk, Score: hit.Score})
 	}
-	return strings.TrimSpace(b.String()), cites, nil
+	return strings.TrimSpace(b.String()), cites, kc.tokens, nil
 }
 
 // Retrieve serves mdsa_retrieve: a search of the calling tenant's
@@ -105,7 +131,11 @@ func (s services) Retrieve(ctx context.Context, call plugin.Call, req abi.Retrie
 	if s.h.kb == nil {
 		return abi.RetrieveResponse{}, &plugin.CodedError{Code: abi.ErrUnavailable, Err: ErrKnowledgeOff}
 	}
-	hits, err := s.h.kb.Search(ctx, knowledgeKey(call.Tenant), req.KB, req.Query, req.TopK)
+	kctx, kc := withKBCall(ctx, call.Tenant)
+	hits, err := s.h.kb.Search(kctx, knowledgeKey(call.Tenant), req.KB, req.Query, req.TopK)
+	if u, ok := ctx.Value(usageKey).(*usage); ok {
+		u.embedded += kc.tokens
+	}
 	switch {
 	case errors.Is(err, knowledge.ErrNotFound):
 		return abi.RetrieveResponse{Passages: []abi.Passage{}}, nil
@@ -132,13 +162,16 @@ func (t *Tenant) kbStore() (*knowledge.Store, error) {
 }
 
 // AddDocument ingests a document into the tenant's knowledge base kb
-// (created on first use).
-func (t *Tenant) AddDocument(ctx context.Context, kb string, in knowledge.Input) (knowledge.Document, error) {
+// (created on first use). Tokens are what embedding its chunks cost (with
+// knowledge.embed_model), to charge to the tenant.
+func (t *Tenant) AddDocument(ctx context.Context, kb string, in knowledge.Input) (knowledge.Document, Tokens, error) {
 	st, err := t.kbStore()
 	if err != nil {
-		return knowledge.Document{}, err
+		return knowledge.Document{}, Tokens{}, err
 	}
-	return st.Add(ctx, knowledgeKey(t.name), kb, in)
+	ctx, kc := withKBCall(ctx, t.name)
+	d, err := st.Add(ctx, knowledgeKey(t.name), kb, in)
+	return d, Tokens{Embedded: kc.tokens}, err
 }
 
 // Document returns one of the tenant's documents.
@@ -189,11 +222,13 @@ func (t *Tenant) DeleteKnowledgeBase(ctx context.Context, kb string) (int, error
 }
 
 // SearchKnowledge returns the k passages of the tenant's knowledge base kb
-// that best match query.
-func (t *Tenant) SearchKnowledge(ctx context.Context, kb, query string, k int) ([]knowledge.Hit, error) {
+// that best match query, and what embedding the query cost.
+func (t *Tenant) SearchKnowledge(ctx context.Context, kb, query string, k int) ([]knowledge.Hit, Tokens, error) {
 	st, err := t.kbStore()
 	if err != nil {
-		return nil, err
+		return nil, Tokens{}, err
 	}
-	return st.Search(ctx, knowledgeKey(t.name), kb, query, k)
+	ctx, kc := withKBCall(ctx, t.name)
+	hits, err := st.Search(ctx, knowledgeKey(t.name), kb, query, k)
+	return hits, Tokens{Embedded: kc.tokens}, err
 }

@@ -39,7 +39,7 @@ func TestKnowledgeForPlugins(t *testing.T) {
 		t.Fatal(err)
 	}
 	add := func(tn *Tenant, kb, title, body string) knowledge.Document {
-		d, err := tn.AddDocument(ctx, kb, knowledge.Input{Title: title, Type: knowledge.TypeText, Body: []byte(body)})
+		d, _, err := tn.AddDocument(ctx, kb, knowledge.Input{Title: title, Type: knowledge.TypeText, Body: []byte(body)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,5 +75,53 @@ func TestKnowledgeForPlugins(t *testing.T) {
 	res, err = other.Process(ctx, Request{Query: "boiler", Domain: "retriever", Context: map[string]string{"kb": "recipes"}})
 	if err != nil || !strings.HasPrefix(res.Response, "retrieved= |") {
 		t.Fatalf("missing base: %q %v", res.Response, err)
+	}
+}
+
+// embedEngine embeds texts as word-hash vectors and counts words as
+// tokens.
+type embedEngine struct{ fakeEngine }
+
+func (embedEngine) Embed(_ context.Context, texts []string) ([][]float32, error) {
+	out := make([][]float32, len(texts))
+	for i, s := range texts {
+		v := make([]float32, 16)
+		for _, w := range strings.Fields(strings.ToLower(s)) {
+			h := 0
+			for _, c := range w {
+				h = h*31 + int(c)
+			}
+			v[(h%16+16)%16]++
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// With an embedding model, ingestion and search embed as the tenant and
+// the tokens are counted, to be charged to it.
+func TestKnowledgeEmbeddingsCharged(t *testing.T) {
+	cfg := testConfig(t, fixture.pluginsDir)
+	cfg.Knowledge.Enabled = true
+	cfg.Knowledge.Path = filepath.Join(t.TempDir(), "kb.db")
+	cfg.Knowledge.EmbedModel = "emb"
+	cfg.Models = map[string]config.Model{"emb": {Tier: "router", Variants: map[string]config.Variant{"Q8_0": {Path: fixture.modelPath}}}}
+	h, err := New(context.Background(), cfg, WithLogger(quietLogger()), WithEngine(&embedEngine{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	tn, err := h.Tenant("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, used, err := tn.AddDocument(ctx, "notes", knowledge.Input{Type: knowledge.TypeText, Body: []byte("The boiler service is due every March.")})
+	if err != nil || used.Embedded <= 0 {
+		t.Fatalf("ingest: %+v %v", used, err)
+	}
+	hits, used, err := tn.SearchKnowledge(ctx, "notes", "boiler service", 3)
+	if err != nil || len(hits) != 1 || hits[0].Semantic != 1 || used.Embedded != 2 {
+		t.Fatalf("search: %+v, %+v, %v", hits, used, err)
 	}
 }

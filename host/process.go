@@ -269,12 +269,14 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 		}
 	}
 	preq := abi.PromptRequest{Query: req.Query, History: req.History, Context: req.Context, ResponseFormat: abiFormat(req.Format)}
+	retrievalTokens := 0 // embedding the query for the knowledge base
 	if spec := p.Manifest().Knowledge; spec != nil && h.kb != nil {
 		t = time.Now()
 		kctx, end := h.stage(ctx, "mdsa.retrieve")
-		passages, cites, err := h.retrieve(kctx, tenant, spec, req.Query)
+		passages, cites, embedded, err := h.retrieve(kctx, tenant, spec, req.Query)
 		end(err)
 		res.Timings.Retrieve = time.Since(t)
+		retrievalTokens = embedded
 		if err != nil {
 			// The answer goes on without the knowledge base.
 			log.Warn("knowledge base search failed", "domain", res.Domain, "kb", spec.KB, "err", err)
@@ -397,6 +399,7 @@ func (h *Host) stream(ctx context.Context, tenant string, req Request, onToken e
 			res.Validation = v
 		}
 	}
+	res.Tokens.Embedded += retrievalTokens
 	if res.Validation.Issues == nil {
 		res.Validation.Issues = []abi.Issue{}
 	}

@@ -65,7 +65,7 @@ func (a *app) kbCmd() *cobra.Command {
 					if err != nil {
 						return err
 					}
-					d, err := t.AddDocument(cmd.Context(), kb, in)
+					d, _, err := t.AddDocument(cmd.Context(), kb, in)
 					if err != nil {
 						return fmt.Errorf("%s: %w", path, err)
 					}
@@ -172,7 +172,7 @@ func (a *app) kbCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withTenant(cmd.Context(), func(t *host.Tenant) error {
 				start := time.Now()
-				hits, err := t.SearchKnowledge(cmd.Context(), args[0], strings.Join(args[1:], " "), topK)
+				hits, _, err := t.SearchKnowledge(cmd.Context(), args[0], strings.Join(args[1:], " "), topK)
 				if err != nil {
 					return err
 				}

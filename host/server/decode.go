@@ -404,7 +404,8 @@ func decodeQuery(data []byte) (queryRequest, *apiError) {
 			}
 			return nil
 		},
-		"domain": str(&r.Domain),
+		"domain":          str(&r.Domain),
+		"response_format": responseFormat(&r.Format),
 		"generation": func(v json.RawMessage, path string) *apiError {
 			g := &r.Generation
 			return object(v, path, map[string]field{

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"mime"
@@ -63,10 +62,9 @@ func knowledgeError(c *call, err error) *apiError {
 			Message: err.Error() + ": use text, markdown or html", Refused: refusedBadRequest}
 	case errors.Is(err, knowledge.ErrInvalid):
 		return badRequest("", "invalid_value", "%s", clip(err.Error(), maxErrorDetail))
-	case errors.Is(err, context.Canceled):
-		return &apiError{Status: statusClientClosed, Type: typeInvalidRequest, Code: "client_closed", Message: "the client went away"}
 	}
-	return internalError(c.id, err)
+	// The embedding model's errors (not allowed, unavailable) and the rest.
+	return hostError(c.id, err)
 }
 
 // kbName reads and checks the {kb} path value.
@@ -148,7 +146,8 @@ func (s *Server) kbAdd(c *call) *apiError {
 			Message: fmt.Sprintf("documents of type %q are not supported: send text/plain, text/markdown, text/html or application/json", clip(mt, 80)),
 			Refused: refusedBadRequest}
 	}
-	doc, err := c.ht.AddDocument(c.r.Context(), kb, in)
+	doc, used, err := c.ht.AddDocument(c.r.Context(), kb, in)
+	c.tokens = used // charged to the tenant's tokens per minute
 	if err != nil {
 		return knowledgeError(c, err)
 	}
@@ -251,7 +250,8 @@ func (s *Server) kbSearch(c *call) *apiError {
 	if strings.TrimSpace(query) == "" {
 		return badRequest("query", "missing_field", "query is required")
 	}
-	hits, err := c.ht.SearchKnowledge(c.r.Context(), kb, query, k)
+	hits, used, err := c.ht.SearchKnowledge(c.r.Context(), kb, query, k)
+	c.tokens = used
 	if err != nil {
 		if errors.Is(err, knowledge.ErrInvalid) {
 			return badRequest("query", "invalid_value", "query: %s", clip(err.Error(), maxErrorDetail))

@@ -299,6 +299,15 @@ func TestOpenAIStructuredOutputsAndTools(t *testing.T) {
 		t.Fatalf("not the schema's JSON (%v): %q", err, c.Choices[0].Message.Content)
 	}
 
+	// /v1/query takes the same response_format.
+	qr := do(t, http.MethodPost, ts.URL+"/v1/query", "", map[string]any{"query": qSupport, "domain": "support",
+		"generation":      map[string]any{"max_tokens": 400, "temperature": 1, "seed": 2},
+		"response_format": map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "ticket", "strict": true, "schema": schema}}})
+	var qres struct{ Response string }
+	if qr.code != http.StatusOK || json.Unmarshal(qr.body, &qres) != nil || json.Unmarshal([]byte(qres.Response), &ticket) != nil || ticket.Urgent == nil {
+		t.Fatalf("/v1/query with a format: %d %s", qr.code, qr.body)
+	}
+
 	weather := openai.ChatCompletionToolParam{Function: shared.FunctionDefinitionParam{
 		Name: "get_weather", Description: openai.String("The weather in a city"), Strict: openai.Bool(true),
 		Parameters: shared.FunctionParameters{"type": "object", "properties": map[string]any{
