@@ -56,7 +56,7 @@ type Host struct {
 	closed atomic.Bool
 	tracer trace.Tracer
 	// kb holds the tenants' knowledge bases ([knowledge]); nil when off.
-	kb *knowledge.Store
+	kb knowledge.Store
 	// remotes are the remote engines the registry has opened, by model
 	// name, for their backends' status (the latest one of each name).
 	remotes remoteEngines

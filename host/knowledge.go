@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mdsa-go/mdsa/host/plugin"
 	"github.com/mdsa-go/mdsa/internal/knowledge"
@@ -50,9 +52,27 @@ func (h *Host) openKnowledge(ctx context.Context) error {
 	if kc.EmbedModel != "" {
 		o.Embedder = kbEmbedder{h: h, model: kc.EmbedModel}
 	}
-	st, err := knowledge.Open(ctx, h.cfg.Resolve(kc.Path), o)
-	if err != nil {
-		return fmt.Errorf("host: knowledge bases (knowledge.path in %s): %w", h.cfg.File, err)
+	var st knowledge.Store
+	var err error
+	switch kc.Store {
+	case "postgres":
+		// The URL may hold a password: it is never part of an error.
+		url := kc.URL
+		if kc.URLEnv != "" {
+			if url = os.Getenv(kc.URLEnv); url == "" {
+				return fmt.Errorf("host: knowledge bases (knowledge.url_env in %s): environment variable %s is unset or empty", h.cfg.File, kc.URLEnv)
+			}
+		}
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		st, err = knowledge.OpenPostgres(octx, url, o)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("host: knowledge bases (knowledge.store = \"postgres\" in %s): %w", h.cfg.File, err)
+		}
+	default:
+		if st, err = knowledge.Open(ctx, h.cfg.Resolve(kc.Path), o); err != nil {
+			return fmt.Errorf("host: knowledge bases (knowledge.path in %s): %w", h.cfg.File, err)
+		}
 	}
 	h.kb = st
 	return nil
@@ -154,7 +174,7 @@ func (s services) Retrieve(ctx context.Context, call plugin.Call, req abi.Retrie
 // Knowledge bases of a tenant. Every operation is scoped to the tenant: a
 // document of another tenant is knowledge.ErrNotFound, like an unknown one.
 
-func (t *Tenant) kbStore() (*knowledge.Store, error) {
+func (t *Tenant) kbStore() (knowledge.Store, error) {
 	if t.h.kb == nil {
 		return nil, ErrKnowledgeOff
 	}

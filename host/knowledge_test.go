@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,5 +124,49 @@ func TestKnowledgeEmbeddingsCharged(t *testing.T) {
 	hits, used, err := tn.SearchKnowledge(ctx, "notes", "boiler service", 3)
 	if err != nil || len(hits) != 1 || hits[0].Semantic != 1 || used.Embedded != 2 {
 		t.Fatalf("search: %+v, %+v, %v", hits, used, err)
+	}
+}
+
+// [knowledge] store = "postgres": two hosts on one database, as two
+// replicas, share the knowledge bases; the URL comes from url_env.
+func TestKnowledgePostgres(t *testing.T) {
+	url := testutil.StartPostgres(t)
+	cfg := testConfig(t, fixture.pluginsDir)
+	cfg.Knowledge.Enabled = true
+	cfg.Knowledge.Store = "postgres"
+	cfg.Knowledge.URLEnv = "MDSA_TEST_KNOWLEDGE_URL"
+	cfg.Knowledge.MaxDocsPerTenant = 2
+	if _, err := New(context.Background(), cfg, WithLogger(quietLogger()), WithEngine(&fakeEngine{})); err == nil ||
+		!strings.Contains(err.Error(), "knowledge.url_env") || !strings.Contains(err.Error(), "MDSA_TEST_KNOWLEDGE_URL") {
+		t.Fatalf("New without the variable = %v", err)
+	}
+	t.Setenv("MDSA_TEST_KNOWLEDGE_URL", url)
+	var tenants []*Tenant
+	for range 2 {
+		h, err := New(context.Background(), cfg, WithLogger(quietLogger()), WithEngine(&fakeEngine{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		tn, err := h.Tenant("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tenants = append(tenants, tn)
+	}
+	ctx := context.Background()
+	d, _, err := tenants[0].AddDocument(ctx, "notes", knowledge.Input{Title: "Boiler", Body: []byte("The boiler service is due every March.")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits, _, err := tenants[1].SearchKnowledge(ctx, "notes", "boiler service", 3)
+	if err != nil || len(hits) != 1 || hits[0].DocID != d.ID {
+		t.Fatalf("search from the other host: %+v, %v", hits, err)
+	}
+	if _, _, err := tenants[1].AddDocument(ctx, "notes", knowledge.Input{Body: []byte("second")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tenants[0].AddDocument(ctx, "other", knowledge.Input{Body: []byte("third")}); !errors.Is(err, knowledge.ErrLimit) {
+		t.Fatalf("third document over both hosts = %v, want ErrLimit", err)
 	}
 }

@@ -312,14 +312,21 @@ type Conversations struct {
 }
 
 // Knowledge configures the tenants' knowledge bases: documents ingested
-// through /v1/knowledge or `mdsa kb`, searched by BM25 (and by vectors
-// with an embedding model) for plugins that declare a knowledge base and
-// for mdsa_retrieve.
+// through /v1/knowledge or `mdsa kb`, searched by full text (BM25 in
+// SQLite, ts_rank_cd in PostgreSQL; and by vectors with an embedding
+// model) for plugins that declare a knowledge base and for mdsa_retrieve.
 type Knowledge struct {
 	// Enabled serves /v1/knowledge and retrieval.
 	Enabled bool `toml:"enabled"`
+	// Store is "sqlite" (a file of this server) or "postgres" (shared by
+	// replicas).
+	Store string `toml:"store"`
 	// Path is the SQLite file (relative to this file's directory).
 	Path string `toml:"path"`
+	// URL is the PostgreSQL server (postgres://USER[:PASSWORD]@HOST/DB),
+	// or URLEnv the environment variable that holds it (for a password).
+	URL    string `toml:"url"`
+	URLEnv string `toml:"url_env"`
 	// EmbedModel, when set, is the catalog model that embeds chunks and
 	// queries, for hybrid (BM25 + vector) ranking.
 	EmbedModel string `toml:"embed_model"`
@@ -597,7 +604,7 @@ func Default() Config {
 		Console: Console{Recent: 500, SessionTTL: Duration{12 * time.Hour}, MaxSessions: 1000, MaxStreams: 32},
 		Conversations: Conversations{Store: "sqlite", Path: ".cache/mdsa/conversations.db", MaxPerTenant: 10000,
 			MaxMessages: 1000, MaxKB: 1024, TTL: Duration{30 * 24 * time.Hour}},
-		Knowledge: Knowledge{Path: ".cache/mdsa/knowledge.db", MaxDocKB: 1024, MaxDocsPerTenant: 10000,
+		Knowledge: Knowledge{Store: "sqlite", Path: ".cache/mdsa/knowledge.db", MaxDocKB: 1024, MaxDocsPerTenant: 10000,
 			MaxChunksPerTenant: 200000, MaxKBsPerTenant: 100, ChunkChars: 1000},
 		Plugins: Plugins{
 			Timeout:         Duration{time.Second},

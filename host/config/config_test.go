@@ -104,6 +104,11 @@ func TestErrorsNameFileLineKey(t *testing.T) {
 		{"console recent", "[console]\nrecent = 0\n", 2, "console.recent", "out of range"},
 		{"console ttl", "[console]\nsession_ttl = \"1s\"\n", 2, "console.session_ttl", "out of range"},
 		{"console streams", "[console]\nmax_streams = 0\n", 2, "console.max_streams", "out of range"},
+		{"knowledge store", "[knowledge]\nstore = \"mysql\"\n", 2, "knowledge.store", "want sqlite or postgres"},
+		{"knowledge postgres without url", "[knowledge]\nenabled = true\nstore = \"postgres\"\n", 3, "knowledge.store", "needs url or url_env"},
+		{"knowledge url", "[knowledge]\nstore = \"postgres\"\nurl = \"localhost/kb\"\n", 3, "knowledge.url", "postgres://"},
+		{"knowledge url_env", "[knowledge]\nstore = \"postgres\"\nurl_env = \"KB-URL\"\n", 3, "knowledge.url_env", "environment variable"},
+		{"knowledge path", "[knowledge]\nenabled = true\npath = \"\"\n", 3, "knowledge.path", "need a file"},
 		{"quoted name", "[models.\"a.b\"]\ntier = \"x\"\n[models.\"a.b\".variants.Q]\npath = \"p\"\n", 2, "models.a.b.tier", "tier"},
 	}
 	for _, c := range cases {
@@ -296,6 +301,24 @@ func TestParseErrorLine(t *testing.T) {
 		var ce *Error
 		if !errors.As(err, &ce) || ce.Line != c.line {
 			t.Errorf("%q: %v, want line %d", c.text, err, c.line)
+		}
+	}
+}
+
+// [knowledge] store = "postgres" takes url or url_env; sqlite is the
+// default.
+func TestKnowledgeStore(t *testing.T) {
+	cfg, err := Parse("k.toml", nil)
+	if err != nil || cfg.Knowledge.Store != "sqlite" {
+		t.Fatalf("default store = %q, %v", cfg.Knowledge.Store, err)
+	}
+	for _, toml := range []string{
+		"[knowledge]\nenabled = true\nstore = \"postgres\"\nurl = \"postgres://mdsa@db/kb\"\n",
+		"[knowledge]\nenabled = true\nstore = \"postgres\"\nurl_env = \"KB_URL\"\n",
+	} {
+		cfg, err := Parse("k.toml", []byte(toml))
+		if err != nil || cfg.Knowledge.Store != "postgres" || (cfg.Knowledge.URL == "" && cfg.Knowledge.URLEnv != "KB_URL") {
+			t.Fatalf("%q: %+v, %v", toml, cfg.Knowledge, err)
 		}
 	}
 }

@@ -260,8 +260,23 @@ func (c *Config) validate(data []byte) error {
 	if d := c.Conversations.TTL.Duration; d < time.Minute || d > 10*365*24*time.Hour {
 		return fail(fmt.Sprintf("%s is out of range [1m, 87600h]", d), "conversations", "ttl")
 	}
-	if c.Knowledge.Enabled && c.Knowledge.Path == "" {
-		return fail("the knowledge bases need a file", "knowledge", "path")
+	switch c.Knowledge.Store {
+	case "sqlite":
+		if c.Knowledge.Enabled && c.Knowledge.Path == "" {
+			return fail("the knowledge bases need a file", "knowledge", "path")
+		}
+	case "postgres":
+		if c.Knowledge.URL == "" && c.Knowledge.URLEnv == "" {
+			return fail("store = \"postgres\" needs url or url_env", "knowledge", "store")
+		}
+		if u := c.Knowledge.URL; u != "" && !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+			return fail("want postgres://USER@HOST/DB", "knowledge", "url")
+		}
+	default:
+		return fail(fmt.Sprintf("%q: want sqlite or postgres", c.Knowledge.Store), "knowledge", "store")
+	}
+	if e := c.Knowledge.URLEnv; e != "" && !envNameRE.MatchString(e) {
+		return fail(fmt.Sprintf("%q is not an environment variable name", e), "knowledge", "url_env")
 	}
 	for _, b := range []struct {
 		v, lo, hi int

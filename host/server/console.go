@@ -87,6 +87,16 @@ func (cs *consoleState) record(c *call, status string, code int, total time.Dura
 		Response: c.res.Response, Model: c.res.Model, FinishReason: c.res.FinishReason,
 		Conversation: c.res.Conversation, HistoryDropped: c.res.HistoryDropped,
 	}
+	for _, st := range c.res.ToolSteps {
+		ev.ToolSteps = append(ev.ToolSteps, console.ToolStep{Round: st.Round, Name: st.Name, Arguments: st.Arguments,
+			Content: st.Content, IsError: st.IsError})
+	}
+	for _, tc := range c.res.ToolCalls {
+		ev.ToolCalls = append(ev.ToolCalls, tc.Name)
+	}
+	for _, ct := range c.res.Citations {
+		ev.Citations = append(ev.Citations, console.Citation{KB: ct.KB, Document: ct.Document, Title: ct.Title, Chunk: ct.Chunk, Score: ct.Score})
+	}
 	ev.Stages[console.StageRoute] = c.timings.Route
 	ev.Stages[console.StagePrompt] = c.timings.Prompt
 	ev.Stages[console.StageGenerate] = c.timings.Generate

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,6 +126,9 @@ func adminLogin(paint, transfer *float64) step {
 // xssQuery would run script if the page put queries in as HTML.
 const xssQuery = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script> my card was charged twice`
 
+// xssTitle is a document title that would run script if inserted as markup.
+const xssTitle = `Refunds <img src=x onerror="window.__xss=2">`
+
 func TestConsoleInBrowser(t *testing.T) {
 	chromiumPath(t) // skip before building anything
 	dir := t.TempDir()
@@ -141,6 +145,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	cfg := consoleConfig(t)
 	cfg.Host.PluginsDir = dir
+	cfg.Knowledge.Enabled = true
+	cfg.Knowledge.Path = filepath.Join(t.TempDir(), "kb.db")
 	h, err := host.New(context.Background(), cfg, host.WithLogger(quietLogger()))
 	if err != nil {
 		t.Fatal(err)
@@ -221,6 +227,40 @@ func TestConsoleInBrowser(t *testing.T) {
 	if xss != 0 {
 		t.Fatal("the XSS payload ran or became elements in the detail")
 	}
+
+	// A request answered from the knowledge base shows its citations (a
+	// title as text, never markup), and one answered by calls of the
+	// client's tools says so.
+	if r := rawPost(t, ts.URL+"/v1/knowledge/support/documents?title="+url.QueryEscape(xssTitle), acmeKey, "text/plain",
+		[]byte("Double charges for one order are refunded within 5 working days.")); r.code != http.StatusCreated {
+		t.Fatalf("upload: %d %s", r.code, r.body)
+	}
+	if r := do(t, http.MethodPost, ts.URL+"/v1/query", acmeKey, map[string]any{"query": "I was charged twice for one order, when is it refunded?",
+		"domain": "support", "generation": map[string]int{"max_tokens": 4}}); r.code != 200 || !strings.Contains(string(r.body), `"citations"`) {
+		t.Fatalf("query with knowledge: %d %s", r.code, r.body)
+	}
+	tools := chatBody("mdsa/technical", "What's the weather for my delivery in Paris?")
+	tools["max_tokens"], tools["seed"], tools["parallel_tool_calls"], tools["tool_choice"] = 200, 3, false, "required"
+	tools["tools"] = []any{map[string]any{"type": "function", "function": map[string]any{"name": "get_weather",
+		"parameters": map[string]any{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string", "maxLength": 20}}, "required": []string{"city"}}}}}
+	if r := do(t, http.MethodPost, ts.URL+"/v1/chat/completions", globexKey, tools); r.code != 200 || !strings.Contains(string(r.body), `"tool_calls"`) {
+		t.Fatalf("chat with tools: %d %s", r.code, r.body)
+	}
+	var cited, called string
+	run(t, ctx, "knowledge and tools in the detail",
+		waitJS(`[...document.querySelectorAll("#req-list tbody tr")].some((tr) => tr.textContent.includes("when is it refunded"))`),
+		js[any](`[...document.querySelectorAll("#req-list tbody tr")].find((tr) => tr.textContent.includes("when is it refunded")).click()`, nil),
+		chromedp.WaitVisible("#detail-citations"),
+		into(chromedp.Text("#detail-citations"), &cited),
+		js[any](`[...document.querySelectorAll("#req-list tbody tr")].find((tr) => tr.textContent.includes("weather for my delivery")).click()`, nil),
+		waitJS(`document.getElementById("detail").textContent.includes("calls of the client's tools: get_weather")`),
+		into(chromedp.Text("#detail"), &called),
+		js(`(window.__xss || 0) + document.querySelectorAll("#detail img, #detail script").length`, &xss),
+	)
+	if !strings.Contains(cited, xssTitle) || xss != 0 {
+		t.Fatalf("citations %q, XSS %d", cited, xss)
+	}
+	shot(t, ctx, "request-tools")
 
 	// Plugins: upload version 2 of support, see the version change; a
 	// module that describes itself as another plugin is refused, with why.

@@ -95,11 +95,25 @@ func TestRecorderBoundsAndSkips(t *testing.T) {
 	for i := range e.Validation.Issues {
 		e.Validation.Issues[i].Message = strings.Repeat("m", 5000)
 	}
+	for range 100 {
+		e.ToolSteps = append(e.ToolSteps, ToolStep{Name: strings.Repeat("n", 500), Arguments: strings.Repeat("a", 5000), Content: strings.Repeat("ö", 5000)})
+		e.ToolCalls = append(e.ToolCalls, strings.Repeat("c", 500))
+		e.Citations = append(e.Citations, Citation{Title: strings.Repeat("t", 5000), Document: "doc", KB: "kb"})
+	}
+	steps := e.ToolSteps
 	r.Record(e)
 	d, ok := r.Get(Scope{All: true}, "big")
 	if !ok || len(d.Query) > maxQuery || !utf8.ValidString(d.Query) || !d.QueryCut || len(d.Response) > maxResponse ||
 		!utf8.ValidString(d.Response) || len(d.Validation.Issues) != maxIssues || len(d.Validation.Issues[0].Message) != maxIssueMsg {
 		t.Fatalf("caps: query %d, response %d, issues %d", len(d.Query), len(d.Response), len(d.Validation.Issues))
+	}
+	if len(d.ToolSteps) != maxSteps || len(d.ToolSteps[0].Content) > maxStepText || !utf8.ValidString(d.ToolSteps[0].Content) ||
+		len(d.ToolSteps[0].Arguments) > maxStepText || len(d.ToolSteps[0].Name) > maxLabel || len(d.ToolCalls) != maxSteps ||
+		len(d.Citations) != maxCites || len(d.Citations[0].Title) > maxLabel {
+		t.Fatalf("caps: %d steps, %d calls, %d citations", len(d.ToolSteps), len(d.ToolCalls), len(d.Citations))
+	}
+	if len(steps[0].Content) != 10000 {
+		t.Fatal("recording changed the caller's tool steps")
 	}
 }
 

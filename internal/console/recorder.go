@@ -27,6 +27,9 @@ const (
 	maxSnippet  = 120
 	maxAlts     = 8
 	maxLabel    = 100
+	maxSteps    = 16  // tool steps kept
+	maxStepText = 300 // a step's arguments and result
+	maxCites    = 20  // citations kept
 )
 
 // Stage indexes, in request order.
@@ -78,6 +81,30 @@ type Event struct {
 	// HistoryDropped counts messages left out to fit the context.
 	Conversation   *router.Conversation `json:"conversation,omitempty"`
 	HistoryDropped int                  `json:"history_dropped,omitempty"`
+	// ToolSteps are the domain's tools the host ran; ToolCalls the
+	// client's tools the model called (the answer).
+	ToolSteps []ToolStep `json:"tool_steps,omitempty"`
+	ToolCalls []string   `json:"tool_calls,omitempty"`
+	// Citations are the knowledge-base passages the prompt was given.
+	Citations []Citation `json:"citations,omitempty"`
+}
+
+// ToolStep is one call of a domain's tool, cut to the recorder's caps.
+type ToolStep struct {
+	Round     int    `json:"round"`
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+	Content   string `json:"content"`
+	IsError   bool   `json:"is_error,omitempty"`
+}
+
+// Citation is one passage a prompt was given.
+type Citation struct {
+	KB       string  `json:"kb"`
+	Document string  `json:"document"`
+	Title    string  `json:"title"`
+	Chunk    int     `json:"chunk"`
+	Score    float64 `json:"score"`
 }
 
 // Summary is the part of an Event the live request list shows.
@@ -187,6 +214,24 @@ func (r *Recorder) Record(ev Event) {
 			issues[i].Code, _ = cut(issues[i].Code, maxLabel)
 		}
 		ev.Validation.Issues = issues
+	}
+	ev.ToolSteps = slices.Clone(ev.ToolSteps[:min(len(ev.ToolSteps), maxSteps)])
+	for i := range ev.ToolSteps {
+		st := &ev.ToolSteps[i]
+		st.Name, _ = cut(st.Name, maxLabel)
+		st.Arguments, _ = cut(st.Arguments, maxStepText)
+		st.Content, _ = cut(st.Content, maxStepText)
+	}
+	ev.ToolCalls = slices.Clone(ev.ToolCalls[:min(len(ev.ToolCalls), maxSteps)])
+	for i := range ev.ToolCalls {
+		ev.ToolCalls[i], _ = cut(ev.ToolCalls[i], maxLabel)
+	}
+	ev.Citations = slices.Clone(ev.Citations[:min(len(ev.Citations), maxCites)])
+	for i := range ev.Citations {
+		c := &ev.Citations[i]
+		c.KB, _ = cut(c.KB, maxLabel)
+		c.Document, _ = cut(c.Document, maxLabel)
+		c.Title, _ = cut(c.Title, maxLabel)
 	}
 	if ev.Time.IsZero() {
 		ev.Time = r.now()

@@ -9,14 +9,19 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 
-// TestMain removes the benchmark corpus, built once per run, at the end.
+// TestMain removes the benchmark corpus, built once per run, and stops
+// the tests' PostgreSQL server at the end.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if corpus.dir != "" {
 		os.RemoveAll(corpus.dir)
 	}
+	stopPostgres()
 	os.Exit(code)
 }
 
@@ -137,12 +142,20 @@ func (g *textGen) query() string {
 var benchLimits = Limits{MaxDocsPerTenant: 1 << 30, MaxChunksPerTenant: 1 << 30}
 
 func BenchmarkAdd(b *testing.B) {
+	benchAdd(b, open(b, Options{Limits: benchLimits}))
+}
+
+func BenchmarkAddPostgres(b *testing.B) {
+	benchAdd(b, storeKinds[1].open(b, Options{Limits: benchLimits}))
+}
+
+// benchAdd adds generated Markdown documents of 10 KiB to s.
+func benchAdd(b *testing.B, s Store) {
 	g := newTextGen(1)
 	docs := make([]string, 64)
 	for i := range docs {
 		docs[i] = g.markdown(10 << 10)
 	}
-	s := open(b, Options{Limits: benchLimits})
 	ctx := context.Background()
 	var bytes, chunks int
 	i := 0
@@ -172,6 +185,28 @@ var corpus struct {
 	err  error
 }
 
+// buildCorpus fills s with the benchmark corpus: 20 documents of another
+// tenant, then documents of tenant "bench", knowledge base "corpus", up to
+// corpusChunks chunks.
+func buildCorpus(ctx context.Context, s Store) error {
+	g := newTextGen(2)
+	// Another tenant's documents share the index.
+	for range 20 {
+		if _, err := s.Add(ctx, "noise", "kb", Input{Type: TypeMarkdown, Body: []byte(g.markdown(10 << 10))}); err != nil {
+			return err
+		}
+	}
+	total := 0
+	for total < corpusChunks {
+		d, err := s.Add(ctx, "bench", "corpus", Input{Type: TypeMarkdown, Body: []byte(g.markdown(10 << 10))})
+		if err != nil {
+			return err
+		}
+		total += d.Chunks
+	}
+	return nil
+}
+
 // corpusDB builds (once) and returns the path of the benchmark corpus.
 func corpusDB(b *testing.B) string {
 	b.Helper()
@@ -188,23 +223,7 @@ func corpusDB(b *testing.B) string {
 			return
 		}
 		defer s.Close()
-		g := newTextGen(2)
-		// Another tenant's documents share the index.
-		for range 20 {
-			if _, err := s.Add(ctx, "noise", "kb", Input{Type: TypeMarkdown, Body: []byte(g.markdown(10 << 10))}); err != nil {
-				corpus.err = err
-				return
-			}
-		}
-		total := 0
-		for total < corpusChunks {
-			d, err := s.Add(ctx, "bench", "corpus", Input{Type: TypeMarkdown, Body: []byte(g.markdown(10 << 10))})
-			if err != nil {
-				corpus.err = err
-				return
-			}
-			total += d.Chunks
-		}
+		corpus.err = buildCorpus(ctx, s)
 	})
 	if corpus.err != nil {
 		b.Fatalf("build corpus: %v", corpus.err)
@@ -212,11 +231,58 @@ func corpusDB(b *testing.B) string {
 	return corpus.path
 }
 
+// pgCorpus is the PostgreSQL search benchmarks' database, built once per
+// run as corpus is, then vacuumed and analysed (as autovacuum would in
+// time).
+var pgCorpus struct {
+	once sync.Once
+	url  string
+	err  error
+}
+
+// corpusPG builds (once) and returns the URL of the PostgreSQL benchmark
+// corpus.
+func corpusPG(b *testing.B) string {
+	b.Helper()
+	testutil.RequirePostgres(b)
+	pgCorpus.once.Do(func() {
+		pgCorpus.url = pgDatabase(b)
+		ctx := context.Background()
+		start := time.Now()
+		s, err := OpenPostgres(ctx, pgCorpus.url, Options{Limits: benchLimits, Embedder: newFakeEmbedder(384)})
+		if err != nil {
+			pgCorpus.err = err
+			return
+		}
+		defer s.Close()
+		if pgCorpus.err = buildCorpus(ctx, s); pgCorpus.err != nil {
+			return
+		}
+		_, pgCorpus.err = s.(*pgStore).pool.Exec(ctx, `VACUUM ANALYZE`)
+		b.Logf("PostgreSQL corpus built in %v", time.Since(start).Round(time.Second))
+	})
+	if pgCorpus.err != nil {
+		b.Fatalf("build corpus: %v", pgCorpus.err)
+	}
+	return pgCorpus.url
+}
+
 // benchSearch runs searches of generated questions over the corpus.
 func benchSearch(b *testing.B, o Options) {
-	path := corpusDB(b)
 	o.Limits = benchLimits
-	s := openAt(b, path, o)
+	runSearches(b, openAt(b, corpusDB(b), o))
+}
+
+// benchSearchPG runs searches of generated questions over the PostgreSQL
+// corpus.
+func benchSearchPG(b *testing.B, o Options) {
+	url := corpusPG(b)
+	o.Limits = benchLimits
+	runSearches(b, storeKinds[1].openAt(b, url, o))
+}
+
+// runSearches runs searches of generated questions over s's corpus.
+func runSearches(b *testing.B, s Store) {
 	ctx := context.Background()
 	g := newTextGen(3)
 	queries := make([]string, 100)
@@ -243,4 +309,17 @@ func BenchmarkSearch(b *testing.B) {
 
 func BenchmarkSearchHybrid(b *testing.B) {
 	benchSearch(b, Options{Embedder: newFakeEmbedder(384)})
+}
+
+// BenchmarkSearchPostgres is BenchmarkSearch on the PostgreSQL store
+// (ts_rank_cd over the GIN index).
+func BenchmarkSearchPostgres(b *testing.B) {
+	benchSearchPG(b, Options{})
+}
+
+// BenchmarkSearchHybridPostgres is BenchmarkSearchHybrid on the
+// PostgreSQL store: each search reads the knowledge base's version, and
+// its vectors come from the cache.
+func BenchmarkSearchHybridPostgres(b *testing.B) {
+	benchSearchPG(b, Options{Embedder: newFakeEmbedder(384)})
 }

@@ -3,9 +3,12 @@ package knowledge
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 
 // fuzzTypes are the types FuzzExtract picks from.
@@ -71,25 +74,32 @@ func FuzzExtract(f *testing.F) {
 	})
 }
 
-// FuzzQuery searches a small corpus, BM25 only and hybrid, with any
-// query: Search returns nil or ErrInvalid, never panics, and finds only the
-// tenant's own chunks of the knowledge base.
+// FuzzQuery searches a small corpus, lexical only and hybrid, in SQLite
+// and PostgreSQL, with any query: Search returns nil or ErrInvalid, never
+// panics, and finds only the tenant's own chunks of the knowledge base.
 func FuzzQuery(f *testing.F) {
 	for _, q := range []string{
 		"cash machine fee", `NEAR(a b, 3)`, `"unbalanced`, `col:x`, `a* OR ^b NOT c`,
 		"", "!!!", "café ☕ 東京", "\x00\xff", `{scope text}: s*`, strings.Repeat("w ", 100),
 		`""""`, "AND", "- + * ^ : ( ) { }", "scope : \"s0123\"",
+		`cash & !machine | fee:* <-> 'x' \\`, "caf\u00e9 CAFE\u0301 \u00df", "'; SELECT 1; --",
 	} {
 		f.Add(q)
 	}
 	ctx := context.Background()
-	var stores []*Store
+	var stores []Store
 	for _, emb := range []Embedder{nil, newFakeEmbedder(32)} {
-		s := openAt(f, MemoryPath, Options{Embedder: emb})
+		stores = append(stores, openAt(f, MemoryPath, Options{Embedder: emb}))
+		// The PostgreSQL store too, where the server is installed (and
+		// always under CI, where a missing one fails).
+		if _, err := testutil.PostgresBinDir(); err == nil || os.Getenv("CI") != "" {
+			stores = append(stores, storeKinds[1].open(f, Options{Embedder: emb}))
+		}
+	}
+	for _, s := range stores {
 		addFAQ(f, s, "t", "kb")
 		mustAdd(f, s, "t", "other", text("other knowledge base: cash machine near scope text"))
 		mustAdd(f, s, "u", "kb", text("other tenant: cash machine near scope text"))
-		stores = append(stores, s)
 	}
 	f.Fuzz(func(t *testing.T, q string) {
 		for _, s := range stores {

@@ -33,12 +33,38 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// openAt opens a store at path, closed when the test ends.
-func openAt(t testing.TB, path string, o Options) *Store {
+// storeKind is one implementation of Store, for the behavioural tests,
+// which run against each.
+type storeKind struct {
+	name string
+	// newDB returns where a fresh, empty database is: a file's path, or a
+	// PostgreSQL URL.
+	newDB func(t testing.TB) string
+	// openDB opens a Store on the database at loc; the caller closes it.
+	openDB func(ctx context.Context, loc string, o Options) (Store, error)
+}
+
+// storeKinds are the implementations every behavioural test runs against.
+// The PostgreSQL one needs Debian's server (make setup-servers): without
+// it those subtests skip (fail under CI).
+var storeKinds = []storeKind{
+	{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "kb.db") }, Open},
+	{"postgres", pgDatabase, OpenPostgres},
+}
+
+// open opens a fresh store of kind k, closed when the test ends.
+func (k storeKind) open(t testing.TB, o Options) Store {
 	t.Helper()
-	s, err := Open(context.Background(), path, o)
+	return k.openAt(t, k.newDB(t), o)
+}
+
+// openAt opens a store of kind k on the database at loc, closed when the
+// test ends.
+func (k storeKind) openAt(t testing.TB, loc string, o Options) Store {
+	t.Helper()
+	s, err := k.openDB(context.Background(), loc, o)
 	if err != nil {
-		t.Fatalf("Open(%s): %v", path, err)
+		t.Fatalf("open %s store: %v", k.name, err)
 	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
@@ -48,13 +74,26 @@ func openAt(t testing.TB, path string, o Options) *Store {
 	return s
 }
 
-// open opens a store on a file in a temporary directory.
-func open(t testing.TB, o Options) *Store {
-	t.Helper()
-	return openAt(t, filepath.Join(t.TempDir(), "kb.db"), o)
+// forEachKind runs f as a subtest per store kind.
+func forEachKind(t *testing.T, f func(t *testing.T, k storeKind)) {
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) { f(t, k) })
+	}
 }
 
-func mustAdd(t testing.TB, s *Store, tenant, kb string, in Input) Document {
+// openAt opens a SQLite store at path, closed when the test ends.
+func openAt(t testing.TB, path string, o Options) Store {
+	t.Helper()
+	return storeKinds[0].openAt(t, path, o)
+}
+
+// open opens a SQLite store on a file in a temporary directory.
+func open(t testing.TB, o Options) Store {
+	t.Helper()
+	return storeKinds[0].open(t, o)
+}
+
+func mustAdd(t testing.TB, s Store, tenant, kb string, in Input) Document {
 	t.Helper()
 	d, err := s.Add(context.Background(), tenant, kb, in)
 	if err != nil {
@@ -63,7 +102,7 @@ func mustAdd(t testing.TB, s *Store, tenant, kb string, in Input) Document {
 	return d
 }
 
-func mustSearch(t testing.TB, s *Store, tenant, kb, q string, k int) []Hit {
+func mustSearch(t testing.TB, s Store, tenant, kb, q string, k int) []Hit {
 	t.Helper()
 	hits, err := s.Search(context.Background(), tenant, kb, q, k)
 	if err != nil {
@@ -74,25 +113,73 @@ func mustSearch(t testing.TB, s *Store, tenant, kb, q string, k int) []Hit {
 
 func text(body string) Input { return Input{Type: TypeText, Body: []byte(body)} }
 
-// countRows counts the rows of a table, of all tenants, bypassing the API.
-func countRows(t testing.TB, s *Store, table string) int {
+// queryInt runs a query of one integer, bypassing the API.
+func queryInt(t testing.TB, s Store, query string) int {
 	t.Helper()
 	var n int
-	// table is one of this test's constants, never input.
-	if err := s.w.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
-		t.Fatalf("count %s: %v", table, err)
+	var err error
+	switch s := s.(type) {
+	case *sqliteStore:
+		err = s.w.QueryRow(query).Scan(&n)
+	case *pgStore:
+		err = s.pool.QueryRow(context.Background(), query).Scan(&n)
+	default:
+		t.Fatalf("store of type %T", s)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
 	}
 	return n
 }
 
-// ftsRows counts the full-text index's entries, of all tenants.
-func ftsRows(t testing.TB, s *Store) int {
+// countRows counts the rows of a table (kbs, documents, chunks, vectors),
+// of all tenants, bypassing the API. (The PostgreSQL tables are named
+// knowledge_TABLE.)
+func countRows(t testing.TB, s Store, table string) int {
 	t.Helper()
-	var n int
-	if err := s.w.QueryRow(`SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'scope : s*'`).Scan(&n); err != nil {
-		t.Fatalf("count chunks_fts: %v", err)
+	if _, ok := s.(*pgStore); ok {
+		table = "knowledge_" + table
 	}
-	return n
+	// table is one of this test's constants, never input.
+	return queryInt(t, s, `SELECT count(*) FROM `+table)
+}
+
+// ftsRows counts the full-text index's entries, of all tenants: FTS5's,
+// or PostgreSQL's chunks with words in their tsvector.
+func ftsRows(t testing.TB, s Store) int {
+	t.Helper()
+	if _, ok := s.(*pgStore); ok {
+		return queryInt(t, s, `SELECT count(*) FROM knowledge_chunks WHERE length(tsv) > 0`)
+	}
+	return queryInt(t, s, `SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'scope : s*'`)
+}
+
+// storedVector returns one stored vector, bypassing the API.
+func storedVector(t testing.TB, s Store) []byte {
+	t.Helper()
+	var b []byte
+	var err error
+	switch s := s.(type) {
+	case *sqliteStore:
+		err = s.w.QueryRow(`SELECT vec FROM vectors LIMIT 1`).Scan(&b)
+	case *pgStore:
+		err = s.pool.QueryRow(context.Background(), `SELECT vec FROM knowledge_vectors LIMIT 1`).Scan(&b)
+	}
+	if err != nil {
+		t.Fatalf("read a vector: %v", err)
+	}
+	return b
+}
+
+// cacheOf returns the store's vector cache.
+func cacheOf(s Store) *vecCache {
+	switch s := s.(type) {
+	case *sqliteStore:
+		return s.vectors
+	case *pgStore:
+		return s.vectors
+	}
+	return nil
 }
 
 // fakeEmbedder is a deterministic bag-of-words embedder: each word, lower

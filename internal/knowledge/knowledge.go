@@ -2,28 +2,34 @@
 // collections of documents (plain text, Markdown or HTML) that are split
 // into chunks and searched by relevance to a question.
 //
-// A Store keeps them in an embedded SQLite database
-// (github.com/ncruces/go-sqlite3, pure Go, no cgo, with its FTS5 extension).
-// Add extracts a document's visible text, splits it into sections by its
-// headings and packs each section's paragraphs into chunks of about
-// Limits.ChunkChars characters, each chunk starting with its section's
-// heading path ("Fees > Cash machines: ...") so that it reads on its own.
-// Search ranks chunks by BM25 over an FTS5 full-text index; with an
+// A Store keeps them in an embedded SQLite database (Open;
+// github.com/ncruces/go-sqlite3, pure Go, no cgo, with its FTS5 extension),
+// or in a PostgreSQL database that several replicas of MDSA share
+// (OpenPostgres; github.com/jackc/pgx/v5). Both behave alike, and share
+// everything that is not storage. Add extracts a document's visible text,
+// splits it into sections by its headings and packs each section's
+// paragraphs into chunks of about Limits.ChunkChars characters, each chunk
+// starting with its section's heading path ("Fees > Cash machines: ...")
+// so that it reads on its own. Search ranks chunks lexically, by BM25 over
+// an FTS5 full-text index in SQLite, by ts_rank_cd over a tsvector column
+// in PostgreSQL (see postgres.go for how the two compare); with an
 // Embedder it also ranks them by the cosine similarity of their embeddings
 // to the question's, and fuses the two rankings (reciprocal rank fusion).
 //
 // Isolation: every statement made for a tenant is parameterised and scoped
 // by tenant and knowledge base in its WHERE clause (by tenant alone where
 // it is about all of the tenant's knowledge bases: KBs, and the counts
-// that enforce Limits); the full-text query is further confined by a
-// per-(tenant, knowledge base) token, and the question's text never
-// reaches FTS5's query syntax: it is cut into words, each quoted. A tenant
-// can neither read, list, search nor delete another tenant's documents,
-// and asking for one reads exactly like asking for one that does not exist
-// (ErrNotFound). One thing is shared: BM25's term statistics (how many
-// chunks hold a word, and their average length) are those of the whole
-// index, so other tenants' content nudges the scores, and with them the
-// order, of a tenant's own chunks; never which tenant's chunks are found.
+// that enforce Limits); in SQLite the full-text query is further confined
+// by a per-(tenant, knowledge base) token, and the question's text never
+// reaches a query language (FTS5's MATCH, PostgreSQL's tsquery) as it
+// came: it is cut into words, each quoted. A tenant can neither read,
+// list, search nor delete another tenant's documents, and asking for one
+// reads exactly like asking for one that does not exist (ErrNotFound). One
+// thing is shared in SQLite: BM25's term statistics (how many chunks hold
+// a word, and their average length) are those of the whole index, so other
+// tenants' content nudges the scores, and with them the order, of a
+// tenant's own chunks; never which tenant's chunks are found.
+// (PostgreSQL's ts_rank_cd uses no statistics beyond the chunk itself.)
 package knowledge
 
 import (
@@ -141,7 +147,7 @@ const IDPrefix = "doc_"
 const idHexLen = 24
 
 // Limits bounds what a Store keeps. A zero field takes its default; a
-// negative one is refused by Open.
+// negative one is refused by Open and OpenPostgres.
 type Limits struct {
 	// MaxDocBytes is the largest body of one document, in bytes (default
 	// 1 MiB). Add returns ErrTooLarge beyond it.
@@ -202,12 +208,12 @@ type Embedder interface {
 	Embed(ctx context.Context, texts []string) ([][]float32, error)
 }
 
-// Options configures Open.
+// Options configures Open and OpenPostgres.
 type Options struct {
 	// Limits bounds what the Store keeps.
 	Limits Limits
 	// Embedder, when set, embeds chunk texts at ingest and queries at
-	// search (vectors + hybrid ranking); nil = BM25 only.
+	// search (vectors + hybrid ranking); nil = lexical ranking only.
 	Embedder Embedder
 	// Now is the source of time for Created and Updated; nil = time.Now.
 	// Meant for tests.
@@ -216,8 +222,11 @@ type Options struct {
 	// vectors, in float32s over all cached knowledge bases (0 =
 	// DefaultVectorCacheFloats, negative = no cache). A knowledge base
 	// whose vectors do not fit is searched straight from the database. The
-	// cache is invalidated by this Store's writes: it assumes no other
-	// process writes to the database.
+	// cache is per Store. The SQLite store's is invalidated by its own
+	// writes: it assumes no other process writes to the database. The
+	// PostgreSQL store's entries are checked against a version of each
+	// knowledge base kept in the database, which every write moves on, so
+	// replicas never search vectors older than the version they read.
 	VectorCacheFloats int
 }
 
@@ -279,11 +288,13 @@ type Hit struct {
 	Chunk int `json:"chunk"`
 	// Text is the chunk's text, starting with its section heading path.
 	Text string `json:"text"`
-	// Score orders the hits, higher = better: the negated BM25 score
-	// without an Embedder, the fused reciprocal-rank score with one.
+	// Score orders the hits, higher = better: without an Embedder, the
+	// negated BM25 score (SQLite) or the ts_rank_cd rank (PostgreSQL);
+	// with one, the fused reciprocal-rank score.
 	Score float64 `json:"score"`
-	// Lexical and Semantic are the chunk's 1-based ranks in the BM25 and
-	// vector rankings, 0 when that ranking did not find it.
+	// Lexical and Semantic are the chunk's 1-based ranks in the lexical
+	// (BM25 or ts_rank_cd) and vector rankings, 0 when that ranking did
+	// not find it.
 	Lexical  int `json:"lexical,omitempty"`
 	Semantic int `json:"semantic,omitempty"`
 }

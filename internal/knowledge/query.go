@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // maxTermRunes is the longest word of a query searched for; longer ones
@@ -36,23 +38,34 @@ func init() {
 // maximal runs of letters, digits and combining marks starting with a
 // letter or digit, lower-cased, each once, at most MaxQueryTerms of them.
 // Stop words are dropped unless nothing else is left. Everything else in
-// the query, FTS5 syntax included, only separates words.
+// the query, FTS5 and tsquery syntax included, only separates words.
 func queryTerms(q string) []string {
 	var all, content []string
 	seen := map[string]bool{}
-	add := func(w string) {
+	eachWord(q, func(w string) bool {
 		w = strings.ToLower(w)
 		if seen[w] || utf8.RuneCountInString(w) > maxTermRunes {
-			return
+			return true
 		}
 		seen[w] = true
 		all = append(all, w)
 		if !stopwords[w] {
 			content = append(content, w)
 		}
+		return len(content) < MaxQueryTerms
+	})
+	if len(content) > 0 {
+		return content
 	}
+	return all[:min(len(all), MaxQueryTerms)]
+}
+
+// eachWord calls f with each word of s, in order, until f returns false: a
+// word is a maximal run of letters, digits and combining marks that starts
+// with a letter or digit. Invalid UTF-8 separates words.
+func eachWord(s string, f func(w string) bool) {
 	start := -1
-	for i, r := range q {
+	for i, r := range s {
 		word := unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsNumber(r)
 		if !word && start >= 0 && unicode.IsMark(r) {
 			word = true // a combining mark continues a word
@@ -64,20 +77,48 @@ func queryTerms(q string) []string {
 		case word && start < 0:
 			start = i
 		case !word && start >= 0:
-			add(q[start:i])
+			if !f(s[start:i]) {
+				return
+			}
 			start = -1
 		}
-		if len(content) >= MaxQueryTerms {
+	}
+	if start >= 0 {
+		f(s[start:])
+	}
+}
+
+// foldWord returns a word lower-cased, with the diacritics of its Latin
+// letters removed ("Café" -> "cafe"), as SQLite's unicode61 tokenizer
+// does with remove_diacritics: the PostgreSQL store folds the text it
+// indexes and the words it searches for alike with it.
+func foldWord(w string) string {
+	w = strings.ToLower(w)
+	ascii := true
+	for i := 0; i < len(w); i++ {
+		if w[i] >= utf8.RuneSelf {
+			ascii = false
 			break
 		}
 	}
-	if start >= 0 && len(content) < MaxQueryTerms {
-		add(q[start:])
+	if ascii {
+		return w
 	}
-	if len(content) > 0 {
-		return content
+	d := norm.NFD.String(w)
+	var b strings.Builder
+	b.Grow(len(d))
+	latin := false // the last base letter is Latin
+	for _, r := range d {
+		if unicode.Is(unicode.Mn, r) {
+			if latin {
+				continue
+			}
+		} else {
+			latin = unicode.Is(unicode.Latin, r)
+		}
+		b.WriteRune(r)
 	}
-	return all[:min(len(all), MaxQueryTerms)]
+	return norm.NFC.String(b.String())
 }
 
 // ftsQuery returns the FTS5 MATCH expression for terms within scope: the
@@ -109,4 +150,51 @@ func ftsQuery(scope string, terms []string) string {
 func scopeToken(tenant, kb string) string {
 	h := sha256.Sum256([]byte(tenant + "\x00" + kb))
 	return fmt.Sprintf("s%020d%020d", binary.BigEndian.Uint64(h[:8]), binary.BigEndian.Uint64(h[8:16]))
+}
+
+// indexText returns the words of a chunk as the PostgreSQL store indexes
+// them: cut as queryTerms cuts a query, folded (foldWord), the words
+// longer than any searched for left out, joined by spaces. PostgreSQL's
+// parser then only ever sees plain words, so that the chunk's words are
+// exactly those a query can name (no URL, e-mail, file or hyphenated
+// tokens of its own), whatever the database's locale.
+func indexText(text string) string {
+	var b strings.Builder
+	b.Grow(len(text))
+	eachWord(text, func(w string) bool {
+		if utf8.RuneCountInString(w) > maxTermRunes {
+			return true
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(foldWord(w))
+		return true
+	})
+	return b.String()
+}
+
+// tsQuery returns the to_tsquery text that matches a chunk holding any of
+// terms (from queryTerms): each term folded, quoted, the terms OR-ed. The
+// terms hold only letters, digits and marks, so none can be tsquery syntax
+// (operators, weights, prefixes); quotes and backslashes would still be
+// doubled. The text is passed to to_tsquery as a parameter, never spliced
+// into SQL.
+func tsQuery(terms []string) string {
+	var b strings.Builder
+	seen := map[string]bool{}
+	for _, t := range terms {
+		t = foldWord(t)
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		if b.Len() > 0 {
+			b.WriteString(" | ")
+		}
+		b.WriteByte('\'')
+		b.WriteString(strings.NewReplacer(`'`, `''`, `\`, `\\`).Replace(t))
+		b.WriteByte('\'')
+	}
+	return b.String()
 }

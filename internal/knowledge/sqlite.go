@@ -5,10 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
-	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/ncruces/go-sqlite3"
 	"github.com/ncruces/go-sqlite3/ext/fts5"
@@ -79,19 +75,15 @@ var migrations = []string{
 	END;`,
 }
 
-// Store keeps knowledge bases in a SQLite database, safe for concurrent
-// use. Writes are serialised through w, a pool of exactly one connection,
-// so concurrent writers queue in database/sql instead of failing with
-// SQLITE_BUSY; reads use r, a pool of read-only connections that WAL mode
-// lets run beside the writer. For MemoryPath, r is w. Every method takes
-// the tenant that owns what it touches and never sees another tenant's.
-type Store struct {
-	db       *sqlitedb.DB
-	w, r     *sql.DB
-	limits   Limits
-	embedder Embedder
-	now      func() time.Time
-	vectors  *vecCache
+// sqliteStore is the SQLite Store. Writes are serialised through w, a
+// pool of exactly one connection, so concurrent writers queue in
+// database/sql instead of failing with SQLITE_BUSY; reads use r, a pool of
+// read-only connections that WAL mode lets run beside the writer. For
+// MemoryPath, r is w.
+type sqliteStore struct {
+	core
+	db   *sqlitedb.DB
+	w, r *sql.DB
 }
 
 // Open opens (creating it if needed) the SQLite database at path and
@@ -99,30 +91,21 @@ type Store struct {
 // busy timeout and foreign keys on; its schema is created or migrated,
 // versioned by PRAGMA user_version. A database from a newer version of
 // this package is refused. path MemoryPath (":memory:") opens a private
-// in-memory database.
-func Open(ctx context.Context, path string, o Options) (*Store, error) {
+// in-memory database. Only one process may write to the database: for
+// replicas, see OpenPostgres.
+func Open(ctx context.Context, path string, o Options) (Store, error) {
 	if path == "" {
 		return nil, errors.New("knowledge: open: empty path")
 	}
-	limits, err := o.Limits.withDefaults()
+	c, err := newCore(o)
 	if err != nil {
-		return nil, fmt.Errorf("knowledge: open: %w", err)
+		return nil, err
 	}
-	cacheFloats := o.VectorCacheFloats
-	if cacheFloats == 0 {
-		cacheFloats = DefaultVectorCacheFloats
-	}
-	s := &Store{limits: limits, embedder: o.Embedder, now: o.Now, vectors: newVecCache(cacheFloats)}
-	if s.now == nil {
-		s.now = time.Now
-	}
-
 	db, err := sqlitedb.Open(ctx, path, migrations, registerFTS5)
 	if err != nil {
 		return nil, fmt.Errorf("knowledge: %w", err)
 	}
-	s.db, s.w, s.r = db, db.W, db.R
-	return s, nil
+	return &sqliteStore{core: c, db: db, w: db.W, r: db.R}, nil
 }
 
 // registerFTS5 adds the FTS5 extension to each new connection: the
@@ -134,101 +117,21 @@ func registerFTS5(c *sqlite3.Conn) error {
 	return nil
 }
 
-// Close releases the database. The Store must not be used afterwards.
-func (s *Store) Close() error {
+// Close implements Store.
+func (s *sqliteStore) Close() error {
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("knowledge: close: %w", err)
 	}
 	return nil
 }
 
-// fromNano turns stored Unix nanoseconds back into a time.
-func fromNano(n int64) time.Time { return time.Unix(0, n).UTC() }
-
-// checkMeta validates and cleans a title or source: valid UTF-8, at most
-// max bytes; control characters become spaces, and white space is
-// collapsed.
-func checkMeta(field, v string, max int) (string, error) {
-	if len(v) > max {
-		return "", fmt.Errorf("%w: %s is %d bytes, longer than %d", ErrInvalid, field, len(v), max)
-	}
-	if !utf8.ValidString(v) {
-		return "", fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, field)
-	}
-	v = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, v)
-	return collapseSpace(v), nil
-}
-
-// prepared is a document ready to be stored.
-type prepared struct {
-	typ, title, source string
-	chunks             []string
-}
-
-// prepare checks a document against l, extracts its text and splits it
-// into chunks.
-func prepare(l Limits, in Input) (prepared, error) {
-	var p prepared
-	var err error
-	if p.typ, err = normType(in.Type); err != nil {
-		return p, err
-	}
-	if p.title, err = checkMeta("title", in.Title, MaxTitleLen); err != nil {
-		return p, err
-	}
-	if p.source, err = checkMeta("source", in.Source, MaxSourceLen); err != nil {
-		return p, err
-	}
-	switch {
-	case len(in.Body) == 0:
-		return p, fmt.Errorf("%w: empty body", ErrInvalid)
-	case len(in.Body) > l.MaxDocBytes:
-		return p, fmt.Errorf("%w: body is %d bytes, more than MaxDocBytes %d", ErrTooLarge, len(in.Body), l.MaxDocBytes)
-	}
-	ex, err := extract(p.typ, in.Body)
+// Add implements Store.
+func (s *sqliteStore) Add(ctx context.Context, tenant, kb string, in Input) (Document, error) {
+	ing, err := s.prepareAdd(ctx, tenant, kb, in)
 	if err != nil {
-		return p, err
+		return Document{}, err
 	}
-	if p.title == "" {
-		p.title = ex.title
-	}
-	maxChunks := l.maxChunksPerDoc()
-	if p.chunks = chunkSections(ex.sections, l.ChunkChars, maxChunks); p.chunks == nil {
-		return p, &LimitError{Which: "chunks per document", Limit: maxChunks, Adding: maxChunks + 1}
-	}
-	return p, nil
-}
-
-// Add stores a document in the tenant's knowledge base kb, creating the
-// knowledge base if it is new. The body is extracted according to in.Type,
-// split into chunks, embedded when the Store has an Embedder (before the
-// database is touched), and stored with its chunks and their vectors in one
-// transaction: a failed Add stores nothing. Errors: ErrInvalid,
-// ErrUnsupportedType, ErrTooLarge, and ErrLimit (a *LimitError) when the
-// tenant would exceed a limit or the document would yield more chunks than
-// a document may.
-func (s *Store) Add(ctx context.Context, tenant, kb string, in Input) (Document, error) {
-	if err := checkScope(tenant, kb); err != nil {
-		return Document{}, fmt.Errorf("knowledge: add: %w", err)
-	}
-	p, err := prepare(s.limits, in)
-	if err != nil {
-		return Document{}, fmt.Errorf("knowledge: add: %w", err)
-	}
-	chunks := p.chunks
-	var vecs [][]float32
-	if s.embedder != nil {
-		if vecs, err = embed(ctx, s.embedder, chunks); err != nil {
-			return Document{}, fmt.Errorf("knowledge: add: %w", err)
-		}
-	}
-
-	doc := Document{KB: kb, Title: p.title, Source: p.source, Type: p.typ, Bytes: len(in.Body), Chunks: len(chunks)}
+	doc, chunks, vecs := ing.doc, ing.chunks, ing.vecs
 	now := s.now().UnixNano()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -253,7 +156,7 @@ func (s *Store) Add(ctx context.Context, tenant, kb string, in Input) (Document,
 	if _, err := tx.ExecContext(ctx,
 		`UPDATE kbs SET documents = documents + 1, chunks = chunks + ?, bytes = bytes + ?, updated = max(updated, ?)
 		 WHERE tenant = ? AND name = ?`,
-		len(chunks), len(in.Body), now, tenant, kb); err != nil {
+		len(chunks), doc.Bytes, now, tenant, kb); err != nil {
 		return Document{}, fmt.Errorf("knowledge: add: update knowledge base: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -268,26 +171,19 @@ func (s *Store) Add(ctx context.Context, tenant, kb string, in Input) (Document,
 
 // checkAddLimits returns a *LimitError when adding a document of chunks
 // chunks to the tenant's knowledge base kb would exceed a limit.
-func (s *Store) checkAddLimits(ctx context.Context, tx *sql.Tx, tenant, kb string, chunks int) error {
-	var kbs, docs, chunksHave, exists int
+func (s *sqliteStore) checkAddLimits(ctx context.Context, tx *sql.Tx, tenant, kb string, chunks int) error {
+	var u tenantUsage
+	var exists int
 	err := tx.QueryRowContext(ctx,
 		`SELECT count(*), coalesce(sum(documents), 0), coalesce(sum(chunks), 0),
 		        coalesce(sum(name = ?), 0)
 		 FROM kbs WHERE tenant = ?`,
-		kb, tenant).Scan(&kbs, &docs, &chunksHave, &exists)
+		kb, tenant).Scan(&u.kbs, &u.docs, &u.chunks, &exists)
 	if err != nil {
 		return fmt.Errorf("count: %w", err)
 	}
-	l := s.limits
-	switch {
-	case exists == 0 && kbs >= l.MaxKBsPerTenant:
-		return &LimitError{Which: "MaxKBsPerTenant", Limit: l.MaxKBsPerTenant, Have: kbs, Adding: 1}
-	case docs+1 > l.MaxDocsPerTenant:
-		return &LimitError{Which: "MaxDocsPerTenant", Limit: l.MaxDocsPerTenant, Have: docs, Adding: 1}
-	case chunksHave+chunks > l.MaxChunksPerTenant:
-		return &LimitError{Which: "MaxChunksPerTenant", Limit: l.MaxChunksPerTenant, Have: chunksHave, Adding: chunks}
-	}
-	return nil
+	u.hasKB = exists > 0
+	return s.limits.checkAdd(u, chunks)
 }
 
 // insertDocument stores doc's row under a fresh id and returns the id.
@@ -375,9 +271,8 @@ func scanDocument(row interface{ Scan(...any) error }) (Document, error) {
 	return d, nil
 }
 
-// Get returns the tenant's document id in knowledge base kb, or
-// ErrNotFound (for unknown, malformed or another tenant's ids).
-func (s *Store) Get(ctx context.Context, tenant, kb, id string) (Document, error) {
+// Get implements Store.
+func (s *sqliteStore) Get(ctx context.Context, tenant, kb, id string) (Document, error) {
 	if err := checkScope(tenant, kb); err != nil {
 		return Document{}, fmt.Errorf("knowledge: get: %w", err)
 	}
@@ -413,24 +308,15 @@ func kbExists(ctx context.Context, q interface {
 	return chunks, nil
 }
 
-// List returns the documents of the tenant's knowledge base kb, newest
-// first, at most limit of them (below 1: DefaultListLimit; capped at
-// MaxListLimit). before, when not empty, is the last id of the previous
-// page: the page starts after it. An unknown knowledge base or before gives
-// ErrNotFound.
-func (s *Store) List(ctx context.Context, tenant, kb string, limit int, before string) ([]Document, error) {
+// List implements Store.
+func (s *sqliteStore) List(ctx context.Context, tenant, kb string, limit int, before string) ([]Document, error) {
 	if err := checkScope(tenant, kb); err != nil {
 		return nil, fmt.Errorf("knowledge: list: %w", err)
 	}
 	if before != "" && !validID(before) {
 		return nil, fmt.Errorf("knowledge: list %s: before %s: %w", kb, truncate(before, 40), ErrNotFound)
 	}
-	switch {
-	case limit < 1:
-		limit = DefaultListLimit
-	case limit > MaxListLimit:
-		limit = MaxListLimit
-	}
+	limit = listLimit(limit)
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("knowledge: list %s: %w", kb, err)
@@ -482,8 +368,8 @@ func (s *Store) List(ctx context.Context, tenant, kb string, limit int, before s
 	return out, nil
 }
 
-// KBs returns the tenant's knowledge bases, by name.
-func (s *Store) KBs(ctx context.Context, tenant string) ([]KB, error) {
+// KBs implements Store.
+func (s *sqliteStore) KBs(ctx context.Context, tenant string) ([]KB, error) {
 	if err := checkTenant(tenant); err != nil {
 		return nil, fmt.Errorf("knowledge: list knowledge bases: %w", err)
 	}
@@ -520,10 +406,8 @@ const deleteDocVectorsSQL = `DELETE FROM vectors WHERE tenant = ? AND kb = ? AND
 // knowledge base, document id.
 const deleteDocChunksSQL = `DELETE FROM chunks WHERE tenant = ? AND kb = ? AND doc_id = ?`
 
-// Delete removes the tenant's document id from knowledge base kb, with its
-// chunks and vectors, or returns ErrNotFound. The knowledge base stays,
-// even when empty.
-func (s *Store) Delete(ctx context.Context, tenant, kb, id string) error {
+// Delete implements Store.
+func (s *sqliteStore) Delete(ctx context.Context, tenant, kb, id string) error {
 	if err := checkScope(tenant, kb); err != nil {
 		return fmt.Errorf("knowledge: delete: %w", err)
 	}
@@ -571,9 +455,8 @@ func (s *Store) Delete(ctx context.Context, tenant, kb, id string) error {
 	return nil
 }
 
-// DeleteKB removes the tenant's knowledge base kb with all its documents,
-// and returns how many documents it held, or ErrNotFound.
-func (s *Store) DeleteKB(ctx context.Context, tenant, kb string) (int, error) {
+// DeleteKB implements Store.
+func (s *sqliteStore) DeleteKB(ctx context.Context, tenant, kb string) (int, error) {
 	if err := checkScope(tenant, kb); err != nil {
 		return 0, fmt.Errorf("knowledge: delete knowledge base: %w", err)
 	}

@@ -241,9 +241,14 @@ func (v *vecSet) scan(q []float32, lo, hi int, t *topK) {
 type scopeKey struct{ tenant, kb string }
 
 // vecCache keeps the vectors of recently searched knowledge bases, least
-// recently used evicted first, at most max floats in all. A write to a
-// knowledge base invalidates its entry: its generation moves on, so that a
-// load that began before the write never installs what it read.
+// recently used evicted first, at most max floats in all. Each entry is of
+// one version of its knowledge base's contents, and serves only the
+// searches that read that version: the PostgreSQL store's versions live in
+// the database, so that a write by any replica retires the entries of
+// every replica; the SQLite store's version is always 0, its own writes
+// being the only ones. A write by this process also invalidates the
+// entry: its generation moves on, so that a load that began before the
+// write never installs what it read.
 type vecCache struct {
 	mu      sync.Mutex
 	max     int
@@ -257,13 +262,15 @@ type vecCache struct {
 // cacheEntry is one cached knowledge base.
 type cacheEntry struct {
 	key scopeKey
+	ver int64
 	set *vecSet
 }
 
-// vecLoad is a load in flight, which searches of the same generation wait
-// for instead of loading again.
+// vecLoad is a load in flight, which searches of the same generation and
+// version wait for instead of loading again.
 type vecLoad struct {
 	gen  uint64
+	ver  int64
 	done chan struct{}
 	set  *vecSet
 	err  error
@@ -280,20 +287,22 @@ func newVecCache(max int) *vecCache {
 	}
 }
 
-// get returns the vectors of key, from the cache or by calling load (once
-// for concurrent callers of the same generation) and caching what it
-// returns when it fits.
-func (c *vecCache) get(ctx context.Context, key scopeKey, load func(ctx context.Context) (*vecSet, error)) (*vecSet, error) {
+// get returns the vectors of key at version ver, from the cache or by
+// calling load (once for concurrent callers of the same generation and
+// version) and caching what it returns when it fits. load returns the
+// version it read, which may be newer than ver: the set is cached as of
+// that version.
+func (c *vecCache) get(ctx context.Context, key scopeKey, ver int64, load func(ctx context.Context) (*vecSet, int64, error)) (*vecSet, error) {
 	for {
 		c.mu.Lock()
-		if el, ok := c.entries[key]; ok {
+		if el, ok := c.entries[key]; ok && el.Value.(*cacheEntry).ver == ver {
 			c.lru.MoveToFront(el)
 			set := el.Value.(*cacheEntry).set
 			c.mu.Unlock()
 			return set, nil
 		}
 		gen := c.gens[key]
-		if l, ok := c.loads[key]; ok && l.gen == gen {
+		if l, ok := c.loads[key]; ok && l.gen == gen && l.ver == ver {
 			c.mu.Unlock()
 			select {
 			case <-l.done:
@@ -305,18 +314,19 @@ func (c *vecCache) get(ctx context.Context, key scopeKey, load func(ctx context.
 			}
 			return l.set, l.err
 		}
-		l := &vecLoad{gen: gen, done: make(chan struct{})}
+		l := &vecLoad{gen: gen, ver: ver, done: make(chan struct{})}
 		c.loads[key] = l
 		c.mu.Unlock()
 
-		l.set, l.err = load(ctx)
+		var loaded int64
+		l.set, loaded, l.err = load(ctx)
 
 		c.mu.Lock()
 		if c.loads[key] == l {
 			delete(c.loads, key)
 		}
-		if l.err == nil && c.gens[key] == gen && c.entries[key] == nil {
-			c.put(key, l.set)
+		if l.err == nil && c.gens[key] == gen {
+			c.put(key, loaded, l.set)
 		}
 		c.mu.Unlock()
 		close(l.done)
@@ -324,22 +334,29 @@ func (c *vecCache) get(ctx context.Context, key scopeKey, load func(ctx context.
 	}
 }
 
-// put caches set under key, evicting the least recently used entries to
-// make room; a set larger than the whole cache is not kept. c.mu is held.
-func (c *vecCache) put(key scopeKey, set *vecSet) {
+// put caches set, of version ver, under key in place of any entry of key,
+// evicting the least recently used entries to make room; a set larger
+// than the whole cache is not kept. c.mu is held.
+func (c *vecCache) put(key scopeKey, ver int64, set *vecSet) {
+	c.drop(key)
 	size := set.floats()
 	if size > c.max {
 		return
 	}
 	for c.used+size > c.max {
-		el := c.lru.Back()
-		e := el.Value.(*cacheEntry)
-		c.lru.Remove(el)
-		delete(c.entries, e.key)
-		c.used -= e.set.floats()
+		c.drop(c.lru.Back().Value.(*cacheEntry).key)
 	}
-	c.entries[key] = c.lru.PushFront(&cacheEntry{key: key, set: set})
+	c.entries[key] = c.lru.PushFront(&cacheEntry{key: key, ver: ver, set: set})
 	c.used += size
+}
+
+// drop removes the entry of key, if any. c.mu is held.
+func (c *vecCache) drop(key scopeKey) {
+	if el, ok := c.entries[key]; ok {
+		c.lru.Remove(el)
+		delete(c.entries, key)
+		c.used -= el.Value.(*cacheEntry).set.floats()
+	}
 }
 
 // invalidate drops the entry of key and moves its generation on; called
@@ -348,11 +365,7 @@ func (c *vecCache) invalidate(key scopeKey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gens[key]++
-	if el, ok := c.entries[key]; ok {
-		c.lru.Remove(el)
-		delete(c.entries, key)
-		c.used -= el.Value.(*cacheEntry).set.floats()
-	}
+	c.drop(key)
 }
 
 // fuse merges rankings by reciprocal rank fusion: each chunk scores the sum

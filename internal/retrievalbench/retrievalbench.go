@@ -105,7 +105,7 @@ const (
 // as each document's source) and searches every question (at most
 // maxQuestions; 0: all), scoring the documents in the order their best
 // chunk was found.
-func Run(ctx context.Context, st *knowledge.Store, ps []Passage, qs []Question, maxQuestions int) (Report, error) {
+func Run(ctx context.Context, st knowledge.Store, ps []Passage, qs []Question, maxQuestions int) (Report, error) {
 	r := Report{Passages: len(ps)}
 	start := time.Now()
 	var bytes int

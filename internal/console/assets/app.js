@@ -216,6 +216,17 @@
         "); the query alone: " + (cv.alone || "out of scope") + " (" + fmt(cv.alone_confidence, 2) + ", switching needs " + fmt(cv.switch, 2) + "). " + why + "."));
     }
     if (r.history_dropped) kids.push(el("p", { class: "note" }, r.history_dropped + " of the oldest history messages were left out to fit the model's context."));
+    if (r.citations && r.citations.length) {
+      kids.push(el("h4", null, "Knowledge"), el("ol", { id: "detail-citations" }, ...r.citations.map(c =>
+        el("li", null, c.title + " (" + c.kb + ", " + c.document + ", chunk " + c.chunk + ", score " + fmt(c.score, 4) + ")"))));
+    }
+    if (r.tool_steps && r.tool_steps.length) {
+      kids.push(el("h4", null, "Tools run"), el("ol", { id: "detail-tools" }, ...r.tool_steps.map(s =>
+        el("li", s.is_error ? { class: "error" } : null, "round " + s.round + ": " + s.name + " " + s.arguments + " → " + s.content))));
+    }
+    if (r.tool_calls && r.tool_calls.length) {
+      kids.push(el("p", { class: "note" }, "The answer is calls of the client's tools: " + r.tool_calls.join(", ") + "."));
+    }
     const ex = r.explanation;
     if (ex) {
       kids.push(el("h4", null, "Routing"), el("p", null, "Decision: " + (ex.decision.out_of_scope ? "out of scope" : ex.decision.domain) +
