@@ -36,6 +36,14 @@ func structuredError(field string, err error) *apiError {
 	return badRequest(param, "invalid_value", "%s: %s", param, clip(se.Msg, maxErrorDetail))
 }
 
+// rawJSON keeps a member's JSON as it is, for a later decoding.
+func rawJSON(dst *json.RawMessage) field {
+	return func(v json.RawMessage, _ string) *apiError {
+		*dst = v
+		return nil
+	}
+}
+
 // responseFormat decodes response_format: text (nil), json_object or
 // json_schema ({name, description, schema, strict}).
 func responseFormat(dst **structured.Format) field {
@@ -43,11 +51,8 @@ func responseFormat(dst **structured.Format) field {
 		var typ string
 		var js json.RawMessage
 		if err := object(v, path, map[string]field{
-			"type": str(&typ),
-			"json_schema": func(raw json.RawMessage, _ string) *apiError {
-				js = raw
-				return nil
-			},
+			"type":        str(&typ),
+			"json_schema": rawJSON(&js),
 		}); err != nil {
 			return err
 		}
@@ -73,11 +78,8 @@ func responseFormat(dst **structured.Format) field {
 		if err := object(js, jpath, map[string]field{
 			"name":        str(&name),
 			"description": str(new(string)),
-			"schema": func(raw json.RawMessage, _ string) *apiError {
-				schema = raw
-				return nil
-			},
-			"strict": boolean(&strict),
+			"schema":      rawJSON(&schema),
+			"strict":      boolean(&strict),
 		}); err != nil {
 			return err
 		}
@@ -112,11 +114,8 @@ func toolDefs(dst *[]structured.Tool) field {
 			var typ string
 			var fn json.RawMessage
 			if err := object(raw, tp, map[string]field{
-				"type": str(&typ),
-				"function": func(raw json.RawMessage, _ string) *apiError {
-					fn = raw
-					return nil
-				},
+				"type":     str(&typ),
+				"function": rawJSON(&fn),
 			}); err != nil {
 				return err
 			}
@@ -133,11 +132,8 @@ func toolDefs(dst *[]structured.Tool) field {
 			if err := object(fn, fp, map[string]field{
 				"name":        str(&name),
 				"description": str(&desc),
-				"parameters": func(raw json.RawMessage, _ string) *apiError {
-					params = raw
-					return nil
-				},
-				"strict": boolean(&strict),
+				"parameters":  rawJSON(&params),
+				"strict":      boolean(&strict),
 			}); err != nil {
 				return err
 			}
@@ -167,11 +163,8 @@ func toolChoice(dst *structured.Choice) field {
 		var typ string
 		var fn json.RawMessage
 		if err := object(v, path, map[string]field{
-			"type": str(&typ),
-			"function": func(raw json.RawMessage, _ string) *apiError {
-				fn = raw
-				return nil
-			},
+			"type":     str(&typ),
+			"function": rawJSON(&fn),
 		}); err != nil {
 			return err
 		}
@@ -223,12 +216,9 @@ func toolCalls(dst *[]structured.Call) field {
 			var typ string
 			var fn json.RawMessage
 			if err := object(raw, cp, map[string]field{
-				"id":   str(&c.ID),
-				"type": str(&typ),
-				"function": func(raw json.RawMessage, _ string) *apiError {
-					fn = raw
-					return nil
-				},
+				"id":       str(&c.ID),
+				"type":     str(&typ),
+				"function": rawJSON(&fn),
 			}); err != nil {
 				return err
 			}
