@@ -83,7 +83,7 @@ func TestKnowledgeForPlugins(t *testing.T) {
 // tokens.
 type embedEngine struct{ fakeEngine }
 
-func (embedEngine) Embed(_ context.Context, texts []string) ([][]float32, error) {
+func (*embedEngine) Embed(_ context.Context, texts []string) ([][]float32, error) {
 	out := make([][]float32, len(texts))
 	for i, s := range texts {
 		v := make([]float32, 16)
