@@ -248,7 +248,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	var cited, called string
 	run(t, ctx, "knowledge and tools in the detail",
-		waitJS(`[...document.querySelectorAll("#req-list tbody tr")].some((tr) => tr.textContent.includes("when is it refunded"))`),
+		waitJS(`[...document.querySelectorAll("#req-list tbody tr")].some((tr) => tr.textContent.includes("when is it refunded")) &&
+			[...document.querySelectorAll("#req-list tbody tr")].some((tr) => tr.textContent.includes("weather for my delivery"))`),
 		js[any](`[...document.querySelectorAll("#req-list tbody tr")].find((tr) => tr.textContent.includes("when is it refunded")).click()`, nil),
 		chromedp.WaitVisible("#detail-citations"),
 		into(chromedp.Text("#detail-citations"), &cited),
