@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mdsa-go/mdsa/internal/pgdb"
 )
 
 // The PostgreSQL store.
@@ -149,66 +151,12 @@ func OpenPostgres(ctx context.Context, url string, o Options) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The URL may hold a password: it is never part of an error.
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, fmt.Errorf("knowledge: open postgres: bad URL: %w", err)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgdb.Open(ctx, url, pgdb.Schema{Table: "knowledge_schema", LockClass: int32(pgLockClass), Migrations: pgMigrations})
 	if err != nil {
 		return nil, fmt.Errorf("knowledge: open postgres: %w", err)
 	}
 	s := &pgStore{core: c, pool: pool}
-	if err := s.migrate(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("knowledge: open postgres: %w", err)
-	}
 	return s, nil
-}
-
-// migrate creates or updates the schema in one transaction, holding an
-// advisory lock so that replicas starting together take turns.
-func (s *pgStore) migrate(ctx context.Context) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, int32(pgLockClass)); err != nil {
-		return fmt.Errorf("migrate: lock: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS knowledge_schema (
-		one     boolean NOT NULL PRIMARY KEY DEFAULT true CHECK (one),
-		version integer NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("migrate: version table: %w", err)
-	}
-	var version int
-	err = tx.QueryRow(ctx, `SELECT version FROM knowledge_schema`).Scan(&version)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("migrate: read version: %w", err)
-	}
-	if version > len(pgMigrations) {
-		return fmt.Errorf("migrate: schema version %d is newer than this program's %d", version, len(pgMigrations))
-	}
-	if version == len(pgMigrations) {
-		return nil
-	}
-	for v := version; v < len(pgMigrations); v++ {
-		if _, err := tx.Exec(ctx, pgMigrations[v]); err != nil {
-			return fmt.Errorf("migrate to version %d: %w", v+1, err)
-		}
-	}
-	if _, err := tx.Exec(ctx,
-		`INSERT INTO knowledge_schema (version) VALUES ($1)
-		 ON CONFLICT (one) DO UPDATE SET version = excluded.version`,
-		len(pgMigrations)); err != nil {
-		return fmt.Errorf("migrate: set version: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("migrate: commit: %w", err)
-	}
-	return nil
 }
 
 // pgReadOnly is the transaction of List and of loading vectors: one
