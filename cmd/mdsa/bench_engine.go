@@ -37,6 +37,7 @@ func (a *app) benchEngineCmd() *cobra.Command {
 		duration, settle                 time.Duration
 		requests, maxTokens, decodeToks  int
 		decodeAnswers                    int
+		rounds                           int
 		js, skipDecode                   bool
 	)
 	cmd := &cobra.Command{
@@ -69,7 +70,7 @@ directory and kept, with the llama-server command line to start the reference on
 			opts := enginebench.Options{
 				Requests: requests, Clients: clients, Duration: duration, MaxTokens: maxTokens,
 				DecodeTokens: decodeToks, DecodeAnswers: decodeAnswers, SkipDecode: skipDecode, Progress: a.errw,
-				Settle: settle,
+				Settle: settle, Rounds: rounds,
 			}
 			if settle == 0 {
 				opts.Settle = -1 // the flag's 0 means no wait, not the default
@@ -81,8 +82,8 @@ directory and kept, with the llama-server command line to start the reference on
 				return fmt.Errorf("bench engine: --settle %s: want >= 0", settle)
 			case requests < 1:
 				return fmt.Errorf("bench engine: --requests %d: want >= 1", requests)
-			case maxTokens < 1 || decodeToks < 1 || decodeAnswers < 1:
-				return fmt.Errorf("bench engine: --max-tokens %d, --decode-tokens %d, --decode-answers %d: want >= 1", maxTokens, decodeToks, decodeAnswers)
+			case maxTokens < 1 || decodeToks < 1 || decodeAnswers < 1 || rounds < 1:
+				return fmt.Errorf("bench engine: --max-tokens %d, --decode-tokens %d, --decode-answers %d, --rounds %d: want >= 1", maxTokens, decodeToks, decodeAnswers, rounds)
 			case len(clients) == 0:
 				return fmt.Errorf("bench engine: --clients: want at least one count")
 			case againstPID < 0:
@@ -186,6 +187,7 @@ directory and kept, with the llama-server command line to start the reference on
 	f.IntVar(&maxTokens, "max-tokens", enginebench.DefaultMaxTokens, "max_tokens of the latency and throughput phases")
 	f.IntVar(&decodeToks, "decode-tokens", enginebench.DefaultDecodeTokens, "max_tokens of the decode and aggregate phases")
 	f.IntVar(&decodeAnswers, "decode-answers", enginebench.DefaultDecodeAnswers, "answers per target in the decode phase")
+	f.IntVar(&rounds, "rounds", enginebench.DefaultRounds, "alternating rounds per target in the throughput and aggregate phases (more rounds, steadier ratios on a noisy machine)")
 	f.BoolVar(&skipDecode, "skip-decode", false, "leave out the decode and aggregate phases")
 	f.DurationVar(&settle, "settle", enginebench.DefaultSettle, "longest wait before a target's turn for the other target's process to go quiet (0: no wait)")
 	f.BoolVar(&js, "json", false, "print JSON")

@@ -493,47 +493,38 @@ func (s *sched) step() {
 		s.stepHook()
 	}
 	s.batch.Clear()
-	var in []*slot
+	// First what each slot puts in: the next token of every generating
+	// sequence, then chunks of waiting prompts, oldest first, within the
+	// batch's capacity.
+	budget := s.nBatch
 	for _, sl := range s.slots {
 		sl.nIn, sl.outIdx = 0, -1
-		if sl.r == nil || !sl.hasNext {
-			continue
+		if sl.r != nil && sl.hasNext {
+			sl.nIn = 1
+			budget--
 		}
-		sl.outIdx = s.batch.NTokens
-		if err := s.batch.Add(sl.pending, llama.Pos(len(sl.cached)), sl.ids, true); err != nil {
-			s.fail(sl, fmt.Errorf("llamacpp: filling the token batch: %w", err), true)
-			continue
-		}
-		sl.nIn = 1
-		in = append(in, sl)
 	}
-	budget := s.nBatch - int(s.batch.NTokens)
 	for _, sl := range s.prefilling() {
 		if budget <= 0 {
 			break
 		}
-		toks := sl.r.tokens
-		k := min(budget, len(toks)-sl.next)
-		ok := true
-		for i := 0; i < k; i++ {
-			p := sl.next + i
-			last := p == len(toks)-1
-			if last {
-				sl.outIdx = s.batch.NTokens
-			}
-			if err := s.batch.Add(toks[p], llama.Pos(p), sl.ids, last); err != nil {
-				s.fail(sl, fmt.Errorf("llamacpp: filling the prompt batch: %w", err), true)
-				ok = false
-				break
-			}
+		sl.nIn = min(budget, len(sl.r.tokens)-sl.next)
+		budget -= sl.nIn
+	}
+	// Then the batch, in sequence-id order with each sequence's tokens
+	// together (see fill).
+	var in []*slot
+	for _, sl := range s.slots {
+		if sl.nIn == 0 {
+			continue
 		}
-		if !ok {
-			// The batch holds part of this slot's chunk: start it again.
+		if err := s.fill(sl); err != nil {
+			// The batch may hold part of this slot's tokens: build it
+			// again without the slot, which fail has freed.
+			s.fail(sl, err, true)
 			s.step()
 			return
 		}
-		sl.nIn = k
-		budget -= k
 		in = append(in, sl)
 	}
 	if len(in) == 0 {
@@ -595,6 +586,42 @@ func (s *sched) step() {
 			s.accept(sl, s.sample(sl))
 		}
 	}
+}
+
+// fill adds sl's sl.nIn tokens to the batch: its sampled token, or the next
+// chunk of its prompt with logits for the prompt's last token only.
+//
+// Slots are filled in sequence-id order, so each sequence's tokens lie
+// together and sequences follow in increasing id. With one KV buffer per
+// sequence, llama.cpp computes a batch as micro-batches of sequences whose
+// ids follow each other (s, s+1, ...), taken in batch order, each sequence
+// giving as many tokens as the one with fewest. In this order the first
+// micro-batch takes one token of every sequence in a run of consecutive
+// ids, generating or reading its prompt; with generating tokens first and
+// prompt chunks after (llama-server's order), a prompt between two
+// generating sequences splits the generating tokens into several
+// micro-batches, and each computation of a micro-batch reads all the
+// weights. See TestBatchOrderSplits.
+func (s *sched) fill(sl *slot) error {
+	if sl.hasNext {
+		sl.outIdx = s.batch.NTokens
+		if err := s.batch.Add(sl.pending, llama.Pos(len(sl.cached)), sl.ids, true); err != nil {
+			return fmt.Errorf("llamacpp: filling the token batch: %w", err)
+		}
+		return nil
+	}
+	toks := sl.r.tokens
+	for i := range sl.nIn {
+		p := sl.next + i
+		last := p == len(toks)-1
+		if last {
+			sl.outIdx = s.batch.NTokens
+		}
+		if err := s.batch.Add(toks[p], llama.Pos(p), sl.ids, last); err != nil {
+			return fmt.Errorf("llamacpp: filling the prompt batch: %w", err)
+		}
+	}
+	return nil
 }
 
 // prefilling returns the slots still reading their prompt, oldest first.

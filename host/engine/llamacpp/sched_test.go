@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
 
@@ -669,4 +670,121 @@ func TestContextLengthBound(t *testing.T) {
 	if n := e.countUpTo(words, false, 1<<30); n < whole-pieces || n > whole+pieces {
 		t.Errorf("counted by pieces: %d tokens, whole: %d", n, whole)
 	}
+}
+
+// batchSeqs returns the sequence id of each token in b.
+func batchSeqs(b llama.Batch) []llama.SeqId {
+	n := int(b.NTokens)
+	if n == 0 {
+		return nil
+	}
+	ptrs := unsafe.Slice((**llama.SeqId)(unsafe.Pointer(b.SeqId)), n)
+	out := make([]llama.SeqId, n)
+	for i, p := range ptrs {
+		out[i] = *p
+	}
+	return out
+}
+
+// TestBatchOrder checks the batch layout described at sched.fill: a prompt
+// read by a sequence between two generating ones sits between their tokens,
+// so every batch lists sequences in increasing id with each one's tokens
+// together.
+func TestBatchOrder(t *testing.T) {
+	e := openSmall(t, Options{Parallel: 3})
+	ctx := context.Background()
+	long := func(i int) engine.Request {
+		r := chatReq(300 + i)
+		r.Params.IgnoreEOS = true
+		return r
+	}
+	ready, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var batches [][]llama.SeqId
+	var armed, gated bool
+	e.sched.stepHook = func() {
+		s := e.sched
+		for !gated { // all three requests in before any generates much
+			n := 0
+			for _, sl := range s.slots {
+				if sl.r != nil {
+					n++
+				}
+			}
+			s.mu.Lock()
+			n += len(s.queue)
+			s.mu.Unlock()
+			if gated = n == 3; !gated {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		if !armed {
+			for _, sl := range s.slots {
+				if sl.r == nil || !sl.hasNext {
+					return
+				}
+			}
+			armed = true
+			close(ready)
+			<-release
+			return
+		}
+		mu.Lock()
+		batches = append(batches, batchSeqs(s.batch))
+		mu.Unlock()
+	}
+	cancels := map[int]context.CancelFunc{}
+	var wg sync.WaitGroup
+	for i := range 3 {
+		c, cancel := context.WithCancel(ctx)
+		cancels[300+i] = cancel
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = e.Generate(c, long(i), nil)
+		}()
+	}
+	<-ready
+	// The loop is held with three sequences generating: stop the one in
+	// the middle and queue a new prompt, which takes its sequence.
+	cancels[e.sched.slots[1].r.params.MaxTokens]()
+	newDone := make(chan error, 1)
+	go func() {
+		r := domainReq("finance", "Which savings account pays the most interest this year?", 8)
+		_, err := e.Generate(ctx, r, nil)
+		newDone <- err
+	}()
+	for {
+		e.sched.mu.Lock()
+		n := len(e.sched.queue)
+		e.sched.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	if err := <-newDone; err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cancels {
+		c()
+	}
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	between := false
+	for _, b := range batches {
+		if !slices.IsSorted(b) {
+			t.Fatalf("batch sequence ids %v: want increasing ids, each sequence's tokens together", b)
+		}
+		if slices.Contains(b, 0) && slices.Contains(b, 2) && len(b) > 3 && b[1] == 1 && b[len(b)-1] == 2 {
+			between = true
+		}
+	}
+	if !between {
+		t.Fatalf("no batch held the new prompt between the two generating sequences: %v", batches)
+	}
+	checkSlots(t, e)
 }
