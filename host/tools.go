@@ -19,8 +19,9 @@ var ErrToolsUnsupported = errors.New("the domain answers through its handle expo
 
 // ErrConstrainedUnsupported is the error of a request with a response
 // format or tools whose model runs on an engine that cannot constrain its
-// output (a remote server).
-var ErrConstrainedUnsupported = errors.New("the model's engine cannot constrain its output (structured outputs and tools need the embedded engine)")
+// output (a remote server of a kind that takes no grammar: Ollama or a
+// plain OpenAI-compatible server).
+var ErrConstrainedUnsupported = errors.New("the model's engine cannot constrain its output (structured outputs and tools need the embedded engine or a llama-server or vLLM backend)")
 
 // ToolClashError is the error of a request whose client tools name a tool
 // of the domain that answers it.

@@ -130,12 +130,12 @@ func TestRemoteBackendModel(t *testing.T) {
 		!strings.Contains(string(m.body), `mdsa_backend_requests_total{backend="`+node.URL+`",model="remote",result="served"} 2`) {
 		t.Errorf("the gateway's metrics lack the backend: %s", m.body)
 	}
-	// A remote engine takes no grammar: structured requests are the
-	// client's 400, not a 500.
+	// A plain OpenAI-compatible backend takes no grammar: structured
+	// requests are the client's 400, not a 500.
 	body = chatBody("remote", "Say something.")
 	body["response_format"] = map[string]string{"type": "json_object"}
 	r = do(t, http.MethodPost, gw+"/v1/chat/completions", "", body)
-	if r.code != http.StatusBadRequest || r.errorDoc(t).Error.Code != "model_not_supported" || !strings.Contains(string(r.body), "embedded engine") {
+	if r.code != http.StatusBadRequest || r.errorDoc(t).Error.Code != "model_not_supported" || !strings.Contains(string(r.body), "llama-server and vLLM") {
 		t.Fatalf("a format on a remote model: %d %s", r.code, r.body)
 	}
 	node.Close()

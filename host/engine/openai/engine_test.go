@@ -539,3 +539,50 @@ func TestBusySlots(t *testing.T) {
 		t.Errorf("an error answer: %d", n)
 	}
 }
+
+// A grammar goes to llama-server as "grammar" and to vLLM as
+// "structured_outputs": {"grammar": ...}; other kinds refuse it before
+// sending anything.
+func TestGrammarKinds(t *testing.T) {
+	const g = `root ::= "yes" | "no"`
+	for _, kind := range []string{KindLlamaServer, KindVLLM, KindOllama, KindOpenAI} {
+		t.Run(kind, func(t *testing.T) {
+			f := newFake(t, kind)
+			e := open(t, Options{Kind: kind}, f)
+			req := chat("You are a bank.", "yes or no?", 4)
+			req.Params.Grammar = g
+			_, err := e.Generate(context.Background(), req, nil)
+			if !TakesGrammar(kind) {
+				if !errors.Is(err, engine.ErrNotSupported) || !strings.Contains(err.Error(), kind) {
+					t.Fatalf("%s with a grammar: %v, want ErrNotSupported naming the kind", kind, err)
+				}
+				if b := f.lastBody(); b != nil {
+					t.Fatalf("%s: a request was sent for a grammar it cannot take: %v", kind, b)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := f.lastBody()
+			switch kind {
+			case KindLlamaServer:
+				if b["grammar"] != g || b["structured_outputs"] != nil {
+					t.Fatalf("llama-server body %v", b)
+				}
+			case KindVLLM:
+				so, _ := b["structured_outputs"].(map[string]any)
+				if so["grammar"] != g || b["grammar"] != nil {
+					t.Fatalf("vLLM body %v", b)
+				}
+			}
+			// Without a grammar neither field is sent.
+			if _, err := e.Generate(context.Background(), chat("You are a bank.", "hi", 4), nil); err != nil {
+				t.Fatal(err)
+			}
+			if b := f.lastBody(); b["grammar"] != nil || b["structured_outputs"] != nil {
+				t.Fatalf("%s without a grammar: %v", kind, b)
+			}
+		})
+	}
+}

@@ -28,16 +28,27 @@ func (e *Engine) body(req engine.Request) chatRequest {
 		yes := true
 		body.CachePrompt = &yes
 		body.TopK, body.IgnoreEOS = p.TopK, p.IgnoreEOS
+		body.Grammar = p.Grammar
 		if p.RepeatPenalty > 0 {
 			body.RepeatPenalty = p.RepeatPenalty
 		}
 	case KindVLLM:
 		body.TopK, body.IgnoreEOS = p.TopK, p.IgnoreEOS
+		if p.Grammar != "" {
+			body.StructuredOutputs = &structuredOutputs{Grammar: p.Grammar}
+		}
 		if p.RepeatPenalty > 0 {
 			body.RepetitionPenalty = p.RepeatPenalty
 		}
 	}
 	return body
+}
+
+// TakesGrammar reports whether servers of kind constrain a generation to
+// a GBNF grammar (engine.Params.Grammar): llama-server and vLLM do; Ollama
+// takes only JSON schemas and plain OpenAI-compatible servers nothing.
+func TakesGrammar(kind string) bool {
+	return kind == KindLlamaServer || kind == KindVLLM
 }
 
 // Generate implements engine.Engine: the request is streamed from one
@@ -51,8 +62,8 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, onToken engin
 		return engine.Result{}, fmt.Errorf("openai: request sets both Messages and Prompt; set one: %w", engine.ErrInvalidInput)
 	case len(req.Messages) == 0 && req.Prompt == "":
 		return engine.Result{}, fmt.Errorf("openai: request has neither Messages nor Prompt: %w", engine.ErrInvalidInput)
-	case req.Params.Grammar != "":
-		return engine.Result{}, fmt.Errorf("openai: grammar-constrained generation on remote servers: %w", engine.ErrNotSupported)
+	case req.Params.Grammar != "" && !TakesGrammar(e.opts.Kind):
+		return engine.Result{}, fmt.Errorf("openai: model %q: %s servers take no grammar (llama-server and vLLM do): %w", e.opts.Name, e.opts.Kind, engine.ErrNotSupported)
 	}
 	if n := req.Params.MaxPromptTokens; n > 0 {
 		if err := e.checkPromptBudget(ctx, req, n); err != nil {

@@ -47,6 +47,17 @@ type chatRequest struct {
 	RepetitionPenalty float32 `json:"repetition_penalty,omitempty"` // vLLM
 	IgnoreEOS         bool    `json:"ignore_eos,omitempty"`
 	CachePrompt       *bool   `json:"cache_prompt,omitempty"` // llama-server
+	// Grammar constraints (engine.Params.Grammar, GBNF): llama-server
+	// takes the grammar as "grammar", vLLM (0.12 and later) as
+	// "structured_outputs": {"grammar": ...}, read by its xgrammar or
+	// guidance back-end.
+	Grammar           string             `json:"grammar,omitempty"`            // llama-server
+	StructuredOutputs *structuredOutputs `json:"structured_outputs,omitempty"` // vLLM
+}
+
+// structuredOutputs is vLLM's constraint of a request.
+type structuredOutputs struct {
+	Grammar string `json:"grammar"`
 }
 
 type streamOptions struct {
