@@ -140,15 +140,7 @@ func TestPrefixCopiedFromBusySequence(t *testing.T) {
 		secondDone <- res
 		secondErr <- err
 	}()
-	for {
-		e.sched.mu.Lock()
-		n := len(e.sched.queue)
-		e.sched.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		runtime.Gosched()
-	}
+	waitQueued(e, 1)
 	close(hold)
 	if err := <-firstDone; err != nil {
 		t.Fatal(err)
@@ -754,15 +746,7 @@ func TestBatchOrder(t *testing.T) {
 		_, err := e.Generate(ctx, r, nil)
 		newDone <- err
 	}()
-	for {
-		e.sched.mu.Lock()
-		n := len(e.sched.queue)
-		e.sched.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		runtime.Gosched()
-	}
+	waitQueued(e, 1)
 	close(release)
 	if err := <-newDone; err != nil {
 		t.Fatal(err)
@@ -787,4 +771,17 @@ func TestBatchOrder(t *testing.T) {
 		t.Fatalf("no batch held the new prompt between the two generating sequences: %v", batches)
 	}
 	checkSlots(t, e)
+}
+
+// waitQueued returns once n requests wait in e's queue.
+func waitQueued(e *Engine, n int) {
+	for {
+		e.sched.mu.Lock()
+		k := len(e.sched.queue)
+		e.sched.mu.Unlock()
+		if k == n {
+			return
+		}
+		runtime.Gosched()
+	}
 }
