@@ -61,7 +61,9 @@ POST /v1/chat/completions with "cache_prompt": true, and "ignore_eos": true in p
 The targets run alternately, never together: before each turn the other target's process is given
 up to --settle to go quiet (llama-server's threads keep a core busy for about 90 ms after each
 answer, which would otherwise slow the next target's first request). Each figure has the ratio
-mdsa / reference and says whether higher or lower is better.
+mdsa / reference and says whether higher or lower is better; requests/s, decode and aggregate
+tokens/s also give the range of their ratio over the rounds (decode: over the answer pairs), which
+shows how far the machine's noise moves it within the run.
 
 Without --model-file a synthetic model of about 100M parameters (Q4_0) is written to the temporary
 directory and kept, with the llama-server command line to start the reference on it.`,

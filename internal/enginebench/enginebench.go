@@ -156,6 +156,34 @@ type Compare struct {
 	// Better is "higher" or "lower" (which way the figure, and so the
 	// ratio, improves), or "" for a count given for information.
 	Better string `json:"better,omitempty"`
+	// RoundRatios are the ratios of each alternating round (each answer
+	// pair in the decode phase), for the headline figures of a run with a
+	// reference and two rounds or more: how far the ratio moves within
+	// one run on this machine.
+	RoundRatios []float64 `json:"round_ratios,omitempty"`
+}
+
+// roundRatios returns mdsa[k] / ref[k] for each k where both are
+// positive, or nil when there is no reference or fewer than two.
+func roundRatios(mdsa, ref []float64) []float64 {
+	var out []float64
+	for k := range min(len(mdsa), len(ref)) {
+		if mdsa[k] > 0 && ref[k] > 0 {
+			out = append(out, mdsa[k]/ref[k])
+		}
+	}
+	if len(out) < 2 {
+		return nil
+	}
+	return out
+}
+
+// rate is n per d, 0 for no time.
+func rate(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
 }
 
 // TargetInfo describes a measured target.
@@ -545,6 +573,7 @@ func (r *runner) throughput(ctx context.Context, c int) (ThroughputLevel, error)
 	elapsed := make([]time.Duration, n)
 	cpu := make([]time.Duration, n)
 	cpuOK := append([]bool(nil), r.cpuOK...)
+	perRound := make([][]float64, n) // requests/s of each round
 	round := o.Duration / time.Duration(o.Rounds)
 	for k := range o.Rounds {
 		for _, ti := range r.order(k) {
@@ -561,6 +590,7 @@ func (r *runner) throughput(ctx context.Context, c int) (ThroughputLevel, error)
 				cpuOK[ti] = false
 			}
 			cpu[ti] += c1 - c0
+			perRound[ti] = append(perRound[ti], rate(int64(tl.ok), el))
 			tallies[ti].merge(tl)
 			elapsed[ti] += el
 		}
@@ -596,6 +626,9 @@ func (r *runner) throughput(ctx context.Context, c int) (ThroughputLevel, error)
 		{"prompt tokens evaluated / request", Lower, func(s ThroughputStats) *float64 { return ptr(s.EvaluatedTokens) }},
 		{"CPU s / request", Lower, func(s ThroughputStats) *float64 { return s.CPUSecondsPerRequest }},
 	})
+	if n > 1 {
+		lvl.Compare[0].RoundRatios = roundRatios(perRound[0], perRound[1])
+	}
 	return lvl, nil
 }
 
@@ -646,6 +679,7 @@ func (r *runner) decode(ctx context.Context) (DecodePhase, error) {
 	o := r.opts
 	n := len(r.targets)
 	tallies := make([]tally, n)
+	perAnswer := make([][]float64, n) // decode tokens/s of each answer (0: failed)
 	for k := range o.DecodeAnswers {
 		for _, ti := range r.order(k) {
 			t := r.targets[ti]
@@ -655,7 +689,10 @@ func (r *runner) decode(ctx context.Context) (DecodePhase, error) {
 			if cerr := ctx.Err(); cerr != nil {
 				return DecodePhase{}, fmt.Errorf("enginebench: decode phase: %w", cerr)
 			}
-			tallies[ti].add(out, err)
+			var one tally
+			one.add(out, err)
+			perAnswer[ti] = append(perAnswer[ti], rate(one.decodeTokens, one.decodeTime))
+			tallies[ti].merge(one)
 		}
 	}
 	ph := DecodePhase{MaxTokens: o.DecodeTokens}
@@ -681,6 +718,9 @@ func (r *runner) decode(ctx context.Context) (DecodePhase, error) {
 		{"first token ms", Lower, func(s DecodeStats) *float64 { return ptr(s.FirstTokenMS) }},
 		{"completion tokens / answer", Info, func(s DecodeStats) *float64 { return ptr(s.CompletionTokens) }},
 	})
+	if n > 1 {
+		ph.Compare[0].RoundRatios = roundRatios(perAnswer[0], perAnswer[1])
+	}
 	return ph, nil
 }
 
@@ -690,7 +730,9 @@ func (r *runner) aggregate(ctx context.Context) (AggregatePhase, error) {
 	o := r.opts
 	n := len(r.targets)
 	stats := make([]AggregateStats, n)
-	for _, streams := range []int{1, o.Streams} {
+	var perRound [2][][]float64 // [1 stream, many][target]: tokens/s of each round
+	for si, streams := range []int{1, o.Streams} {
+		perRound[si] = make([][]float64, n)
 		tallies := make([]tally, n)
 		elapsed := make([]time.Duration, n)
 		for k := range o.Rounds {
@@ -702,6 +744,7 @@ func (r *runner) aggregate(ctx context.Context) (AggregatePhase, error) {
 				if err != nil {
 					return AggregatePhase{}, err
 				}
+				perRound[si][ti] = append(perRound[si][ti], rate(tl.completion, el))
 				tallies[ti].merge(tl)
 				elapsed[ti] += el
 			}
@@ -738,6 +781,10 @@ func (r *runner) aggregate(ctx context.Context) (AggregatePhase, error) {
 		{"gain " + many + " / 1", Higher, func(s AggregateStats) *float64 { return ptr(s.Gain) }},
 		{"completion tokens / answer, " + many, Info, func(s AggregateStats) *float64 { return ptr(s.Many.CompletionTokens) }},
 	})
+	if n > 1 {
+		ph.Compare[0].RoundRatios = roundRatios(perRound[0][0], perRound[0][1])
+		ph.Compare[1].RoundRatios = roundRatios(perRound[1][0], perRound[1][1])
+	}
 	return ph, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -167,6 +168,29 @@ func TestRunAgainstReference(t *testing.T) {
 	}
 	checkCompare(t, "aggregate", a.Compare, 4)
 
+	// The headline figures carry the ratio of each round (each answer pair
+	// in the decode phase); the others none.
+	rounds := map[string][]Compare{"decode": d.Compare, "aggregate": a.Compare}
+	for _, lvl := range rep.Throughput {
+		rounds[fmt.Sprintf("throughput %d", lvl.Clients)] = lvl.Compare
+	}
+	for phase, rows := range rounds {
+		for i, c := range rows {
+			headline := i == 0 || (phase == "aggregate" && i == 1)
+			switch {
+			case !headline && c.RoundRatios != nil:
+				t.Errorf("%s %s: round ratios %v", phase, c.Figure, c.RoundRatios)
+			case headline && (len(c.RoundRatios) < 2 || len(c.RoundRatios) > DefaultDecodeAnswers):
+				t.Errorf("%s %s: round ratios %v", phase, c.Figure, c.RoundRatios)
+			}
+			for _, r := range c.RoundRatios {
+				if r <= 0 || math.IsInf(r, 0) || math.IsNaN(r) {
+					t.Errorf("%s %s: round ratio %v", phase, c.Figure, r)
+				}
+			}
+		}
+	}
+
 	// 6 tokens against 20: the decode and aggregate phases are warned about.
 	if len(rep.Warnings) != 2 || !strings.Contains(rep.Warnings[0], "decode") || !strings.Contains(rep.Warnings[1], "aggregate") {
 		t.Errorf("warnings: %q", rep.Warnings)
@@ -199,7 +223,7 @@ func TestRunAgainstReference(t *testing.T) {
 	if err := WriteText(&text, rep); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"single request:", "throughput:", "decode:", "aggregate:", " 3 clients  requests/s",
+	for _, want := range []string{"single request:", "throughput:", "decode:", "aggregate:", " 3 clients  requests/s", "  rounds ",
 		"reference", "ratio", "higher", "lower", "n/a", "warning: decode", "requests failed; the first:"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text has no %q:\n%s", want, text.String())
@@ -250,7 +274,12 @@ func TestRunMDSAOnly(t *testing.T) {
 	}
 	var text bytes.Buffer
 	WriteText(&text, rep)
-	if strings.Contains(text.String(), "n/a") || strings.Contains(text.String(), "decode") {
+	for _, lvl := range rep.Throughput {
+		if lvl.Compare[0].RoundRatios != nil {
+			t.Errorf("round ratios without a reference: %v", lvl.Compare[0].RoundRatios)
+		}
+	}
+	if strings.Contains(text.String(), "n/a") || strings.Contains(text.String(), "decode") || strings.Contains(text.String(), "  rounds ") {
 		t.Errorf("text:\n%s", text.String())
 	}
 }

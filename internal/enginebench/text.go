@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -94,6 +95,9 @@ func table(b *strings.Builder, title string, rows []Compare, hasRef bool) {
 		ref := "-"
 		if hasRef {
 			ref = num(r.Reference)
+		}
+		if len(r.RoundRatios) > 1 {
+			better = fmt.Sprintf("%-6s  rounds %.2f-%.2fx", better, slices.Min(r.RoundRatios), slices.Max(r.RoundRatios))
 		}
 		fmt.Fprintf(b, "  %-*s %12s %12s %9s  %s\n", width, r.Figure, num(r.MDSA), ref, ratio, better)
 	}
