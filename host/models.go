@@ -263,7 +263,7 @@ func fileSafe(name string) string {
 // generate runs messages on catalog model name for tenant, as they are: no
 // routing, no plugin. The model must be one the tenant may use; gen is
 // merged with the host's sampling defaults and engine.max_tokens.
-func (h *Host) generate(ctx context.Context, tenant, model string, messages []engine.Message, gen abi.Generation, grammar string, onToken engine.TokenFunc) (engine.Result, error) {
+func (h *Host) generate(ctx context.Context, tenant, model string, messages []engine.Message, gen abi.Generation, c Constraint, onToken engine.TokenFunc) (engine.Result, error) {
 	if h.closed.Load() {
 		return engine.Result{}, ErrClosed
 	}
@@ -280,9 +280,9 @@ func (h *Host) generate(ctx context.Context, tenant, model string, messages []en
 	}
 	defer l.Release()
 	params := h.params(gen)
-	params.Grammar = grammar
+	params.Grammar, params.Schema = c.Grammar, c.Schema
 	res, err := l.Engine().Generate(ctx, engine.Request{Messages: messages, Params: params}, onToken)
-	if err != nil && grammar != "" && errors.Is(err, engine.ErrNotSupported) {
+	if err != nil && c.Grammar != "" && errors.Is(err, engine.ErrNotSupported) {
 		err = fmt.Errorf("%w: %w", ErrConstrainedUnsupported, err)
 	}
 	return res, err

@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"encoding/json"
+
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 
 	"github.com/mdsa-go/mdsa/host/engine"
@@ -90,12 +92,23 @@ func (t *Tenant) Embed(ctx context.Context, model string, inputs []string) (Embe
 // capped by engine.max_tokens. onToken, when set, receives the text as it
 // is produced.
 func (t *Tenant) Generate(ctx context.Context, model string, messages []engine.Message, gen abi.Generation, onToken engine.TokenFunc) (engine.Result, error) {
-	return t.h.generate(ctx, t.name, model, messages, gen, "", onToken)
+	return t.h.generate(ctx, t.name, model, messages, gen, Constraint{}, onToken)
 }
 
-// GenerateConstrained is Generate under a GBNF grammar (root rule "root";
-// "" for none) that every generated text must match, such as
-// host/structured makes from response formats and tools.
-func (t *Tenant) GenerateConstrained(ctx context.Context, model string, messages []engine.Message, gen abi.Generation, grammar string, onToken engine.TokenFunc) (engine.Result, error) {
-	return t.h.generate(ctx, t.name, model, messages, gen, grammar, onToken)
+// Constraint is what a constrained generation's text must match.
+type Constraint struct {
+	// Grammar is a GBNF grammar (root rule "root"; "" for none), such as
+	// host/structured makes from response formats and tools.
+	Grammar string
+	// Schema, with Grammar, is the JSON Schema of a response format that
+	// alone constrains the answer (structured.Schema): what engines that
+	// take a schema rather than a grammar (a remote Ollama) enforce.
+	Schema json.RawMessage
+}
+
+// GenerateConstrained is Generate under c. A model whose engine can
+// enforce neither c's grammar nor its schema fails with an error wrapping
+// ErrConstrainedUnsupported.
+func (t *Tenant) GenerateConstrained(ctx context.Context, model string, messages []engine.Message, gen abi.Generation, c Constraint, onToken engine.TokenFunc) (engine.Result, error) {
+	return t.h.generate(ctx, t.name, model, messages, gen, c, onToken)
 }

@@ -19,9 +19,9 @@ var ErrToolsUnsupported = errors.New("the domain answers through its handle expo
 
 // ErrConstrainedUnsupported is the error of a request with a response
 // format or tools whose model runs on an engine that cannot constrain its
-// output (a remote server of a kind that takes no grammar: Ollama or a
-// plain OpenAI-compatible server).
-var ErrConstrainedUnsupported = errors.New("the model's engine cannot constrain its output (structured outputs and tools need the embedded engine or a llama-server or vLLM backend)")
+// output (a remote server of a kind that takes no grammar: a plain
+// OpenAI-compatible server, or Ollama asked for tools).
+var ErrConstrainedUnsupported = errors.New("the model's engine cannot constrain its output (structured outputs and tools need the embedded engine or a llama-server or vLLM backend; Ollama backends take structured outputs only)")
 
 // ToolClashError is the error of a request whose client tools name a tool
 // of the domain that answers it.
@@ -104,7 +104,7 @@ func (h *Host) generateTurns(ctx context.Context, e engine.Engine, p *plugin.Plu
 		if err != nil {
 			return out, fmt.Errorf("%w: %w", engine.ErrInvalidInput, err)
 		}
-		params.Grammar = g
+		params.Grammar, params.Schema = g, structured.Schema(cur, format)
 		params.MaxTokens = budget
 		tok := onToken
 		if cur.Active() && onToken != nil {

@@ -5,6 +5,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -39,6 +40,11 @@ type Params struct {
 	// not parse is an error wrapping ErrInvalidInput. An engine that cannot
 	// constrain its output returns ErrNotSupported.
 	Grammar string `json:"-"`
+	// Schema, set with Grammar when a response format alone constrains
+	// the answer, is that format's JSON Schema, for engines that take a
+	// schema rather than a grammar (a remote Ollama). Engines that take
+	// the grammar ignore it.
+	Schema json.RawMessage `json:"-"`
 }
 
 // Request is one generation. Exactly one of Messages (the model's chat

@@ -279,7 +279,8 @@ func (c *call) chatModel(req chatRequest, maxTokens int) *apiError {
 		emsgs[i] = engine.Message{Role: m.Role, Content: m.Content}
 	}
 	t0 := time.Now()
-	res, err := c.ht.GenerateConstrained(ctx, req.Model, emsgs, gen, grammar, onToken)
+	res, err := c.ht.GenerateConstrained(ctx, req.Model, emsgs, gen,
+		host.Constraint{Grammar: grammar, Schema: structured.Schema(req.Tools, req.Format)}, onToken)
 	c.tokens = host.Tokens{Prompt: res.TokensIn, Completion: res.TokensOut, Cached: res.TokensCached}
 	c.timings = host.Timings{Generate: time.Since(t0)}
 	hres := host.Result{Response: res.Text, FinishReason: res.FinishReason, Status: host.StatusOK, RequestID: c.id,

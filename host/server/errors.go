@@ -162,7 +162,7 @@ func hostError(reqID string, err error) *apiError {
 	case errors.As(err, &clash):
 		return structuredError("", clash.Err)
 	case errors.Is(err, host.ErrConstrainedUnsupported):
-		return badRequest("model", "model_not_supported", "response_format and tools need a grammar: the embedded engine, llama-server and vLLM backends take one; this model runs on servers that do not")
+		return badRequest("model", "model_not_supported", "this model runs on servers that cannot enforce the request's response_format or tools: the embedded engine and llama-server and vLLM backends take both, Ollama backends response formats only")
 	case errors.Is(err, host.ErrToolsUnsupported):
 		return badRequest("tools", "unsupported_value", "tools: %v", err)
 	case errors.As(err, &cle):

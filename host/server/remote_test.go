@@ -92,18 +92,7 @@ func TestRawModelChat(t *testing.T) {
 // router in front. When the backend goes away, the gateway answers 503.
 func TestRemoteBackendModel(t *testing.T) {
 	node := startServer(t, newServer(t, tenantHost(t), tenantConfig(t)))
-	t.Setenv("MDSA_TEST_NODE_KEY", acmeKey)
-	cfg := baseConfig(t, fixture.pluginsDir)
-	cfg.Backends = map[string]config.Backend{"node": {URLs: []string{node.URL + "/v1"}, APIKeyEnv: "MDSA_TEST_NODE_KEY",
-		HealthInterval: config.Duration{Duration: -1}, EjectTime: config.Duration{Duration: 50e6}}}
-	cfg.Models = map[string]config.Model{"remote": {Tier: "domain", Backend: "node", RemoteModel: "tiny"}}
-	cfg.Engine.Model = "remote"
-	h, err := host.New(context.Background(), cfg, host.WithLogger(quietLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	gw := startServer(t, newServer(t, h, cfg)).URL
+	gw := gatewayOver(t, config.Backend{URLs: []string{node.URL + "/v1"}})
 
 	r := do(t, http.MethodPost, gw+"/v1/query", "", map[string]any{"query": qSupport, "generation": map[string]int{"max_tokens": 6}})
 	var res struct {
@@ -135,7 +124,7 @@ func TestRemoteBackendModel(t *testing.T) {
 	body = chatBody("remote", "Say something.")
 	body["response_format"] = map[string]string{"type": "json_object"}
 	r = do(t, http.MethodPost, gw+"/v1/chat/completions", "", body)
-	if r.code != http.StatusBadRequest || r.errorDoc(t).Error.Code != "model_not_supported" || !strings.Contains(string(r.body), "llama-server and vLLM") {
+	if r.code != http.StatusBadRequest || r.errorDoc(t).Error.Code != "model_not_supported" || !strings.Contains(string(r.body), "cannot enforce") {
 		t.Fatalf("a format on a remote model: %d %s", r.code, r.body)
 	}
 	node.Close()
@@ -251,4 +240,56 @@ func TestRegistryRollout(t *testing.T) {
 		t.Errorf("%d of %d requests failed during the rollout", failed.Load(), sent.Load())
 	}
 	t.Logf("rollout to 2 replicas took %v (poll 100ms), %d requests, none failed", took, sent.Load())
+}
+
+// A model on an Ollama-kind backend takes a response format (the format's
+// JSON Schema goes upstream as response_format; here the upstream is
+// another MDSA server, whose real llama.cpp enforces it) but no tools.
+func TestOllamaBackendResponseFormat(t *testing.T) {
+	node := startServer(t, newServer(t, tenantHost(t), tenantConfig(t)))
+	gw := gatewayOver(t, config.Backend{Kind: "ollama", URLs: []string{node.URL}})
+
+	body := chatBody("remote", "Describe yourself.")
+	body["max_tokens"] = 60
+	body["response_format"] = map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "me", "strict": true,
+		"schema": map[string]any{"type": "object", "properties": map[string]any{"n": map[string]string{"type": "integer"}}, "required": []string{"n"}}}}
+	r := do(t, http.MethodPost, gw+"/v1/chat/completions", "", body)
+	var cc struct {
+		Choices []struct {
+			Message struct{ Content string } `json:"message"`
+		} `json:"choices"`
+	}
+	var n struct{ N *int64 }
+	if r.code != http.StatusOK || json.Unmarshal(r.body, &cc) != nil || len(cc.Choices) != 1 ||
+		json.Unmarshal([]byte(cc.Choices[0].Message.Content), &n) != nil || n.N == nil {
+		t.Fatalf("json_schema on an Ollama-kind model: %d %s", r.code, r.body)
+	}
+	body = chatBody("remote", "Weather?")
+	body["tools"] = []any{map[string]any{"type": "function", "function": map[string]any{"name": "get_weather",
+		"parameters": map[string]any{"type": "object"}}}}
+	r = do(t, http.MethodPost, gw+"/v1/chat/completions", "", body)
+	if r.code != http.StatusBadRequest || r.errorDoc(t).Error.Code != "model_not_supported" || !strings.Contains(string(r.body), "Ollama") {
+		t.Fatalf("tools on an Ollama-kind model: %d %s", r.code, r.body)
+	}
+}
+
+// gatewayOver starts an MDSA gateway whose engine.model "remote" is the
+// node's model "tiny" on backend b (the node's key in its environment, no
+// health checks, short ejections) and returns its URL.
+func gatewayOver(t *testing.T, b config.Backend) string {
+	t.Helper()
+	t.Setenv("MDSA_TEST_NODE_KEY", acmeKey)
+	b.APIKeyEnv = "MDSA_TEST_NODE_KEY"
+	b.HealthInterval = config.Duration{Duration: -1}
+	b.EjectTime = config.Duration{Duration: 50e6}
+	cfg := baseConfig(t, fixture.pluginsDir)
+	cfg.Backends = map[string]config.Backend{"node": b}
+	cfg.Models = map[string]config.Model{"remote": {Tier: "domain", Backend: "node", RemoteModel: "tiny"}}
+	cfg.Engine.Model = "remote"
+	h, err := host.New(context.Background(), cfg, host.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return startServer(t, newServer(t, h, cfg)).URL
 }

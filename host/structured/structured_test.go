@@ -333,3 +333,36 @@ func TestRecursionRiskSiblings(t *testing.T) {
 		}
 	}
 }
+
+// Schema is the format's JSON Schema only when the format alone
+// constrains the turn.
+func TestSchemaOfTurn(t *testing.T) {
+	f, err := NewSchemaFormat("person", json.RawMessage(person), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := NewToolset([]Tool{mustTool(t, "a", `{}`)}, Choice{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, err := NewToolset([]Tool{mustTool(t, "a", `{}`)}, Choice{Mode: ChoiceNone}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ts   *Toolset
+		f    *Format
+		want string
+	}{
+		{"nothing", nil, nil, ""},
+		{"json_object", nil, JSONObject(), `{"type":"object"}`},
+		{"json_schema", nil, f, person},
+		{"tools", ts, f, ""},
+		{"tools off", none, f, person},
+	} {
+		if got := string(Schema(tc.ts, tc.f)); got != tc.want {
+			t.Errorf("%s: schema %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

@@ -369,6 +369,22 @@ func NewCallID() string {
 	return "call_" + string(b[:])
 }
 
+// Schema is the JSON Schema an answer under ts and format must match when
+// the turn is constrained by a response format alone (an object for
+// json_object), for engines that take a schema rather than a grammar
+// (Ollama); nil when nothing constrains the turn or a toolset does, whose
+// calls no schema describes.
+func Schema(ts *Toolset, format *Format) json.RawMessage {
+	switch {
+	case ts.Active() || format == nil:
+		return nil
+	case format.Type == FormatJSONSchema:
+		return format.Schema
+	default:
+		return json.RawMessage(`{"type":"object"}`)
+	}
+}
+
 // Grammar is the GBNF grammar of the model's turn under ts and format
 // (either may be nil): calls to the tools the choice allows, or, where the
 // choice lets the model answer, an answer of the format (any text not

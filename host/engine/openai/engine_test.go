@@ -2,9 +2,11 @@ package openai
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -541,23 +543,38 @@ func TestBusySlots(t *testing.T) {
 }
 
 // A grammar goes to llama-server as "grammar" and to vLLM as
-// "structured_outputs": {"grammar": ...}; other kinds refuse it before
-// sending anything.
+// "structured_outputs": {"grammar": ...}; Ollama takes a response format's
+// schema as response_format but no bare grammar (a toolset's); plain
+// OpenAI-compatible servers take neither. A kind that cannot enforce the
+// constraint refuses it before sending anything.
 func TestGrammarKinds(t *testing.T) {
 	const g = `root ::= "yes" | "no"`
-	for _, kind := range []string{KindLlamaServer, KindVLLM, KindOllama, KindOpenAI} {
-		t.Run(kind, func(t *testing.T) {
-			f := newFake(t, kind)
-			e := open(t, Options{Kind: kind}, f)
+	schema := json.RawMessage(`{"type":"object","properties":{"ok":{"type":"boolean"}},"required":["ok"]}`)
+	for _, tc := range []struct {
+		kind   string
+		schema json.RawMessage
+		sent   bool
+	}{
+		{KindLlamaServer, nil, true}, {KindLlamaServer, schema, true},
+		{KindVLLM, nil, true}, {KindVLLM, schema, true},
+		{KindOllama, nil, false}, {KindOllama, schema, true},
+		{KindOpenAI, nil, false}, {KindOpenAI, schema, false},
+	} {
+		t.Run(fmt.Sprintf("%s schema %v", tc.kind, tc.schema != nil), func(t *testing.T) {
+			f := newFake(t, tc.kind)
+			e := open(t, Options{Kind: tc.kind}, f)
 			req := chat("You are a bank.", "yes or no?", 4)
-			req.Params.Grammar = g
+			req.Params.Grammar, req.Params.Schema = g, tc.schema
+			if Constrains(tc.kind, req.Params) != tc.sent {
+				t.Fatalf("Constrains = %v, want %v", !tc.sent, tc.sent)
+			}
 			_, err := e.Generate(context.Background(), req, nil)
-			if !TakesGrammar(kind) {
-				if !errors.Is(err, engine.ErrNotSupported) || !strings.Contains(err.Error(), kind) {
-					t.Fatalf("%s with a grammar: %v, want ErrNotSupported naming the kind", kind, err)
+			if !tc.sent {
+				if !errors.Is(err, engine.ErrNotSupported) || !strings.Contains(err.Error(), tc.kind) {
+					t.Fatalf("%s: %v, want ErrNotSupported naming the kind", tc.kind, err)
 				}
 				if b := f.lastBody(); b != nil {
-					t.Fatalf("%s: a request was sent for a grammar it cannot take: %v", kind, b)
+					t.Fatalf("%s: a request was sent for a constraint it cannot take: %v", tc.kind, b)
 				}
 				return
 			}
@@ -565,23 +582,29 @@ func TestGrammarKinds(t *testing.T) {
 				t.Fatal(err)
 			}
 			b := f.lastBody()
-			switch kind {
+			so, _ := b["structured_outputs"].(map[string]any)
+			rf, _ := b["response_format"].(map[string]any)
+			js, _ := rf["json_schema"].(map[string]any)
+			var ok bool
+			switch tc.kind {
 			case KindLlamaServer:
-				if b["grammar"] != g || b["structured_outputs"] != nil {
-					t.Fatalf("llama-server body %v", b)
-				}
+				ok = b["grammar"] == g && so == nil && rf == nil
 			case KindVLLM:
-				so, _ := b["structured_outputs"].(map[string]any)
-				if so["grammar"] != g || b["grammar"] != nil {
-					t.Fatalf("vLLM body %v", b)
-				}
+				ok = so["grammar"] == g && b["grammar"] == nil && rf == nil
+			case KindOllama:
+				var want any
+				_ = json.Unmarshal(schema, &want)
+				ok = rf["type"] == "json_schema" && reflect.DeepEqual(js["schema"], want) && b["grammar"] == nil && so == nil
 			}
-			// Without a grammar neither field is sent.
+			if !ok {
+				t.Fatalf("%s body %v", tc.kind, b)
+			}
+			// Without a constraint none of the fields is sent.
 			if _, err := e.Generate(context.Background(), chat("You are a bank.", "hi", 4), nil); err != nil {
 				t.Fatal(err)
 			}
-			if b := f.lastBody(); b["grammar"] != nil || b["structured_outputs"] != nil {
-				t.Fatalf("%s without a grammar: %v", kind, b)
+			if b := f.lastBody(); b["grammar"] != nil || b["structured_outputs"] != nil || b["response_format"] != nil {
+				t.Fatalf("%s without a constraint: %v", tc.kind, b)
 			}
 		})
 	}

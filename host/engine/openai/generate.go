@@ -40,15 +40,28 @@ func (e *Engine) body(req engine.Request) chatRequest {
 		if p.RepeatPenalty > 0 {
 			body.RepetitionPenalty = p.RepeatPenalty
 		}
+	case KindOllama:
+		if p.Grammar != "" && p.Schema != nil {
+			body.ResponseFormat = &responseFormat{Type: "json_schema",
+				JSONSchema: responseSchema{Name: "answer", Schema: p.Schema, Strict: true}}
+		}
 	}
 	return body
 }
 
 // TakesGrammar reports whether servers of kind constrain a generation to
 // a GBNF grammar (engine.Params.Grammar): llama-server and vLLM do; Ollama
-// takes only JSON schemas and plain OpenAI-compatible servers nothing.
+// takes only JSON schemas (see Constrains) and plain OpenAI-compatible
+// servers nothing.
 func TakesGrammar(kind string) bool {
 	return kind == KindLlamaServer || kind == KindVLLM
+}
+
+// Constrains reports whether servers of kind can enforce p's constraint:
+// its grammar (TakesGrammar), or, on Ollama, the JSON Schema of a response
+// format (p.Schema; a toolset's grammar has none).
+func Constrains(kind string, p engine.Params) bool {
+	return p.Grammar == "" || TakesGrammar(kind) || (kind == KindOllama && p.Schema != nil)
 }
 
 // Generate implements engine.Engine: the request is streamed from one
@@ -62,8 +75,12 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, onToken engin
 		return engine.Result{}, fmt.Errorf("openai: request sets both Messages and Prompt; set one: %w", engine.ErrInvalidInput)
 	case len(req.Messages) == 0 && req.Prompt == "":
 		return engine.Result{}, fmt.Errorf("openai: request has neither Messages nor Prompt: %w", engine.ErrInvalidInput)
-	case req.Params.Grammar != "" && !TakesGrammar(e.opts.Kind):
-		return engine.Result{}, fmt.Errorf("openai: model %q: %s servers take no grammar (llama-server and vLLM do): %w", e.opts.Name, e.opts.Kind, engine.ErrNotSupported)
+	case !Constrains(e.opts.Kind, req.Params):
+		what := "take no grammar (llama-server and vLLM do)"
+		if e.opts.Kind == KindOllama {
+			what = "take response formats but no grammar, so no tools (llama-server and vLLM do)"
+		}
+		return engine.Result{}, fmt.Errorf("openai: model %q: %s servers %s: %w", e.opts.Name, e.opts.Kind, what, engine.ErrNotSupported)
 	}
 	if n := req.Params.MaxPromptTokens; n > 0 {
 		if err := e.checkPromptBudget(ctx, req, n); err != nil {

@@ -53,6 +53,22 @@ type chatRequest struct {
 	// guidance back-end.
 	Grammar           string             `json:"grammar,omitempty"`            // llama-server
 	StructuredOutputs *structuredOutputs `json:"structured_outputs,omitempty"` // vLLM
+	// ResponseFormat carries a response format's JSON Schema
+	// (engine.Params.Schema) to Ollama, which takes no grammar but
+	// enforces a json_schema format (0.5 and later).
+	ResponseFormat *responseFormat `json:"response_format,omitempty"`
+}
+
+// responseFormat is OpenAI's response_format of type json_schema.
+type responseFormat struct {
+	Type       string         `json:"type"`
+	JSONSchema responseSchema `json:"json_schema"`
+}
+
+type responseSchema struct {
+	Name   string          `json:"name"`
+	Schema json.RawMessage `json:"schema"`
+	Strict bool            `json:"strict"`
 }
 
 // structuredOutputs is vLLM's constraint of a request.
