@@ -13,28 +13,15 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mdsa-go/mdsa/internal/testutil"
+
 	"github.com/mdsa-go/mdsa/sdk/go/abi"
 )
 
-// clock is a settable time source for WithClock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is a settable time source for the stores' Now option.
+type clock = testutil.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *clock { return testutil.NewClock() }
 
 // open opens a SQLite store on a file in a temporary directory.
 func open(t testing.TB, l Limits, opts ...Option) Store {

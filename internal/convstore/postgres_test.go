@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -12,62 +11,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 
-// pgShared is the one PostgreSQL server of this package's tests, started by
-// the first test that needs it and stopped by TestMain; every store gets a
-// database of its own on it.
-var pgShared struct {
-	once sync.Once
-	srv  *testutil.PostgresServer
-	err  error
-	dbs  atomic.Int64
-}
+// pgShared is the one PostgreSQL server of this package's tests, stopped
+// by TestMain; every store gets a database of its own on it.
+var pgShared = testutil.SharedPostgres{Prefix: "convstore"}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if pgShared.srv != nil {
-		pgShared.srv.Stop()
-	}
+	pgShared.Stop()
 	os.Exit(code)
 }
 
 // pgDatabase creates a fresh database on the shared server and returns its
-// URL. It skips the test when PostgreSQL is not installed (fails under CI).
+// URL (see testutil.SharedPostgres.Database).
 func pgDatabase(t testing.TB) string {
 	t.Helper()
-	testutil.RequirePostgres(t)
-	pgShared.once.Do(func() {
-		start := time.Now()
-		pgShared.srv, pgShared.err = testutil.NewPostgres()
-		if pgShared.err == nil {
-			t.Logf("PostgreSQL started in %v", time.Since(start).Round(time.Millisecond))
-		}
-	})
-	if pgShared.err != nil {
-		t.Fatalf("starting PostgreSQL: %v", pgShared.err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, pgShared.srv.URL)
-	if err != nil {
-		t.Fatalf("connect to PostgreSQL: %v", err)
-	}
-	defer conn.Close(ctx)
-	name := fmt.Sprintf("convstore_%d", pgShared.dbs.Add(1))
-	// name is made here, never input.
-	if _, err := conn.Exec(ctx, `CREATE DATABASE `+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	u, err := url.Parse(pgShared.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
+	return pgShared.Database(t)
 }
 
 // pgExec runs a statement on the store's database, bypassing the API.

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 	if corpus.dir != "" {
 		os.RemoveAll(corpus.dir)
 	}
-	stopPostgres()
+	pgShared.Stop()
 	os.Exit(code)
 }
 
