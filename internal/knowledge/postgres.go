@@ -398,15 +398,8 @@ func (s *pgStore) List(ctx context.Context, tenant, kb string, limit int, before
 		return nil, fmt.Errorf("knowledge: list %s: %w", kb, err)
 	}
 	defer rows.Close()
-	out := make([]Document, 0, limit)
-	for rows.Next() {
-		d, err := scanDocument(rows)
-		if err != nil {
-			return nil, fmt.Errorf("knowledge: list %s: %w", kb, err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := readDocuments(rows, limit)
+	if err != nil {
 		return nil, fmt.Errorf("knowledge: list %s: %w", kb, err)
 	}
 	return out, nil
@@ -424,17 +417,8 @@ func (s *pgStore) KBs(ctx context.Context, tenant string) ([]KB, error) {
 		return nil, fmt.Errorf("knowledge: list knowledge bases: %w", err)
 	}
 	defer rows.Close()
-	out := []KB{}
-	for rows.Next() {
-		var k KB
-		var updated int64
-		if err := rows.Scan(&k.Name, &k.Documents, &k.Chunks, &k.Bytes, &updated); err != nil {
-			return nil, fmt.Errorf("knowledge: list knowledge bases: %w", err)
-		}
-		k.Updated = fromNano(updated)
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := readKBs(rows)
+	if err != nil {
 		return nil, fmt.Errorf("knowledge: list knowledge bases: %w", err)
 	}
 	return out, nil
@@ -565,15 +549,8 @@ func (s *pgStore) lexical(ctx context.Context, tenant, kb string, terms []string
 		return nil, fmt.Errorf("full-text search: %w", err)
 	}
 	defer rows.Close()
-	var out []scored
-	for rows.Next() {
-		var sc scored
-		if err := rows.Scan(&sc.id, &sc.score); err != nil {
-			return nil, fmt.Errorf("full-text search: %w", err)
-		}
-		out = append(out, sc)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := readScored(rows, 1)
+	if err != nil {
 		return nil, fmt.Errorf("full-text search: %w", err)
 	}
 	return out, nil
@@ -596,17 +573,7 @@ func pgScanVectors(ctx context.Context, q interface {
 		return fmt.Errorf("read vectors: %w", err)
 	}
 	defer rows.Close()
-	var v []float32
-	for rows.Next() {
-		var id int64
-		var b pgtype.DriverBytes // valid until Next: decoded at once
-		if err := rows.Scan(&id, &b); err != nil {
-			return fmt.Errorf("read vectors: %w", err)
-		}
-		v = decodeVec(v[:0], b)
-		f(id, v)
-	}
-	if err := rows.Err(); err != nil {
+	if err := readVectors[pgtype.DriverBytes](rows, f); err != nil {
 		return fmt.Errorf("read vectors: %w", err)
 	}
 	return nil
@@ -648,26 +615,9 @@ func (s *pgStore) hits(ctx context.Context, tenant, kb string, ranked []fused) (
 		return nil, fmt.Errorf("read chunks: %w", err)
 	}
 	defer rows.Close()
-	byID := make(map[int64]Hit, len(ranked))
-	for rows.Next() {
-		var id int64
-		var h Hit
-		if err := rows.Scan(&id, &h.DocID, &h.Chunk, &h.Text, &h.Title, &h.Source); err != nil {
-			return nil, fmt.Errorf("read chunks: %w", err)
-		}
-		byID[id] = h
-	}
-	if err := rows.Err(); err != nil {
+	out, err := readHits(rows, ranked)
+	if err != nil {
 		return nil, fmt.Errorf("read chunks: %w", err)
-	}
-	out := make([]Hit, 0, len(ranked))
-	for _, r := range ranked {
-		h, ok := byID[r.id]
-		if !ok {
-			continue
-		}
-		h.Score, h.Lexical, h.Semantic = r.score, r.lexical, r.semantic
-		out = append(out, h)
 	}
 	return out, nil
 }

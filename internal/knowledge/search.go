@@ -187,16 +187,8 @@ func (s *sqliteStore) lexical(ctx context.Context, tenant, kb string, terms []st
 		return nil, fmt.Errorf("full-text search: %w", err)
 	}
 	defer rows.Close()
-	var out []scored
-	for rows.Next() {
-		var sc scored
-		if err := rows.Scan(&sc.id, &sc.score); err != nil {
-			return nil, fmt.Errorf("full-text search: %w", err)
-		}
-		sc.score = -sc.score
-		out = append(out, sc)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := readScored(rows, -1)
+	if err != nil {
 		return nil, fmt.Errorf("full-text search: %w", err)
 	}
 	return out, nil
@@ -212,17 +204,7 @@ func (s *sqliteStore) scanVectors(ctx context.Context, tenant, kb string, f func
 		return fmt.Errorf("read vectors: %w", err)
 	}
 	defer rows.Close()
-	var v []float32
-	for rows.Next() {
-		var id int64
-		var b sql.RawBytes
-		if err := rows.Scan(&id, &b); err != nil {
-			return fmt.Errorf("read vectors: %w", err)
-		}
-		v = decodeVec(v[:0], b)
-		f(id, v)
-	}
-	if err := rows.Err(); err != nil {
+	if err := readVectors[sql.RawBytes](rows, f); err != nil {
 		return fmt.Errorf("read vectors: %w", err)
 	}
 	return nil
@@ -233,7 +215,6 @@ func (s *sqliteStore) scanVectors(ctx context.Context, tenant, kb string, f func
 // SQLite from scanning the knowledge base's index for tenant and kb: the
 // chunks are looked up by id, then checked.)
 func (s *sqliteStore) hits(ctx context.Context, tenant, kb string, ranked []fused) ([]Hit, error) {
-	out := []Hit{}
 	args := []any{tenant, kb, tenant, kb}
 	for _, r := range ranked {
 		args = append(args, r.id)
@@ -244,25 +225,9 @@ func (s *sqliteStore) hits(ctx context.Context, tenant, kb string, ranked []fuse
 		return nil, fmt.Errorf("read chunks: %w", err)
 	}
 	defer rows.Close()
-	byID := make(map[int64]Hit, len(ranked))
-	for rows.Next() {
-		var id int64
-		var h Hit
-		if err := rows.Scan(&id, &h.DocID, &h.Chunk, &h.Text, &h.Title, &h.Source); err != nil {
-			return nil, fmt.Errorf("read chunks: %w", err)
-		}
-		byID[id] = h
-	}
-	if err := rows.Err(); err != nil {
+	out, err := readHits(rows, ranked)
+	if err != nil {
 		return nil, fmt.Errorf("read chunks: %w", err)
-	}
-	for _, r := range ranked {
-		h, ok := byID[r.id]
-		if !ok {
-			continue
-		}
-		h.Score, h.Lexical, h.Semantic = r.score, r.lexical, r.semantic
-		out = append(out, h)
 	}
 	return out, nil
 }

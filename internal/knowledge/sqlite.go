@@ -354,15 +354,8 @@ func (s *sqliteStore) List(ctx context.Context, tenant, kb string, limit int, be
 		return nil, fmt.Errorf("knowledge: list %s: %w", kb, err)
 	}
 	defer rows.Close()
-	out := make([]Document, 0, limit)
-	for rows.Next() {
-		d, err := scanDocument(rows)
-		if err != nil {
-			return nil, fmt.Errorf("knowledge: list %s: %w", kb, err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := readDocuments(rows, limit)
+	if err != nil {
 		return nil, fmt.Errorf("knowledge: list %s: %w", kb, err)
 	}
 	return out, nil
@@ -380,17 +373,8 @@ func (s *sqliteStore) KBs(ctx context.Context, tenant string) ([]KB, error) {
 		return nil, fmt.Errorf("knowledge: list knowledge bases: %w", err)
 	}
 	defer rows.Close()
-	out := []KB{}
-	for rows.Next() {
-		var k KB
-		var updated int64
-		if err := rows.Scan(&k.Name, &k.Documents, &k.Chunks, &k.Bytes, &updated); err != nil {
-			return nil, fmt.Errorf("knowledge: list knowledge bases: %w", err)
-		}
-		k.Updated = fromNano(updated)
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := readKBs(rows)
+	if err != nil {
 		return nil, fmt.Errorf("knowledge: list knowledge bases: %w", err)
 	}
 	return out, nil
