@@ -177,10 +177,18 @@ func TestRunAgainstReference(t *testing.T) {
 	for phase, rows := range rounds {
 		for i, c := range rows {
 			headline := i == 0 || (phase == "aggregate" && i == 1)
+			// A round with nothing to compare is left out, and one round
+			// alone gives no ratios: an aggregate round of one stream is one
+			// request, which the reference's injected failures may take,
+			// and a 30 ms throughput round on a busy machine may hold one
+			// request too. The six decode pairs lose at most one answer
+			// (every 7th request fails), so they always give ratios.
+			mayLack := phase != "decode"
 			switch {
 			case !headline && c.RoundRatios != nil:
 				t.Errorf("%s %s: round ratios %v", phase, c.Figure, c.RoundRatios)
-			case headline && (len(c.RoundRatios) < 2 || len(c.RoundRatios) > DefaultDecodeAnswers):
+			case headline && len(c.RoundRatios) == 0 && !mayLack,
+				len(c.RoundRatios) == 1, len(c.RoundRatios) > DefaultDecodeAnswers:
 				t.Errorf("%s %s: round ratios %v", phase, c.Figure, c.RoundRatios)
 			}
 			for _, r := range c.RoundRatios {
