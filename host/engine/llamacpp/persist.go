@@ -102,6 +102,7 @@ func (s *sched) loadPromptCache(dir string) {
 			continue
 		}
 		ent.used = uint64(len(files) - i) // newer files are more recently used
+		s.cache.share(ent)
 		if s.cache.add(ent) {
 			loaded++
 		}
@@ -202,7 +203,11 @@ func (s *sched) savePromptCache(dir string) {
 	for _, ent := range s.cache.entries {
 		name := entryName(ent)
 		keep[name] = true
-		if err := writeCacheFile(filepath.Join(dir, name), fp, ent); err != nil {
+		data, err := s.cache.whole(ent)
+		if err == nil {
+			err = writeCacheFile(filepath.Join(dir, name), fp, ent.tokens, data)
+		}
+		if err != nil {
 			log.Warn("llama.cpp prompt cache: an entry not saved", "err", err)
 			delete(keep, name)
 		}
@@ -228,8 +233,9 @@ func entryName(e *promptEntry) string {
 	return hex.EncodeToString(h.Sum(nil)[:12]) + cacheSuffix
 }
 
-// writeCacheFile writes one entry atomically (see atomicfile).
-func writeCacheFile(path string, fp [32]byte, e *promptEntry) error {
+// writeCacheFile writes one entry, its tokens and whole state,
+// atomically (see atomicfile).
+func writeCacheFile(path string, fp [32]byte, tokens []llama.Token, data []byte) error {
 	return atomicfile.Write(path, func(out io.Writer) error {
 		crc := crc32.New(crcTable)
 		w := io.MultiWriter(out, crc)
@@ -237,15 +243,15 @@ func writeCacheFile(path string, fp [32]byte, e *promptEntry) error {
 		var b8 [8]byte
 		w.Write([]byte(cacheMagic)) // write errors show at the end
 		w.Write(fp[:])
-		binary.LittleEndian.PutUint32(b4[:], uint32(len(e.tokens)))
+		binary.LittleEndian.PutUint32(b4[:], uint32(len(tokens)))
 		w.Write(b4[:])
-		for _, t := range e.tokens {
+		for _, t := range tokens {
 			binary.LittleEndian.PutUint32(b4[:], uint32(t))
 			w.Write(b4[:])
 		}
-		binary.LittleEndian.PutUint64(b8[:], uint64(len(e.data)))
+		binary.LittleEndian.PutUint64(b8[:], uint64(len(data)))
 		w.Write(b8[:])
-		w.Write(e.data)
+		w.Write(data)
 		binary.LittleEndian.PutUint32(b4[:], crc.Sum32())
 		_, err := out.Write(b4[:])
 		return err

@@ -21,7 +21,7 @@ func FuzzReadCacheFile(f *testing.F) {
 		f.Fatal(err)
 	}
 	copy(data, "some state bytes")
-	if err := writeCacheFile(good, fp, &promptEntry{tokens: []llama.Token{1, 2, 3}, data: data}); err != nil {
+	if err := writeCacheFile(good, fp, []llama.Token{1, 2, 3}, data); err != nil {
 		f.Fatal(err)
 	}
 	freePromptData(data)
@@ -44,7 +44,7 @@ func FuzzReadCacheFile(f *testing.F) {
 		}
 		// Whatever was accepted writes back to the same bytes.
 		out := filepath.Join(t.TempDir(), "y"+cacheSuffix)
-		if err := writeCacheFile(out, fp, e); err != nil {
+		if err := writeCacheFile(out, fp, e.tokens, e.data); err != nil {
 			t.Fatal(err)
 		}
 		if back, _ := os.ReadFile(out); string(back) != string(b) {
@@ -59,7 +59,7 @@ func TestCacheFileRoundTrip(t *testing.T) {
 	data, _ := newPromptData(100)
 	copy(data, "state")
 	path := filepath.Join(t.TempDir(), "a"+cacheSuffix)
-	if err := writeCacheFile(path, fp, &promptEntry{tokens: []llama.Token{5, 6}, data: data}); err != nil {
+	if err := writeCacheFile(path, fp, []llama.Token{5, 6}, data); err != nil {
 		t.Fatal(err)
 	}
 	e, err := readCacheFile(path, fp, 1<<20)

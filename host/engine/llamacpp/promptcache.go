@@ -2,6 +2,7 @@ package llamacpp
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/hybridgroup/yzma/pkg/llama"
 	"golang.org/x/sys/unix"
@@ -28,9 +29,14 @@ const DefaultPromptCacheBytes = 256 << 20
 // llama.cpp sequence state (keys and values) that evaluating them left.
 type promptEntry struct {
 	tokens []llama.Token
-	data   []byte // mapped outside the Go heap; see newPromptData
-	used   uint64 // scheduler clock at the last save or restore
-	hits   int    // restores since it was saved
+	// data is the state, or with a prefix what it holds besides the
+	// prefix's rows (see stateshare.go); mapped outside the Go heap, see
+	// newPromptData.
+	data   []byte
+	prefix *sharedPrefix
+	layout stateLayout // set when the state's layout is known
+	used   uint64      // scheduler clock at the last save or restore
+	hits   int         // restores since it was saved
 	// pinned entries are about to be restored: add neither replaces nor
 	// evicts them.
 	pinned bool
@@ -44,9 +50,14 @@ type promptEntry struct {
 // its sequence served other domains, or a repeated question. Only the
 // scheduler's goroutine uses it.
 type promptCache struct {
-	budget  int64
-	size    int64
-	entries []*promptEntry
+	budget int64
+	// size counts the entries' data and the shared prefixes.
+	size     int64
+	entries  []*promptEntry
+	prefixes []*sharedPrefix
+	// scratch is where a state with a shared prefix is put back together
+	// for restoring or writing: one whole state at most, outside budget.
+	scratch []byte
 	// spare keeps up to maxSpare mappings of dropped entries for the next
 	// saves: a new 10 MB mapping costs 1-3 ms to populate on top of the
 	// copy (0.6-1.1 ms), a reused one nothing.
@@ -97,6 +108,9 @@ func (c *promptCache) alloc(n int) ([]byte, error) {
 
 // release keeps b for reuse, freeing the oldest spare beyond maxSpare.
 func (c *promptCache) release(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
 	c.spare = append(c.spare, b[:cap(b)])
 	if len(c.spare) > maxSpare {
 		freePromptData(c.spare[0])
@@ -136,14 +150,14 @@ func (c *promptCache) covers(tokens []llama.Token) bool {
 func (c *promptCache) add(e *promptEntry) bool {
 	need := int64(len(e.data))
 	if need > c.budget {
-		c.release(e.data)
+		c.discard(e)
 		return false
 	}
 	kept := c.entries[:0]
 	for _, old := range c.entries {
 		if !old.pinned && len(old.tokens) <= len(e.tokens) && commonPrefix(old.tokens, e.tokens, len(old.tokens)) == len(old.tokens) {
 			c.size -= int64(len(old.data))
-			c.release(old.data)
+			c.discard(old)
 			continue
 		}
 		kept = append(kept, old)
@@ -158,7 +172,7 @@ func (c *promptCache) add(e *promptEntry) bool {
 			}
 		}
 		if lru < 0 {
-			c.release(e.data) // only pinned entries left: e does not fit
+			c.discard(e) // only pinned entries left: e does not fit
 			return false
 		}
 		if c.entries[lru].hits > 0 {
@@ -167,12 +181,139 @@ func (c *promptCache) add(e *promptEntry) bool {
 			c.unused++
 		}
 		c.size -= int64(len(c.entries[lru].data))
-		c.release(c.entries[lru].data)
+		c.discard(c.entries[lru])
 		c.entries = append(c.entries[:lru], c.entries[lru+1:]...)
 	}
 	c.entries = append(c.entries, e)
 	c.size += need
 	return true
+}
+
+// discard frees e's data and its hold on a shared prefix; the caller has
+// taken e's data out of size if it was counted.
+func (c *promptCache) discard(e *promptEntry) {
+	c.release(e.data)
+	e.data = nil
+	if p := e.prefix; p != nil {
+		e.prefix = nil
+		if p.refs--; p.refs == 0 {
+			c.dropPrefix(p)
+		}
+	}
+}
+
+// dropPrefix frees p, which no entry refers to any more.
+func (c *promptCache) dropPrefix(p *sharedPrefix) {
+	if i := slices.Index(c.prefixes, p); i >= 0 {
+		c.prefixes = slices.Delete(c.prefixes, i, i+1)
+		c.size -= int64(len(p.data))
+	}
+	c.release(p.data)
+	p.data = nil
+}
+
+// whole returns e's whole state: its data, or, with a shared prefix, the
+// state put back together in the scratch mapping (valid until the next
+// call).
+func (c *promptCache) whole(e *promptEntry) ([]byte, error) {
+	p := e.prefix
+	if p == nil {
+		return e.data, nil
+	}
+	n := len(e.data) + len(p.data)
+	if cap(c.scratch) < n {
+		freePromptData(c.scratch)
+		c.scratch = nil
+		b, err := newPromptData(n)
+		if err != nil {
+			return nil, err
+		}
+		c.scratch = b
+	}
+	joinState(c.scratch[:n], e.data, e.layout, p)
+	return c.scratch[:n], nil
+}
+
+// share makes e, not yet in the cache and whole, refer to a shared prefix
+// when one holds the same rows for a part of e's tokens, or when an entry
+// in the cache shares at least minSharedPrefix tokens and their rows with
+// e (then that prefix is made, and the entry refers to it too). Otherwise,
+// or when memory for the parts cannot be had, e stays whole.
+func (c *promptCache) share(e *promptEntry) {
+	if e.prefix != nil {
+		return
+	}
+	lay, ok := parseStateLayout(e.data)
+	if !ok || lay.cells != len(e.tokens) {
+		return
+	}
+	e.layout = lay
+	var use *sharedPrefix
+	for _, p := range c.prefixes {
+		n := len(p.tokens)
+		if n < len(e.tokens) && (use == nil || n > len(use.tokens)) &&
+			commonPrefix(p.tokens, e.tokens, n) == n && p.matches(e.data, lay) {
+			use = p
+		}
+	}
+	if use == nil {
+		use = c.newPrefix(e)
+		if use == nil {
+			return
+		}
+	}
+	c.attach(e, use)
+	if use.refs == 0 {
+		c.dropPrefix(use)
+	}
+}
+
+// newPrefix makes a shared prefix of the tokens e shares with the whole
+// entry sharing most (at least minSharedPrefix, the rows equal), and makes
+// that entry refer to it. It returns nil when there is none.
+func (c *promptCache) newPrefix(e *promptEntry) *sharedPrefix {
+	var from *promptEntry
+	n := 0
+	for _, o := range c.entries {
+		if o.prefix != nil || o.layout.cells == 0 || !o.layout.sameRows(e.layout) {
+			continue
+		}
+		if k := commonPrefix(o.tokens, e.tokens, min(len(o.tokens), len(e.tokens))-1); k >= minSharedPrefix && k > n {
+			from, n = o, k
+		}
+	}
+	if from == nil {
+		return nil
+	}
+	data, err := c.alloc(n * e.layout.rowBytes())
+	if err != nil {
+		return nil
+	}
+	cutPrefix(data, e.data, e.layout, n)
+	p := &sharedPrefix{tokens: slices.Clone(e.tokens[:n]), layout: e.layout, data: data}
+	if !p.matches(from.data, from.layout) {
+		c.release(data)
+		return nil
+	}
+	c.prefixes = append(c.prefixes, p)
+	c.size += int64(len(data))
+	before := int64(len(from.data))
+	c.attach(from, p)
+	c.size += int64(len(from.data)) - before
+	return p
+}
+
+// attach replaces e's whole state by what it holds besides p's rows and
+// makes it refer to p; on failure e stays whole.
+func (c *promptCache) attach(e *promptEntry, p *sharedPrefix) {
+	rest, err := c.alloc(len(e.data) - len(p.tokens)*e.layout.rowBytes())
+	if err != nil {
+		return
+	}
+	cutRest(rest, e.data, e.layout, len(p.tokens))
+	c.release(e.data)
+	e.data, e.prefix = rest, p
+	p.refs++
 }
 
 // free releases every entry.
@@ -183,10 +324,14 @@ func (c *promptCache) free() {
 	for _, e := range c.entries {
 		freePromptData(e.data)
 	}
+	for _, p := range c.prefixes {
+		freePromptData(p.data)
+	}
 	for _, sp := range c.spare {
 		freePromptData(sp)
 	}
-	c.entries, c.size, c.spare = nil, 0, nil
+	freePromptData(c.scratch)
+	c.entries, c.prefixes, c.size, c.spare, c.scratch = nil, nil, 0, nil, nil
 }
 
 // newPromptData maps n bytes of anonymous memory, populated at once (one
@@ -234,14 +379,20 @@ func (s *sched) saveSlot(sl *slot) {
 		data = data[:n]
 	}
 	s.clock++
-	c.add(&promptEntry{tokens: append([]llama.Token(nil), sl.cached...), data: data, used: s.clock})
+	e := &promptEntry{tokens: append([]llama.Token(nil), sl.cached...), data: data, used: s.clock}
+	c.share(e)
+	c.add(e)
 }
 
 // restore copies entry's state into sl's sequence, replacing what it
 // held, and reports whether llama.cpp took it.
 func (s *sched) restore(sl *slot, e *promptEntry) bool {
 	llama.MemorySeqRm(s.mem, sl.id, -1, -1)
-	if llama.StateSeqSetData(s.lctx, e.data, sl.id) == 0 {
+	data, err := s.cache.whole(e)
+	if err != nil {
+		s.e.log.Debug("llama.cpp prompt cache: restore skipped", "model", s.e.info.Name, "err", err)
+	}
+	if err != nil || llama.StateSeqSetData(s.lctx, data, sl.id) == 0 {
 		llama.MemorySeqRm(s.mem, sl.id, -1, -1)
 		sl.cached = sl.cached[:0]
 		return false

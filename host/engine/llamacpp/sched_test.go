@@ -785,3 +785,73 @@ func waitQueued(e *Engine, n int) {
 		runtime.Gosched()
 	}
 }
+
+func TestPromptCacheSharesSystemPrompt(t *testing.T) {
+	// One sequence, three finance questions and another domain: each
+	// question's state is saved when the next overwrites it, and the saved
+	// states keep the finance system prompt's keys and values once.
+	dir := t.TempDir()
+	e := openSmall(t, Options{Parallel: 1, PromptCacheDir: dir})
+	ctx := context.Background()
+	qs := []engine.Request{
+		domainReq("finance", "How do bonds work?", 64),
+		domainReq("finance", "What is an index fund, and should I buy one?", 64),
+		domainReq("finance", "Explain compound interest with an example.", 64),
+		domainReq("medical", "What helps a headache?", 64),
+	}
+	for _, q := range qs {
+		if _, err := e.Generate(ctx, q, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var prefixes, entries, refs int
+	var size, whole int64
+	err := e.sched.do(func() {
+		c := e.sched.cache
+		prefixes, entries, size = len(c.prefixes), len(c.entries), c.size
+		for _, p := range c.prefixes {
+			refs += p.refs
+		}
+		for _, ent := range c.entries {
+			b, err := c.whole(ent)
+			if err != nil {
+				t.Error(err)
+			}
+			whole += int64(len(b))
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entries != 3 || prefixes != 1 || refs != 3 || size >= whole {
+		t.Fatalf("prompt cache: %d entries, %d shared prefixes (%d refs), %d bytes for %d bytes of states; want 3 entries sharing one prefix",
+			entries, prefixes, refs, size, whole)
+	}
+	// Each question comes back from its shared state, whole.
+	for _, q := range qs[:3] {
+		res, err := e.Generate(ctx, q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.TokensCached != res.TokensIn-1 || res.Text != gguf.SynthReply {
+			t.Fatalf("%q again: cached %d of %d, text %q; want its state restored", q.Messages[1].Content, res.TokensCached, res.TokensIn, res.Text)
+		}
+		checkSlots(t, e)
+	}
+	// Written whole at Close, read back (and shared again) after a restart.
+	e.Close()
+	e2 := openSmall(t, Options{Parallel: 1, PromptCacheDir: dir})
+	for _, q := range qs[:3] {
+		res, err := e2.Generate(ctx, q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.TokensCached != res.TokensIn-1 || res.Text != gguf.SynthReply {
+			t.Fatalf("after a restart, %q: cached %d of %d, text %q", q.Messages[1].Content, res.TokensCached, res.TokensIn, res.Text)
+		}
+	}
+	e2.sched.do(func() { prefixes = len(e2.sched.cache.prefixes) })
+	if prefixes == 0 {
+		t.Fatal("the states read back share no prefix")
+	}
+}
