@@ -127,6 +127,15 @@ func loadLibrary(dir string, logger *slog.Logger) error {
 	runtimeLib.sink = sink
 	llama.LogSet(purego.NewCallback(sink.callback))
 	llama.Init()
+	// yzma resolves the thread pool's C calls on the first ThreadpoolNew,
+	// without synchronisation: engines opened at once raced on them. A
+	// first pool made and freed here, under the load lock, resolves them
+	// before any engine can ask. Without pools (an older CPU back-end)
+	// nothing is written and engines start threads per decode.
+	tpp := llama.ThreadpoolParamsDefault(1)
+	if tp, err := llama.ThreadpoolNew(&tpp); err == nil {
+		llama.ThreadpoolFree(tp)
+	}
 	runtimeLib.pause = findPoolPause(dir)
 	runtimeLib.dir = dir
 	return nil
