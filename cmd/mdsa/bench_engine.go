@@ -38,7 +38,7 @@ func (a *app) benchEngineCmd() *cobra.Command {
 		requests, maxTokens, decodeToks  int
 		decodeAnswers                    int
 		rounds                           int
-		js, skipDecode                   bool
+		js, skipDecode, unique           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "engine [--against URL]",
@@ -56,7 +56,9 @@ OpenAI-compatible server such as llama.cpp's llama-server running the same model
   4. aggregate completion tokens/s with 1 and with 8 concurrent streams, and the gain.
 
 Every request carries the same chat for both targets: a finance assistant's system prompt and one
-of 20 user questions in turn (shared prefix, different tail); greedy. The reference gets
+of 20 user questions in turn (shared prefix, different tail); greedy. With --unique every request's
+question is new ("Request N." before one of the 20), so that neither target can reuse a repeated
+question's whole prompt from a cache, only the system prompt. The reference gets
 POST /v1/chat/completions with "cache_prompt": true, and "ignore_eos": true in phases 3-4.
 The targets run alternately, never together: before each turn the other target's process is given
 up to --settle to go quiet (llama-server's threads keep a core busy for about 90 ms after each
@@ -72,7 +74,7 @@ directory and kept, with the llama-server command line to start the reference on
 			opts := enginebench.Options{
 				Requests: requests, Clients: clients, Duration: duration, MaxTokens: maxTokens,
 				DecodeTokens: decodeToks, DecodeAnswers: decodeAnswers, SkipDecode: skipDecode, Progress: a.errw,
-				Settle: settle, Rounds: rounds,
+				Settle: settle, Rounds: rounds, Unique: unique,
 			}
 			if settle == 0 {
 				opts.Settle = -1 // the flag's 0 means no wait, not the default
@@ -191,6 +193,7 @@ directory and kept, with the llama-server command line to start the reference on
 	f.IntVar(&decodeAnswers, "decode-answers", enginebench.DefaultDecodeAnswers, "answers per target in the decode phase")
 	f.IntVar(&rounds, "rounds", enginebench.DefaultRounds, "alternating rounds per target in the throughput and aggregate phases (more rounds, steadier ratios on a noisy machine)")
 	f.BoolVar(&skipDecode, "skip-decode", false, "leave out the decode and aggregate phases")
+	f.BoolVar(&unique, "unique", false, `give every request a question never asked before ("Request N." first): only the system prompt can be reused`)
 	f.DurationVar(&settle, "settle", enginebench.DefaultSettle, "longest wait before a target's turn for the other target's process to go quiet (0: no wait)")
 	f.BoolVar(&js, "json", false, "print JSON")
 	return cmd

@@ -23,13 +23,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	istats "github.com/mdsa-go/mdsa/internal/stats"
 	"io"
 	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mdsa-go/mdsa/host/engine"
+	istats "github.com/mdsa-go/mdsa/internal/stats"
 )
 
 // Defaults applied by Run to zero-valued Options fields.
@@ -81,6 +83,10 @@ type Options struct {
 	Streams int
 	// SkipDecode leaves out the decode and aggregate phases.
 	SkipDecode bool
+	// Unique gives every request a question never asked before in the run
+	// (UniqueMessages): engines can then reuse the system prompt only, not
+	// a repeated question's whole prompt.
+	Unique bool
 	// Settle bounds the wait, before each turn of a target, for the other
 	// target's process to go quiet (0: DefaultSettle; negative: no wait).
 	// llama-server's threads keep a core busy for about 90 ms after each
@@ -327,6 +333,8 @@ type Settings struct {
 	Streams           int     `json:"streams"`
 	SystemPromptBytes int     `json:"system_prompt_bytes"`
 	Questions         int     `json:"questions"`
+	// Unique: every request's question was new (Options.Unique).
+	Unique bool `json:"unique,omitempty"`
 }
 
 // Report is everything a run measured.
@@ -347,6 +355,16 @@ type runner struct {
 	opts    Options
 	targets []Target // mdsa, then the reference if any
 	cpuOK   []bool
+	asked   atomic.Int64 // requests made, numbering them with Options.Unique
+}
+
+// messages returns the chat of the i-th request of a phase: Messages(i), or
+// with Options.Unique a question never asked before in the run.
+func (r *runner) messages(i int) []engine.Message {
+	if r.opts.Unique {
+		return UniqueMessages(int(r.asked.Add(1)))
+	}
+	return Messages(i)
 }
 
 // Run measures mdsa, and ref unless it is nil, and returns the report.
@@ -368,7 +386,7 @@ func Run(ctx context.Context, mdsa, ref Target, opts Options) (Report, error) {
 		Requests: opts.Requests, WarmupRequests: opts.WarmupRequests, Clients: slices.Clone(opts.Clients),
 		DurationS: opts.Duration.Seconds(), WarmupS: opts.Warmup.Seconds(), Rounds: opts.Rounds,
 		MaxTokens: opts.MaxTokens, DecodeTokens: opts.DecodeTokens, DecodeAnswers: opts.DecodeAnswers, Streams: opts.Streams,
-		SystemPromptBytes: len(SystemPrompt), Questions: NumQuestions,
+		SystemPromptBytes: len(SystemPrompt), Questions: NumQuestions, Unique: opts.Unique,
 	}}
 	for i, t := range r.targets {
 		info := describe(t, []string{"mdsa", "reference"}[i])
@@ -481,7 +499,7 @@ func (r *runner) latency(ctx context.Context) (LatencyPhase, error) {
 		measured := i >= o.WarmupRequests
 		for _, ti := range r.order(i) {
 			r.settle(ctx, ti)
-			out, err := r.targets[ti].Do(ctx, Call{Messages: Messages(i), MaxTokens: o.MaxTokens})
+			out, err := r.targets[ti].Do(ctx, Call{Messages: r.messages(i), MaxTokens: o.MaxTokens})
 			if cerr := ctx.Err(); cerr != nil {
 				return LatencyPhase{}, fmt.Errorf("enginebench: latency phase: %w", cerr)
 			}
@@ -560,7 +578,7 @@ func compare[S any](stats []S, figs []figure[S]) []Compare {
 // throughput runs the closed-loop phase at c clients.
 func (r *runner) throughput(ctx context.Context, c int) (ThroughputLevel, error) {
 	o := r.opts
-	call := func(i int) Call { return Call{Messages: Messages(i), MaxTokens: o.MaxTokens} }
+	call := func(i int) Call { return Call{Messages: r.messages(i), MaxTokens: o.MaxTokens} }
 	for _, ti := range r.order(0) {
 		r.progress("throughput, %d clients: warming up %s for %s", c, r.targets[ti].Name(), o.Warmup)
 		r.settle(ctx, ti)
@@ -670,7 +688,7 @@ func closedLoop(ctx context.Context, t Target, c int, d time.Duration, call func
 // decodeCall is a long streamed answer, past end-of-generation where the
 // target can do that.
 func (r *runner) decodeCall(i int) Call {
-	return Call{Messages: Messages(i), MaxTokens: r.opts.DecodeTokens, Stream: true, IgnoreEOS: true}
+	return Call{Messages: r.messages(i), MaxTokens: r.opts.DecodeTokens, Stream: true, IgnoreEOS: true}
 }
 
 // decode measures the decode speed of one stream, DecodeAnswers answers

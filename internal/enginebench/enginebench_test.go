@@ -404,3 +404,61 @@ func TestMessages(t *testing.T) {
 		t.Error("questions do not rotate")
 	}
 }
+
+// recordTarget answers at once and keeps the user turn of every call.
+type recordTarget struct {
+	mu    sync.Mutex
+	users []string
+}
+
+func (r *recordTarget) Name() string { return "record" }
+
+func (r *recordTarget) Do(_ context.Context, c Call) (Outcome, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(c.Messages) != 2 || c.Messages[0].Content != SystemPrompt {
+		return Outcome{}, errors.New("not the benchmark's chat")
+	}
+	r.users = append(r.users, c.Messages[1].Content)
+	return Outcome{PromptTokens: 10, CompletionTokens: 2, Latency: time.Millisecond}, nil
+}
+
+func (r *recordTarget) CPUTime() (time.Duration, error) { return 0, nil }
+
+// With Unique no question is asked twice in a run, by either target;
+// without it the 20 questions repeat.
+func TestRunUnique(t *testing.T) {
+	for _, unique := range []bool{false, true} {
+		a, b := &recordTarget{}, &recordTarget{}
+		opts := quick()
+		opts.Requests, opts.DecodeAnswers, opts.Unique = NumQuestions+5, 2, unique
+		rep, err := Run(context.Background(), a, b, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]int{}
+		for _, u := range append(a.users, b.users...) {
+			seen[u]++
+		}
+		repeated := 0
+		for _, n := range seen {
+			if n > 1 {
+				repeated++
+			}
+		}
+		switch {
+		case unique && (repeated != 0 || !rep.Settings.Unique):
+			t.Errorf("unique: %d questions asked more than once (settings %+v)", repeated, rep.Settings)
+		case !unique && repeated == 0:
+			t.Error("without unique the questions do not repeat")
+		}
+		var text bytes.Buffer
+		WriteText(&text, rep)
+		if got := strings.Contains(text.String(), "never asked before"); got != unique {
+			t.Errorf("unique %v: text says %q", unique, strings.SplitN(text.String(), "\n", 5)[3])
+		}
+	}
+	if m := UniqueMessages(7); !strings.HasPrefix(m[1].Content, "Request 7. ") || !strings.HasSuffix(m[1].Content, Messages(7)[1].Content) {
+		t.Errorf("UniqueMessages(7): %q", m[1].Content)
+	}
+}

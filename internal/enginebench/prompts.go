@@ -1,6 +1,7 @@
 package enginebench
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/mdsa-go/mdsa/host/engine"
@@ -47,9 +48,21 @@ const NumQuestions = 20
 // Messages returns the chat messages of the i-th request: the system prompt
 // and question i modulo NumQuestions. Both targets get the same sequence.
 func Messages(i int) []engine.Message {
+	return messages(i, "")
+}
+
+// UniqueMessages returns the chat messages of the n-th request of a run
+// whose questions never repeat: question n modulo NumQuestions after
+// "Request n." at the start of the user's turn, so that an engine can reuse
+// the system prompt but nothing of an earlier question.
+func UniqueMessages(n int) []engine.Message {
+	return messages(n, fmt.Sprintf("Request %d. ", n))
+}
+
+func messages(i int, lead string) []engine.Message {
 	q := strings.Split(questionList, "\n")[((i%NumQuestions)+NumQuestions)%NumQuestions]
 	return []engine.Message{
 		{Role: "system", Content: SystemPrompt},
-		{Role: "user", Content: q},
+		{Role: "user", Content: lead + q},
 	}
 }

@@ -39,8 +39,13 @@ func WriteText(w io.Writer, rep Report) error {
 	}
 	st := rep.Settings
 	hasRef := len(rep.Targets) > 1
-	fmt.Fprintf(&b, "same chat for both: %d-byte finance system prompt + 1 of %d questions in turn; greedy; targets alternate\n",
-		st.SystemPromptBytes, st.Questions)
+	if st.Unique {
+		fmt.Fprintf(&b, "same chats for both: %d-byte finance system prompt + a question never asked before (\"Request N.\" + 1 of %d in turn); greedy; targets alternate\n",
+			st.SystemPromptBytes, st.Questions)
+	} else {
+		fmt.Fprintf(&b, "same chat for both: %d-byte finance system prompt + 1 of %d questions in turn; greedy; targets alternate\n",
+			st.SystemPromptBytes, st.Questions)
+	}
 
 	l := rep.Latency
 	table(&b, fmt.Sprintf("single request: %d sequential requests per target after %d warm-up, max_tokens %d",
