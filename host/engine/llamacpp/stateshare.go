@@ -204,12 +204,12 @@ type sharedPrefix struct {
 }
 
 // matches reports whether full, a whole state of layout lay, holds p's
-// rows for p's cells.
-func (p *sharedPrefix) matches(full []byte, lay stateLayout) bool {
-	if !lay.sameRows(p.layout) || lay.cells < len(p.tokens) {
+// rows for its first n cells (n at most len(p.tokens)).
+func (p *sharedPrefix) matches(full []byte, lay stateLayout, n int) bool {
+	if !lay.sameRows(p.layout) || lay.cells < n || n > len(p.tokens) {
 		return false
 	}
-	n, at := len(p.tokens), 0
+	at := 0
 	for _, rg := range lay.regions {
 		if rg.row == 0 {
 			continue
@@ -218,7 +218,7 @@ func (p *sharedPrefix) matches(full []byte, lay stateLayout) bool {
 		if !rg.records && !bytes.Equal(full[rg.off:rg.off+k], p.data[at:at+k]) {
 			return false
 		}
-		at += k
+		at += len(p.tokens) * rg.row
 	}
 	return true
 }

@@ -119,10 +119,10 @@ func TestSharedPrefixRoundTrip(t *testing.T) {
 	}
 	p := &sharedPrefix{tokens: make([]llama.Token, 6), layout: la, data: make([]byte, 6*la.rowBytes())}
 	cutPrefix(p.data, a, la, 6)
-	if !p.matches(b, lb) {
+	if !p.matches(b, lb, 6) {
 		t.Fatal("b does not match the prefix cut from a")
 	}
-	if c := fakeState(3, 4, 12, 2, 8, 8, 5, 90); p.matches(c, lb) {
+	if c := fakeState(3, 4, 12, 2, 8, 8, 5, 90); p.matches(c, lb, 6) {
 		t.Fatal("a state differing in cell 5 matches")
 	}
 	for _, tc := range []struct {
@@ -254,7 +254,7 @@ func FuzzParseStateLayout(f *testing.F) {
 		n := lay.cells / 2
 		p := &sharedPrefix{tokens: make([]llama.Token, n), layout: lay, data: make([]byte, n*lay.rowBytes())}
 		cutPrefix(p.data, b, lay, n)
-		if !p.matches(b, lay) {
+		if !p.matches(b, lay, n) {
 			t.Fatal("a state does not match its own prefix")
 		}
 		rest := make([]byte, len(b)-len(p.data))
@@ -265,4 +265,30 @@ func FuzzParseStateLayout(f *testing.F) {
 			t.Fatal("cut and put back together: differs")
 		}
 	})
+}
+
+// After dryAfter saves without a restore, one save in dryAdmit is kept;
+// a restore (dry reset) ends that.
+func TestPromptCacheDrySpell(t *testing.T) {
+	c := &promptCache{budget: 1 << 30}
+	for i := range dryAfter {
+		if !c.admit(1 << 10) {
+			t.Fatalf("save %d refused before a dry spell", i)
+		}
+	}
+	kept := 0
+	for range 4 * dryAdmit {
+		if c.admit(1 << 10) {
+			kept++
+		}
+	}
+	if kept != 4 {
+		t.Fatalf("dry spell: %d of %d saves kept, want 4", kept, 4*dryAdmit)
+	}
+	c.dry = 0 // what a restore does
+	for i := range dryAfter {
+		if !c.admit(1 << 10) {
+			t.Fatalf("save %d after a restore refused", i)
+		}
+	}
 }
