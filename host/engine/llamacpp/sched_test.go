@@ -827,29 +827,25 @@ func TestPromptCacheSharesSystemPrompt(t *testing.T) {
 		t.Fatalf("prompt cache: %d entries, %d shared prefixes (%d refs), %d bytes for %d bytes of states; want 3 entries sharing one prefix",
 			entries, prefixes, refs, size, whole)
 	}
-	// Each question comes back from its shared state, whole.
-	for _, q := range qs[:3] {
-		res, err := e.Generate(ctx, q, nil)
-		if err != nil {
-			t.Fatal(err)
+	// Each question comes back from its shared state, whole; and again
+	// after a restart (written whole at Close, read back and shared again).
+	restored := func(e *Engine, when string) {
+		t.Helper()
+		for _, q := range qs[:3] {
+			res, err := e.Generate(ctx, q, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.TokensCached != res.TokensIn-1 || res.Text != gguf.SynthReply {
+				t.Fatalf("%s, %q: cached %d of %d, text %q; want its state restored", when, q.Messages[1].Content, res.TokensCached, res.TokensIn, res.Text)
+			}
+			checkSlots(t, e)
 		}
-		if res.TokensCached != res.TokensIn-1 || res.Text != gguf.SynthReply {
-			t.Fatalf("%q again: cached %d of %d, text %q; want its state restored", q.Messages[1].Content, res.TokensCached, res.TokensIn, res.Text)
-		}
-		checkSlots(t, e)
 	}
-	// Written whole at Close, read back (and shared again) after a restart.
+	restored(e, "again")
 	e.Close()
 	e2 := openSmall(t, Options{Parallel: 1, PromptCacheDir: dir})
-	for _, q := range qs[:3] {
-		res, err := e2.Generate(ctx, q, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.TokensCached != res.TokensIn-1 || res.Text != gguf.SynthReply {
-			t.Fatalf("after a restart, %q: cached %d of %d, text %q", q.Messages[1].Content, res.TokensCached, res.TokensIn, res.Text)
-		}
-	}
+	restored(e2, "after a restart")
 	e2.sched.do(func() { prefixes = len(e2.sched.cache.prefixes) })
 	if prefixes == 0 {
 		t.Fatal("the states read back share no prefix")

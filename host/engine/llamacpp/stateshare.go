@@ -58,32 +58,28 @@ type stateReader struct {
 	bad bool
 }
 
-func (r *stateReader) u32() uint32 {
-	if r.bad || len(r.b)-r.off < 4 {
+// take returns the next n bytes, or nil after an overrun.
+func (r *stateReader) take(n int) []byte {
+	if r.bad || n < 0 || len(r.b)-r.off < n {
 		r.bad = true
-		return 0
+		return nil
 	}
-	v := binary.LittleEndian.Uint32(r.b[r.off:])
-	r.off += 4
-	return v
+	r.off += n
+	return r.b[r.off-n : r.off]
+}
+
+func (r *stateReader) u32() uint32 {
+	if b := r.take(4); b != nil {
+		return binary.LittleEndian.Uint32(b)
+	}
+	return 0
 }
 
 func (r *stateReader) u64() uint64 {
-	if r.bad || len(r.b)-r.off < 8 {
-		r.bad = true
-		return 0
+	if b := r.take(8); b != nil {
+		return binary.LittleEndian.Uint64(b)
 	}
-	v := binary.LittleEndian.Uint64(r.b[r.off:])
-	r.off += 8
-	return v
-}
-
-func (r *stateReader) skip(n int) {
-	if r.bad || n < 0 || len(r.b)-r.off < n {
-		r.bad = true
-		return
-	}
-	r.off += n
+	return 0
 }
 
 // stateMagic starts every sequence state of this llama.cpp release, before
@@ -101,7 +97,7 @@ func parseStateLayout(b []byte) (stateLayout, bool) {
 			lay.regions = append(lay.regions, stateRegion{off: fixed, size: r.off - fixed})
 		}
 		lay.regions = append(lay.regions, stateRegion{off: r.off, size: lay.cells * row, row: row, records: records})
-		r.skip(lay.cells * row)
+		r.take(lay.cells * row)
 		fixed = r.off
 	}
 	if r.u32() != stateMagic {
