@@ -67,7 +67,7 @@ func (e *Engine) Generate(ctx context.Context, req engine.Request, onToken engin
 		return res, fmt.Errorf("llamacpp: waiting for a free sequence: %w", err)
 	}
 
-	r := &genRequest{ctx: ctx, tokens: tokens, params: req.Params, signal: make(chan struct{}, 1)}
+	r := &genRequest{ctx: ctx, tokens: tokens, params: req.Params, signal: make(chan struct{}, 1), quiet: onToken == nil}
 	if err := e.sched.submit(r); err != nil {
 		return res, err
 	}

@@ -25,6 +25,9 @@ type genRequest struct {
 	// signal gets a value (never blocking: capacity 1) whenever text or the
 	// end has been published.
 	signal chan struct{}
+	// quiet: the caller takes no text as it comes (no TokenFunc), only
+	// the result.
+	quiet bool
 
 	mu          sync.Mutex
 	chunks      []string // text not yet handed to the caller's onToken
@@ -34,8 +37,13 @@ type genRequest struct {
 	callbackErr error // set by the caller: onToken failed, stop generating
 }
 
-// publish appends a chunk of text for the caller.
+// publish appends a chunk of text for the caller, and wakes it when it
+// streams (waking a goroutine costs the scheduler tens of microseconds a
+// token; without a callback only the end matters).
 func (r *genRequest) publish(chunk string) error {
+	if r.quiet {
+		return nil
+	}
 	r.mu.Lock()
 	r.chunks = append(r.chunks, chunk)
 	r.mu.Unlock()
@@ -102,7 +110,6 @@ type slot struct {
 	hasNext bool        // pending is set: the slot is generating
 	nIn     int         // tokens this slot put in the current batch
 	outIdx  int32       // batch index of its token with logits, -1 if none
-	piece   []byte
 	// grammar is the grammar sampler of a constrained generation (0:
 	// none), kept out of the chain (see sample); cands is its candidate
 	// buffer. guard is set with a UTF-8 table: utf8 holds the incomplete
@@ -127,6 +134,11 @@ type sched struct {
 	threads int
 	nVocab  int32
 	cores   *Cores
+	// tokens remembers, per token generated so far, its text and whether
+	// it ends generation: a call into llama.cpp costs 5-10 µs here, and
+	// the same few thousand tokens come back all the time. At most one
+	// entry per token of the vocabulary.
+	tokens map[llama.Token]tokenInfo
 	// tp is the attached pool: tpSpin (0 without the pause call) while
 	// the engine computes with all its threads, tpSleep while fewer.
 	tp, tpSpin, tpSleep llama.Threadpool
@@ -645,13 +657,13 @@ func (s *sched) accept(sl *slot, tok llama.Token) {
 		s.fail(sl, fmt.Errorf("llamacpp: sampling failed after %d tokens", sl.res.TokensOut), false)
 		return
 	}
-	if llama.VocabIsEOG(s.e.vocab, tok) {
+	ti := s.token(tok)
+	if ti.eog {
 		s.finish(sl, engine.FinishStop)
 		return
 	}
 	sl.res.TokensOut++
-	var b []byte
-	b, sl.piece = tokenPiece(s.e.vocab, tok, sl.piece)
+	b := ti.piece
 	if sl.guard {
 		sl.utf8 = advance(sl.utf8, b)
 	}
@@ -668,6 +680,30 @@ func (s *sched) accept(sl *slot, tok llama.Token) {
 		return
 	}
 	sl.pending, sl.hasNext = tok, true
+}
+
+// tokenInfo is what the scheduler needs of a generated token.
+type tokenInfo struct {
+	piece []byte // its text; never modified
+	eog   bool
+}
+
+// token returns tok's info, asking llama.cpp the first time.
+func (s *sched) token(tok llama.Token) tokenInfo {
+	if ti, ok := s.tokens[tok]; ok {
+		return ti
+	}
+	ti := tokenInfo{eog: llama.VocabIsEOG(s.e.vocab, tok)}
+	if !ti.eog {
+		var buf [32]byte
+		b, _ := tokenPiece(s.e.vocab, tok, buf[:])
+		ti.piece = slices.Clone(b)
+	}
+	if s.tokens == nil {
+		s.tokens = make(map[llama.Token]tokenInfo)
+	}
+	s.tokens[tok] = ti
+	return ti
 }
 
 // finish ends sl's request successfully with reason and frees the slot,

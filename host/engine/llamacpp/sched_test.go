@@ -851,3 +851,28 @@ func TestPromptCacheSharesSystemPrompt(t *testing.T) {
 		t.Fatal("the states read back share no prefix")
 	}
 }
+
+// The scheduler's memo of generated tokens agrees with llama.cpp and holds
+// at most one entry per token of the vocabulary; a generation without a
+// callback still returns its whole text.
+func TestTokenMemo(t *testing.T) {
+	e := openSmall(t, Options{Parallel: 1})
+	res, err := e.Generate(context.Background(), domainReq("finance", "How do bonds work?", 64), nil)
+	if err != nil || res.Text != gguf.SynthReply {
+		t.Fatalf("without a callback: %q, %v", res.Text, err)
+	}
+	err = e.sched.do(func() {
+		if len(e.sched.tokens) == 0 || len(e.sched.tokens) > int(e.sched.nVocab) {
+			t.Errorf("%d tokens remembered, vocabulary %d", len(e.sched.tokens), e.sched.nVocab)
+		}
+		for tok, ti := range e.sched.tokens {
+			want, _ := tokenPiece(e.vocab, tok, nil)
+			if ti.eog != llama.VocabIsEOG(e.vocab, tok) || !ti.eog && string(ti.piece) != string(want) {
+				t.Errorf("token %d: remembered %q (eog %v), llama.cpp says %q", tok, ti.piece, ti.eog, want)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
