@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mdsa-go/mdsa/host/engine"
+	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 
 // fakeEngine is an engine.Engine test double whose Close reports to its
@@ -342,24 +343,6 @@ func TestPinnedModelsAreNotEvicted(t *testing.T) {
 	}
 }
 
-// fakeClock is a settable clock for keep-alive tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // eventually polls cond for up to 5 seconds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -373,7 +356,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func TestKeepAliveUnloadsIdleModels(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClock()
 	k := newTracker(t, 0)
 	r := newTestRegistry(t, k, Options{KeepAlive: time.Minute, SweepInterval: time.Millisecond, Now: clock.Now},
 		"idle", "leased", "pinned")

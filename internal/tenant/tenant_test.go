@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mdsa-go/mdsa/host/config"
+	"github.com/mdsa-go/mdsa/internal/testutil"
 )
 
 func hashOf(key string) string {
@@ -20,30 +21,10 @@ func hashOf(key string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// fakeClock is a settable clock, safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func noEnv(string) string { return "" }
 
 // one builds a set with a single tenant "acme" (key "k-acme") and the limits.
-func one(t *testing.T, clk *fakeClock, l config.TenantLimits) *Tenant {
+func one(t *testing.T, clk *testutil.Clock, l config.TenantLimits) *Tenant {
 	t.Helper()
 	s, err := New([]config.Tenant{{Name: "acme", APIKeys: []string{hashOf("k-acme")}, Limits: l}},
 		WithClock(clk.Now), WithGetenv(noEnv))
@@ -252,7 +233,7 @@ func TestAllowListsAndConfig(t *testing.T) {
 }
 
 func TestMaxTokens(t *testing.T) {
-	clk := newClock()
+	clk := testutil.NewClock()
 	tn := one(t, clk, config.TenantLimits{MaxTokens: 100})
 	for req, want := range map[int]int{0: 100, 1: 1, 100: 100} {
 		got, err := tn.MaxTokens(req)
@@ -284,7 +265,7 @@ func TestMaxTokens(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	clk := newClock()
+	clk := testutil.NewClock()
 	tn := one(t, clk, config.TenantLimits{RequestsPerSecond: 5})
 	if b := tn.Limits().Burst; b != 5 {
 		t.Fatalf("default burst = %d, want ceil(5)", b)
@@ -328,7 +309,7 @@ func TestRateLimit(t *testing.T) {
 }
 
 func TestRateFractionalAndBurst(t *testing.T) {
-	clk := newClock()
+	clk := testutil.NewClock()
 	tn := one(t, clk, config.TenantLimits{RequestsPerSecond: 0.5})
 	if b := tn.Limits().Burst; b != 1 {
 		t.Fatalf("default burst at 0.5/s = %d, want 1", b)
@@ -353,7 +334,7 @@ func TestRateFractionalAndBurst(t *testing.T) {
 }
 
 func TestConcurrency(t *testing.T) {
-	clk := newClock()
+	clk := testutil.NewClock()
 	tn := one(t, clk, config.TenantLimits{Concurrent: 2})
 	a, err1 := tn.Admit(context.Background())
 	b, err2 := tn.Admit(context.Background())
@@ -390,7 +371,7 @@ func TestConcurrency(t *testing.T) {
 // TestRefusalsKeepRateTokens checks that a request refused by a later limit
 // (concurrency, tokens) does not use up a rate token.
 func TestRefusalsKeepRateTokens(t *testing.T) {
-	clk := newClock()
+	clk := testutil.NewClock()
 	tn := one(t, clk, config.TenantLimits{RequestsPerSecond: 1, Burst: 2, Concurrent: 1})
 	k, err := tn.Admit(context.Background()) // 1 rate token left
 	if err != nil {
@@ -422,7 +403,7 @@ func TestRefusalsKeepRateTokens(t *testing.T) {
 }
 
 func TestTokensPerMinute(t *testing.T) {
-	clk := newClock()
+	clk := testutil.NewClock()
 	tn := one(t, clk, config.TenantLimits{TokensPerMinute: 1000})
 	k, err := tn.Admit(context.Background())
 	if err != nil {
@@ -465,7 +446,7 @@ func TestTokensPerMinute(t *testing.T) {
 }
 
 func TestTokensNeedSeveralBuckets(t *testing.T) {
-	clk := newClock()
+	clk := testutil.NewClock()
 	tn := one(t, clk, config.TenantLimits{TokensPerMinute: 100})
 	for _, n := range []int{30, 30, 30, 70} { // at t=0,1,2,3 s
 		k, err := tn.Admit(context.Background())
@@ -484,7 +465,7 @@ func TestTokensNeedSeveralBuckets(t *testing.T) {
 }
 
 func TestClockGoingBack(t *testing.T) {
-	clk := newClock()
+	clk := testutil.NewClock()
 	tn := one(t, clk, config.TenantLimits{RequestsPerSecond: 1, TokensPerMinute: 100})
 	k, err := tn.Admit(context.Background())
 	if err != nil {
