@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,14 @@ type hwLlama struct {
 	// GPUBackends lists the GPU back-ends of the build: "cuda", "vulkan";
 	// empty for a CPU-only build.
 	GPUBackends []string `json:"gpu_backends"`
+	// Devices are the devices llama.cpp's back-ends registered when the
+	// libraries were loaded (the CPU, and each GPU a GPU back-end drives).
+	Devices []llamacpp.Device `json:"devices,omitempty"`
+	// Failures are GPU back-end libraries that did not come up, with the
+	// reason (a missing CUDA runtime, no device).
+	Failures []llamacpp.BackendFailure `json:"failures,omitempty"`
+	// LoadError says why the libraries could not be loaded.
+	LoadError string `json:"load_error,omitempty"`
 }
 
 // hwEngine is what the configuration's engine settings come to on this
@@ -88,8 +97,15 @@ func (a *app) hwCmd() *cobra.Command {
 			rec := hardware.Recommend(info, catalog, ropts)
 			report := hwReport{Info: info, Recommendations: rec}
 			if cerr == nil {
-				report.Llama = hwLlamaBuild(cfg)
+				// The report lists back-ends that did not come up; their
+				// load-time warnings would only repeat it.
+				lg := a.logger(cfg)
+				if !lg.Enabled(cmd.Context(), slog.LevelDebug) {
+					lg = slog.New(slog.DiscardHandler)
+				}
+				report.Llama = hwLlamaBuild(cfg, lg)
 				report.Engine = hwEngineSettings(cfg, info, rec, report.Llama, ropts)
+				noteNoGPUDevice(report.Engine, report.Llama)
 			}
 			if asJSON {
 				return writeJSON(a.out, report)
@@ -102,18 +118,44 @@ func (a *app) hwCmd() *cobra.Command {
 	return cmd
 }
 
-// hwLlamaBuild looks at the llama.cpp libraries in engine.lib_dir.
-func hwLlamaBuild(cfg config.Config) *hwLlama {
+// hwLlamaBuild looks at the llama.cpp libraries in engine.lib_dir and,
+// when they are installed, loads them to list the devices their back-ends
+// find.
+func hwLlamaBuild(cfg config.Config, logger *slog.Logger) *hwLlama {
 	dir := cfg.Resolve(cfg.Engine.LibDir)
 	if dir == "" {
 		dir = os.Getenv(llamacpp.EnvLibDir)
 	}
 	l := &hwLlama{LibDir: dir, GPUBackends: models.LlamaGPUBackends(dir)}
-	if dir != "" {
-		_, err := os.Stat(filepath.Join(dir, "libllama.so"))
-		l.Installed = err == nil
+	if dir == "" {
+		return l
 	}
+	_, err := os.Stat(filepath.Join(dir, "libllama.so"))
+	l.Installed = err == nil
+	if !l.Installed {
+		return l
+	}
+	b, err := llamacpp.LoadBackends(dir, logger)
+	if err != nil {
+		l.LoadError = err.Error()
+		return l
+	}
+	l.Devices, l.Failures = b.Devices, b.Failures
 	return l
+}
+
+// gpuDevices counts the GPU devices of the loaded libraries; ok is
+// false when they were not loaded.
+func (l *hwLlama) gpuDevices() (n int, ok bool) {
+	if l == nil || len(l.Devices) == 0 {
+		return 0, false
+	}
+	for _, d := range l.Devices {
+		if d.GPU() {
+			n++
+		}
+	}
+	return n, true
 }
 
 // hwEngineSettings resolves engine.threads and engine.gpu_layers for
@@ -163,6 +205,25 @@ func hwEngineSettings(cfg config.Config, info hardware.Info, rec hardware.Recomm
 	return e
 }
 
+// noteNoGPUDevice adds to e's explanation that the layers it offloads will
+// stay on the CPU because llama.cpp's GPU back-end did not come up.
+func noteNoGPUDevice(e *hwEngine, l *hwLlama) {
+	if e == nil || e.GPULayersResolved == 0 {
+		return
+	}
+	if n, ok := l.gpuDevices(); !ok || n > 0 {
+		return
+	}
+	why := "llama.cpp has no GPU device, so every layer stays on the CPU"
+	if len(l.Failures) > 0 {
+		why += " (" + l.Failures[0].Library + ": " + l.Failures[0].Reason + ")"
+	}
+	if e.GPULayersWhy != "" {
+		why = e.GPULayersWhy + "; but " + why
+	}
+	e.GPULayersWhy = why
+}
+
 // hwEngineModel describes engine.model's configured variant from the
 // catalog: its size, or the parameter count in its name.
 func hwEngineModel(cfg config.Config) (hardware.CatalogModel, bool) {
@@ -200,6 +261,15 @@ func printHW(w io.Writer, report hwReport, engineModel string) error {
 	}
 	if l := report.Llama; l != nil {
 		fmt.Fprintf(tw, "llama.cpp\t%s\n", describeLlama(l))
+		if len(l.Devices) > 0 {
+			fmt.Fprintf(tw, "Devices\t%s\n", describeDevices(l.Devices))
+		}
+		for _, f := range l.Failures {
+			fmt.Fprintf(tw, "Not used\t%s: %s\n", f.Library, f.Reason)
+		}
+		if l.LoadError != "" {
+			fmt.Fprintf(tw, "Not loaded\t%s\n", l.LoadError)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -284,6 +354,24 @@ func describeLlama(l *hwLlama) string {
 		return fmt.Sprintf("CPU-only build in %s", l.LibDir)
 	}
 	return fmt.Sprintf("%s build in %s", strings.ToUpper(strings.Join(l.GPUBackends, "+")), l.LibDir)
+}
+
+// describeDevices lists llama.cpp's devices: "CPU (AMD EPYC), CUDA0 (NVIDIA
+// H100 80GB HBM3, 79.1 GiB free of 79.6 GiB)".
+func describeDevices(devs []llamacpp.Device) string {
+	parts := make([]string, len(devs))
+	for i, d := range devs {
+		desc := d.Name
+		if d.Description != "" && d.Description != d.Name {
+			desc += " (" + d.Description
+			if d.GPU() && d.TotalBytes > 0 {
+				desc += fmt.Sprintf(", %s free of %s", bytesize.Format(int64(d.FreeBytes)), bytesize.Format(int64(d.TotalBytes)))
+			}
+			desc += ")"
+		}
+		parts[i] = desc
+	}
+	return strings.Join(parts, ", ")
 }
 
 func gpuLayers(f hardware.ModelFit) string {

@@ -173,6 +173,11 @@ func Open(ctx context.Context, modelPath string, opts Options) (*Engine, error) 
 		return nil, err
 	}
 
+	if opts.GPULayers != 0 {
+		if why := currentBackends().Explain(); why != "" {
+			log.Warn("gpu_layers asks for a GPU, but llama.cpp has none: the model runs on the CPU", "model", modelPath, "gpu_layers", opts.GPULayers, "why", why)
+		}
+	}
 	mp := llama.ModelDefaultParams()
 	switch {
 	case opts.GPULayers < 0:

@@ -49,6 +49,9 @@ type libState struct {
 	// pause is the address of ggml_threadpool_pause in the loaded CPU
 	// back-end; 0 when not found (see findPoolPause).
 	pause uintptr
+	// failures are the GPU back-end libraries in dir that did not come up
+	// (see backendFailures), found once at load.
+	failures []BackendFailure
 }
 
 // poolPause returns runtimeLib.pause.
@@ -137,6 +140,14 @@ func loadLibrary(dir string, logger *slog.Logger) error {
 		llama.ThreadpoolFree(tp)
 	}
 	runtimeLib.pause = findPoolPause(dir)
+	runtimeLib.failures = backendFailures(dir, registeredBackends())
+	warn := logger
+	if warn == nil {
+		warn = slog.Default()
+	}
+	for _, f := range runtimeLib.failures {
+		warn.Warn("llama.cpp GPU back-end did not come up; models run on the CPU", "dir", dir, "library", f.Library, "reason", f.Reason)
+	}
 	runtimeLib.dir = dir
 	return nil
 }

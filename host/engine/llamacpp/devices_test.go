@@ -1,0 +1,114 @@
+package llamacpp
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoadBackends(t *testing.T) {
+	b, err := LoadBackends(testLibDir(t), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cpu *Device
+	for i, d := range b.Devices {
+		if d.Kind == "cpu" {
+			cpu = &b.Devices[i]
+		}
+	}
+	if cpu == nil {
+		t.Fatalf("no CPU device among %+v", b.Devices)
+	}
+	if cpu.Name == "" || cpu.Backend != "CPU" || cpu.TotalBytes == 0 {
+		t.Errorf("CPU device = %+v, want a name, back-end CPU and its memory", *cpu)
+	}
+	if len(b.GPUs()) == 0 && b.Explain() == "" {
+		t.Errorf("no GPU device, but Explain says nothing (devices %+v)", b.Devices)
+	}
+	for _, f := range b.Failures {
+		t.Logf("GPU back-end failure here: %s: %s", f.Library, f.Reason)
+	}
+}
+
+func TestBackendFailures(t *testing.T) {
+	dir := t.TempDir()
+	if got := backendFailures(dir, map[string]int{"CPU": 1}); len(got) != 0 {
+		t.Fatalf("no GPU library installed: failures %+v, want none", got)
+	}
+
+	// Not a shared library at all: the loader's message is quoted.
+	if err := os.WriteFile(filepath.Join(dir, "libggml-cuda.so"), []byte("not a library"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := backendFailures(dir, map[string]int{"CPU": 1})
+	if len(got) != 1 || got[0].Library != "libggml-cuda.so" || !strings.HasPrefix(got[0].Reason, "cannot be loaded: ") || !strings.Contains(got[0].Reason, "libggml-cuda.so") {
+		t.Fatalf("unloadable library: failures %+v, want one quoting the loader about libggml-cuda.so", got)
+	}
+
+	// Registered without devices, and registered with one.
+	got = backendFailures(dir, map[string]int{"CPU": 1, "CUDA": 0})
+	if len(got) != 1 || !strings.Contains(got[0].Reason, "no usable device") {
+		t.Fatalf("back-end without devices: failures %+v", got)
+	}
+	if got := backendFailures(dir, map[string]int{"CPU": 1, "CUDA": 1}); len(got) != 0 {
+		t.Fatalf("back-end with a device: failures %+v, want none", got)
+	}
+
+	// A real library that loads but registered nothing.
+	base, err := filepath.EvalSymlinks(filepath.Join(testLibDir(t), "libggml-base.so"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(base, filepath.Join(dir, "libggml-vulkan.so")); err != nil {
+		t.Fatal(err)
+	}
+	got = backendFailures(dir, map[string]int{"CPU": 1, "CUDA": 1})
+	if len(got) != 1 || got[0].Library != "libggml-vulkan.so" || !strings.Contains(got[0].Reason, "registered no back-end") {
+		t.Fatalf("loadable but unregistered library: failures %+v", got)
+	}
+	b := Backends{Dir: dir, Devices: []Device{{Name: "CPU", Kind: "cpu"}}, Failures: got}
+	if why := b.Explain(); !strings.Contains(why, "libggml-vulkan.so: it loads") {
+		t.Errorf("Explain = %q, want the failure named", why)
+	}
+}
+
+// TestBackendFailureNamesMissingRuntime builds the case users meet: a GPU
+// back-end whose runtime library (libcudart.so.13, say) is not on the
+// machine. The reason must name the missing file.
+func TestBackendFailureNamesMissingRuntime(t *testing.T) {
+	cc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("gcc not installed")
+	}
+	dir := t.TempDir()
+	build := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command(cc, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Skipf("gcc %v: %v\n%s", args, err, out)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rt.c"), []byte("int rt_version(void) { return 13; }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "be.c"), []byte("int rt_version(void);\nint be_init(void) { return rt_version(); }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build("-shared", "-fPIC", "-o", "libmdsatestrt.so.13", "-Wl,-soname,libmdsatestrt.so.13", "rt.c")
+	build("-shared", "-fPIC", "-o", "libggml-cuda.so", "be.c", "-L.", "-l:libmdsatestrt.so.13")
+	if err := os.Remove(filepath.Join(dir, "libmdsatestrt.so.13")); err != nil {
+		t.Fatal(err)
+	}
+	got := backendFailures(dir, map[string]int{"CPU": 1})
+	if len(got) != 1 || !strings.Contains(got[0].Reason, "libmdsatestrt.so.13") {
+		t.Fatalf("failures %+v, want the missing libmdsatestrt.so.13 named", got)
+	}
+	b := Backends{Dir: dir, Failures: got}
+	if why := b.Explain(); !strings.Contains(why, "libggml-cuda.so: cannot be loaded: ") || !strings.Contains(why, "libmdsatestrt.so.13") {
+		t.Errorf("Explain = %q", why)
+	}
+}
