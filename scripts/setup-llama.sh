@@ -4,9 +4,11 @@
 # CUDA, Vulkan or CPU. Idempotent, needs no root: it only uses npm to fetch
 # @node-llama-cpp package tarballs (no install scripts run).
 #
-# Usage: scripts/setup-llama.sh [--print-backend] [DEST]
+# Usage: scripts/setup-llama.sh [--print-backend | --download DIR] [DEST]
 #   DEST             where the libraries go (default .deps/llama)
 #   --print-backend  print the decision and why (key=value lines), install nothing
+#   --download DIR   fetch the chosen build's package tarballs into DIR and stop,
+#                    for a machine without the npm registry (see LLAMA_PACKAGES_DIR)
 #
 # Environment:
 #   LLAMA_BACKEND      auto (default), cpu, cuda or vulkan. auto takes CUDA when
@@ -22,6 +24,9 @@
 #                      falls back to CPU under auto; named explicitly, it fails.
 #   LLAMA_NPM_VERSION  the @node-llama-cpp version (default 3.22.1, the one yzma
 #                      v1.28.0 matches)
+#   LLAMA_PACKAGES_DIR a folder holding the package tarballs as `npm pack` names
+#                      them (node-llama-cpp-linux-x64-cuda-3.22.1.tgz, ...):
+#                      installs from there, without npm or a network
 #   LLAMA_PROBE_ROOT   directory that stands for / when probing /proc, /dev and
 #                      library folders (tests); ldconfig's cache is read only
 #                      for the real root
@@ -32,9 +37,21 @@ set -euo pipefail
 version="${LLAMA_NPM_VERSION:-3.22.1}"
 print_only=0
 dest=""
-for arg in "$@"; do
+download=""
+packages_dir="${LLAMA_PACKAGES_DIR:-}"
+while [ $# -gt 0 ]; do
+	arg="$1"
+	shift
 	case "$arg" in
 	--print-backend) print_only=1 ;;
+	--download)
+		if [ $# -eq 0 ] || [ -z "$1" ]; then
+			echo "setup-llama: --download needs a folder" >&2
+			exit 2
+		fi
+		download="$1"
+		shift
+		;;
 	-h | --help)
 		sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
 		exit 0
@@ -452,12 +469,26 @@ check_dir() {
 	[ -z "$missing" ]
 }
 
+# tarball_name PKG: the file `npm pack PKG@version` writes.
+tarball_name() {
+	local name="${1#@}"
+	echo "${name//\//-}-$version.tgz"
+}
+
 # fetch PKG DIR: unpacks PKG@version into DIR/package, or sets fail and
-# returns 1.
+# returns 1. The tarball comes from LLAMA_PACKAGES_DIR when that is set,
+# else from npm.
 fetch() {
 	local pkg="$1" dir="$2" tgz
 	mkdir -p "$dir"
-	if ! (cd "$dir" && npm pack --silent "$pkg@$version" >/dev/null 2>npm.err); then
+	if [ -n "$packages_dir" ]; then
+		tgz="$packages_dir/$(tarball_name "$pkg")"
+		if [ ! -f "$tgz" ]; then
+			fail="LLAMA_PACKAGES_DIR has no $tgz (make it where the npm registry is reachable: npm pack $pkg@$version, or scripts/setup-llama.sh --download DIR)"
+			return 1
+		fi
+		cp "$tgz" "$dir/"
+	elif ! (cd "$dir" && npm pack --silent "$pkg@$version" >/dev/null 2>npm.err); then
 		fail="npm pack $pkg@$version failed: $(tail -n 3 "$dir/npm.err" | tr '\n' ' ')"
 		return 1
 	fi
@@ -574,15 +605,37 @@ echo "setup-llama: $label build (LLAMA_BACKEND=$requested): $reason"
 for s in ${skips[@]+"${skips[@]}"}; do echo "setup-llama:   not $s"; done
 for w in ${warnings[@]+"${warnings[@]}"}; do echo "setup-llama: warning: $w" >&2; done
 
+if [ -n "$download" ]; then
+	command -v npm >/dev/null || {
+		echo "setup-llama: npm is needed to download $(packages "$build")" >&2
+		exit 1
+	}
+	mkdir -p "$download"
+	for pkg in $(packages "$build"); do
+		if ! (cd "$download" && npm pack --silent "$pkg@$version" >/dev/null); then
+			echo "setup-llama: npm pack $pkg@$version failed" >&2
+			exit 1
+		fi
+		echo "setup-llama: downloaded $download/$(tarball_name "$pkg")"
+	done
+	echo "setup-llama: install elsewhere with LLAMA_PACKAGES_DIR=<that folder> LLAMA_BACKEND=$backend make setup"
+	exit 0
+fi
+
 if installed "$build"; then
 	echo "llama.cpp libraries $version ($label) already in $dest"
 	exit 0
 fi
 
-command -v npm >/dev/null || {
-	echo "setup-llama: npm is needed to fetch $(packages "$build")" >&2
+if [ -z "$packages_dir" ]; then
+	command -v npm >/dev/null || {
+		echo "setup-llama: npm is needed to fetch $(packages "$build") (or set LLAMA_PACKAGES_DIR to a folder of their tarballs)" >&2
+		exit 1
+	}
+elif [ ! -d "$packages_dir" ]; then
+	echo "setup-llama: LLAMA_PACKAGES_DIR=$packages_dir is not a folder" >&2
 	exit 1
-}
+fi
 
 parent="$(dirname "$dest")"
 mkdir -p "$parent"

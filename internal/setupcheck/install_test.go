@@ -29,8 +29,9 @@ func tools(t *testing.T) string {
 }
 
 // registry is a fake npm: `npm pack --silent PKG@VERSION` copies
-// DIR/<last part of PKG>-VERSION.tgz into the current directory, or fails
-// like npm does for a package it cannot get. Each call is logged.
+// DIR/<last part of PKG>-VERSION.tgz into the current directory under the
+// name npm gives it (node-llama-cpp-linux-x64-3.22.1.tgz), or fails like
+// npm does for a package it cannot get. Each call is logged.
 type registry struct {
 	t   *testing.T
 	dir string
@@ -46,7 +47,8 @@ for a; do spec=$a; done
 pkg=${spec%@*} ver=${spec##*@}
 f="`+r.dir+`/${pkg##*/}-$ver.tgz"
 if [ ! -f "$f" ]; then echo "npm error 404 Not Found - GET https://registry.example/$pkg - Not found" >&2; exit 1; fi
-cp "$f" . && echo "${f##*/}"`)
+out="$(echo "${pkg#@}" | tr / -)-$ver.tgz"
+cp "$f" "./$out" && echo "$out"`)
 	return r
 }
 
@@ -338,5 +340,56 @@ func TestInstallWithoutNPM(t *testing.T) {
 	r := setup(t, m, filepath.Join(t.TempDir(), "llama"))
 	if r.code != 1 || !strings.Contains(r.stderr, "setup-llama: npm is needed to fetch @node-llama-cpp/linux-x64") {
 		t.Errorf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestInstallFromPackagesDir(t *testing.T) {
+	// Fetch the tarballs with --download where npm works ...
+	online := newMachine(t)
+	npm := newRegistry(t, online)
+	npm.publishAll()
+	pkgs := filepath.Join(t.TempDir(), "packages")
+	r := online.run(nil, tools(t), "--download", pkgs)
+	if r.code != 0 || !strings.Contains(r.stdout, "setup-llama: downloaded "+pkgs+"/node-llama-cpp-linux-x64-3.22.1.tgz") {
+		t.Fatalf("download: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = online.run([]string{"LLAMA_BACKEND=cuda"}, tools(t), "--download", pkgs)
+	if r.code != 0 || !strings.Contains(r.stdout, "node-llama-cpp-linux-x64-cuda-3.22.1.tgz") ||
+		!strings.Contains(r.stdout, "LLAMA_BACKEND=cuda make setup") {
+		t.Fatalf("download cuda: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if r := online.run(nil, tools(t), "--download"); r.code != 2 || !strings.Contains(r.stderr, "--download needs a folder") {
+		t.Errorf("--download without a folder: exit %d\n%s", r.code, r.stderr)
+	}
+
+	// ... and install from them on a machine without npm.
+	offline := newMachine(t)
+	dest := filepath.Join(t.TempDir(), "llama")
+	r = setup(t, offline, dest, "LLAMA_PACKAGES_DIR="+pkgs)
+	if r.code != 0 || !strings.Contains(r.stdout, "llama.cpp libraries 3.22.1 (cpu) installed in "+dest) {
+		t.Fatalf("offline install: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if got := installedFiles(t, dest); got["libggml-base.so"] != "linux-x64:libggml-base.so" {
+		t.Errorf("installed: %v", got)
+	}
+	r = setup(t, offline, dest, "LLAMA_PACKAGES_DIR="+pkgs, "LLAMA_BACKEND=cuda")
+	if r.code != 0 || installedFiles(t, dest)["libggml-cuda.so"] != "linux-x64-cuda:libggml-cuda.so" {
+		t.Fatalf("offline CUDA install: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+
+	// A tarball that is not there is named, and the install is left as it was.
+	if err := os.Remove(filepath.Join(pkgs, "node-llama-cpp-linux-x64-vulkan-3.22.1.tgz")); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	r = setup(t, offline, dest, "LLAMA_PACKAGES_DIR="+pkgs, "LLAMA_BACKEND=vulkan")
+	if r.code != 1 || !strings.Contains(r.stderr, "LLAMA_PACKAGES_DIR has no "+pkgs+"/node-llama-cpp-linux-x64-vulkan-3.22.1.tgz") {
+		t.Errorf("missing tarball: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if installedFiles(t, dest)["libggml-cuda.so"] == "" {
+		t.Error("a failed install changed the installed libraries")
+	}
+	r = setup(t, offline, filepath.Join(t.TempDir(), "llama"), "LLAMA_PACKAGES_DIR="+filepath.Join(pkgs, "nope"))
+	if r.code != 1 || !strings.Contains(r.stderr, "is not a folder") {
+		t.Errorf("packages folder missing: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 }
