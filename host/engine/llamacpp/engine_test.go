@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,20 @@ func testLogger(testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// testGPULayers is $MDSA_TEST_GPU_LAYERS (scripts/gpu-check.sh sets -1 to
+// run the engine tests with every layer on a GPU), else 0.
+func testGPULayers(tb testing.TB) int {
+	v := os.Getenv("MDSA_TEST_GPU_LAYERS")
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		tb.Fatalf("MDSA_TEST_GPU_LAYERS=%q: want an integer", v)
+	}
+	return n
+}
+
 // openSmall opens the small synthetic test model.
 func openSmall(t testing.TB, opts Options) *Engine {
 	t.Helper()
@@ -93,6 +108,9 @@ func openSmall(t testing.TB, opts Options) *Engine {
 	}
 	if opts.ContextSize == 0 {
 		opts.ContextSize = 512
+	}
+	if opts.GPULayers == 0 {
+		opts.GPULayers = testGPULayers(t)
 	}
 	path := synthModel(t, 0, "Q8_0")
 	e, err := Open(context.Background(), path, opts)
