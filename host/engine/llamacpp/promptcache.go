@@ -56,7 +56,9 @@ type promptCache struct {
 	entries  []*promptEntry
 	prefixes []*sharedPrefix
 	// scratch is where a state with a shared prefix is put back together
-	// for restoring or writing: one whole state at most, outside budget.
+	// for restoring or writing: one whole state at most. It and the spare
+	// mappings count against the budget after each save and restore (see
+	// trim).
 	scratch []byte
 	// spare keeps up to maxSpare mappings of dropped entries for the next
 	// saves: a new 10 MB mapping costs 1-3 ms to populate on top of the
@@ -170,6 +172,7 @@ func (c *promptCache) covers(tokens []llama.Token) bool {
 // used ones until it fits the budget. An entry larger than the budget is
 // freed at once. It returns whether e was kept.
 func (c *promptCache) add(e *promptEntry) bool {
+	defer c.trim()
 	need := int64(len(e.data))
 	if need > c.budget {
 		c.discard(e)
@@ -209,6 +212,31 @@ func (c *promptCache) add(e *promptEntry) bool {
 	c.entries = append(c.entries, e)
 	c.size += need
 	return true
+}
+
+// held returns the bytes the cache maps beside its entries and prefixes:
+// the spare mappings and the scratch one.
+func (c *promptCache) held() int64 {
+	n := int64(cap(c.scratch))
+	for _, sp := range c.spare {
+		n += int64(cap(sp))
+	}
+	return n
+}
+
+// trim frees spare mappings, oldest first, then the scratch mapping, while
+// the cache maps more than its budget, so that between requests the budget
+// bounds everything it holds. (During one save or restore it may map one
+// state more.)
+func (c *promptCache) trim() {
+	for len(c.spare) > 0 && c.size+c.held() > c.budget {
+		freePromptData(c.spare[0])
+		c.spare = slices.Delete(c.spare, 0, 1)
+	}
+	if c.scratch != nil && c.size+c.held() > c.budget {
+		freePromptData(c.scratch)
+		c.scratch = nil
+	}
 }
 
 // discard frees e's data and its hold on a shared prefix; the caller has
@@ -431,10 +459,12 @@ func (s *sched) restore(sl *slot, e *promptEntry) bool {
 		s.e.log.Debug("llama.cpp prompt cache: restore skipped", "model", s.e.info.Name, "err", err)
 	}
 	if err != nil || llama.StateSeqSetData(s.lctx, data, sl.id) == 0 {
+		s.cache.trim()
 		llama.MemorySeqRm(s.mem, sl.id, -1, -1)
 		sl.cached = sl.cached[:0]
 		return false
 	}
+	s.cache.trim()
 	s.clock++
 	e.used = s.clock
 	e.hits++

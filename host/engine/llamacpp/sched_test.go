@@ -396,6 +396,57 @@ func TestPromptCacheBudget(t *testing.T) {
 	}
 }
 
+// TestPromptCacheHoldsWithinBudget: the spare and scratch mappings count
+// against the budget, so that it bounds all the cache maps between
+// requests, not only its entries.
+func TestPromptCacheHoldsWithinBudget(t *testing.T) {
+	const page = 1 << 12
+	c := &promptCache{budget: 3 * page}
+	defer c.free()
+	mk := func(n int, toks ...llama.Token) *promptEntry {
+		d, err := newPromptData(n * page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &promptEntry{tokens: toks, data: d}
+	}
+	for i := range 4 {
+		c.add(mk(1, llama.Token(10+i)))
+	}
+	if c.size != 3*page || c.held() != 0 {
+		t.Fatalf("full cache: entries %d bytes, spare and scratch %d bytes, budget %d", c.size, c.held(), c.budget)
+	}
+	// An entry that leaves makes room for its mapping to be kept.
+	c.size -= page
+	c.discard(c.entries[0])
+	c.entries = c.entries[1:]
+	if c.held() != page {
+		t.Fatalf("with room, the dropped entry's mapping was not kept: %d bytes held", c.held())
+	}
+	// Over the budget, spare mappings go first, then the scratch one.
+	scratch, err := newPromptData(2 * page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.scratch = scratch
+	c.trim()
+	if len(c.spare) != 0 || c.scratch != nil || c.size+c.held() > c.budget {
+		t.Fatalf("after trim: %d spare, scratch %v, %d bytes of %d", len(c.spare), c.scratch != nil, c.size+c.held(), c.budget)
+	}
+	if c.scratch, err = newPromptData(page); err != nil {
+		t.Fatal(err)
+	}
+	c.trim()
+	if c.scratch == nil {
+		t.Fatal("the scratch mapping was freed although it fits the budget")
+	}
+	// An entry larger than the budget is refused, and its mapping not kept
+	// beyond the budget.
+	if c.add(mk(4, 99)) || c.size+c.held() > c.budget {
+		t.Fatalf("oversized entry: kept, or %d bytes held of %d", c.size+c.held(), c.budget)
+	}
+}
+
 func TestPromptCachePersists(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
