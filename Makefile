@@ -10,7 +10,7 @@ SYNTH     := models/synthetic.gguf
 # llama.cpp build that `make setup` installs: auto (CUDA, Vulkan or CPU, whichever fits), cpu, cuda, vulkan
 LLAMA_BACKEND ?= auto
 
-.PHONY: all setup setup-servers setup-examples examples plugins hostile build test test-short run bench clean chart
+.PHONY: all setup setup-servers setup-vulkan setup-examples examples plugins hostile build test test-short run bench clean chart
 
 all: build plugins
 
@@ -23,6 +23,10 @@ setup:
 ## setup-servers: install the real servers the integration tests start on loopback (apt: redis-server); without them those tests skip
 setup-servers:
 	./scripts/setup-servers.sh
+
+## setup-vulkan: the Vulkan build of llama.cpp in .deps/llama-vulkan, which with Mesa's software Vulkan device (setup-servers) runs the GPU offload test without a GPU (x86-64)
+setup-vulkan:
+	LLAMA_BACKEND=vulkan ./scripts/setup-llama.sh .deps/llama-vulkan
 
 ## setup-examples: install the toolchains of the AssemblyScript, C and Rust SDKs (npm into sdk/assemblyscript, apt: clang lld rustc)
 setup-examples:

@@ -4,7 +4,8 @@
 # CNCF distribution server) for plugins pulled from an OCI registry,
 # chromium (headless) for the operator console's browser tests, postgresql
 # for conversations shared by replicas (tests run its initdb and postgres
-# from /usr/lib/postgresql/*/bin as the postgres user). Idempotent: does
+# from /usr/lib/postgresql/*/bin as the postgres user), mesa-vulkan-drivers
+# and libvulkan1 (a software Vulkan device for the GPU offload test). Idempotent: does
 # nothing when they are there. Needs root (or sudo) to install. Without
 # them the tests that need them skip (under CI they fail instead).
 set -eu
@@ -21,6 +22,16 @@ have_initdb() {
 	return 1
 }
 have_initdb || missing="$missing postgresql"
+# Mesa's software Vulkan driver (lavapipe) and the loader: a Vulkan device on
+# a machine without a GPU, for the engine's GPU offload test (make
+# setup-vulkan adds the Vulkan build of llama.cpp).
+have_lavapipe() {
+	for f in /usr/share/vulkan/icd.d/lvp_icd*.json; do
+		[ -f "$f" ] && return 0
+	done
+	return 1
+}
+have_lavapipe || missing="$missing mesa-vulkan-drivers libvulkan1"
 
 if [ -z "$missing" ]; then
 	echo "setup-servers: present: $(redis-server --version | cut -d' ' -f1-3), $(ls -d /usr/lib/postgresql/*/bin/initdb | head -n1)"

@@ -90,6 +90,10 @@ type Info struct {
 	Threads       int    // CPU threads of the engine's thread pool
 	EmbeddingSize int    // length of Embed vectors
 	ChatTemplate  string // the model's chat template; "" means ChatML is used
+	// GPULayers is how many of the model's Layers llama.cpp offloaded to
+	// a GPU (0 on the CPU); Layers is 0 when llama.cpp did not say (a
+	// build without GPU support).
+	GPULayers, Layers int
 }
 
 // Engine runs one GGUF model with llama.cpp. It implements engine.Engine
@@ -185,7 +189,8 @@ func Open(ctx context.Context, modelPath string, opts Options) (*Engine, error) 
 	default:
 		mp.NGpuLayers = int32(opts.GPULayers)
 	}
-	lastLlamaError() // forget errors from earlier calls
+	lastLlamaError() // forget errors and offload figures from earlier calls
+	lastOffload()
 	model, err := llama.ModelLoadFromFile(modelPath, mp)
 	if err != nil || model == 0 {
 		msg := lastLlamaError()
@@ -216,6 +221,12 @@ func Open(ctx context.Context, modelPath string, opts Options) (*Engine, error) 
 	}
 	if e.info.Name == "" {
 		e.info.Name = strings.TrimSuffix(filepath.Base(modelPath), filepath.Ext(modelPath))
+	}
+	if n, of, ok := lastOffload(); ok {
+		e.info.GPULayers, e.info.Layers = n, of
+		if n > 0 {
+			log.Info("model offloaded to GPU", "model", e.info.Name, "layers", n, "of", of)
+		}
 	}
 	if e.info.EmbeddingSize <= 0 {
 		e.info.EmbeddingSize = int(llama.ModelNEmbd(model))
