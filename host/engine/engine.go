@@ -93,6 +93,21 @@ type Engine interface {
 	Close() error
 }
 
+// Placement says where a loaded model's layers run.
+type Placement struct {
+	// GPULayers of the model's Layers run on a GPU (0: all on the CPU).
+	GPULayers int `json:"gpu_layers"`
+	// Layers is the model's layer count as its runtime counts them; 0 when
+	// it did not say.
+	Layers int `json:"layers,omitempty"`
+}
+
+// Placer is implemented by engines that know where their model runs (the
+// embedded llama.cpp engine); the model registry reports it.
+type Placer interface {
+	Placement() Placement
+}
+
 // ErrClosed is returned by an Engine used after Close.
 var ErrClosed = errors.New("engine: closed")
 

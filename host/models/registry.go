@@ -824,6 +824,9 @@ type ModelStat struct {
 	Loads     int64     `json:"loads"`
 	LoadedAt  time.Time `json:"loaded_at"`
 	IdleSince time.Time `json:"idle_since"` // last time the lease count dropped to zero
+	// Placement says how many of its layers run on a GPU, for a loaded
+	// engine that knows (engine.Placer); nil otherwise.
+	Placement *engine.Placement `json:"placement,omitempty"`
 }
 
 // Stats returns a snapshot of the counters and of the loaded models.
@@ -845,11 +848,16 @@ func (r *Registry) Stats() Stats {
 		if e.state == stateIdle {
 			continue
 		}
-		s.Loaded = append(s.Loaded, ModelStat{
+		ms := ModelStat{
 			Name: e.spec.Name, Tier: e.spec.Tier, State: e.state.String(), Bytes: e.size,
 			Leases: e.refs, Pinned: e.pinned, Hits: e.hits, Loads: e.loads,
 			LoadedAt: e.loadedAt, IdleSince: e.idleSince,
-		})
+		}
+		if p, ok := e.eng.(engine.Placer); ok {
+			pl := p.Placement()
+			ms.Placement = &pl
+		}
+		s.Loaded = append(s.Loaded, ms)
 	}
 	return s
 }

@@ -821,3 +821,49 @@ func TestPick(t *testing.T) {
 		t.Errorf("Pick(vision): %v", err)
 	}
 }
+
+// placedEngine is a fakeEngine that knows where its layers run.
+type placedEngine struct {
+	fakeEngine
+	gpu, layers int
+}
+
+func (p *placedEngine) Placement() engine.Placement {
+	return engine.Placement{GPULayers: p.gpu, Layers: p.layers}
+}
+
+func TestStatsPlacement(t *testing.T) {
+	r, err := New(Options{
+		Estimate: func(Spec) (int64, error) { return 10, nil },
+		Load: func(_ context.Context, s Spec) (engine.Engine, error) {
+			if s.Name == "gpu" {
+				return &placedEngine{fakeEngine: fakeEngine{name: s.Name}, gpu: 33, layers: 33}, nil
+			}
+			return &fakeEngine{name: s.Name}, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, name := range []string{"gpu", "remote"} {
+		if err := r.Register(Spec{Name: name, Tier: TierDomain, Path: name + ".gguf"}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := r.Get(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Release()
+	}
+	got := map[string]*engine.Placement{}
+	for _, m := range r.Stats().Loaded {
+		got[m.Name] = m.Placement
+	}
+	if p := got["gpu"]; p == nil || *p != (engine.Placement{GPULayers: 33, Layers: 33}) {
+		t.Errorf("placement of the GPU model = %+v, want 33 of 33 layers", p)
+	}
+	if p, ok := got["remote"]; !ok || p != nil {
+		t.Errorf("an engine that does not say where it runs: placement %+v (listed %v), want nil", p, ok)
+	}
+}

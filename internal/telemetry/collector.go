@@ -32,6 +32,7 @@ type sourceCollector struct {
 	modelResident     *prometheus.Desc
 	modelBudget       *prometheus.Desc
 	modelsLoaded      *prometheus.Desc
+	modelGPULayers    *prometheus.Desc
 
 	backendUp          *prometheus.Desc
 	backendOutstanding *prometheus.Desc
@@ -76,6 +77,8 @@ func newSourceCollector(src Source) *sourceCollector {
 		modelResident:     md("model_resident_bytes", "Estimated memory of the models loading, loaded or unloading."),
 		modelBudget:       md("model_budget_bytes", "Memory budget of the model registry (0: none)."),
 		modelsLoaded:      md("models_loaded", "Models loading, loaded or unloading (those counted in mdsa_model_resident_bytes)."),
+		modelGPULayers: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "model", "gpu_layers"),
+			"Layers of a loaded model that run on a GPU (0: all on the CPU); only for engines that say where they run (llama.cpp).", []string{"model"}, nil),
 	}
 }
 
@@ -85,7 +88,7 @@ func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.pluginCalls, c.pluginErrors, c.pluginTraps, c.pluginTimeouts, c.pluginHostCalls, c.pluginInstances,
 		c.pluginThrottled, c.pluginThrottleS, c.pluginMemory, c.pluginMemLimit, c.pluginMemRefuse,
 		c.modelLoads, c.modelLoadFailures, c.modelEvictions, c.modelIdleUnloads, c.modelHits, c.modelMisses,
-		c.modelResident, c.modelBudget, c.modelsLoaded,
+		c.modelResident, c.modelBudget, c.modelsLoaded, c.modelGPULayers,
 		c.backendUp, c.backendOutstanding, c.backendRequests,
 	} {
 		ch <- d
@@ -137,6 +140,11 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.modelResident, ms.ResidentBytes)
 	gauge(c.modelBudget, ms.BudgetBytes)
 	gauge(c.modelsLoaded, int64(len(ms.Loaded)))
+	for _, m := range ms.Loaded {
+		if m.Placement != nil {
+			emit(ch, c.modelGPULayers, prometheus.GaugeValue, float64(m.Placement.GPULayers), labelValue(m.Name))
+		}
+	}
 
 	for model, bs := range c.src.RemoteBackends() {
 		m := labelValue(model)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/mdsa-go/mdsa/host/engine"
 	"github.com/mdsa-go/mdsa/host/engine/openai"
 	"github.com/mdsa-go/mdsa/host/models"
 	"github.com/mdsa-go/mdsa/host/plugin"
@@ -382,7 +383,7 @@ func TestSourceCollector(t *testing.T) {
 		models: models.Stats{
 			Hits: 100, Misses: 4, Loads: 5, LoadFailures: 1, Evictions: 2, IdleUnloads: 3,
 			LoadTime: time.Second, ResidentBytes: 1 << 30, BudgetBytes: 4 << 30,
-			Loaded: []models.ModelStat{{Name: "a", State: "ready"}, {Name: "b", State: "loading"}},
+			Loaded: []models.ModelStat{{Name: "a", State: "ready", Placement: &engine.Placement{GPULayers: 20, Layers: 33}}, {Name: "b", State: "loading"}},
 		},
 		memory: plugin.MemoryStats{Limit: 2 << 30, Used: 96 << 20, Peak: 128 << 20, Refused: 3},
 		remotes: map[string][]openai.BackendStatus{"qwen7b": {
@@ -460,6 +461,9 @@ mdsa_model_budget_bytes 4.294967296e+09
 # HELP mdsa_models_loaded Models loading, loaded or unloading (those counted in mdsa_model_resident_bytes).
 # TYPE mdsa_models_loaded gauge
 mdsa_models_loaded 2
+# HELP mdsa_model_gpu_layers Layers of a loaded model that run on a GPU (0: all on the CPU); only for engines that say where they run (llama.cpp).
+# TYPE mdsa_model_gpu_layers gauge
+mdsa_model_gpu_layers{model="a"} 20
 # HELP mdsa_backend_up 1 while a remote inference server takes requests (its health check passes and it is not ejected), else 0.
 # TYPE mdsa_backend_up gauge
 mdsa_backend_up{backend="http://a:8000",model="qwen7b"} 1
@@ -482,7 +486,7 @@ mdsa_backend_requests_total{backend="http://b:8000",model="qwen7b",result="serve
 		"mdsa_plugin_memory_bytes", "mdsa_plugin_memory_budget_bytes", "mdsa_plugin_memory_refused_total",
 		"mdsa_model_loads_total", "mdsa_model_load_failures_total", "mdsa_model_evictions_total",
 		"mdsa_model_idle_unloads_total", "mdsa_model_hits_total", "mdsa_model_misses_total",
-		"mdsa_model_resident_bytes", "mdsa_model_budget_bytes", "mdsa_models_loaded",
+		"mdsa_model_resident_bytes", "mdsa_model_budget_bytes", "mdsa_models_loaded", "mdsa_model_gpu_layers",
 		"mdsa_backend_up", "mdsa_backend_outstanding", "mdsa_backend_requests_total",
 	}
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), names...); err != nil {

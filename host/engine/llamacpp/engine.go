@@ -399,6 +399,13 @@ func (e *Engine) Model() string { return e.info.Name }
 // Info describes the model and the engine's configuration.
 func (e *Engine) Info() Info { return e.info }
 
+// Placement implements engine.Placer: the layers llama.cpp offloaded.
+func (e *Engine) Placement() engine.Placement {
+	return engine.Placement{GPULayers: e.info.GPULayers, Layers: e.info.Layers}
+}
+
+var _ engine.Placer = (*Engine)(nil)
+
 // begin registers a call that uses the model, or fails once closed.
 func (e *Engine) begin() error {
 	e.mu.Lock()
