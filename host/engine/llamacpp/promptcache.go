@@ -87,8 +87,8 @@ const (
 	thrashAdmit = 4
 )
 
-// admit reports whether a new entry of n bytes is worth saving. With room
-// to spare it always is. When it would evict, and the last thrashAfter
+// admit reports whether a new entry that adds n bytes (see expected) is
+// worth saving. With room to spare it always is. When it would evict, and the last thrashAfter
 // evicted entries were never restored, the prompts come back later than
 // the cache can hold them (say 20 questions in turn and room for 15):
 // plain LRU would evict each before its turn, copying megabytes per
@@ -113,6 +113,24 @@ func (c *promptCache) admit(n int64) bool {
 	}
 	c.ticks++
 	return c.ticks%thrashAdmit == 0
+}
+
+// expected returns what a state of n bytes for tokens will likely add to
+// the cache: n less the rows of the longest shared prefix its tokens start
+// with, which share will try first (an estimate: rows that differ keep the
+// state whole).
+func (c *promptCache) expected(tokens []llama.Token, n int64) int64 {
+	var best *sharedPrefix
+	for _, p := range c.prefixes {
+		k := len(p.tokens)
+		if k < len(tokens) && (best == nil || k > len(best.tokens)) && commonPrefix(p.tokens, tokens, k) == k {
+			best = p
+		}
+	}
+	if best == nil || int64(len(best.data)) >= n {
+		return n
+	}
+	return n - int64(len(best.data))
 }
 
 // maxSpare bounds the mappings kept for reuse.
@@ -430,7 +448,7 @@ func (s *sched) saveSlot(sl *slot) {
 		return
 	}
 	size := llama.StateSeqGetSize(s.lctx, sl.id)
-	if size == 0 || int64(size) > c.budget || !c.admit(int64(size)) {
+	if size == 0 || int64(size) > c.budget || !c.admit(c.expected(sl.cached, int64(size))) {
 		return
 	}
 	data, err := c.alloc(int(size))

@@ -292,3 +292,49 @@ func TestPromptCacheDrySpell(t *testing.T) {
 		}
 	}
 }
+
+// TestPromptCacheExpectedSize: admission counts what a state will add once
+// it shares the longest prefix its tokens start with, not its whole size,
+// so a near-full cache that is thrashing still keeps states that fit once
+// shared.
+func TestPromptCacheExpectedSize(t *testing.T) {
+	toks := func(n int, last llama.Token) []llama.Token {
+		t := make([]llama.Token, n)
+		for i := range t {
+			t[i] = llama.Token(i + 1)
+		}
+		t[n-1] = last
+		return t
+	}
+	c := &promptCache{budget: 1 << 20}
+	defer c.free()
+	pd, err := newPromptData(64 << 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.prefixes = append(c.prefixes, &sharedPrefix{tokens: toks(79, 79), data: pd, refs: 1})
+	c.size = int64(len(pd))
+
+	if got := c.expected(toks(80, 500), 80<<10); got != 16<<10 {
+		t.Errorf("a state starting with the prefix: expected %d bytes, want %d", got, 16<<10)
+	}
+	if got := c.expected(toks(80, 500)[:79], 80<<10); got != 80<<10 {
+		t.Errorf("tokens no longer than the prefix: expected %d, want the whole %d", got, 80<<10)
+	}
+	other := toks(80, 500)
+	other[3] = 9999
+	if got := c.expected(other, 80<<10); got != 80<<10 {
+		t.Errorf("tokens that leave the prefix: expected %d, want the whole %d", got, 80<<10)
+	}
+
+	// Thrashing and nearly full: the whole state would not fit, the shared
+	// part does.
+	c.size = c.budget - 32<<10
+	c.unused = thrashAfter
+	if c.admit(80 << 10) {
+		t.Fatal("thrashing, a whole state over the budget was admitted at once")
+	}
+	if !c.admit(c.expected(toks(80, 501), 80<<10)) {
+		t.Fatal("thrashing, a state whose shared part fits was refused")
+	}
+}
