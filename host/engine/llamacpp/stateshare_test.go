@@ -152,14 +152,6 @@ func TestSharedPrefixRoundTrip(t *testing.T) {
 func TestPromptCacheSharing(t *testing.T) {
 	c := &promptCache{budget: 1 << 20}
 	defer c.free()
-	toks := func(n int, last llama.Token) []llama.Token {
-		t := make([]llama.Token, n)
-		for i := range t {
-			t[i] = llama.Token(i + 1)
-		}
-		t[n-1] = last
-		return t
-	}
 	mk := func(tokens []llama.Token, tail byte, seq int32) (*promptEntry, []byte) {
 		st := fakeState(seq, 2, len(tokens), 2, 16, 16, len(tokens)-1, tail)
 		d, err := newPromptData(len(st))
@@ -173,7 +165,7 @@ func TestPromptCacheSharing(t *testing.T) {
 	var ents []*promptEntry
 	var states [][]byte
 	for i := range 3 {
-		e, st := mk(toks(80, llama.Token(1000+i)), byte(i+1), int32(i))
+		e, st := mk(seqTokens(80, llama.Token(1000+i)), byte(i+1), int32(i))
 		c.share(e)
 		if !c.add(e) {
 			t.Fatalf("entry %d not kept", i)
@@ -211,7 +203,7 @@ func TestPromptCacheSharing(t *testing.T) {
 	}
 	// An entry with the same tokens but other rows is kept whole.
 	st := fakeState(1, 2, 80, 2, 16, 16, 0, 33)
-	other := &promptEntry{tokens: toks(80, 2000), data: append([]byte(nil), st...)}
+	other := &promptEntry{tokens: seqTokens(80, 2000), data: append([]byte(nil), st...)}
 	sum := c.size
 	c.share(other)
 	if other.prefix != nil || len(other.data) != len(st) {
@@ -298,30 +290,22 @@ func TestPromptCacheDrySpell(t *testing.T) {
 // so a near-full cache that is thrashing still keeps states that fit once
 // shared.
 func TestPromptCacheExpectedSize(t *testing.T) {
-	toks := func(n int, last llama.Token) []llama.Token {
-		t := make([]llama.Token, n)
-		for i := range t {
-			t[i] = llama.Token(i + 1)
-		}
-		t[n-1] = last
-		return t
-	}
 	c := &promptCache{budget: 1 << 20}
 	defer c.free()
 	pd, err := newPromptData(64 << 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.prefixes = append(c.prefixes, &sharedPrefix{tokens: toks(79, 79), data: pd, refs: 1})
+	c.prefixes = append(c.prefixes, &sharedPrefix{tokens: seqTokens(79, 79), data: pd, refs: 1})
 	c.size = int64(len(pd))
 
-	if got := c.expected(toks(80, 500), 80<<10); got != 16<<10 {
+	if got := c.expected(seqTokens(80, 500), 80<<10); got != 16<<10 {
 		t.Errorf("a state starting with the prefix: expected %d bytes, want %d", got, 16<<10)
 	}
-	if got := c.expected(toks(80, 500)[:79], 80<<10); got != 80<<10 {
+	if got := c.expected(seqTokens(80, 500)[:79], 80<<10); got != 80<<10 {
 		t.Errorf("tokens no longer than the prefix: expected %d, want the whole %d", got, 80<<10)
 	}
-	other := toks(80, 500)
+	other := seqTokens(80, 500)
 	other[3] = 9999
 	if got := c.expected(other, 80<<10); got != 80<<10 {
 		t.Errorf("tokens that leave the prefix: expected %d, want the whole %d", got, 80<<10)
@@ -334,7 +318,17 @@ func TestPromptCacheExpectedSize(t *testing.T) {
 	if c.admit(80 << 10) {
 		t.Fatal("thrashing, a whole state over the budget was admitted at once")
 	}
-	if !c.admit(c.expected(toks(80, 501), 80<<10)) {
+	if !c.admit(c.expected(seqTokens(80, 501), 80<<10)) {
 		t.Fatal("thrashing, a state whose shared part fits was refused")
 	}
+}
+
+// seqTokens returns the tokens 1, 2, ..., n-1 followed by last.
+func seqTokens(n int, last llama.Token) []llama.Token {
+	t := make([]llama.Token, n)
+	for i := range t {
+		t[i] = llama.Token(i + 1)
+	}
+	t[n-1] = last
+	return t
 }
