@@ -108,6 +108,13 @@ func currentBackends() Backends {
 	runtimeLib.mu.Lock()
 	b := Backends{Dir: runtimeLib.dir, Failures: slices.Clone(runtimeLib.failures)}
 	runtimeLib.mu.Unlock()
+	b.Devices = listDevices()
+	return b
+}
+
+// listDevices asks ggml for every registered device.
+func listDevices() []Device {
+	var out []Device
 	n := llama.GGMLBackendDeviceCount()
 	for i := uint64(0); i < n; i++ {
 		dev := llama.GGMLBackendDeviceGet(i)
@@ -115,7 +122,7 @@ func currentBackends() Backends {
 			continue
 		}
 		free, total := llama.GGMLBackendDeviceMemory(dev)
-		b.Devices = append(b.Devices, Device{
+		out = append(out, Device{
 			Name:        llama.GGMLBackendDeviceName(dev),
 			Description: llama.GGMLBackendDeviceDescription(dev),
 			Kind:        deviceKind(llama.GGMLBackendDevType(dev)),
@@ -124,7 +131,7 @@ func currentBackends() Backends {
 			TotalBytes:  total,
 		})
 	}
-	return b
+	return out
 }
 
 func deviceKind(t llama.GGMLBackendDeviceType) string {
@@ -143,20 +150,17 @@ func deviceKind(t llama.GGMLBackendDeviceType) string {
 }
 
 // registeredBackends returns the names of the back-ends llama.cpp
-// registered, each with its device count.
+// registered, each with its count of devices.
 func registeredBackends() map[string]int {
 	regs := map[string]int{}
 	n := llama.GGMLBackendRegCount()
 	for i := uint64(0); i < n; i++ {
 		if reg := llama.GGMLBackendRegGet(i); reg != 0 {
-			regs[llama.GGMLBackendRegName(reg)] += 0
+			regs[llama.GGMLBackendRegName(reg)] = 0
 		}
 	}
-	nd := llama.GGMLBackendDeviceCount()
-	for i := uint64(0); i < nd; i++ {
-		if dev := llama.GGMLBackendDeviceGet(i); dev != 0 {
-			regs[llama.GGMLBackendRegName(llama.GGMLBackendDeviceBackendReg(dev))]++
-		}
+	for _, d := range listDevices() {
+		regs[d.Backend]++
 	}
 	return regs
 }

@@ -91,8 +91,8 @@ type Info struct {
 	EmbeddingSize int    // length of Embed vectors
 	ChatTemplate  string // the model's chat template; "" means ChatML is used
 	// GPULayers is how many of the model's Layers llama.cpp offloaded to
-	// a GPU (0 on the CPU); Layers is 0 when llama.cpp did not say (a
-	// build without GPU support).
+	// a GPU (0 on the CPU); Layers is 0 when no GPU device is there to
+	// offload to (a CPU-only build, or a GPU back-end that did not come up).
 	GPULayers, Layers int
 }
 
@@ -189,8 +189,7 @@ func Open(ctx context.Context, modelPath string, opts Options) (*Engine, error) 
 	default:
 		mp.NGpuLayers = int32(opts.GPULayers)
 	}
-	lastLlamaError() // forget errors and offload figures from earlier calls
-	lastOffload()
+	lastLlamaError() // forget errors from earlier calls
 	model, err := llama.ModelLoadFromFile(modelPath, mp)
 	if err != nil || model == 0 {
 		msg := lastLlamaError()
@@ -222,10 +221,10 @@ func Open(ctx context.Context, modelPath string, opts Options) (*Engine, error) 
 	if e.info.Name == "" {
 		e.info.Name = strings.TrimSuffix(filepath.Base(modelPath), filepath.Ext(modelPath))
 	}
-	if n, of, ok := lastOffload(); ok {
-		e.info.GPULayers, e.info.Layers = n, of
-		if n > 0 {
-			log.Info("model offloaded to GPU", "model", e.info.Name, "layers", n, "of", of)
+	if llama.SupportsGpuOffload() {
+		e.info.GPULayers, e.info.Layers = offloadedLayers(mp.NGpuLayers, llama.ModelNLayer(model))
+		if e.info.GPULayers > 0 {
+			log.Info("model offloaded to GPU", "model", e.info.Name, "layers", e.info.GPULayers, "of", e.info.Layers)
 		}
 	}
 	if e.info.EmbeddingSize <= 0 {
@@ -398,6 +397,15 @@ func (e *Engine) Model() string { return e.info.Name }
 
 // Info describes the model and the engine's configuration.
 func (e *Engine) Info() Info { return e.info }
+
+// offloadedLayers returns how many layers llama.cpp puts on a GPU when
+// asked for asked of a model of nLayer layers, and of how many: the
+// repeating layers plus the output layer, the first asked of them (the
+// count llama.cpp itself reports when it loads a model with a GPU device).
+func offloadedLayers(asked, nLayer int32) (gpu, layers int) {
+	layers = int(nLayer) + 1
+	return min(max(int(asked), 0), layers), layers
+}
 
 // Placement implements engine.Placer: the layers llama.cpp offloaded.
 func (e *Engine) Placement() engine.Placement {

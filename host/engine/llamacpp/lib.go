@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -194,8 +193,6 @@ type logSink struct {
 	pending strings.Builder
 	level   llama.LogLevel
 	errs    []string // recent error lines, oldest first
-	// offload is the last "offloaded N/M layers to GPU" line's N and M.
-	offload [2]int
 }
 
 // maxPending bounds a log line that never ends (progress dots, say).
@@ -232,11 +229,6 @@ func (s *logSink) callback(level int32, text *byte, _ uintptr) uintptr {
 				s.errs = append(s.errs[:0], s.errs[n-maxErrLines:]...)
 			}
 		}
-		for _, l := range lines {
-			if n, of, ok := parseOffload(l); ok {
-				s.offload = [2]int{n, of}
-			}
-		}
 	}
 	s.mu.Unlock()
 
@@ -254,43 +246,6 @@ func (s *logSink) callback(level int32, text *byte, _ uintptr) uintptr {
 		logger.Debug(l, "source", "llama.cpp", "llama_level", levelName(lvl))
 	}
 	return 0
-}
-
-// parseOffload reads llama.cpp's "load_tensors: offloaded 13/13 layers to
-// GPU", the only place the library says how much of a model went to a GPU.
-func parseOffload(line string) (n, of int, ok bool) {
-	_, rest, found := strings.Cut(line, "offloaded ")
-	if !found {
-		return 0, 0, false
-	}
-	frac, tail, found := strings.Cut(rest, " ")
-	if !found || tail != "layers to GPU" {
-		return 0, 0, false
-	}
-	a, b, found := strings.Cut(frac, "/")
-	if !found {
-		return 0, 0, false
-	}
-	n, err1 := strconv.Atoi(a)
-	of, err2 := strconv.Atoi(b)
-	if err1 != nil || err2 != nil || n < 0 || of <= 0 || n > of {
-		return 0, 0, false
-	}
-	return n, of, true
-}
-
-// takeOffload returns and forgets the last offload line's figures; ok is
-// false when none came since the last call (a build without GPU support
-// logs none).
-func (s *logSink) takeOffload() (n, of int, ok bool) {
-	if s == nil {
-		return 0, 0, false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o := s.offload
-	s.offload = [2]int{}
-	return o[0], o[1], o[1] > 0
 }
 
 // takeErrors returns and forgets the recent error lines llama.cpp logged,
@@ -319,16 +274,6 @@ func levelName(l llama.LogLevel) string {
 	default:
 		return "none"
 	}
-}
-
-// lastOffload returns the figures of the last offload line llama.cpp
-// logged, and forgets them. As with lastLlamaError, models loading at once
-// may see each other's line.
-func lastOffload() (n, of int, ok bool) {
-	runtimeLib.mu.Lock()
-	sink := runtimeLib.sink
-	runtimeLib.mu.Unlock()
-	return sink.takeOffload()
 }
 
 // lastLlamaError returns the recent error lines llama.cpp logged, if any,

@@ -120,6 +120,16 @@ func (c *promptCache) admit(n int64) bool {
 // with, which share will try first (an estimate: rows that differ keep the
 // state whole).
 func (c *promptCache) expected(tokens []llama.Token, n int64) int64 {
+	best := c.longestPrefix(tokens)
+	if best == nil || int64(len(best.data)) >= n {
+		return n
+	}
+	return n - int64(len(best.data))
+}
+
+// longestPrefix returns the longest shared prefix whose tokens tokens
+// start with (and go past), or nil.
+func (c *promptCache) longestPrefix(tokens []llama.Token) *sharedPrefix {
 	var best *sharedPrefix
 	for _, p := range c.prefixes {
 		k := len(p.tokens)
@@ -127,10 +137,7 @@ func (c *promptCache) expected(tokens []llama.Token, n int64) int64 {
 			best = p
 		}
 	}
-	if best == nil || int64(len(best.data)) >= n {
-		return n
-	}
-	return n - int64(len(best.data))
+	return best
 }
 
 // maxSpare bounds the mappings kept for reuse.
@@ -319,13 +326,7 @@ func (c *promptCache) share(e *promptEntry) {
 		return
 	}
 	e.layout = lay
-	var use *sharedPrefix
-	for _, p := range c.prefixes {
-		n := len(p.tokens)
-		if n < len(e.tokens) && (use == nil || n > len(use.tokens)) && commonPrefix(p.tokens, e.tokens, n) == n {
-			use = p
-		}
-	}
+	use := c.longestPrefix(e.tokens)
 	if use != nil && !use.matches(e.data, lay, len(use.tokens)) {
 		use = nil
 	}
@@ -476,13 +477,13 @@ func (s *sched) restore(sl *slot, e *promptEntry) bool {
 	if err != nil {
 		s.e.log.Debug("llama.cpp prompt cache: restore skipped", "model", s.e.info.Name, "err", err)
 	}
-	if err != nil || llama.StateSeqSetData(s.lctx, data, sl.id) == 0 {
-		s.cache.trim()
+	ok := err == nil && llama.StateSeqSetData(s.lctx, data, sl.id) != 0
+	s.cache.trim() // the scratch mapping may go now
+	if !ok {
 		llama.MemorySeqRm(s.mem, sl.id, -1, -1)
 		sl.cached = sl.cached[:0]
 		return false
 	}
-	s.cache.trim()
 	s.clock++
 	e.used = s.clock
 	e.hits++
